@@ -1,0 +1,160 @@
+package api
+
+import (
+	"fmt"
+	"net/netip"
+	"regexp"
+	"time"
+
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Network drivers.
+const (
+	DriverOverlay = "overlay"
+	DriverBridge  = "bridge"
+	DriverHost    = "host"
+	DriverNone    = "none"
+)
+
+// Network is a named network. Overlay networks are cluster-wide and owned by the controller; bridge
+// networks are local to one agent. Empty fields in a create request are chosen by the owner (subnet from
+// the default pool, gateway = first address, VNI from the VNI pool, MTU derived from the underlay).
+type Network struct {
+	Name     string            `json:"name" yaml:"name"`
+	Driver   string            `json:"driver" yaml:"driver"`
+	Subnet   string            `json:"subnet,omitempty" yaml:"subnet,omitempty"`     // CIDR, e.g. 10.20.0.0/24
+	Gateway  string            `json:"gateway,omitempty" yaml:"gateway,omitempty"`   // address inside Subnet
+	IPRange  string            `json:"ipRange,omitempty" yaml:"ipRange,omitempty"`   // CIDR inside Subnet that containers get addresses from
+	VNI      uint32            `json:"vni,omitempty" yaml:"vni,omitempty"`           // overlay only; 1..16777215
+	MTU      int               `json:"mtu,omitempty" yaml:"mtu,omitempty"`           // 0: derived (underlay MTU - 50)
+	Internal bool              `json:"internal,omitempty" yaml:"internal,omitempty"` // no outbound NAT
+	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+
+	ID       string    `json:"id,omitempty" yaml:"-"`       // set by the owner
+	Created  time.Time `json:"created,omitempty" yaml:"-"`  // set by the owner
+	Revision int64     `json:"revision,omitempty" yaml:"-"` // etcd mod revision, for compare-and-swap
+}
+
+var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
+
+// ValidName reports whether s may name a network, host or container.
+func ValidName(s string) bool { return nameRE.MatchString(s) }
+
+// Validate checks a network create request. It does not check overlap with other networks; the owner does.
+func (n *Network) Validate() error {
+	if !ValidName(n.Name) {
+		return fmt.Errorf("network name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit: %w", n.Name, errdefs.ErrInvalidArgument)
+	}
+	switch n.Driver {
+	case DriverOverlay, DriverBridge:
+	case "":
+		return fmt.Errorf("network %q: no driver; use --driver overlay or --driver bridge: %w", n.Name, errdefs.ErrInvalidArgument)
+	default:
+		return fmt.Errorf("network %q: unknown driver %q; use overlay or bridge: %w", n.Name, n.Driver, errdefs.ErrInvalidArgument)
+	}
+	var subnet netip.Prefix
+	if n.Subnet != "" {
+		p, err := netip.ParsePrefix(n.Subnet)
+		if err != nil || !p.Addr().Is4() {
+			return fmt.Errorf("network %q: subnet %q is not an IPv4 CIDR such as 10.20.0.0/24: %w", n.Name, n.Subnet, errdefs.ErrInvalidArgument)
+		}
+		if p.Masked() != p {
+			return fmt.Errorf("network %q: subnet %q has host bits set; did you mean %s?: %w", n.Name, n.Subnet, p.Masked(), errdefs.ErrInvalidArgument)
+		}
+		if p.Bits() > 30 {
+			return fmt.Errorf("network %q: subnet %q is too small; use a prefix of /30 or shorter: %w", n.Name, n.Subnet, errdefs.ErrInvalidArgument)
+		}
+		subnet = p
+	}
+	if n.Gateway != "" {
+		a, err := netip.ParseAddr(n.Gateway)
+		if err != nil || !a.Is4() {
+			return fmt.Errorf("network %q: gateway %q is not an IPv4 address: %w", n.Name, n.Gateway, errdefs.ErrInvalidArgument)
+		}
+		if !subnet.IsValid() {
+			return fmt.Errorf("network %q: --gateway needs --subnet: %w", n.Name, errdefs.ErrInvalidArgument)
+		}
+		if !subnet.Contains(a) || a == subnet.Addr() || a == LastAddr(subnet) {
+			return fmt.Errorf("network %q: gateway %s is not a usable address of subnet %s: %w", n.Name, a, subnet, errdefs.ErrInvalidArgument)
+		}
+	}
+	if n.IPRange != "" {
+		r, err := netip.ParsePrefix(n.IPRange)
+		if err != nil || !r.Addr().Is4() {
+			return fmt.Errorf("network %q: ip-range %q is not an IPv4 CIDR: %w", n.Name, n.IPRange, errdefs.ErrInvalidArgument)
+		}
+		if !subnet.IsValid() {
+			return fmt.Errorf("network %q: --ip-range needs --subnet: %w", n.Name, errdefs.ErrInvalidArgument)
+		}
+		if r.Masked() != r || r.Bits() < subnet.Bits() || !subnet.Contains(r.Addr()) {
+			return fmt.Errorf("network %q: ip-range %s is not inside subnet %s: %w", n.Name, n.IPRange, subnet, errdefs.ErrInvalidArgument)
+		}
+	}
+	if n.VNI > 1<<24-1 {
+		return fmt.Errorf("network %q: VNI %d is out of range; use 1-16777215: %w", n.Name, n.VNI, errdefs.ErrInvalidArgument)
+	}
+	if n.VNI != 0 && n.Driver != DriverOverlay {
+		return fmt.Errorf("network %q: a VNI applies only to overlay networks: %w", n.Name, errdefs.ErrInvalidArgument)
+	}
+	if n.MTU != 0 && (n.MTU < 576 || n.MTU > 65535) {
+		return fmt.Errorf("network %q: MTU %d is out of range; use 576-65535 or leave it unset to derive it: %w", n.Name, n.MTU, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// LastAddr returns the highest address of p (the broadcast address for IPv4).
+func LastAddr(p netip.Prefix) netip.Addr {
+	a := p.Masked().Addr().As4()
+	hostBits := 32 - p.Bits()
+	v := uint32(a[0])<<24 | uint32(a[1])<<16 | uint32(a[2])<<8 | uint32(a[3])
+	v |= uint32(1)<<hostBits - 1
+	return netip.AddrFrom4([4]byte{byte(v >> 24), byte(v >> 16), byte(v >> 8), byte(v)})
+}
+
+// Endpoint is one container's attachment to a network: the address the controller (overlay) or the
+// agent (bridge) allocated for it. Its owner is the triple (Network, Host, Container).
+type Endpoint struct {
+	Network   string    `json:"network"`
+	Host      string    `json:"host"`
+	Container string    `json:"container"`          // container ID
+	IP        string    `json:"ip"`                 // address without prefix length
+	MAC       string    `json:"mac,omitempty"`      // derived from IP by the agent for overlay endpoints
+	VTEP      string    `json:"vtep,omitempty"`     // underlay address of Host, filled in by the controller
+	Created   time.Time `json:"created,omitempty"`  // set by the owner
+	Revision  int64     `json:"revision,omitempty"` // etcd mod revision
+}
+
+// Host states as seen by the controller.
+const (
+	HostAlive = "alive"
+	HostDead  = "dead"
+	HostLeft  = "left"
+)
+
+// Host is a node of the cluster, registered by its agent.
+type Host struct {
+	Name     string            `json:"name" yaml:"name"`
+	Address  string            `json:"address" yaml:"address"` // underlay (VTEP) IPv4 address
+	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	State    string            `json:"state,omitempty" yaml:"-"`
+	LastSeen time.Time         `json:"lastSeen,omitempty" yaml:"-"`
+	Revision int64             `json:"revision,omitempty" yaml:"-"`
+}
+
+// Validate checks a host registration.
+func (h *Host) Validate() error {
+	if !ValidName(h.Name) {
+		return fmt.Errorf("host name %q: use 1-63 letters, digits, '_', '.' or '-': %w", h.Name, errdefs.ErrInvalidArgument)
+	}
+	if a, err := netip.ParseAddr(h.Address); err != nil || !a.Is4() {
+		return fmt.Errorf("host %q: address %q is not an IPv4 address: %w", h.Name, h.Address, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Error is the body of every non-2xx API answer (agent and controller alike).
+type Error struct {
+	Code    string `json:"code"`    // errdefs.Code of the error class
+	Message string `json:"message"` // what was asked, what is wrong, what to do
+}

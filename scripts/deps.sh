@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the Debian packages ov's demo, tests and benchmarks need, only those missing.
+# Safe to run repeatedly; needs root (apt-get) the first time.
+set -euo pipefail
+pkgs=(busybox-static runc iptables iproute2 iperf3 etcd-server etcd-client tcpdump tini procps psmisc kmod libseccomp-dev pkg-config util-linux)
+missing=()
+for p in "${pkgs[@]}"; do
+	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+	echo "deps: installing ${missing[*]}" >&2
+	export DEBIAN_FRONTEND=noninteractive
+	apt-get update -qq
+	apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# etcd-server's package starts no daemon on machines without systemd; ov starts its own etcd.
+go mod download
