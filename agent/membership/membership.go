@@ -186,7 +186,7 @@ func (m *Membership) Start() error {
 	mc.SuspicionMult = m.cfg.SuspicionMult
 	mc.GossipInterval = 100 * time.Millisecond
 	mc.PushPullInterval = 5 * time.Second // full state exchange: heals what a lost gossip message missed
-	mc.DeadNodeReclaimTime = time.Second // a host that restarts may come back at once under its name
+	mc.DeadNodeReclaimTime = time.Second  // a host that restarts may come back at once under its name
 	mc.Events = (*events)(m)
 	mc.Delegate = (*delegate)(m)
 	mc.Logger = slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
