@@ -1,0 +1,292 @@
+package api
+
+import (
+	"fmt"
+	"net/netip"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// AgentAPIVersion prefixes every path of the agent's local API (/v1/...).
+const AgentAPIVersion = "v1"
+
+// Network modes a container can ask for besides a network name.
+const (
+	NetworkModeDefault   = "bridge"     // the agent's default bridge network
+	NetworkModeContainer = "container:" // prefix: join the network namespace of another container
+)
+
+// Container states.
+const (
+	StateCreated = "created"
+	StateRunning = "running"
+	StateExited  = "exited"
+)
+
+// PortMapping publishes a container port on the host (docker's -p [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]).
+type PortMapping struct {
+	HostIP        string `json:"hostIP,omitempty"` // empty: every host address
+	HostPort      uint16 `json:"hostPort"`
+	ContainerPort uint16 `json:"containerPort"`
+	Protocol      string `json:"protocol"` // tcp or udp
+}
+
+// String renders p the way -p takes it.
+func (p PortMapping) String() string {
+	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Protocol)
+	if p.HostIP != "" {
+		s = p.HostIP + ":" + s
+	}
+	return s
+}
+
+// ParsePortMapping parses -p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp].
+func ParsePortMapping(s string) (PortMapping, error) {
+	bad := func(why string) (PortMapping, error) {
+		return PortMapping{}, fmt.Errorf("port mapping %q: %s; use [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. 8080:80: %w", s, why, errdefs.ErrInvalidArgument)
+	}
+	p := PortMapping{Protocol: "tcp"}
+	rest := s
+	if i := strings.LastIndex(rest, "/"); i >= 0 {
+		p.Protocol = strings.ToLower(rest[i+1:])
+		rest = rest[:i]
+		if p.Protocol != "tcp" && p.Protocol != "udp" {
+			return bad("protocol must be tcp or udp")
+		}
+	}
+	parts := strings.Split(rest, ":")
+	switch len(parts) {
+	case 2:
+	case 3:
+		a, err := netip.ParseAddr(parts[0])
+		if err != nil || !a.Is4() {
+			return bad("host IP is not an IPv4 address")
+		}
+		p.HostIP = parts[0]
+		parts = parts[1:]
+	default:
+		return bad("needs a host port and a container port")
+	}
+	hp, err1 := strconv.ParseUint(parts[0], 10, 16)
+	cp, err2 := strconv.ParseUint(parts[1], 10, 16)
+	if err1 != nil || err2 != nil || hp == 0 || cp == 0 {
+		return bad("ports must be numbers 1-65535")
+	}
+	p.HostPort, p.ContainerPort = uint16(hp), uint16(cp)
+	return p, nil
+}
+
+// Mount bind-mounts a host path into the container (-v HOST:CONTAINER[:ro]).
+type Mount struct {
+	Source      string `json:"source"`
+	Destination string `json:"destination"`
+	ReadOnly    bool   `json:"readOnly,omitempty"`
+}
+
+// ParseMount parses -v HOST:CONTAINER[:ro|:rw].
+func ParseMount(s string) (Mount, error) {
+	parts := strings.Split(s, ":")
+	m := Mount{}
+	switch {
+	case len(parts) == 3 && (parts[2] == "ro" || parts[2] == "rw"):
+		m.ReadOnly = parts[2] == "ro"
+	case len(parts) == 2:
+	default:
+		return m, fmt.Errorf("volume %q: use HOSTPATH:CONTAINERPATH[:ro]: %w", s, errdefs.ErrInvalidArgument)
+	}
+	m.Source, m.Destination = parts[0], parts[1]
+	if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
+		return m, fmt.Errorf("volume %q: both paths must be absolute: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return m, nil
+}
+
+// ContainerCreate is the body of POST /v1/containers: what `ovctl run` asks for. Empty fields take the
+// image's value (Entrypoint, Cmd, Env, WorkingDir, User) or the agent's default.
+type ContainerCreate struct {
+	Name       string   `json:"name,omitempty"` // empty: the agent picks one
+	Image      string   `json:"image"`          // image reference, or an absolute path to a rootfs directory
+	Entrypoint []string `json:"entrypoint,omitempty"`
+	Cmd        []string `json:"cmd,omitempty"`
+	Env        []string `json:"env,omitempty"` // KEY=VALUE, added to the image's
+	WorkingDir string   `json:"workingDir,omitempty"`
+	User       string   `json:"user,omitempty"` // uid[:gid] or a name from the image's /etc/passwd
+	Hostname   string   `json:"hostname,omitempty"`
+	Tty        bool     `json:"tty,omitempty"`
+	OpenStdin  bool     `json:"openStdin,omitempty"`
+	AutoRemove bool     `json:"autoRemove,omitempty"` // --rm: remove when it exits
+
+	Network string        `json:"network,omitempty"` // network name, host, none or container:NAME; empty: bridge
+	IP      string        `json:"ip,omitempty"`      // static address on Network
+	Ports   []PortMapping `json:"ports,omitempty"`
+	Mounts  []Mount       `json:"mounts,omitempty"`
+
+	Memory     int64    `json:"memory,omitempty"`    // bytes; 0: no limit
+	NanoCPUs   int64    `json:"nanoCPUs,omitempty"`  // 1e9 = one CPU; 0: no limit
+	PidsLimit  int64    `json:"pidsLimit,omitempty"` // 0: no limit
+	CapAdd     []string `json:"capAdd,omitempty"`
+	CapDrop    []string `json:"capDrop,omitempty"`
+	ReadOnly   bool     `json:"readOnly,omitempty"`
+	Privileged bool     `json:"privileged,omitempty"`
+}
+
+// Validate checks a create request without looking at the agent's state.
+func (c *ContainerCreate) Validate() error {
+	if c.Name != "" && !ValidName(c.Name) {
+		return fmt.Errorf("container name %q: use 1-63 letters, digits, '_', '.' or '-', starting with a letter or digit: %w", c.Name, errdefs.ErrInvalidArgument)
+	}
+	if c.Image == "" {
+		return fmt.Errorf("container: no image given; name an image from `ovctl image ls`: %w", errdefs.ErrInvalidArgument)
+	}
+	for _, e := range c.Env {
+		if k, _, _ := strings.Cut(e, "="); k == "" {
+			return fmt.Errorf("environment variable %q: use KEY=VALUE: %w", e, errdefs.ErrInvalidArgument)
+		}
+	}
+	if c.WorkingDir != "" && !filepath.IsAbs(c.WorkingDir) {
+		return fmt.Errorf("working directory %q must be absolute: %w", c.WorkingDir, errdefs.ErrInvalidArgument)
+	}
+	if c.IP != "" {
+		if a, err := netip.ParseAddr(c.IP); err != nil || !a.Is4() {
+			return fmt.Errorf("--ip %q is not an IPv4 address: %w", c.IP, errdefs.ErrInvalidArgument)
+		}
+		switch {
+		case c.Network == DriverHost || c.Network == DriverNone || strings.HasPrefix(c.Network, NetworkModeContainer):
+			return fmt.Errorf("--ip %s cannot be used with --network %s; use a bridge or overlay network: %w", c.IP, c.Network, errdefs.ErrInvalidArgument)
+		}
+	}
+	if len(c.Ports) > 0 && (c.Network == DriverHost || c.Network == DriverNone || strings.HasPrefix(c.Network, NetworkModeContainer)) {
+		return fmt.Errorf("-p cannot be used with --network %s; publish ports on a bridge network: %w", c.Network, errdefs.ErrInvalidArgument)
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Ports {
+		if p.HostPort == 0 || p.ContainerPort == 0 || (p.Protocol != "tcp" && p.Protocol != "udp") {
+			return fmt.Errorf("port mapping %s: ports must be 1-65535 and protocol tcp or udp: %w", p, errdefs.ErrInvalidArgument)
+		}
+		k := fmt.Sprintf("%s:%d/%s", p.HostIP, p.HostPort, p.Protocol)
+		if seen[k] {
+			return fmt.Errorf("port mapping %s: host port published twice: %w", p, errdefs.ErrInvalidArgument)
+		}
+		seen[k] = true
+	}
+	for _, m := range c.Mounts {
+		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
+			return fmt.Errorf("volume %s:%s: both paths must be absolute: %w", m.Source, m.Destination, errdefs.ErrInvalidArgument)
+		}
+	}
+	if c.Memory < 0 || c.NanoCPUs < 0 || c.PidsLimit < 0 {
+		return fmt.Errorf("container: --memory, --cpus and --pids-limit must not be negative: %w", errdefs.ErrInvalidArgument)
+	}
+	if c.Memory > 0 && c.Memory < 6<<20 {
+		return fmt.Errorf("--memory %d: the minimum is 6MiB: %w", c.Memory, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// ContainerState is what the shim reports about a container's init process.
+type ContainerState struct {
+	Status     string    `json:"status"` // created, running, exited
+	Pid        int       `json:"pid,omitempty"`
+	ExitCode   int       `json:"exitCode"` // 128+n when killed by signal n
+	Error      string    `json:"error,omitempty"`
+	StartedAt  time.Time `json:"startedAt,omitempty"`
+	FinishedAt time.Time `json:"finishedAt,omitempty"`
+}
+
+// ContainerEndpoint is a container's attachment to one network as the container sees it.
+type ContainerEndpoint struct {
+	Network   string `json:"network"`
+	Driver    string `json:"driver"`
+	Interface string `json:"interface,omitempty"` // inside the container, e.g. eth0
+	IP        string `json:"ip,omitempty"`
+	PrefixLen int    `json:"prefixLen,omitempty"`
+	Gateway   string `json:"gateway,omitempty"`
+	MAC       string `json:"mac,omitempty"`
+}
+
+// Container is what GET /v1/containers/{id} answers.
+type Container struct {
+	ID       string              `json:"id"` // 64 hex digits
+	Name     string              `json:"name"`
+	Image    string              `json:"image"`             // as asked
+	ImageID  string              `json:"imageID,omitempty"` // resolved image digest
+	Command  []string            `json:"command"`           // entrypoint + cmd as run
+	Created  time.Time           `json:"created"`
+	Config   ContainerCreate     `json:"config"`
+	State    ContainerState      `json:"state"`
+	Networks []ContainerEndpoint `json:"networks,omitempty"`
+	NetNS    string              `json:"netns,omitempty"` // path of its network namespace, if it has its own
+	Rootfs   string              `json:"rootfs,omitempty"`
+	LogPath  string              `json:"logPath,omitempty"`
+}
+
+// ShortID is the 12-digit prefix of a container or image ID.
+func ShortID(id string) string {
+	if len(id) > 12 {
+		return id[:12]
+	}
+	return id
+}
+
+// ExecConfig is the body of POST /v1/containers/{id}/exec.
+type ExecConfig struct {
+	Cmd        []string `json:"cmd"`
+	Env        []string `json:"env,omitempty"`
+	User       string   `json:"user,omitempty"`
+	WorkingDir string   `json:"workingDir,omitempty"`
+	Tty        bool     `json:"tty,omitempty"`
+	Stdin      bool     `json:"stdin,omitempty"`
+}
+
+// Validate checks an exec request.
+func (e *ExecConfig) Validate() error {
+	if len(e.Cmd) == 0 || e.Cmd[0] == "" {
+		return fmt.Errorf("exec: no command given: %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Exit is the last frame of an attach or exec stream and the answer of POST .../wait.
+type Exit struct {
+	ExitCode int    `json:"exitCode"`
+	Error    string `json:"error,omitempty"` // the engine could not run the process
+}
+
+// Image is one image of the agent's store as GET /v1/images lists it.
+type Image struct {
+	ID      string    `json:"id"` // sha256:... of the image config
+	Refs    []string  `json:"refs,omitempty"`
+	Size    int64     `json:"size"`
+	Created time.Time `json:"created,omitempty"`
+}
+
+// ImageLoadProgress is one line of the JSON-lines answer of POST /v1/images/load and /import; the last
+// line has Done or Error set.
+type ImageLoadProgress struct {
+	Message string   `json:"message,omitempty"`
+	Current int64    `json:"current,omitempty"`
+	Total   int64    `json:"total,omitempty"`
+	Done    bool     `json:"done,omitempty"`
+	Images  []Image  `json:"images,omitempty"`
+	Error   *Error   `json:"error,omitempty"`
+	Refs    []string `json:"refs,omitempty"`
+}
+
+// NetworkConnect is the body of POST /v1/networks/{name}/connect and /disconnect.
+type NetworkConnect struct {
+	Container string `json:"container"`
+	IP        string `json:"ip,omitempty"`
+	Force     bool   `json:"force,omitempty"`
+}
+
+// Version is what GET /v1/version answers.
+type Version struct {
+	Version    string `json:"version"`
+	APIVersion string `json:"apiVersion"`
+	Runtime    string `json:"runtime"`
+	Host       string `json:"host,omitempty"`
+}
