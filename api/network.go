@@ -140,6 +140,9 @@ type Host struct {
 	State    string            `json:"state,omitempty" yaml:"-"`
 	LastSeen time.Time         `json:"lastSeen,omitempty" yaml:"-"`
 	Revision int64             `json:"revision,omitempty" yaml:"-"`
+	// Token is the host's own credential, set only in the controller's answer to a first registration
+	// (see docs/api.md): the agent keeps it and authenticates with it from then on.
+	Token string `json:"token,omitempty" yaml:"-"`
 }
 
 // Validate checks a host registration.

@@ -1,0 +1,82 @@
+package api
+
+import (
+	"fmt"
+	"net/netip"
+
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Types of the controller API (docs/api.md) beyond Network, Host and Endpoint.
+
+// EndpointList answers GET /v1/networks/{name}/endpoints: the endpoints of a network as of Revision.
+// A watch started from Revision misses nothing.
+type EndpointList struct {
+	Endpoints []Endpoint `json:"endpoints"`
+	Revision  int64      `json:"revision"`
+}
+
+// Endpoint event types on the watch stream.
+const (
+	// EventSnapshot carries the complete set of endpoints (Endpoints) as of Revision: replace
+	// everything known about the network with it. It is the first event of a watch without a revision,
+	// and comes again whenever the requested history was compacted.
+	EventSnapshot = "snapshot"
+	// EventPut: Endpoint was allocated or changed at Revision.
+	EventPut = "put"
+	// EventDelete: Endpoint was released at Revision.
+	EventDelete = "delete"
+	// EventProgress: nothing changed up to Revision (a heartbeat; resume from it).
+	EventProgress = "progress"
+)
+
+// EndpointEvent is one line (newline-delimited JSON) of GET /v1/networks/{name}/endpoints?watch=1.
+type EndpointEvent struct {
+	Type      string     `json:"type"`
+	Endpoint  *Endpoint  `json:"endpoint,omitempty"`  // put, delete
+	Endpoints []Endpoint `json:"endpoints,omitempty"` // snapshot
+	Revision  int64      `json:"revision"`
+}
+
+// ReconcileRequest is the body of POST /v1/hosts/{name}/reconcile: the endpoints the host really has.
+type ReconcileRequest struct {
+	Endpoints []Endpoint `json:"endpoints"`
+}
+
+// ReconcileResponse lists the allocations of the host the controller released because the host did not
+// report them.
+type ReconcileResponse struct {
+	Released []Endpoint `json:"released"`
+}
+
+// Validate checks an allocation request: network, host and container named, IP empty or an IPv4
+// address.
+func (e *Endpoint) Validate() error {
+	if !ValidName(e.Network) {
+		return fmt.Errorf("endpoint: network name %q is not valid: %w", e.Network, errdefs.ErrInvalidArgument)
+	}
+	if !ValidName(e.Host) {
+		return fmt.Errorf("endpoint: host name %q is not valid: %w", e.Host, errdefs.ErrInvalidArgument)
+	}
+	if !validContainer(e.Container) {
+		return fmt.Errorf("endpoint: container %q: use 1-128 letters, digits, '_', '.' or '-': %w", e.Container, errdefs.ErrInvalidArgument)
+	}
+	if e.IP != "" {
+		if a, err := netip.ParseAddr(e.IP); err != nil || !a.Is4() {
+			return fmt.Errorf("endpoint: address %q is not an IPv4 address: %w", e.IP, errdefs.ErrInvalidArgument)
+		}
+	}
+	return nil
+}
+
+func validContainer(s string) bool {
+	if len(s) == 0 || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '_' || c == '.' || c == '-') {
+			return false
+		}
+	}
+	return true
+}
