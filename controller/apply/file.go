@@ -15,6 +15,7 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/ipam"
 )
 
 // The header every cluster file starts with.
@@ -544,7 +545,7 @@ func (p *parser) checkNetworks(nets []Network) {
 			continue
 		}
 		for _, o := range withSubnet {
-			if op := netip.MustParsePrefix(o.Subnet); op.Overlaps(s) {
+			if op := netip.MustParsePrefix(o.Subnet); ipam.Overlaps(op, s) {
 				p.add(n.line("subnet"), "network %q: subnet %s overlaps network %q (%s, line %d); choose another subnet", n.Name, s, o.Name, op, o.line("subnet"))
 				break
 			}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/ipam"
 )
 
 // Cluster is what apply needs from the controller; *client.Client satisfies it. Every write is checked
@@ -248,7 +249,7 @@ func (pl *planner) free(fn *Network, kept []api.Network) bool {
 	}
 	if s, err := netip.ParsePrefix(fn.Subnet); err == nil {
 		for _, o := range kept {
-			if op, err := netip.ParsePrefix(o.Subnet); err == nil && op.Overlaps(s) {
+			if op, err := netip.ParsePrefix(o.Subnet); err == nil && ipam.Overlaps(op, s) {
 				pl.add(fn.line("subnet"), "network %q: subnet %s overlaps the existing network %q (%s), which the file does not name; choose another subnet, or %s", fn.Name, s, o.Name, op, hint(o))
 				ok = false
 			}
@@ -269,7 +270,7 @@ func (pl *planner) free(fn *Network, kept []api.Network) bool {
 				continue
 			}
 			for _, c := range pl.cur.Networks {
-				if cs, err := netip.ParsePrefix(c.Subnet); err == nil && c.Name == o.Name && cs.Overlaps(s) {
+				if cs, err := netip.ParsePrefix(c.Subnet); err == nil && c.Name == o.Name && ipam.Overlaps(cs, s) {
 					pl.add(fn.line("subnet"), "network %q: subnet %s overlaps network %q, which has %s in the cluster; choose another subnet", fn.Name, s, o.Name, cs)
 					ok = false
 				}
