@@ -1,0 +1,78 @@
+package vxlan
+
+import (
+	"fmt"
+	"io"
+	"log/slog"
+	"net/netip"
+	"time"
+
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/netlink"
+)
+
+// Config configures a Driver. Start from DefaultConfig and set LocalIP.
+type Config struct {
+	// Logger receives the driver's logs, scoped with component=vxlan. Default: discard.
+	Logger *slog.Logger
+	// HostNetns is the path of the network namespace the driver manages as "the host" (e.g.
+	// /run/netns/host1 in the lab); "" means the namespace the process runs in. Default "".
+	HostNetns string
+	// LocalIP is this host's underlay (VTEP) address: the VXLAN source address. Required; it must be
+	// an IPv4 address of an interface in HostNetns.
+	LocalIP netip.Addr
+	// Port is the UDP destination port of VXLAN. Default 4789 (IANA).
+	Port int
+	// UnderlayMTU is the MTU to derive overlay MTUs from (minus 50). Default 0: read the MTU of the
+	// interface holding LocalIP at every reconcile.
+	UnderlayMTU int
+	// Resync is the period of the full reconcile Run does even when nothing was kicked. Default 30s.
+	Resync time.Duration
+	// MinBackoff and MaxBackoff bound the retry delay Run uses after a failed reconcile (doubling).
+	// Defaults 200ms and 30s.
+	MinBackoff, MaxBackoff time.Duration
+	// IsolateFrom lists iptables interface patterns (e.g. "docker0", "br-+") that overlay traffic is
+	// never forwarded to, besides other overlay bridges, which are always isolated. Default none.
+	IsolateFrom []string
+	// IPForward turns on net.ipv4.ip_forward in HostNetns when a non-internal network is set up, so
+	// that containers reach the outside through the gateway. Default true.
+	IPForward bool
+	// Netlink opens netlink handles in namespaces. Default netlink.System{} (the kernel).
+	Netlink netlink.Namespaces
+	// IPTables runs iptables in HostNetns. Default: the iptables binary (github.com/coreos/go-iptables)
+	// run from an OS thread switched into HostNetns.
+	IPTables IPTables
+}
+
+// DefaultConfig returns a Config with every default filled in; LocalIP remains to be set.
+func DefaultConfig() Config {
+	return Config{
+		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Port:       4789,
+		Resync:     30 * time.Second,
+		MinBackoff: 200 * time.Millisecond,
+		MaxBackoff: 30 * time.Second,
+		IPForward:  true,
+		Netlink:    netlink.System{},
+	}
+}
+
+// Validate reports the first bad field.
+func (c *Config) Validate() error {
+	if !c.LocalIP.Is4() {
+		return fmt.Errorf("vxlan config: LocalIP %q is not an IPv4 address; set it to this host's underlay address: %w", c.LocalIP, errdefs.ErrInvalidArgument)
+	}
+	if c.Port < 1 || c.Port > 65535 {
+		return fmt.Errorf("vxlan config: Port %d is out of range; use 1-65535 (4789 is the standard): %w", c.Port, errdefs.ErrInvalidArgument)
+	}
+	if c.UnderlayMTU != 0 && (c.UnderlayMTU < 626 || c.UnderlayMTU > 65535) {
+		return fmt.Errorf("vxlan config: UnderlayMTU %d is out of range; use 626-65535 or 0 to read it from the interface: %w", c.UnderlayMTU, errdefs.ErrInvalidArgument)
+	}
+	if c.Resync <= 0 || c.MinBackoff <= 0 || c.MaxBackoff < c.MinBackoff {
+		return fmt.Errorf("vxlan config: Resync (%v), MinBackoff (%v) and MaxBackoff (%v) must be positive and MaxBackoff >= MinBackoff: %w", c.Resync, c.MinBackoff, c.MaxBackoff, errdefs.ErrInvalidArgument)
+	}
+	if c.Logger == nil || c.Netlink == nil {
+		return fmt.Errorf("vxlan config: Logger and Netlink must be set; start from DefaultConfig(): %w", errdefs.ErrInvalidArgument)
+	}
+	return nil
+}

@@ -1,0 +1,19 @@
+// Package vxlan is ov's overlay data plane on one host: it converges the host's kernel to the desired
+// overlay state, level-triggered. Given the whole State (every overlay network the host serves, its
+// local endpoints, its remote peers and the VTEPs of the other hosts serving it), Driver.Reconcile
+// computes the bridges, VXLAN devices, veth pairs, neighbour and FDB entries and iptables rules the
+// host should have, compares them with what the kernel has and fixes the difference.
+//
+// What it owns on a host (and removes when the State no longer asks for it):
+//   - links named ovbr-<vni> (bridge), ovvx-<vni> (VXLAN) and ovep<hash> (host end of a veth), in the
+//     host network namespace given by Config.HostNetns;
+//   - the container ends of those veths (named by Endpoint.IfName inside Endpoint.NetNSPath);
+//   - the self FDB entries with a dst and the ARP entries on every ovvx-<vni>: exactly one entry
+//     per remote endpoint plus one all-zero FDB entry per other VTEP serving the network;
+//   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter) and OV-OVERLAY-NAT (nat) and the
+//     single jump rule to each from INPUT, FORWARD and POSTROUTING.
+//
+// Invariants: Reconcile is idempotent (running it twice changes nothing), removes everything of the
+// above that the State does not list, and leaves every other link, entry, rule and chain alone.
+// A network is set up on a host only while that host has at least one local endpoint on it.
+package vxlan

@@ -1,0 +1,166 @@
+package vxlan
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/ovnet/ov/internal/netlink"
+)
+
+// Driver converges one host's kernel to the desired overlay State. It is safe for concurrent use;
+// reconciles are serialised.
+type Driver struct {
+	cfg  Config
+	log  *slog.Logger
+	nl   netlink.Namespaces
+	ipt  IPTables
+	kick chan struct{}
+
+	mu          sync.Mutex
+	lastChanges int // kernel changes made by the last reconcile (for tests and logs)
+}
+
+// New returns a Driver for cfg. It touches nothing in the kernel until Reconcile or Run.
+func New(cfg Config) (*Driver, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	ipt := cfg.IPTables
+	if ipt == nil {
+		var err error
+		if ipt, err = NewIPTables(cfg.HostNetns); err != nil {
+			return nil, fmt.Errorf("vxlan driver: %w", err)
+		}
+	}
+	return &Driver{
+		cfg:  cfg,
+		log:  cfg.Logger.With("component", "vxlan"),
+		nl:   cfg.Netlink,
+		ipt:  ipt,
+		kick: make(chan struct{}, 1),
+	}, nil
+}
+
+// Kick asks Run to reconcile now. It never blocks; kicks while a reconcile is pending coalesce.
+func (d *Driver) Kick() {
+	select {
+	case d.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Run reconciles the kernel with desired() at start, after every Kick, every Config.Resync, and after
+// a failed reconcile with a doubling backoff (Config.MinBackoff..MaxBackoff). desired must be cheap
+// and must not block. Run returns nil when ctx ends, leaving the kernel as it is (so that restarting
+// the agent does not cut traffic); tear down with Reconcile(ctx, State{}).
+func (d *Driver) Run(ctx context.Context, desired func() State) error {
+	var backoff time.Duration
+	wait := time.Duration(0)
+	for {
+		t := time.NewTimer(wait)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return nil
+		case <-t.C:
+		case <-d.kick:
+			t.Stop()
+		}
+		if err := d.Reconcile(ctx, desired()); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			backoff = min(max(2*backoff, d.cfg.MinBackoff), d.cfg.MaxBackoff)
+			d.log.Warn("reconcile failed, will retry", "err", err, "retry_in", backoff)
+			wait = backoff
+			continue
+		}
+		backoff = 0
+		wait = d.cfg.Resync
+	}
+}
+
+// Reconcile makes the kernel of the host match s exactly: it creates, fixes and removes bridges,
+// VXLAN devices, veth pairs, neighbour and FDB entries and iptables rules. Networks without local
+// endpoints are torn down on this host. It carries on past a failing network or endpoint and returns
+// every failure joined; calling it again retries.
+func (d *Driver) Reconcile(ctx context.Context, s State) error {
+	if err := s.Validate(); err != nil {
+		return err
+	}
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	start := time.Now()
+	h, err := d.nl.Handle(d.cfg.HostNetns)
+	if err != nil {
+		return fmt.Errorf("vxlan reconcile: %w", err)
+	}
+	defer h.Close()
+	p := &pass{d: d, h: h}
+
+	var active []NetworkState
+	for _, ns := range s.Networks {
+		if len(ns.Endpoints) > 0 {
+			active = append(active, ns)
+		}
+	}
+	slices.SortFunc(active, func(a, b NetworkState) int { return int(a.Network.VNI) - int(b.Network.VNI) })
+
+	var errs []error
+	if len(active) > 0 {
+		mtu, err := p.underlayMTU()
+		if err != nil {
+			return err
+		}
+		for _, ns := range active {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+			if err := p.network(ns, mtu); err != nil {
+				errs = append(errs, fmt.Errorf("overlay network %q (VNI %d): %w", ns.Network.Name, ns.Network.VNI, err))
+			}
+		}
+	}
+	if err := p.removeStale(active); err != nil {
+		errs = append(errs, err)
+	}
+	if err := p.firewall(active); err != nil {
+		errs = append(errs, err)
+	}
+	d.lastChanges = p.changes
+	err = errors.Join(errs...)
+	if p.changes > 0 || err != nil {
+		d.log.Info("reconciled", "networks", len(active), "changes", p.changes, "took", time.Since(start), "err", err)
+	}
+	return err
+}
+
+func (p *pass) firewall(active []NetworkState) error {
+	specs := wantedChains(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom)
+	var changed bool
+	var err error
+	if len(active) == 0 {
+		changed, err = removeChains(p.d.ipt, specs)
+	} else {
+		changed, err = ensureChains(p.d.ipt, specs)
+	}
+	if changed {
+		p.changes++
+	}
+	if err != nil {
+		return err
+	}
+	if p.d.cfg.IPForward && slices.ContainsFunc(active, func(ns NetworkState) bool { return !ns.Network.Internal }) {
+		changed, err := enableIPForward(p.d.cfg.HostNetns)
+		if changed {
+			p.changes++
+		}
+		return err
+	}
+	return nil
+}

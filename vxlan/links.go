@@ -1,0 +1,435 @@
+package vxlan
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"net"
+	"net/netip"
+	"strings"
+
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/netlink"
+	vnl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
+)
+
+// pass is one reconcile of the host namespace.
+type pass struct {
+	d       *Driver
+	h       netlink.Handle
+	changes int
+}
+
+func (p *pass) change(what string, args ...any) {
+	p.changes++
+	p.d.log.Debug(what, args...)
+}
+
+func linkByName(h netlink.Handle, name string) (vnl.Link, error) {
+	links, err := h.LinkList()
+	if err != nil {
+		return nil, fmt.Errorf("list links: %w", err)
+	}
+	for _, l := range links {
+		if l.Attrs().Name == name {
+			return l, nil
+		}
+	}
+	return nil, nil
+}
+
+// underlayMTU returns Config.UnderlayMTU or the MTU of the interface holding LocalIP.
+func (p *pass) underlayMTU() (int, error) {
+	if p.d.cfg.UnderlayMTU != 0 {
+		return p.d.cfg.UnderlayMTU, nil
+	}
+	addrs, err := p.h.AddrList(nil, unix.AF_INET)
+	if err != nil {
+		return 0, fmt.Errorf("vxlan: list addresses: %w", err)
+	}
+	local := net.IP(p.d.cfg.LocalIP.AsSlice())
+	links, err := p.h.LinkList()
+	if err != nil {
+		return 0, fmt.Errorf("vxlan: list links: %w", err)
+	}
+	for _, a := range addrs {
+		if !a.IP.Equal(local) {
+			continue
+		}
+		for _, l := range links {
+			if l.Attrs().Index == a.LinkIndex {
+				return l.Attrs().MTU, nil
+			}
+		}
+	}
+	return 0, fmt.Errorf("vxlan: local address %s is on no interface of the host network namespace %q; set Config.LocalIP to this host's underlay address: %w", p.d.cfg.LocalIP, p.d.cfg.HostNetns, errdefs.ErrInvalidArgument)
+}
+
+// network sets up one network: bridge, VXLAN device, ARP and FDB entries, local endpoints.
+func (p *pass) network(ns NetworkState, underlayMTU int) error {
+	n := ns.Network
+	mtu := n.MTU
+	if mtu == 0 {
+		mtu = underlayMTU - 50
+	}
+	br, err := p.bridge(n, mtu)
+	if err != nil {
+		return err
+	}
+	vx, err := p.vxlan(n, mtu, br.Attrs().Index)
+	if err != nil {
+		return err
+	}
+	if err := p.neighbours(vx, ns); err != nil {
+		return err
+	}
+	if err := p.fdb(vx, ns); err != nil {
+		return err
+	}
+	var errs []error
+	for _, e := range ns.Endpoints {
+		if err := p.endpoint(n, e, mtu, br.Attrs().Index); err != nil {
+			errs = append(errs, fmt.Errorf("container %s: %w", e.ContainerID, err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ensureLink creates link unless a link of that name and the right kind exists (ok decides); a link
+// of that name that is not right is deleted and recreated. It returns the link as the kernel has it.
+func (p *pass) ensureLink(h netlink.Handle, want vnl.Link, ok func(vnl.Link) bool) (vnl.Link, error) {
+	name := want.Attrs().Name
+	have, err := linkByName(h, name)
+	if err != nil {
+		return nil, err
+	}
+	if have != nil && !ok(have) {
+		if err := h.LinkDel(have); err != nil {
+			return nil, fmt.Errorf("delete %s %s to recreate it: %w", have.Type(), name, err)
+		}
+		p.change("deleted link to recreate it", "link", name)
+		have = nil
+	}
+	if have == nil {
+		if err := h.LinkAdd(want); err != nil {
+			return nil, fmt.Errorf("create %s %s: %w", want.Type(), name, err)
+		}
+		p.change("created link", "link", name)
+		if have, err = linkByName(h, name); err != nil || have == nil {
+			return nil, fmt.Errorf("find %s %s after creating it: %v", want.Type(), name, err)
+		}
+	}
+	return have, nil
+}
+
+// tune sets MTU, MAC (if mac is given), master (if master != 0) and up on a link.
+func (p *pass) tune(h netlink.Handle, l vnl.Link, mtu int, mac net.HardwareAddr, master int) error {
+	a := l.Attrs()
+	if a.MTU != mtu {
+		if err := h.LinkSetMTU(l, mtu); err != nil {
+			return fmt.Errorf("set MTU %d on %s: %w", mtu, a.Name, err)
+		}
+		p.change("set mtu", "link", a.Name, "mtu", mtu)
+	}
+	if mac != nil && !bytes.Equal(a.HardwareAddr, mac) {
+		if err := h.LinkSetHardwareAddr(l, mac); err != nil {
+			return fmt.Errorf("set MAC %s on %s: %w", mac, a.Name, err)
+		}
+		p.change("set mac", "link", a.Name, "mac", mac)
+	}
+	if master != 0 && a.MasterIndex != master {
+		if err := h.LinkSetMasterByIndex(l, master); err != nil {
+			return fmt.Errorf("attach %s to its bridge: %w", a.Name, err)
+		}
+		p.change("set master", "link", a.Name)
+	}
+	if a.Flags&net.FlagUp == 0 {
+		if err := h.LinkSetUp(l); err != nil {
+			return fmt.Errorf("set %s up: %w", a.Name, err)
+		}
+		p.change("set up", "link", a.Name)
+	}
+	return nil
+}
+
+// addresses makes want the only IPv4 address of l.
+func (p *pass) addresses(h netlink.Handle, l vnl.Link, want netip.Prefix) error {
+	have, err := h.AddrList(l, unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("list addresses of %s: %w", l.Attrs().Name, err)
+	}
+	found := false
+	for _, a := range have {
+		ones, _ := a.Mask.Size()
+		ip, _ := netip.AddrFromSlice(a.IP.To4())
+		if ip == want.Addr() && ones == want.Bits() {
+			found = true
+			continue
+		}
+		if err := h.AddrDel(l, &a); err != nil {
+			return fmt.Errorf("remove address %s from %s: %w", a.IPNet, l.Attrs().Name, err)
+		}
+		p.change("removed address", "link", l.Attrs().Name, "addr", a.IPNet.String())
+	}
+	if !found {
+		addr := &vnl.Addr{IPNet: &net.IPNet{IP: want.Addr().AsSlice(), Mask: net.CIDRMask(want.Bits(), 32)}}
+		if err := h.AddrReplace(l, addr); err != nil {
+			return fmt.Errorf("add address %s to %s: %w", want, l.Attrs().Name, err)
+		}
+		p.change("added address", "link", l.Attrs().Name, "addr", want)
+	}
+	return nil
+}
+
+func (p *pass) bridge(n Network, mtu int) (vnl.Link, error) {
+	name := BridgeName(n.VNI)
+	mac := bridgeMAC(p.d.cfg.LocalIP, n.VNI)
+	want := &vnl.Bridge{LinkAttrs: vnl.LinkAttrs{Name: name, MTU: mtu, HardwareAddr: mac}}
+	br, err := p.ensureLink(p.h, want, func(l vnl.Link) bool { return l.Type() == "bridge" })
+	if err != nil {
+		return nil, err
+	}
+	if err := p.tune(p.h, br, mtu, mac, 0); err != nil {
+		return nil, err
+	}
+	return br, p.addresses(p.h, br, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
+}
+
+func (p *pass) vxlan(n Network, mtu, master int) (vnl.Link, error) {
+	local := net.IP(p.d.cfg.LocalIP.AsSlice())
+	want := &vnl.Vxlan{
+		LinkAttrs: vnl.LinkAttrs{Name: VXLANName(n.VNI), MTU: mtu, MasterIndex: master},
+		VxlanId:   int(n.VNI),
+		SrcAddr:   local,
+		Port:      p.d.cfg.Port,
+		Learning:  false,
+		Proxy:     true,
+		UDPCSum:   true,
+	}
+	vx, err := p.ensureLink(p.h, want, func(l vnl.Link) bool {
+		v, ok := l.(*vnl.Vxlan)
+		return ok && v.VxlanId == int(n.VNI) && v.SrcAddr.Equal(local) && v.Port == p.d.cfg.Port &&
+			!v.Learning && v.Proxy && (v.Group == nil || v.Group.IsUnspecified())
+	})
+	if err != nil {
+		return nil, err
+	}
+	return vx, p.tune(p.h, vx, mtu, nil, master)
+}
+
+// neighbours makes the ARP entries of the VXLAN device exactly one permanent entry per remote peer.
+func (p *pass) neighbours(vx vnl.Link, ns NetworkState) error {
+	ix := vx.Attrs().Index
+	want := map[netip.Addr]net.HardwareAddr{}
+	for _, peer := range ns.Peers {
+		if peer.VTEP != p.d.cfg.LocalIP {
+			want[peer.IP] = peer.mac()
+		}
+	}
+	have, err := p.h.NeighList(ix, unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("list neighbours of %s: %w", vx.Attrs().Name, err)
+	}
+	for _, n := range have {
+		if n.LinkIndex != ix {
+			continue
+		}
+		ip, _ := netip.AddrFromSlice(n.IP.To4())
+		mac, ok := want[ip]
+		if ok && bytes.Equal(mac, n.HardwareAddr) && n.State&unix.NUD_PERMANENT != 0 {
+			delete(want, ip) // already right
+			continue
+		}
+		if ok {
+			continue // NeighSet below replaces it
+		}
+		if err := p.h.NeighDel(&vnl.Neigh{LinkIndex: ix, Family: unix.AF_INET, IP: n.IP}); err != nil {
+			return fmt.Errorf("delete stale neighbour %s on %s: %w", n.IP, vx.Attrs().Name, err)
+		}
+		p.change("deleted neighbour", "link", vx.Attrs().Name, "ip", n.IP)
+	}
+	for ip, mac := range want {
+		n := &vnl.Neigh{LinkIndex: ix, Family: unix.AF_INET, State: unix.NUD_PERMANENT, IP: ip.AsSlice(), HardwareAddr: mac}
+		if err := p.h.NeighSet(n); err != nil {
+			return fmt.Errorf("set neighbour %s -> %s on %s: %w", ip, mac, vx.Attrs().Name, err)
+		}
+		p.change("set neighbour", "link", vx.Attrs().Name, "ip", ip, "mac", mac)
+	}
+	return nil
+}
+
+type fdbKey struct {
+	mac  string
+	vtep netip.Addr
+}
+
+var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
+
+// fdb makes the self FDB entries of the VXLAN device exactly: MAC -> VTEP per remote peer, and
+// 00:00:00:00:00:00 -> VTEP per other host serving the network (broadcast and unknown unicast).
+func (p *pass) fdb(vx vnl.Link, ns NetworkState) error {
+	ix := vx.Attrs().Index
+	want := map[fdbKey]bool{}
+	for _, peer := range ns.Peers {
+		if peer.VTEP != p.d.cfg.LocalIP {
+			want[fdbKey{peer.mac().String(), peer.VTEP}] = true
+		}
+	}
+	for _, v := range remoteVTEPs(ns, p.d.cfg.LocalIP) {
+		want[fdbKey{zeroMAC.String(), v}] = true
+	}
+	have, err := p.h.NeighList(ix, unix.AF_BRIDGE)
+	if err != nil {
+		return fmt.Errorf("list FDB of %s: %w", vx.Attrs().Name, err)
+	}
+	for _, n := range have {
+		if n.LinkIndex != ix || n.Flags&unix.NTF_SELF == 0 || n.IP == nil {
+			continue // bridge (master) entries and the device's own addresses are not ours
+		}
+		vtep, _ := netip.AddrFromSlice(n.IP.To4())
+		k := fdbKey{n.HardwareAddr.String(), vtep}
+		if want[k] && n.State&unix.NUD_PERMANENT != 0 {
+			delete(want, k)
+			continue
+		}
+		del := &vnl.Neigh{LinkIndex: ix, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, HardwareAddr: n.HardwareAddr, IP: n.IP}
+		if err := p.h.NeighDel(del); err != nil {
+			return fmt.Errorf("delete stale FDB entry %s dst %s on %s: %w", n.HardwareAddr, n.IP, vx.Attrs().Name, err)
+		}
+		p.change("deleted fdb entry", "link", vx.Attrs().Name, "mac", n.HardwareAddr, "dst", n.IP)
+	}
+	for k := range want {
+		mac, _ := net.ParseMAC(k.mac)
+		n := &vnl.Neigh{LinkIndex: ix, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, State: unix.NUD_PERMANENT, HardwareAddr: mac, IP: k.vtep.AsSlice()}
+		set := p.h.NeighSet
+		if bytes.Equal(mac, zeroMAC) {
+			set = p.h.NeighAppend // one all-zero entry per VTEP
+		}
+		if err := set(n); err != nil {
+			return fmt.Errorf("add FDB entry %s dst %s on %s: %w", mac, k.vtep, vx.Attrs().Name, err)
+		}
+		p.change("set fdb entry", "link", vx.Attrs().Name, "mac", mac, "dst", k.vtep)
+	}
+	return nil
+}
+
+// endpoint sets up a local container: a veth pair, the host end on the bridge, the container end
+// named IfName with the address, MAC, MTU and default route.
+func (p *pass) endpoint(n Network, e Endpoint, mtu, bridge int) error {
+	ch, err := p.d.nl.Handle(e.NetNSPath)
+	if err != nil {
+		return fmt.Errorf("container network namespace: %w", err)
+	}
+	defer ch.Close()
+	hostName := VethName(e.ContainerID, n.VNI)
+	hv, err := linkByName(p.h, hostName)
+	if err != nil {
+		return err
+	}
+	cv, err := linkByName(ch, e.IfName)
+	if err != nil {
+		return err
+	}
+	paired := hv != nil && cv != nil && hv.Attrs().ParentIndex == cv.Attrs().Index && cv.Attrs().ParentIndex == hv.Attrs().Index
+	if hv != nil && !paired {
+		if err := p.h.LinkDel(hv); err != nil {
+			return fmt.Errorf("delete veth %s whose container end is missing or wrong: %w", hostName, err)
+		}
+		p.change("deleted unpaired veth", "link", hostName)
+		hv = nil
+		if cv, err = linkByName(ch, e.IfName); err != nil {
+			return err
+		}
+	}
+	if hv == nil {
+		if cv != nil {
+			return fmt.Errorf("the container already has an interface %s that ov did not create; use another interface name: %w", e.IfName, errdefs.ErrConflict)
+		}
+		fd, release, err := p.d.nl.Fd(e.NetNSPath)
+		if err != nil {
+			return err
+		}
+		veth := &vnl.Veth{
+			LinkAttrs:        vnl.LinkAttrs{Name: hostName, MTU: mtu, MasterIndex: bridge},
+			PeerName:         e.IfName,
+			PeerNamespace:    vnl.NsFd(fd),
+			PeerHardwareAddr: e.mac(),
+			PeerMTU:          uint32(mtu),
+		}
+		err = p.h.LinkAdd(veth)
+		release()
+		if err != nil {
+			return fmt.Errorf("create veth %s (container end %s): %w", hostName, e.IfName, err)
+		}
+		p.change("created veth", "link", hostName, "container", e.ContainerID)
+		if hv, err = linkByName(p.h, hostName); err != nil || hv == nil {
+			return fmt.Errorf("find veth %s after creating it: %v", hostName, err)
+		}
+		if cv, err = linkByName(ch, e.IfName); err != nil || cv == nil {
+			return fmt.Errorf("find %s in the container after creating it: %v", e.IfName, err)
+		}
+	}
+	if err := p.tune(p.h, hv, mtu, nil, bridge); err != nil {
+		return err
+	}
+	if err := p.tune(ch, cv, mtu, e.mac(), 0); err != nil {
+		return err
+	}
+	if err := p.addresses(ch, cv, netip.PrefixFrom(e.IP, n.Subnet.Bits())); err != nil {
+		return err
+	}
+	if n.Internal {
+		return nil
+	}
+	routes, err := ch.RouteList(nil, unix.AF_INET)
+	if err != nil {
+		return fmt.Errorf("list container routes: %w", err)
+	}
+	for _, r := range routes {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask) {
+			return nil // a default route exists (maybe through another network): keep it
+		}
+	}
+	if err := ch.RouteAdd(&vnl.Route{LinkIndex: cv.Attrs().Index, Gw: n.Gateway.AsSlice()}); err != nil {
+		return fmt.Errorf("add default route via %s: %w", n.Gateway, err)
+	}
+	p.change("added default route", "container", e.ContainerID, "gw", n.Gateway)
+	return nil
+}
+
+func isZeroMask(m net.IPMask) bool {
+	ones, _ := m.Size()
+	return ones == 0
+}
+
+// removeStale deletes the host veths, VXLAN devices and bridges ov owns that active does not ask for.
+func (p *pass) removeStale(active []NetworkState) error {
+	keep := map[string]bool{}
+	for _, ns := range active {
+		keep[BridgeName(ns.Network.VNI)] = true
+		keep[VXLANName(ns.Network.VNI)] = true
+		for _, e := range ns.Endpoints {
+			keep[VethName(e.ContainerID, ns.Network.VNI)] = true
+		}
+	}
+	links, err := p.h.LinkList()
+	if err != nil {
+		return fmt.Errorf("list links: %w", err)
+	}
+	var errs []error
+	for _, prefix := range []string{"ovep", "ovvx-", "ovbr-"} { // ports before bridges
+		for _, l := range links {
+			name := l.Attrs().Name
+			if !strings.HasPrefix(name, prefix) || keep[name] {
+				continue
+			}
+			if err := p.h.LinkDel(l); err != nil && !errors.Is(err, unix.ENODEV) {
+				errs = append(errs, fmt.Errorf("delete stale %s: %w", name, err))
+				continue
+			}
+			p.change("deleted stale link", "link", name)
+		}
+	}
+	return errors.Join(errs...)
+}

@@ -1,0 +1,116 @@
+package vxlan
+
+import (
+	"fmt"
+	"os"
+	"runtime"
+
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netns"
+)
+
+// inNetns runs fn on a fresh OS thread switched into the network namespace at path ("" = the current
+// one). Programs fn starts (exec) inherit that namespace. The thread is never handed back to the Go
+// scheduler: it ends with its goroutine, so no other code ever runs in the wrong namespace.
+func inNetns(path string, fn func() error) error {
+	if path == "" {
+		return fn()
+	}
+	errc := make(chan error, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked on purpose, see above
+		target, err := netns.GetFromPath(path)
+		if err != nil {
+			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
+			return
+		}
+		defer target.Close()
+		if err := netns.Set(target); err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			return
+		}
+		errc <- fn()
+	}()
+	return <-errc
+}
+
+// nsIPTables runs every iptables command inside one network namespace.
+type nsIPTables struct {
+	path string
+	ipt  *iptables.IPTables
+}
+
+// NewIPTables returns the real IPTables for the network namespace at path ("" = current): the
+// iptables binary (as found by go-iptables, legacy or nf_tables alike) started from a thread inside
+// that namespace.
+func NewIPTables(path string) (IPTables, error) {
+	var ipt *iptables.IPTables
+	err := inNetns(path, func() (err error) {
+		ipt, err = iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(30))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("iptables: %w (install the iptables package)", err)
+	}
+	if path == "" {
+		return ipt, nil
+	}
+	return &nsIPTables{path: path, ipt: ipt}, nil
+}
+
+func (n *nsIPTables) ChainExists(table, chain string) (ok bool, err error) {
+	err = inNetns(n.path, func() error { ok, err = n.ipt.ChainExists(table, chain); return err })
+	return ok, err
+}
+
+func (n *nsIPTables) ClearChain(table, chain string) error {
+	return inNetns(n.path, func() error { return n.ipt.ClearChain(table, chain) })
+}
+
+func (n *nsIPTables) DeleteChain(table, chain string) error {
+	return inNetns(n.path, func() error { return n.ipt.DeleteChain(table, chain) })
+}
+
+func (n *nsIPTables) List(table, chain string) (rules []string, err error) {
+	err = inNetns(n.path, func() error { rules, err = n.ipt.List(table, chain); return err })
+	return rules, err
+}
+
+func (n *nsIPTables) Append(table, chain string, rulespec ...string) error {
+	return inNetns(n.path, func() error { return n.ipt.Append(table, chain, rulespec...) })
+}
+
+func (n *nsIPTables) Insert(table, chain string, pos int, rulespec ...string) error {
+	return inNetns(n.path, func() error { return n.ipt.Insert(table, chain, pos, rulespec...) })
+}
+
+func (n *nsIPTables) Exists(table, chain string, rulespec ...string) (ok bool, err error) {
+	err = inNetns(n.path, func() error { ok, err = n.ipt.Exists(table, chain, rulespec...); return err })
+	return ok, err
+}
+
+func (n *nsIPTables) Delete(table, chain string, rulespec ...string) error {
+	return inNetns(n.path, func() error { return n.ipt.Delete(table, chain, rulespec...) })
+}
+
+// enableIPForward sets net.ipv4.ip_forward=1 in the namespace at path, if it is not already.
+func enableIPForward(path string) (changed bool, err error) {
+	const f = "/proc/sys/net/ipv4/ip_forward"
+	err = inNetns(path, func() error {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if len(b) > 0 && b[0] == '1' {
+			return nil
+		}
+		changed = true
+		return os.WriteFile(f, []byte("1\n"), 0o644)
+	})
+	if err != nil {
+		return changed, fmt.Errorf("enable ip_forward: %w", err)
+	}
+	return changed, nil
+}
+
+var _ IPTables = (*iptables.IPTables)(nil)
