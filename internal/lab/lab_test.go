@@ -1,0 +1,95 @@
+package lab
+
+import (
+	"context"
+	"errors"
+	"net/netip"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/testutil"
+)
+
+func testConfig(t *testing.T) Config {
+	cfg := DefaultConfig()
+	cfg.Prefix = "ovlt"
+	cfg.Subnet = netip.MustParsePrefix("192.168.78.0/24")
+	cfg.Dir = filepath.Join(t.TempDir(), "lab")
+	cfg.Hosts = 2
+	return cfg
+}
+
+func TestConfigValidate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		mod  func(*Config)
+		want string
+	}{
+		{"long prefix", func(c *Config) { c.Prefix = "muchtoolong" }, "prefix"},
+		{"no hosts", func(c *Config) { c.Hosts = 0 }, "hosts"},
+		{"small subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.0.0.0/28") }, "subnet"},
+		{"external inside", func(c *Config) { c.External = netip.MustParseAddr("192.168.77.200") }, "external"},
+		{"mtu", func(c *Config) { c.MTU = 100 }, "MTU"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			c := DefaultConfig()
+			tc.mod(&c)
+			err := c.Validate()
+			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.want) {
+				t.Fatalf("Validate() = %v, want an invalid-argument error about %s", err, tc.want)
+			}
+		})
+	}
+}
+
+func TestUpNeedsBinaries(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.Bin = t.TempDir()
+	_, err := Up(context.Background(), cfg)
+	if !errors.Is(err, errdefs.ErrNotFound) || !strings.Contains(err.Error(), "make build") {
+		t.Fatalf("Up without binaries = %v, want a not-found error saying to run make build", err)
+	}
+	if _, err := os.Stat(cfg.Dir); !os.IsNotExist(err) {
+		t.Fatalf("Up without binaries left %s behind", cfg.Dir)
+	}
+}
+
+// TestNetworkAndDown builds the lab's namespaces and links (no processes), checks that hosts reach each
+// other and the external address over the underlay, and that Down leaves nothing behind.
+func TestNetworkAndDown(t *testing.T) {
+	testutil.RequireRoot(t)
+	cfg := testConfig(t)
+	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	l := newLab(cfg)
+	t.Cleanup(func() { _ = l.Down(context.Background()) })
+	if err := l.save(); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.buildNetwork(); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Load(cfg.Dir); err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	for _, target := range []string{l.Hosts[1].Addr, cfg.External.String()} {
+		if out, err := l.Exec("host1", "/bin/busybox", "ping", "-c", "1", "-W", "2", target); err != nil {
+			t.Fatalf("host1 cannot ping %s: %v\n%s", target, err, out)
+		}
+	}
+	if err := l.Down(context.Background()); err != nil {
+		t.Fatalf("Down: %v", err)
+	}
+	out, _ := exec.Command("ip", "netns", "list").Output()
+	if strings.Contains(string(out), cfg.Prefix+"-") {
+		t.Fatalf("namespaces left after Down:\n%s", out)
+	}
+	if _, err := os.Stat(cfg.Dir); !os.IsNotExist(err) {
+		t.Fatalf("%s left after Down", cfg.Dir)
+	}
+}

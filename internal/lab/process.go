@@ -1,0 +1,393 @@
+package lab
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+// CgroupParent is the cgroup under which the agent of host h puts its containers.
+func (l *Lab) CgroupParent(h *Host) string { return "/" + l.Config.Prefix + "-" + h.Name }
+
+// StartController starts ovcontroller with an embedded etcd in the underlay namespace and waits until
+// it answers.
+func (l *Lab) StartController(ctx context.Context) error {
+	if alive(l.ControllerPID) {
+		return nil
+	}
+	if err := os.MkdirAll(l.ControllerDir, 0o700); err != nil {
+		return err
+	}
+	addr := strings.TrimPrefix(l.ControllerURL, "http://")
+	pid, err := spawn(l.UnderlayNetns, filepath.Join(l.Config.Dir, "controller.log"),
+		filepath.Join(l.Config.Bin, "ovcontroller"),
+		"--data-dir", l.ControllerDir,
+		"--listen", addr,
+		"--insecure-listen",
+	)
+	if err != nil {
+		return err
+	}
+	l.ControllerPID = pid
+	if err := l.save(); err != nil {
+		return err
+	}
+	if err := waitFor(ctx, 30*time.Second, "controller", func() error {
+		if !alive(pid) {
+			return fmt.Errorf("ovcontroller exited; see %s", filepath.Join(l.Config.Dir, "controller.log"))
+		}
+		return l.inUnderlay("wget", "-q", "-O", "/dev/null", "-T", "1", l.ControllerURL+"/v1/health")
+	}); err != nil {
+		return err
+	}
+	return l.readTokens()
+}
+
+// readTokens reads the tokens the controller generated into its data directory.
+func (l *Lab) readTokens() error {
+	for _, t := range []struct {
+		file string
+		dst  *string
+	}{{"admin.token", &l.AdminToken}, {"join.token", &l.JoinToken}} {
+		b, err := os.ReadFile(filepath.Join(l.ControllerDir, t.file))
+		if err != nil {
+			return fmt.Errorf("controller token: %w", err)
+		}
+		*t.dst = strings.TrimSpace(string(b))
+	}
+	return l.save()
+}
+
+// StopController stops the controller (SIGTERM, then SIGKILL after 5 s).
+func (l *Lab) StopController() error {
+	stop(l.ControllerPID, syscall.SIGTERM, 5*time.Second)
+	l.ControllerPID = 0
+	return l.save()
+}
+
+// inUnderlay runs busybox's applet in the underlay namespace (no host process needs installing).
+func (l *Lab) inUnderlay(applet string, args ...string) error {
+	a := append([]string{"--net=/run/netns/" + l.UnderlayNetns, "/bin/busybox", applet}, args...)
+	out, err := exec.Command("nsenter", a...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s: %v %s", applet, err, strings.TrimSpace(string(out)))
+	}
+	return nil
+}
+
+// StartAgent starts the agent of the named host inside its namespace and waits until its socket answers.
+func (l *Lab) StartAgent(ctx context.Context, name string) error {
+	h, err := l.Host(name)
+	if err != nil {
+		return err
+	}
+	if alive(h.AgentPID) {
+		return nil
+	}
+	args := []string{
+		filepath.Join(l.Config.Bin, "ovagent"),
+		"--name", h.Name,
+		"--state-dir", h.Dir,
+		"--run-dir", h.RunDir,
+		"--socket", h.Socket,
+		"--cgroup-parent", l.CgroupParent(h),
+		"--controller", l.ControllerURL,
+		"--join-token", l.JoinToken,
+		"--underlay-address", h.Addr,
+		"--runtime", filepath.Join(l.Config.Bin, "ovrt"),
+	}
+	args = append(args, l.Config.AgentArgs...)
+	pid, err := spawn(h.Netns, filepath.Join(filepath.Dir(h.Dir), "agent.log"), args...)
+	if err != nil {
+		return err
+	}
+	h.AgentPID = pid
+	if err := l.save(); err != nil {
+		return err
+	}
+	return waitFor(ctx, 30*time.Second, "agent "+h.Name, func() error {
+		if !alive(pid) {
+			return fmt.Errorf("ovagent exited; see %s", filepath.Join(filepath.Dir(h.Dir), "agent.log"))
+		}
+		c := http.Client{Transport: &http.Transport{DialContext: unixDialer(h.Socket)}, Timeout: time.Second}
+		resp, err := c.Get("http://agent/v1/info")
+		if err != nil {
+			return err
+		}
+		resp.Body.Close()
+		return nil
+	})
+}
+
+// KillAgent sends sig to the agent of the named host and waits for it to exit.
+func (l *Lab) KillAgent(name string, sig syscall.Signal) error {
+	h, err := l.Host(name)
+	if err != nil {
+		return err
+	}
+	stop(h.AgentPID, sig, 5*time.Second)
+	h.AgentPID = 0
+	return l.save()
+}
+
+// Ctl returns an ovctl command aimed at the named host's agent and the lab's controller. It runs in the
+// host's network namespace, as a user logged in on that host would.
+func (l *Lab) Ctl(name string, args ...string) (*exec.Cmd, error) {
+	h, err := l.Host(name)
+	if err != nil {
+		return nil, err
+	}
+	argv := append([]string{"--net=/run/netns/" + h.Netns, "--", filepath.Join(l.Config.Bin, "ovctl"),
+		"--agent-socket", h.Socket, "--controller", l.ControllerURL, "--token", l.AdminToken}, args...)
+	return exec.Command("nsenter", argv...), nil
+}
+
+// Exec runs a command in the named host's network namespace and returns its combined output.
+func (l *Lab) Exec(name string, argv ...string) (string, error) {
+	h, err := l.Host(name)
+	if err != nil {
+		return "", err
+	}
+	out, err := exec.Command("nsenter", append([]string{"--net=/run/netns/" + h.Netns, "--"}, argv...)...).CombinedOutput()
+	return string(out), err
+}
+
+// Partition cuts the named host off the underlay (its cable is pulled) and kills its agent: to the
+// others the host is dead. Heal reverses it.
+func (l *Lab) Partition(name string) error {
+	h, err := l.Host(name)
+	if err != nil {
+		return err
+	}
+	if err := l.KillAgent(name, syscall.SIGKILL); err != nil {
+		return err
+	}
+	return ipn(h.Netns, "link", "set", "eth0", "down")
+}
+
+// Heal reconnects a partitioned host and starts its agent again.
+func (l *Lab) Heal(ctx context.Context, name string) error {
+	h, err := l.Host(name)
+	if err != nil {
+		return err
+	}
+	if err := ipn(h.Netns, "link", "set", "eth0", "up"); err != nil {
+		return err
+	}
+	_ = ipn(h.Netns, "route", "replace", "default", "via", nth(l.Config.Subnet, 1).String())
+	return l.StartAgent(ctx, name)
+}
+
+// Down removes everything of the lab: containers (through each agent while it runs), agents,
+// controller, every process left in the lab's namespaces, mounts under the lab's directories, the
+// namespaces, the hosts' cgroups and the directories. It goes on after errors and reports the first.
+func (l *Lab) Down(ctx context.Context) error {
+	var first error
+	keep := func(err error) {
+		if err != nil && first == nil {
+			first = err
+		}
+	}
+	for _, h := range l.Hosts {
+		if alive(h.AgentPID) {
+			l.removeContainers(ctx, h.Name)
+		}
+	}
+	for i := range l.Hosts {
+		stop(l.Hosts[i].AgentPID, syscall.SIGTERM, 5*time.Second)
+		l.Hosts[i].AgentPID = 0
+	}
+	stop(l.ControllerPID, syscall.SIGTERM, 5*time.Second)
+	l.ControllerPID = 0
+	namespaces := []string{l.UnderlayNetns}
+	for _, h := range l.Hosts {
+		namespaces = append(namespaces, h.Netns)
+	}
+	for _, ns := range namespaces {
+		killNetnsProcesses(ns)
+	}
+	keep(unmountUnder(l.Config.Dir))
+	for _, ns := range namespaces {
+		if _, err := os.Stat("/run/netns/" + ns); err == nil {
+			keep(run("ip", "netns", "delete", ns))
+		}
+	}
+	for _, h := range l.Hosts {
+		keep(removeCgroups(l.CgroupParent(&h)))
+	}
+	keep(os.RemoveAll(l.Config.Dir))
+	return first
+}
+
+// removeContainers asks a host's agent to remove all its containers, so shims, mounts and cgroups go
+// the normal way. Errors are ignored: what is left is killed and removed by Down afterwards.
+func (l *Lab) removeContainers(ctx context.Context, name string) {
+	cmd, err := l.Ctl(name, "ps", "-aq")
+	if err != nil {
+		return
+	}
+	out, err := cmd.Output()
+	if err != nil {
+		return
+	}
+	ids := strings.Fields(string(out))
+	if len(ids) == 0 {
+		return
+	}
+	rm, _ := l.Ctl(name, append([]string{"rm", "-f"}, ids...)...)
+	done := make(chan struct{})
+	go func() { _ = rm.Run(); close(done) }()
+	select {
+	case <-done:
+	case <-time.After(30 * time.Second):
+		_ = rm.Process.Kill()
+	case <-ctx.Done():
+		_ = rm.Process.Kill()
+	}
+}
+
+// killNetnsProcesses SIGKILLs every process whose network namespace is ns.
+func killNetnsProcesses(ns string) {
+	for i := 0; i < 20; i++ {
+		out, err := exec.Command("ip", "netns", "pids", ns).Output()
+		if err != nil {
+			return
+		}
+		pids := strings.Fields(string(out))
+		if len(pids) == 0 {
+			return
+		}
+		for _, p := range pids {
+			if pid, err := strconv.Atoi(p); err == nil {
+				_ = syscall.Kill(pid, syscall.SIGKILL)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
+
+// unmountUnder detaches every mount at or below dir, deepest first.
+func unmountUnder(dir string) error {
+	dir = filepath.Clean(dir)
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	var points []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		fields := strings.Fields(s.Text())
+		if len(fields) < 5 {
+			continue
+		}
+		mp := unescape(fields[4])
+		if mp == dir || strings.HasPrefix(mp, dir+"/") {
+			points = append(points, mp)
+		}
+	}
+	sort.Slice(points, func(i, j int) bool { return len(points[i]) > len(points[j]) })
+	var first error
+	for _, p := range points {
+		if err := syscall.Unmount(p, syscall.MNT_DETACH); err != nil && first == nil && err != syscall.EINVAL {
+			first = fmt.Errorf("unmount %s: %w", p, err)
+		}
+	}
+	return first
+}
+
+// unescape decodes the octal escapes (\040 for space) of /proc/self/mountinfo.
+func unescape(s string) string {
+	if !strings.Contains(s, `\`) {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			if v, err := strconv.ParseUint(s[i+1:i+4], 8, 8); err == nil {
+				b.WriteByte(byte(v))
+				i += 3
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+// removeCgroups removes the cgroup path (and everything below it) from every mounted hierarchy,
+// killing what still runs in it.
+func removeCgroups(path string) error {
+	roots, err := cgroupRoots()
+	if err != nil {
+		return err
+	}
+	var first error
+	for _, root := range roots {
+		dir := filepath.Join(root, path)
+		if _, err := os.Stat(dir); err != nil {
+			continue
+		}
+		var dirs []string
+		_ = filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+			if err == nil && d.IsDir() {
+				dirs = append(dirs, p)
+			}
+			return nil
+		})
+		sort.Slice(dirs, func(i, j int) bool { return len(dirs[i]) > len(dirs[j]) })
+		for _, d := range dirs {
+			if b, err := os.ReadFile(filepath.Join(d, "cgroup.procs")); err == nil {
+				for _, p := range strings.Fields(string(b)) {
+					if pid, err := strconv.Atoi(p); err == nil {
+						_ = syscall.Kill(pid, syscall.SIGKILL)
+					}
+				}
+			}
+			var err error
+			for i := 0; i < 50; i++ {
+				if err = syscall.Rmdir(d); err == nil || os.IsNotExist(err) {
+					err = nil
+					break
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+			if err != nil && first == nil {
+				first = fmt.Errorf("remove cgroup %s: %w", d, err)
+			}
+		}
+	}
+	return first
+}
+
+// cgroupRoots lists the mount points of every cgroup (v1 and v2) hierarchy.
+func cgroupRoots() ([]string, error) {
+	f, err := os.Open("/proc/self/mountinfo")
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	var roots []string
+	s := bufio.NewScanner(f)
+	for s.Scan() {
+		line := s.Text()
+		i := strings.Index(line, " - ")
+		if i < 0 {
+			continue
+		}
+		fields, post := strings.Fields(line[:i]), strings.Fields(line[i+3:])
+		if len(post) > 0 && (post[0] == "cgroup" || post[0] == "cgroup2") && len(fields) >= 5 {
+			roots = append(roots, unescape(fields[4]))
+		}
+	}
+	return roots, nil
+}
