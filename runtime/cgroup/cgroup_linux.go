@@ -232,6 +232,13 @@ func (c *Cgroup) mkdir(dir string) error {
 	return os.MkdirAll(dir, 0o755)
 }
 
+func (c *Cgroup) rmdir(dir string) error {
+	if c.layout.rmdir != nil {
+		return c.layout.rmdir(dir)
+	}
+	return unix.Rmdir(dir)
+}
+
 // Add moves the process pid (with all its threads) into the cgroup in every hierarchy.
 func (c *Cgroup) Add(pid int) error {
 	if pid <= 0 {
@@ -472,7 +479,7 @@ func (c *Cgroup) remove() error {
 	for _, d := range c.dirs() {
 		var err error
 		for i := 0; i < 50; i++ {
-			err = unix.Rmdir(d)
+			err = c.rmdir(d)
 			if err == nil || errors.Is(err, unix.ENOENT) {
 				err = nil
 				break

@@ -52,6 +52,9 @@ type layout struct {
 	// mkdirAll creates a cgroup directory; nil means os.MkdirAll (the kernel fills it with control
 	// files). Tests on a fake tree set it to create the control files as the kernel would.
 	mkdirAll func(dir string) error
+	// rmdir removes a cgroup directory; nil means rmdir(2), which the kernel allows on a cgroup
+	// holding only control files.
+	rmdir func(dir string) error
 }
 
 // Detect reports how this host mounts its cgroups, read from /proc/self/mountinfo.
