@@ -210,10 +210,11 @@ func (p *parser) parse(data []byte) *File {
 	case !errors.Is(err, io.EOF):
 		p.syntax(data, err)
 	}
-	root := &doc
-	if root.Kind == yaml.DocumentNode && len(root.Content) == 1 {
-		root = root.Content[0]
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+		p.add(0, "the file is empty; start it with apiVersion: %s and kind: %s", APIVersion, Kind)
+		return f
 	}
+	root := resolve(doc.Content[0])
 	if root.Kind != yaml.MappingNode {
 		p.add(root.Line, "the file must be a mapping with apiVersion, kind, hosts and networks, not %s", describe(root))
 		return f
@@ -231,26 +232,28 @@ func (p *parser) parse(data []byte) *File {
 			p.list(v, "networks", func(item *yaml.Node) { f.Networks = append(f.Networks, p.network(item)) })
 		}
 	})
-	switch {
-	case version == nil:
-		p.add(root.Line, "apiVersion is missing; add apiVersion: %s", APIVersion)
-	case p.scalar(version, "apiVersion") != APIVersion:
-		p.add(version.Line, "apiVersion %q is not supported; use apiVersion: %s", version.Value, APIVersion)
-	}
-	switch {
-	case kind == nil:
-		p.add(root.Line, "kind is missing; add kind: %s", Kind)
-	case p.scalar(kind, "kind") != Kind:
-		p.add(kind.Line, "kind %q is not supported; use kind: %s", kind.Value, Kind)
-	}
+	p.header(root, version, "apiVersion", APIVersion)
+	p.header(root, kind, "kind", Kind)
 	p.checkHosts(f.Hosts)
 	p.checkNetworks(f.Networks)
 	return f
 }
 
+// header checks the value v of a header field (nil when the file leaves it out).
+func (p *parser) header(root, v *yaml.Node, field, want string) {
+	if v == nil {
+		p.add(root.Line, "%s is missing; add %s: %s", field, field, want)
+		return
+	}
+	if s := p.scalar(v, field); v.Kind == yaml.ScalarNode && s != want {
+		p.add(v.Line, "%s %q is not supported; use %s: %s", field, s, field, want)
+	}
+}
+
 // mapping calls fn for every key of the mapping n in order, after reporting unknown and repeated keys
 // (which fn never sees). what names the owner in messages.
 func (p *parser) mapping(n *yaml.Node, what string, known []string, fn func(k, v *yaml.Node)) {
+	n = resolve(n)
 	if n.Kind != yaml.MappingNode {
 		p.add(n.Line, "%s must be a mapping of field: value, not %s", what, describe(n))
 		return
@@ -277,6 +280,7 @@ func (p *parser) mapping(n *yaml.Node, what string, known []string, fn func(k, v
 
 // list calls fn for every item of the sequence n; a null value is an empty list.
 func (p *parser) list(n *yaml.Node, what string, fn func(item *yaml.Node)) {
+	n = resolve(n)
 	if isNull(n) {
 		return
 	}
@@ -291,9 +295,7 @@ func (p *parser) list(n *yaml.Node, what string, fn func(item *yaml.Node)) {
 
 // scalar returns the text of a scalar node, reporting anything else.
 func (p *parser) scalar(n *yaml.Node, what string) string {
-	if n.Kind == yaml.AliasNode && n.Alias != nil {
-		n = n.Alias
-	}
+	n = resolve(n)
 	if n.Kind != yaml.ScalarNode {
 		p.add(n.Line, "%s must be a single value, not %s", what, describe(n))
 		return ""
@@ -306,6 +308,7 @@ func (p *parser) scalar(n *yaml.Node, what string) string {
 
 // number returns the integer value of a scalar node; ok is false (and a problem recorded) otherwise.
 func (p *parser) number(n *yaml.Node, what, hint string) (v int64, ok bool) {
+	n = resolve(n)
 	s := p.scalar(n, what)
 	if n.Kind != yaml.ScalarNode {
 		return 0, false
@@ -320,6 +323,7 @@ func (p *parser) number(n *yaml.Node, what, hint string) (v int64, ok bool) {
 
 // labels reads a mapping of label key: value.
 func (p *parser) labels(n *yaml.Node, what string) map[string]string {
+	n = resolve(n)
 	if isNull(n) {
 		return nil
 	}
@@ -371,6 +375,7 @@ func itemName(n *yaml.Node, kind string) (name, what string) {
 }
 
 func (p *parser) host(item *yaml.Node) Host {
+	item = resolve(item)
 	h := Host{Line: item.Line, Lines: map[string]int{}}
 	name, what := itemName(item, "host")
 	bad := len(p.items)
@@ -407,6 +412,7 @@ func (p *parser) host(item *yaml.Node) Host {
 }
 
 func (p *parser) network(item *yaml.Node) Network {
+	item = resolve(item)
 	n := Network{Line: item.Line, Lines: map[string]int{}}
 	n.Driver = api.DriverOverlay
 	name, what := itemName(item, "network")
@@ -442,6 +448,7 @@ func (p *parser) network(item *yaml.Node) Network {
 				}
 			}
 		case "internal":
+			v = resolve(v)
 			if v.Kind != yaml.ScalarNode || v.Decode(&x.Internal) != nil {
 				p.add(v.Line, "%s: internal must be true or false, not %s", what, describe(v))
 			}
@@ -558,6 +565,14 @@ func (p *parser) checkNetworks(nets []Network) {
 // since a file's problems are listed as lines.
 func clean(err error) string {
 	return strings.TrimSuffix(err.Error(), ": "+errdefs.ErrInvalidArgument.Error())
+}
+
+// resolve follows an alias (*name) to the node its anchor (&name) marks.
+func resolve(n *yaml.Node) *yaml.Node {
+	for n.Kind == yaml.AliasNode && n.Alias != nil {
+		n = n.Alias
+	}
+	return n
 }
 
 func isNull(n *yaml.Node) bool {

@@ -41,6 +41,17 @@ func TestParseExample(t *testing.T) {
 	}
 }
 
+// TestParseAnchors: YAML anchors and aliases work like writing the value out.
+func TestParseAnchors(t *testing.T) {
+	f, err := Parse("c.yaml", []byte(header+"networks:\n  - {name: a, labels: &web {tier: web}, internal: &yes true}\n  - {name: b, labels: *web, internal: *yes}\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b := f.Networks[1]; b.Labels["tier"] != "web" || !b.Internal {
+		t.Errorf("aliases not followed: %+v", b.Network)
+	}
+}
+
 func TestParseDefaults(t *testing.T) {
 	f, err := Parse("c.yaml", []byte(header+"networks:\n  - name: a\n"))
 	if err != nil {
@@ -61,6 +72,8 @@ func TestParseErrors(t *testing.T) {
 		want string
 	}{
 		{"empty", "", "c.yaml: the file is empty; start it with apiVersion: ov/v1 and kind: Cluster"},
+		{"only comments", "# nothing yet\n", "c.yaml: the file is empty; start it with apiVersion: ov/v1 and kind: Cluster"},
+		{"header not a value", "apiVersion: [ov/v1]\nkind: Cluster\n", `c.yaml:1: apiVersion must be a single value, not a list`},
 		{"syntax", header + "networks:\n  - name: a\n   subnet: 10.0.0.0/24\n",
 			"c.yaml:5: YAML syntax: did not find expected '-' indicator; check this line's indentation against the lines above it"},
 		{"tab", header + "networks:\n\t- name: a\n",
