@@ -1,0 +1,197 @@
+package seccomp
+
+import (
+	"fmt"
+
+	specs "github.com/opencontainers/runtime-spec/specs-go"
+	libseccomp "github.com/seccomp/libseccomp-golang"
+	"golang.org/x/sys/unix"
+
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Filter is a compiled seccomp filter, ready to load.
+type Filter struct {
+	f *libseccomp.ScmpFilter
+}
+
+// Compile turns the profile p into a filter. A nil profile is an error: the caller decides whether a
+// container runs without seccomp. Errors wrap errdefs.ErrInvalidArgument and name the offending field.
+func Compile(p *specs.LinuxSeccomp) (*Filter, error) {
+	if p == nil {
+		return nil, fmt.Errorf("seccomp: no profile given: %w", errdefs.ErrInvalidArgument)
+	}
+	def, err := action(p.DefaultAction, p.DefaultErrnoRet)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: defaultAction: %w", err)
+	}
+	f, err := libseccomp.NewFilter(def)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: new filter: %w", err)
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			f.Release()
+		}
+	}()
+	// no_new_privs is the OCI process's own setting (process.noNewPrivileges), not libseccomp's.
+	if err := f.SetNoNewPrivsBit(false); err != nil {
+		return nil, fmt.Errorf("seccomp: clear no_new_privs attribute: %w", err)
+	}
+	for _, a := range p.Architectures {
+		arch, err := libseccomp.GetArchFromString(string(a))
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: architecture %q: %v: %w", a, err, errdefs.ErrInvalidArgument)
+		}
+		if err := f.AddArch(arch); err != nil {
+			return nil, fmt.Errorf("seccomp: add architecture %q: %w", a, err)
+		}
+	}
+	for _, fl := range p.Flags {
+		switch fl {
+		case specs.LinuxSeccompFlagLog:
+			err = f.SetLogBit(true)
+		case specs.LinuxSeccompFlagSpecAllow:
+			err = f.SetSSB(true)
+		case specs.LinuxSeccompFlagWaitKillableRecv:
+			err = f.SetWaitKill(true)
+		default:
+			return nil, fmt.Errorf("seccomp: unknown flag %q: %w", fl, errdefs.ErrInvalidArgument)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: flag %q: %w", fl, err)
+		}
+	}
+	for i, sc := range p.Syscalls {
+		act, err := action(sc.Action, sc.ErrnoRet)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, sc.Names, err)
+		}
+		if act == def {
+			continue // libseccomp refuses rules that repeat the default action; they change nothing
+		}
+		conds, sameIndex, err := conditions(sc.Args)
+		if err != nil {
+			return nil, fmt.Errorf("seccomp: syscalls[%d] %v: %w", i, sc.Names, err)
+		}
+		for _, name := range sc.Names {
+			call, err := libseccomp.GetSyscallFromName(name)
+			if err != nil {
+				continue // unknown to this libseccomp (newer kernel): skip, as runc does
+			}
+			if err := addRule(f, call, act, conds, sameIndex); err != nil {
+				return nil, fmt.Errorf("seccomp: rule for %q: %w", name, err)
+			}
+		}
+	}
+	ok = true
+	return &Filter{f: f}, nil
+}
+
+// addRule adds one syscall's rule. Conditions on different arguments are ANDed in one rule; several
+// conditions on the same argument can only be expressed as one rule per condition (ORed), which is
+// what profiles such as Docker's mean by them (personality, clone).
+func addRule(f *libseccomp.ScmpFilter, call libseccomp.ScmpSyscall, act libseccomp.ScmpAction, conds []libseccomp.ScmpCondition, sameIndex bool) error {
+	switch {
+	case len(conds) == 0:
+		return f.AddRule(call, act)
+	case sameIndex:
+		for _, c := range conds {
+			if err := f.AddRuleConditional(call, act, []libseccomp.ScmpCondition{c}); err != nil {
+				return err
+			}
+		}
+		return nil
+	default:
+		return f.AddRuleConditional(call, act, conds)
+	}
+}
+
+func conditions(args []specs.LinuxSeccompArg) ([]libseccomp.ScmpCondition, bool, error) {
+	var conds []libseccomp.ScmpCondition
+	seen := map[uint]bool{}
+	sameIndex := false
+	for _, a := range args {
+		op, err := operator(a.Op)
+		if err != nil {
+			return nil, false, err
+		}
+		vals := []uint64{a.Value}
+		if a.Op == specs.OpMaskedEqual {
+			vals = append(vals, a.ValueTwo)
+		}
+		c, err := libseccomp.MakeCondition(a.Index, op, vals...)
+		if err != nil {
+			return nil, false, fmt.Errorf("argument %d: %v: %w", a.Index, err, errdefs.ErrInvalidArgument)
+		}
+		if seen[a.Index] {
+			sameIndex = true
+		}
+		seen[a.Index] = true
+		conds = append(conds, c)
+	}
+	return conds, sameIndex, nil
+}
+
+func operator(op specs.LinuxSeccompOperator) (libseccomp.ScmpCompareOp, error) {
+	switch op {
+	case specs.OpNotEqual:
+		return libseccomp.CompareNotEqual, nil
+	case specs.OpLessThan:
+		return libseccomp.CompareLess, nil
+	case specs.OpLessEqual:
+		return libseccomp.CompareLessOrEqual, nil
+	case specs.OpEqualTo:
+		return libseccomp.CompareEqual, nil
+	case specs.OpGreaterEqual:
+		return libseccomp.CompareGreaterEqual, nil
+	case specs.OpGreaterThan:
+		return libseccomp.CompareGreater, nil
+	case specs.OpMaskedEqual:
+		return libseccomp.CompareMaskedEqual, nil
+	}
+	return libseccomp.CompareInvalid, fmt.Errorf("unknown operator %q: %w", op, errdefs.ErrInvalidArgument)
+}
+
+func action(a specs.LinuxSeccompAction, errnoRet *uint) (libseccomp.ScmpAction, error) {
+	errno := uint(unix.EPERM)
+	if errnoRet != nil {
+		errno = *errnoRet
+	}
+	switch a {
+	case specs.ActKill, specs.ActKillThread:
+		return libseccomp.ActKillThread, nil
+	case specs.ActKillProcess:
+		return libseccomp.ActKillProcess, nil
+	case specs.ActTrap:
+		return libseccomp.ActTrap, nil
+	case specs.ActErrno:
+		return libseccomp.ActErrno.SetReturnCode(int16(errno)), nil
+	case specs.ActTrace:
+		return libseccomp.ActTrace.SetReturnCode(int16(errno)), nil
+	case specs.ActAllow:
+		return libseccomp.ActAllow, nil
+	case specs.ActLog:
+		return libseccomp.ActLog, nil
+	case specs.ActNotify:
+		return libseccomp.ActInvalid, fmt.Errorf("action %q is not supported by ovrt: %w", a, errdefs.ErrInvalidArgument)
+	}
+	return libseccomp.ActInvalid, fmt.Errorf("unknown action %q: %w", a, errdefs.ErrInvalidArgument)
+}
+
+// BPF returns the filter's program as the kernel will receive it (struct sock_filter array), for
+// inspection and tests.
+func (f *Filter) BPF() ([]byte, error) { return f.f.ExportBPFMem() }
+
+// Load installs the filter on the calling OS thread (no TSYNC); the caller must have locked the thread
+// and must either hold CAP_SYS_ADMIN or have set no_new_privs. The filter is inherited across execve.
+func (f *Filter) Load() error {
+	if err := f.f.Load(); err != nil {
+		return fmt.Errorf("seccomp: load filter: %w", err)
+	}
+	return nil
+}
+
+// Release frees the filter's libseccomp memory; a loaded filter stays in the kernel.
+func (f *Filter) Release() { f.f.Release() }
