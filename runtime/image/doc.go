@@ -1,0 +1,24 @@
+// Package image is ov's local image store: it loads `docker save` archives and OCI image archives,
+// imports plain rootfs tarballs, lists, finds and removes images, and gives each container a
+// copy-on-write rootfs (overlayfs) over the image's shared, read-only layers. No registry is involved.
+//
+// On disk, under Config.Root (default /var/lib/ov/images):
+//
+//	index.json                     images (ID, tags, layer diff IDs, run config, size) and layer sizes
+//	layers/sha256/<hex>/           one unpacked layer per diff ID, an overlayfs lower dir, shared
+//	containers/<id>/image          the image ID a container's rootfs was prepared from
+//	containers/<id>/{upper,work}   the container's own overlayfs upper and work dirs
+//	containers/<id>/rootfs         the overlayfs mount point handed to the runtime
+//	tmp/                           unpacking in progress; emptied when a Store is opened
+//
+// Invariants:
+//   - A directory under layers/ is complete: layers are unpacked into tmp/ and renamed into place, and
+//     the unpacked content is checked against the diff ID the image names. A crash mid-load leaves only
+//     tmp/ debris and unreferenced layers, both removed by New.
+//   - Nothing in an archive is written outside the directory it is unpacked into: every path is
+//     resolved with openat2(RESOLVE_BENEATH); entries that try to leave are refused with
+//     errdefs.ErrInvalidArgument naming the entry, and the partial layer is removed.
+//   - index.json is replaced atomically (write, fsync, rename) under the Store's mutex.
+//   - An image is removable only when no prepared container (Prepare without Release) uses it and the
+//     Config.InUse hook, if set, does not claim it; a layer is removed with the last image naming it.
+package image
