@@ -127,6 +127,13 @@ func ensureChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
 // removeChains deletes ov's jump rules and chains, whichever exist.
 func removeChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
 	for _, c := range specs {
+		ok, err := ipt.ChainExists(c.table, c.chain)
+		if err != nil {
+			return changed, fmt.Errorf("iptables: look for chain %s/%s: %w", c.table, c.chain, err)
+		}
+		if !ok {
+			continue // iptables allows no jump to a missing chain
+		}
 		jump := []string{"-j", c.chain}
 		for {
 			ok, err := ipt.Exists(c.table, c.from, jump...)
@@ -140,13 +147,6 @@ func removeChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
 			if err := ipt.Delete(c.table, c.from, jump...); err != nil {
 				return changed, fmt.Errorf("iptables: delete jump %s/%s -> %s: %w", c.table, c.from, c.chain, err)
 			}
-		}
-		ok, err := ipt.ChainExists(c.table, c.chain)
-		if err != nil {
-			return changed, fmt.Errorf("iptables: look for chain %s/%s: %w", c.table, c.chain, err)
-		}
-		if !ok {
-			continue
 		}
 		changed = true
 		if err := ipt.ClearChain(c.table, c.chain); err != nil {

@@ -113,11 +113,8 @@ func (t *IPTables) Insert(table, chain string, pos int, spec ...string) error {
 	if !ok {
 		return fmt.Errorf("fake iptables: no chain %s/%s", table, chain)
 	}
-	if i := slices.Index(spec, "-j"); i >= 0 && i+1 < len(spec) {
-		target := spec[i+1]
-		if _, ok := t.chain(table, target); !ok && strings.ToUpper(target) == target && !slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "MASQUERADE"}, target) {
-			return fmt.Errorf("fake iptables: jump to missing chain %s/%s", table, target)
-		}
+	if err := t.checkTarget(table, spec); err != nil {
+		return err
 	}
 	t.Calls++
 	r := rule(chain, spec)
@@ -132,6 +129,9 @@ func (t *IPTables) Insert(table, chain string, pos int, spec ...string) error {
 func (t *IPTables) Exists(table, chain string, spec ...string) (bool, error) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if err := t.checkTarget(table, spec); err != nil {
+		return false, err // as iptables -C: exit status 2
+	}
 	rules, ok := t.chain(table, chain)
 	if !ok {
 		return false, fmt.Errorf("fake iptables: no chain %s/%s", table, chain)
@@ -171,4 +171,20 @@ func (t *IPTables) Render() string {
 		}
 	}
 	return b.String()
+}
+
+// checkTarget refuses, as iptables does, a rule jumping to a chain that does not exist.
+func (t *IPTables) checkTarget(table string, spec []string) error {
+	i := slices.Index(spec, "-j")
+	if i < 0 || i+1 >= len(spec) {
+		return nil
+	}
+	target := spec[i+1]
+	if slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "MASQUERADE"}, target) {
+		return nil
+	}
+	if _, ok := t.chain(table, target); !ok {
+		return fmt.Errorf("fake iptables: chain %s/%s does not exist", table, target)
+	}
+	return nil
 }

@@ -1,0 +1,406 @@
+package vxlan_test
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/netip"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/ovnet/ov/internal/testutil"
+	"github.com/ovnet/ov/vxlan"
+	"github.com/ovnet/ov/vxlan/vxlantest"
+)
+
+// container is a local endpoint placed on a lab host.
+type container struct {
+	id   string
+	host int // index in lab.Hosts
+	net  vxlan.Network
+	ip   netip.Addr
+	path string
+}
+
+// cluster is what the controller would know: hosts and containers. stateFor computes each host's
+// desired State from it, as the agent integration will.
+type cluster struct {
+	lab        *vxlantest.Lab
+	containers []*container
+}
+
+func (c *cluster) stateFor(host int) vxlan.State {
+	byVNI := map[uint32]*vxlan.NetworkState{}
+	var order []uint32
+	for _, ct := range c.containers {
+		ns := byVNI[ct.net.VNI]
+		if ns == nil {
+			ns = &vxlan.NetworkState{Network: ct.net}
+			byVNI[ct.net.VNI] = ns
+			order = append(order, ct.net.VNI)
+		}
+		vtep := c.lab.Hosts[ct.host].Addr
+		if !slices.Contains(ns.VTEPs, vtep) {
+			ns.VTEPs = append(ns.VTEPs, vtep)
+		}
+		if ct.host == host {
+			ns.Endpoints = append(ns.Endpoints, vxlan.Endpoint{ContainerID: ct.id, NetNSPath: ct.path, IfName: "eth0", IP: ct.ip})
+		} else {
+			ns.Peers = append(ns.Peers, vxlan.Peer{IP: ct.ip, VTEP: vtep})
+		}
+	}
+	var s vxlan.State
+	for _, v := range order {
+		s.Networks = append(s.Networks, *byVNI[v])
+	}
+	return s
+}
+
+func newLab(t *testing.T, hosts, mtu int) (*vxlantest.Lab, []*vxlan.Driver) {
+	t.Helper()
+	testutil.RequireRoot(t)
+	lab, err := vxlantest.NewLab(testutil.UniqueName("ovx"), mtu)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(lab.Close)
+	var ds []*vxlan.Driver
+	for i := range hosts {
+		h, err := lab.AddHost(fmt.Sprintf("h%d", i), netip.AddrFrom4([4]byte{192, 168, 77, byte(10 + i)}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Like a host where Docker runs: FORWARD policy DROP, bridged frames through iptables.
+		for _, args := range [][]string{{"iptables", "-P", "FORWARD", "DROP"}, {"sysctl", "-qw", "net.bridge.bridge-nf-call-iptables=1"}} {
+			if out, err := testutil.InNetns(h.Name, args[0], args[1:]...); err != nil {
+				t.Fatalf("%v: %v %s", args, err, out)
+			}
+		}
+		cfg := vxlan.DefaultConfig()
+		cfg.HostNetns = h.Path
+		cfg.LocalIP = h.Addr
+		cfg.Resync = 200 * time.Millisecond
+		cfg.MinBackoff = 50 * time.Millisecond
+		d, err := vxlan.New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds = append(ds, d)
+	}
+	return lab, ds
+}
+
+func (c *cluster) add(t *testing.T, id string, host int, n vxlan.Network, ip string) *container {
+	t.Helper()
+	path, err := c.lab.NewNetns(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ct := &container{id: id, host: host, net: n, ip: netip.MustParseAddr(ip), path: path}
+	c.containers = append(c.containers, ct)
+	return ct
+}
+
+func (c *cluster) remove(ct *container) {
+	c.containers = slices.DeleteFunc(c.containers, func(o *container) bool { return o == ct })
+}
+
+func (c *cluster) reconcileAll(t *testing.T, ds []*vxlan.Driver) {
+	t.Helper()
+	for i, d := range ds {
+		if err := d.Reconcile(context.Background(), c.stateFor(i)); err != nil {
+			t.Fatalf("host %d: %v", i, err)
+		}
+	}
+}
+
+func reachable(t *testing.T, from *container, to netip.Addr, size int) error {
+	t.Helper()
+	var err error
+	for range 3 {
+		if err = vxlantest.Ping(from.path, to, size, 2*time.Second); err == nil {
+			return nil
+		}
+	}
+	return err
+}
+
+func sh(t *testing.T, ns string, name string, args ...string) string {
+	t.Helper()
+	out, err := testutil.InNetns(ns, name, args...)
+	if err != nil {
+		t.Fatalf("%s %v in %s: %v\n%s", name, args, ns, err, out)
+	}
+	return out
+}
+
+// ovEntries returns the FDB entries with a dst and the neighbour entries of a VXLAN device, as text.
+func ovEntries(t *testing.T, host, dev string) []string {
+	t.Helper()
+	var out []string
+	for _, l := range strings.Split(sh(t, host, "bridge", "fdb", "show", "dev", dev), "\n") {
+		if strings.Contains(l, " dst ") {
+			out = append(out, "fdb "+strings.TrimSpace(l))
+		}
+	}
+	for _, l := range strings.Split(sh(t, host, "ip", "neigh", "show", "dev", dev), "\n") {
+		if l = strings.TrimSpace(l); l != "" {
+			out = append(out, "neigh "+l)
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+func tcpHello(t *testing.T, server, client *container) error {
+	t.Helper()
+	var ln net.Listener
+	if err := vxlantest.InNetns(server.path, func() (err error) {
+		ln, err = net.Listen("tcp4", server.ip.String()+":5000")
+		return err
+	}); err != nil {
+		return err
+	}
+	defer ln.Close()
+	got := make(chan string, 1)
+	go func() {
+		conn, err := ln.Accept()
+		if err != nil {
+			got <- err.Error()
+			return
+		}
+		defer conn.Close()
+		line, _ := bufio.NewReader(conn).ReadString('\n')
+		fmt.Fprint(conn, "echo "+line)
+		got <- line
+	}()
+	var conn net.Conn
+	if err := vxlantest.InNetns(client.path, func() (err error) {
+		conn, err = net.DialTimeout("tcp4", server.ip.String()+":5000", 5*time.Second)
+		return err
+	}); err != nil {
+		return fmt.Errorf("dial %s from %s: %w", server.ip, client.id, err)
+	}
+	defer conn.Close()
+	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
+	fmt.Fprint(conn, "hello\n")
+	reply, err := io.ReadAll(conn)
+	if err != nil || string(reply) != "echo hello\n" || <-got != "hello\n" {
+		return fmt.Errorf("TCP exchange %s -> %s: reply %q, %v", client.id, server.id, reply, err)
+	}
+	return nil
+}
+
+func dropCount(t *testing.T, host string) int {
+	t.Helper()
+	out := sh(t, host, "iptables", "-L", vxlan.ChainInput, "-v", "-x", "-n")
+	for _, l := range strings.Split(out, "\n") {
+		f := strings.Fields(l)
+		if len(f) > 2 && f[2] == "DROP" {
+			n, _ := strconv.Atoi(f[0])
+			return n
+		}
+	}
+	t.Fatalf("no DROP rule in %s:\n%s", vxlan.ChainInput, out)
+	return 0
+}
+
+func ovObjects(t *testing.T, host string) string {
+	t.Helper()
+	var found []string
+	for _, l := range strings.Split(sh(t, host, "ip", "-o", "link", "show"), "\n") {
+		if f := strings.Fields(l); len(f) > 1 && strings.HasPrefix(f[1], "ov") {
+			found = append(found, f[1])
+		}
+	}
+	for _, table := range []string{"filter", "nat"} {
+		for _, l := range strings.Split(sh(t, host, "iptables", "-t", table, "-S"), "\n") {
+			if strings.Contains(l, "OV-") {
+				found = append(found, l)
+			}
+		}
+	}
+	return strings.Join(found, "\n")
+}
+
+func TestLabOverlay(t *testing.T) {
+	lab, ds := newLab(t, 3, 1500)
+	front := vxlan.Network{Name: "front", VNI: 100, Subnet: pfx("10.1.0.0/24"), Gateway: a("10.1.0.1")}
+	back := vxlan.Network{Name: "back", VNI: 200, Subnet: pfx("10.2.0.0/24"), Gateway: a("10.2.0.1")}
+	c := &cluster{lab: lab}
+	A := c.add(t, "A", 0, front, "10.1.0.2")
+	B := c.add(t, "B", 1, front, "10.1.0.3")
+	C := c.add(t, "C", 2, back, "10.2.0.2")
+	D := c.add(t, "D", 0, back, "10.2.0.3")
+	c.reconcileAll(t, ds)
+	h0, h1 := lab.Hosts[0], lab.Hosts[1]
+
+	t.Run("same network across hosts: ping and TCP", func(t *testing.T) {
+		if err := reachable(t, A, B.ip, 84); err != nil {
+			t.Fatal(err)
+		}
+		if err := reachable(t, B, A.ip, 84); err != nil {
+			t.Fatal(err)
+		}
+		if err := tcpHello(t, B, A); err != nil {
+			t.Fatal(err)
+		}
+	})
+	t.Run("other networks cannot reach them", func(t *testing.T) {
+		for _, p := range []struct {
+			from *container
+			to   netip.Addr
+		}{{A, C.ip}, {A, D.ip}, {D, A.ip}, {C, B.ip}, {D, B.ip}} {
+			if err := vxlantest.Ping(p.from.path, p.to, 84, time.Second); err == nil {
+				t.Errorf("%s (%s) reached %s on another network", p.from.id, p.from.net.Name, p.to)
+			}
+		}
+		if err := reachable(t, D, C.ip, 84); err != nil {
+			t.Errorf("control: D cannot reach C on its own network: %v", err)
+		}
+	})
+	t.Run("learning off, proxy on, no group", func(t *testing.T) {
+		out := sh(t, h0.Name, "ip", "-d", "link", "show", "ovvx-100")
+		for _, want := range []string{"vxlan id 100 local 192.168.77.10", "dstport 4789", "nolearning", "proxy", "mtu 1450", "master ovbr-100"} {
+			if !strings.Contains(out, want) {
+				t.Errorf("ip -d link show ovvx-100 lacks %q:\n%s", want, out)
+			}
+		}
+		if regexp.MustCompile(`vxlan id .* group `).MatchString(out) {
+			t.Errorf("vxlan device has a multicast group:\n%s", out)
+		}
+	})
+	t.Run("entries are exactly the remote endpoints and other VTEPs", func(t *testing.T) {
+		want := []string{
+			"fdb 00:00:00:00:00:00 dst 192.168.77.11 self permanent",
+			"fdb 02:42:0a:01:00:03 dst 192.168.77.11 self permanent",
+			"neigh 10.1.0.3 lladdr 02:42:0a:01:00:03 PERMANENT",
+		}
+		if diff := cmp.Diff(want, ovEntries(t, h0.Name, "ovvx-100")); diff != "" {
+			t.Errorf("host 0 ovvx-100 entries (-want +got):\n%s", diff)
+		}
+	})
+	t.Run("MTU: exactly the MTU with DF crosses, one byte more does not", func(t *testing.T) {
+		if err := reachable(t, A, B.ip, 1450); err != nil {
+			t.Fatalf("1450-byte DF packet: %v", err)
+		}
+		if err := vxlantest.Ping(A.path, B.ip, 1451, time.Second); err == nil {
+			t.Fatal("1451-byte DF packet crossed an overlay of MTU 1450")
+		}
+	})
+	t.Run("second reconcile changes nothing", func(t *testing.T) {
+		for i, d := range ds {
+			if err := d.Reconcile(context.Background(), c.stateFor(i)); err != nil {
+				t.Fatal(err)
+			}
+			if n := vxlan.LastChanges(d); n != 0 {
+				t.Errorf("host %d: second reconcile made %d changes", i, n)
+			}
+		}
+	})
+	t.Run("VXLAN from an unknown underlay address is dropped", func(t *testing.T) {
+		rogue, err := lab.AddHost("rogue", a("192.168.77.99"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, args := range [][]string{
+			{"link", "add", "vx", "type", "vxlan", "id", "100", "dstport", "4789", "local", "192.168.77.99", "nolearning"},
+			{"addr", "add", "10.1.0.99/24", "dev", "vx"},
+			{"link", "set", "vx", "up"},
+			{"neigh", "add", "10.1.0.3", "lladdr", "02:42:0a:01:00:03", "dev", "vx", "nud", "permanent"},
+		} {
+			sh(t, rogue.Name, "ip", args...)
+		}
+		sh(t, rogue.Name, "bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx", "dst", "192.168.77.11")
+		sh(t, rogue.Name, "bridge", "fdb", "append", "02:42:0a:01:00:03", "dev", "vx", "dst", "192.168.77.11")
+		before := dropCount(t, h1.Name)
+		for range 3 {
+			_ = vxlantest.Ping(rogue.Path, B.ip, 84, 500*time.Millisecond)
+		}
+		if after := dropCount(t, h1.Name); after < before+3 {
+			t.Errorf("host 1 dropped %d VXLAN packets from the rogue address, want >= 3", after-before)
+		}
+	})
+	t.Run("entry or device deleted by hand comes back at the periodic resync", func(t *testing.T) {
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error)
+		go func() { done <- ds[0].Run(ctx, func() vxlan.State { return c.stateFor(0) }) }()
+		defer func() { cancel(); <-done }()
+		sh(t, h0.Name, "bridge", "fdb", "del", "02:42:0a:01:00:03", "dev", "ovvx-100", "dst", "192.168.77.11", "self")
+		sh(t, h0.Name, "ip", "neigh", "del", "10.1.0.3", "dev", "ovvx-100")
+		testutil.Eventually(t, 20*time.Second, func() error {
+			if got := ovEntries(t, h0.Name, "ovvx-100"); len(got) != 3 {
+				return fmt.Errorf("entries: %v", got)
+			}
+			return nil
+		})
+		sh(t, h0.Name, "ip", "link", "del", "ovvx-100")
+		testutil.Eventually(t, 20*time.Second, func() error { return vxlantest.Ping(A.path, B.ip, 84, time.Second) })
+	})
+	t.Run("removing a peer removes its entries", func(t *testing.T) {
+		c.remove(B)
+		c.reconcileAll(t, ds)
+		if got := ovEntries(t, h0.Name, "ovvx-100"); len(got) != 0 {
+			t.Errorf("host 0 still has entries after B (the only remote endpoint of front) left: %v", got)
+		}
+		if got := ovObjects(t, h1.Name); got != "" {
+			t.Errorf("host 1 served front only through B; still has:\n%s", got)
+		}
+	})
+	t.Run("last endpoints removed: bridges, devices, rules gone", func(t *testing.T) {
+		c.remove(A)
+		c.remove(D)
+		c.reconcileAll(t, ds)
+		if got := ovObjects(t, h0.Name); got != "" {
+			t.Errorf("host 0 has no endpoints left but still has:\n%s", got)
+		}
+		if got := ovObjects(t, lab.Hosts[2].Name); !strings.Contains(got, "ovbr-200") || strings.Contains(got, "ovbr-100") {
+			t.Errorf("host 2 (C on back) has:\n%s", got)
+		}
+		c.remove(C)
+		c.reconcileAll(t, ds)
+		for _, h := range lab.Hosts {
+			if got := ovObjects(t, h.Name); got != "" {
+				t.Errorf("%s: left behind:\n%s", h.Name, got)
+			}
+		}
+	})
+}
+
+var mtuRE = regexp.MustCompile(`mtu (\d+)`)
+
+func TestLabJumboUnderlay(t *testing.T) {
+	lab, ds := newLab(t, 2, 9000)
+	n := vxlan.Network{Name: "jumbo", VNI: 4242, Subnet: pfx("10.3.0.0/24"), Gateway: a("10.3.0.1")}
+	c := &cluster{lab: lab}
+	A := c.add(t, "A", 0, n, "10.3.0.2")
+	B := c.add(t, "B", 1, n, "10.3.0.3")
+	c.reconcileAll(t, ds)
+	m := mtuRE.FindStringSubmatch(sh(t, lab.Prefix+"A", "ip", "link", "show", "eth0"))
+	if m == nil || m[1] != "8950" {
+		t.Fatalf("endpoint MTU on a 9000-byte underlay: %v, want 8950", m)
+	}
+	if err := reachable(t, A, B.ip, 8950); err != nil {
+		t.Fatalf("8950-byte DF packet: %v", err)
+	}
+	if err := vxlantest.Ping(A.path, B.ip, 8951, time.Second); err == nil {
+		t.Fatal("8951-byte DF packet crossed")
+	}
+	for i, d := range ds {
+		if err := d.Reconcile(context.Background(), vxlan.State{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := ovObjects(t, lab.Hosts[i].Name); got != "" {
+			t.Errorf("host %d after teardown:\n%s", i, got)
+		}
+	}
+	_ = exec.Command
+}
