@@ -291,7 +291,7 @@ func TestDefault(t *testing.T) {
 		{name: "relative cwd", opts: with(func(o *Options) { o.Cwd = "tmp" }), wantErr: "cwd"},
 		{name: "bad env", opts: with(func(o *Options) { o.Env = []string{"NOVALUE"} }), wantErr: `env "NOVALUE"`},
 		{name: "tiny memory", opts: with(func(o *Options) { o.Memory = 1000 }), wantErr: "6MiB"},
-		{name: "swap below memory", opts: with(func(o *Options) { o.Memory, o.MemorySwap = 64 << 20, 32 << 20 }), wantErr: "memory-swap"},
+		{name: "swap below memory", opts: with(func(o *Options) { o.Memory, o.MemorySwap = 64<<20, 32<<20 }), wantErr: "memory-swap"},
 		{name: "negative cpus", opts: with(func(o *Options) { o.CPUs = -1 }), wantErr: "cpus"},
 		{name: "relative mount", opts: with(func(o *Options) { o.Mounts = []specs.Mount{{Destination: "data"}} }), wantErr: "mount destination"},
 	}
