@@ -98,9 +98,8 @@ func runHelper(mode string, sync *os.File) error {
 		}
 	}
 	for _, r := range p.Rlimits {
-		lim := syscall.Rlimit{Cur: r.Soft, Max: r.Hard}
-		if err := syscall.Setrlimit(rlimits[r.Type], &lim); err != nil {
-			return fmt.Errorf("set %s to %d/%d: %w", r.Type, r.Soft, r.Hard, err)
+		if err := setRlimit(r); err != nil {
+			return err
 		}
 	}
 	if p.OOMScoreAdj != nil {
@@ -271,6 +270,27 @@ func executable(p string) error {
 	}
 	if fi.IsDir() || fi.Mode()&0o111 == 0 {
 		return fmt.Errorf("exec %q: not an executable file: %w", p, os.ErrPermission)
+	}
+	return nil
+}
+
+// setRlimit sets one limit. When the runtime may not raise a hard limit (no CAP_SYS_RESOURCE, as in
+// some nested or restricted hosts), it clamps the request to the current hard limit rather than
+// failing the container: the process gets as much as the host allows.
+func setRlimit(r specs.POSIXRlimit) error {
+	res := rlimits[r.Type]
+	lim := syscall.Rlimit{Cur: r.Soft, Max: r.Hard}
+	err := syscall.Setrlimit(res, &lim)
+	if err == syscall.EPERM {
+		var cur syscall.Rlimit
+		if syscall.Getrlimit(res, &cur) == nil && lim.Max > cur.Max {
+			lim.Max = cur.Max
+			lim.Cur = min(lim.Cur, cur.Max)
+			err = syscall.Setrlimit(res, &lim)
+		}
+	}
+	if err != nil {
+		return fmt.Errorf("process.rlimits: set %s to %d/%d: %w", r.Type, r.Soft, r.Hard, err)
 	}
 	return nil
 }

@@ -2,6 +2,7 @@ package seccomp
 
 import (
 	"fmt"
+	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -40,7 +41,9 @@ func Compile(p *specs.LinuxSeccomp) (*Filter, error) {
 		return nil, fmt.Errorf("seccomp: clear no_new_privs attribute: %w", err)
 	}
 	for _, a := range p.Architectures {
-		arch, err := libseccomp.GetArchFromString(string(a))
+		// The spec names architectures SCMP_ARCH_X86_64, SCMP_ARCH_AARCH64...; libseccomp-golang
+		// takes x86_64, aarch64...
+		arch, err := libseccomp.GetArchFromString(strings.TrimPrefix(string(a), "SCMP_ARCH_"))
 		if err != nil {
 			return nil, fmt.Errorf("seccomp: architecture %q: %v: %w", a, err, errdefs.ErrInvalidArgument)
 		}
