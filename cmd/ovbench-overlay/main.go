@@ -1,0 +1,231 @@
+// Command ovbench-overlay measures TCP throughput (iperf3) and ping latency between two lab hosts
+// (network namespaces on an underlay bridge) over three paths, in the same run: ov's overlay (a
+// vxlan.Driver per host, container namespaces on it), a VXLAN tunnel set up by hand with iproute2
+// between two other namespaces on the same underlay (the reference), and the bare underlay. It writes
+// the table to the "overlay" section of docs/performance.md. Run as root; it touches nothing outside
+// the namespaces it creates and removes them at the end.
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"os"
+	"os/exec"
+	"regexp"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovnet/ov/internal/perfdoc"
+	"github.com/ovnet/ov/vxlan"
+	"github.com/ovnet/ov/vxlan/vxlantest"
+)
+
+func main() {
+	out := flag.String("out", "docs/performance.md", "markdown file whose \"overlay\" section gets the table")
+	seconds := flag.Int("seconds", 5, "duration of each iperf3 run")
+	rounds := flag.Int("rounds", 3, "runs per path, interleaved; the median is reported")
+	flag.Parse()
+	if err := run(*out, *seconds, *rounds); err != nil {
+		fmt.Fprintln(os.Stderr, "ovbench-overlay:", err)
+		os.Exit(1)
+	}
+}
+
+// path is one way from a client namespace to a server address.
+type path struct {
+	name, client, server string // namespace paths
+	dst                  netip.Addr
+	mtu                  int
+	gbps                 []float64
+	rtt                  []float64 // µs
+}
+
+func sh(ns string, name string, args ...string) (string, error) {
+	a := append([]string{"--net=" + ns, name}, args...)
+	b, err := exec.Command("nsenter", a...).CombinedOutput()
+	if err != nil {
+		return string(b), fmt.Errorf("%s %s in %s: %v: %s", name, strings.Join(args, " "), ns, err, b)
+	}
+	return string(b), nil
+}
+
+func run(out string, seconds, rounds int) error {
+	if os.Geteuid() != 0 {
+		return fmt.Errorf("needs root (it creates network namespaces)")
+	}
+	lab, err := vxlantest.NewLab(fmt.Sprintf("ovb%x", os.Getpid()&0xffff), 1500)
+	if err != nil {
+		return err
+	}
+	defer lab.Close()
+	var hosts []vxlantest.Host
+	for i, name := range []string{"h0", "h1", "x0", "x1"} {
+		h, err := lab.AddHost(name, netip.AddrFrom4([4]byte{192, 168, 77, byte(10 + i)}))
+		if err != nil {
+			return err
+		}
+		hosts = append(hosts, h)
+	}
+
+	// ov's overlay: one driver per host, container A on h0, B on h1.
+	n := vxlan.Network{Name: "bench", VNI: 100, Subnet: netip.MustParsePrefix("10.1.0.0/24"), Gateway: netip.MustParseAddr("10.1.0.1")}
+	ctr := map[string]string{}
+	for _, c := range []string{"A", "B"} {
+		if ctr[c], err = lab.NewNetns(c); err != nil {
+			return err
+		}
+	}
+	ipA, ipB := netip.MustParseAddr("10.1.0.2"), netip.MustParseAddr("10.1.0.3")
+	states := []vxlan.State{
+		{Networks: []vxlan.NetworkState{{Network: n, VTEPs: []netip.Addr{hosts[1].Addr},
+			Endpoints: []vxlan.Endpoint{{ContainerID: "A", NetNSPath: ctr["A"], IfName: "eth0", IP: ipA}},
+			Peers:     []vxlan.Peer{{IP: ipB, VTEP: hosts[1].Addr}}}}},
+		{Networks: []vxlan.NetworkState{{Network: n, VTEPs: []netip.Addr{hosts[0].Addr},
+			Endpoints: []vxlan.Endpoint{{ContainerID: "B", NetNSPath: ctr["B"], IfName: "eth0", IP: ipB}},
+			Peers:     []vxlan.Peer{{IP: ipA, VTEP: hosts[0].Addr}}}}},
+	}
+	for i, st := range states {
+		cfg := vxlan.DefaultConfig()
+		cfg.Logger = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+		cfg.HostNetns = hosts[i].Path
+		cfg.LocalIP = hosts[i].Addr
+		d, err := vxlan.New(cfg)
+		if err != nil {
+			return err
+		}
+		if err := d.Reconcile(context.Background(), st); err != nil {
+			return err
+		}
+		defer d.Reconcile(context.Background(), vxlan.State{})
+	}
+
+	// The reference: a VXLAN tunnel by hand between x0 and x1, same VNI handling, same MTU.
+	for i, x := range hosts[2:] {
+		other := hosts[3-i].Addr
+		self := fmt.Sprintf("10.99.0.%d", i+1)
+		peer := fmt.Sprintf("10.99.0.%d", 2-i)
+		for _, args := range [][]string{
+			{"ip", "link", "add", "vx", "mtu", "1450", "address", vxlan.MACFromIP(netip.MustParseAddr(self)).String(), "type", "vxlan", "id", "99", "dstport", "4789", "local", x.Addr.String(), "nolearning", "proxy"},
+			{"ip", "addr", "add", self + "/24", "dev", "vx"},
+			{"ip", "link", "set", "vx", "up"},
+			{"bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx", "dst", other.String()},
+			{"ip", "neigh", "add", peer, "lladdr", vxlan.MACFromIP(netip.MustParseAddr(peer)).String(), "dev", "vx", "nud", "permanent"},
+		} {
+			if _, err := sh(x.Path, args[0], args[1:]...); err != nil {
+				return err
+			}
+		}
+		if _, err := sh(x.Path, "bridge", "fdb", "append", vxlan.MACFromIP(netip.MustParseAddr(peer)).String(), "dev", "vx", "dst", other.String()); err != nil {
+			return err
+		}
+	}
+
+	paths := []*path{
+		{name: "ov overlay (container to container, 2 hosts)", client: ctr["A"], server: ctr["B"], dst: ipB, mtu: 1450},
+		{name: "VXLAN by hand (iproute2, 2 namespaces)", client: hosts[2].Path, server: hosts[3].Path, dst: netip.MustParseAddr("10.99.0.2"), mtu: 1450},
+		{name: "bare underlay (no tunnel)", client: hosts[0].Path, server: hosts[1].Path, dst: hosts[1].Addr, mtu: 1500},
+	}
+	for _, p := range paths { // warm up and check the path works
+		if err := vxlantest.Ping(p.client, p.dst, 84, 3*time.Second); err != nil {
+			if os.Getenv("OVBENCH_DEBUG") != "" {
+				for _, h := range hosts {
+					o1, _ := sh(h.Path, "ip", "-d", "link")
+					o2, _ := sh(h.Path, "ip", "neigh")
+					o3, _ := sh(h.Path, "bridge", "fdb")
+					fmt.Fprintln(os.Stderr, h.Name, o1, o2, o3)
+				}
+			}
+			return fmt.Errorf("%s: %w", p.name, err)
+		}
+	}
+	for r := range rounds {
+		for _, p := range paths {
+			g, err := iperf(p, seconds)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			rtt, err := pingRTT(p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p.name, err)
+			}
+			p.gbps, p.rtt = append(p.gbps, g), append(p.rtt, rtt)
+			fmt.Fprintf(os.Stderr, "round %d %-45s %6.2f Gbit/s  rtt %5.0f µs\n", r+1, p.name, g, rtt)
+		}
+	}
+	ref := median(paths[1].gbps)
+	var b strings.Builder
+	fmt.Fprintf(&b, "## Overlay throughput and latency\n\n")
+	fmt.Fprintf(&b, "iperf3 TCP, one stream, %d s per run; ping RTT average of 200 adaptive pings (busybox `ping -A`); median of %d interleaved rounds. Two hosts are network namespaces on one underlay bridge (MTU 1500); the overlay path crosses container veth, bridge, VXLAN, underlay, VXLAN, bridge, veth, with ov's iptables chains in place and br_netfilter on.\n\n", seconds, rounds)
+	fmt.Fprintf(&b, "| path | MTU | TCP throughput (Gbit/s) | vs VXLAN by hand | ping RTT (µs) |\n|---|---|---|---|---|\n")
+	for _, p := range paths {
+		fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %.0f |\n", p.name, p.mtu, median(p.gbps), median(p.gbps)/ref, median(p.rtt))
+	}
+	ratio := median(paths[0].gbps) / ref
+	verdict := "met"
+	if ratio < 0.95 {
+		verdict = "NOT met"
+	}
+	fmt.Fprintf(&b, "\nGoal: ov overlay >= 0.95 x VXLAN by hand: %s (%.2f).\n\n%s\n", verdict, ratio, perfdoc.Machine())
+	fmt.Print(b.String())
+	return perfdoc.WriteSection(out, "overlay", b.String())
+}
+
+func iperf(p *path, seconds int) (float64, error) {
+	srv := exec.Command("nsenter", "--net="+p.server, "iperf3", "-s", "-1", "-p", "5201")
+	if err := srv.Start(); err != nil {
+		return 0, err
+	}
+	defer func() { _ = srv.Process.Kill(); _ = srv.Wait() }()
+	var out string
+	var err error
+	for range 20 { // the server needs a moment to listen
+		time.Sleep(100 * time.Millisecond)
+		if out, err = sh(p.client, "iperf3", "-c", p.dst.String(), "-p", "5201", "-t", strconv.Itoa(seconds), "-J"); err == nil {
+			break
+		}
+	}
+	if err != nil {
+		return 0, err
+	}
+	var res struct {
+		End struct {
+			SumReceived struct {
+				BitsPerSecond float64 `json:"bits_per_second"`
+			} `json:"sum_received"`
+		} `json:"end"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil {
+		return 0, fmt.Errorf("iperf3 output: %w", err)
+	}
+	return res.End.SumReceived.BitsPerSecond / 1e9, nil
+}
+
+var rttRE = regexp.MustCompile(`min/avg/max = [\d.]+/([\d.]+)/`)
+
+func pingRTT(p *path) (float64, error) {
+	out, err := sh(p.client, "busybox", "ping", "-A", "-q", "-c", "200", p.dst.String())
+	if err != nil {
+		return 0, err
+	}
+	m := rttRE.FindStringSubmatch(out)
+	if m == nil {
+		return 0, fmt.Errorf("ping output: %q", out)
+	}
+	ms, _ := strconv.ParseFloat(m[1], 64)
+	return ms * 1000, nil
+}
+
+func median(v []float64) float64 {
+	s := slices.Clone(v)
+	slices.Sort(s)
+	if len(s) == 0 {
+		return 0
+	}
+	return s[len(s)/2]
+}
