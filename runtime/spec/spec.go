@@ -104,6 +104,7 @@ func Default(o Options) (*specs.Spec, error) {
 	if cgPath == "" {
 		cgPath = "/ov/" + o.ID
 	}
+	nofileSoft, nofileHard := nofile()
 	s := &specs.Spec{
 		Version: specs.Version,
 		Process: &specs.Process{
@@ -118,7 +119,7 @@ func Default(o Options) (*specs.Spec, error) {
 				Permitted: slices.Clone(caps),
 				// Inheritable and ambient stay empty, as Docker 25+ sets them.
 			},
-			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1048576}},
+			Rlimits:         []specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: nofileSoft, Hard: nofileHard}},
 			NoNewPrivileges: true,
 		},
 		Root:     &specs.Root{Path: root, Readonly: o.ReadOnly},

@@ -10,6 +10,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -117,7 +118,11 @@ func TestDefault(t *testing.T) {
 				if !slices.Contains(s.Linux.MaskedPaths, "/proc/kcore") || !slices.Contains(s.Linux.ReadonlyPaths, "/proc/sys") {
 					t.Errorf("masked %v readonly %v; want Docker's", s.Linux.MaskedPaths, s.Linux.ReadonlyPaths)
 				}
-				if d := cmp.Diff([]specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: 1024, Hard: 1048576}}, s.Process.Rlimits); d != "" {
+				soft, hard := nofile()
+				if hard > 524288 || (hard == 524288) != canRaiseNofile() || soft != min(1024, hard) {
+					t.Errorf("nofile() = %d:%d; want Docker's 1024:524288, lowered only to the caller's hard limit", soft, hard)
+				}
+				if d := cmp.Diff([]specs.POSIXRlimit{{Type: "RLIMIT_NOFILE", Soft: soft, Hard: hard}}, s.Process.Rlimits); d != "" {
 					t.Errorf("rlimits (-want +got):\n%s", d)
 				}
 				if s.Linux.CgroupsPath != "/ov/0123456789abcdef" {
@@ -332,4 +337,10 @@ func TestDefaultDoesNotAlias(t *testing.T) {
 	if b.Process.Capabilities.Bounding[0] != "CAP_CHOWN" || b.Linux.MaskedPaths[0] != "/proc/asound" || DefaultCapabilities[0] != "CAP_CHOWN" {
 		t.Errorf("editing one spec changed the defaults: %v %v", b.Process.Capabilities.Bounding, b.Linux.MaskedPaths)
 	}
+}
+
+// canRaiseNofile reports whether this process's hard RLIMIT_NOFILE is at least Docker's 524288.
+func canRaiseNofile() bool {
+	var r unix.Rlimit
+	return unix.Getrlimit(unix.RLIMIT_NOFILE, &r) == nil && r.Max >= 524288
 }
