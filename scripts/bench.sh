@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# Runs every benchmark of ov. Each step measures one component beside its reference in the same run
+# and writes its own section of docs/performance.md (internal/perfdoc), so steps can run in any
+# order and one failing leaves the others' figures alone. A step whose component is not built yet
+# is skipped with a message. Run as root (make bench).
+#
+# To add a benchmark: write a function bench_<name> below (build what it needs into bin/, return
+# 0 when done, or call skip "<reason>" and return) and add <name> to STEPS.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+GO=${GO:-go}
+OUT=${OUT:-docs/performance.md}
+mkdir -p bin docs
+
+STEPS=(runtime)
+
+skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
+
+# runtime: start-to-exit latency of `ovrt run` of /bin/true beside `runc run` of the same bundle.
+bench_runtime() {
+	if [ ! -d cmd/ovbench-runtime ]; then skip "cmd/ovbench-runtime does not exist"; return; fi
+	if [ ! -x bin/ovrt ]; then echo "bench: runtime: bin/ovrt is not built (make build); measuring runc alone" >&2; fi
+	if [ ! -x /usr/sbin/runc ]; then echo "bench: runtime: /usr/sbin/runc missing (make deps); measuring ovrt alone" >&2; fi
+	"$GO" build -o bin/ovbench-runtime ./cmd/ovbench-runtime || return 1
+	bin/ovbench-runtime -out "$OUT" -runs "${RUNTIME_RUNS:-30}" -ovrt bin/ovrt -runc /usr/sbin/runc
+}
+
+if [ "$(id -u)" != 0 ]; then
+	echo "bench: needs root (namespaces, cgroups, mounts); run: sudo make bench" >&2
+	exit 1
+fi
+failed=()
+for CURRENT in "${STEPS[@]}"; do
+	echo "== bench: ${CURRENT}" >&2
+	if ! "bench_${CURRENT}"; then
+		echo "bench: ${CURRENT}: FAILED" >&2
+		failed+=("${CURRENT}")
+	fi
+done
+if ((${#failed[@]})); then
+	echo "bench: failed: ${failed[*]} (the other steps' tables are written)" >&2
+	exit 1
+fi
+echo "bench: done; tables in ${OUT}" >&2
