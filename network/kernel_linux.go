@@ -327,12 +327,9 @@ func (k *linuxKernel) ensureVeth(e *Endpoint, bridge string, mtu int) error {
 	host, herr := k.h.LinkByName(e.HostIf)
 	cont, cerr := ch.LinkByName(e.IfName)
 	paired := false
-	if herr == nil && cerr == nil {
-		if v, ok := cont.(*netlink.Veth); ok {
-			if peer, err := netlink.VethPeerIndex(v); err == nil && peer == host.Attrs().Index {
-				paired = true
-			}
-		}
+	if herr == nil && cerr == nil && cont.Type() == "veth" && host.Type() == "veth" {
+		// A veth's IFLA_LINK is its peer's index (in the peer's namespace).
+		paired = cont.Attrs().ParentIndex == host.Attrs().Index && host.Attrs().ParentIndex == cont.Attrs().Index
 	}
 	if !paired {
 		if herr == nil {
@@ -370,6 +367,11 @@ func (k *linuxKernel) ensureVeth(e *Endpoint, bridge string, mtu int) error {
 		if err := k.h.LinkSetMaster(host, br); err != nil {
 			return fmt.Errorf("add %s to %s: %w", e.HostIf, bridge, err)
 		}
+	}
+	// Hairpin: with br_netfilter, a container's packet to its own published port is DNATed at the
+	// bridge and must be sent back out of the port it came in on.
+	if err := k.h.LinkSetHairpin(host, true); err != nil {
+		return fmt.Errorf("hairpin on %s: %w", e.HostIf, err)
 	}
 	if err := k.h.LinkSetUp(host); err != nil {
 		return err

@@ -6,6 +6,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
@@ -109,4 +110,22 @@ func ParsePortSpecs(specs []string) ([]PortMapping, error) {
 		out = append(out, m)
 	}
 	return out, nil
+}
+
+// PortsFromAPI converts the wire form (api.PortMapping) and checks it as ParsePortSpecs does.
+func PortsFromAPI(ps []api.PortMapping) ([]PortMapping, error) {
+	specs := make([]string, len(ps))
+	for i, p := range ps {
+		specs[i] = p.String()
+	}
+	return ParsePortSpecs(specs)
+}
+
+// API returns the wire form of p.
+func (p PortMapping) API() api.PortMapping {
+	w := api.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Proto}
+	if p.HostIP.IsValid() {
+		w.HostIP = p.HostIP.String()
+	}
+	return w
 }
