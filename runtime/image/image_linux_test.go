@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/internal/errdefs"
@@ -28,6 +30,13 @@ func TestLoadArchives(t *testing.T) {
 		archive func(t testing.TB, images map[string]v1Image) string
 	}{
 		{"docker save", dockerArchive},
+		{"docker save gzipped", func(t testing.TB, images map[string]v1Image) string {
+			p := dockerArchive(t, images)
+			if err := os.WriteFile(p, gzipped(t, []byte(readFile(t, p))), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			return p
+		}},
 		{"OCI layout", ociArchive},
 	}
 	for _, tc := range tests {
@@ -119,6 +128,14 @@ func TestLoadRejectsBadArchives(t *testing.T) {
 		{"tar without manifest", tarOf(t, entry{name: "hello.txt", body: "hi"}), "neither a docker save archive"},
 		{"truncated", []byte(good[:len(good)/2]), "bad.tar"},
 		{"hostile archive", tarOf(t, entry{name: "manifest.json", body: "[]"}, entry{name: "../up", body: "x"}), `"../up"`},
+		{"manifest names a file outside", tarOf(t, entry{name: "manifest.json", body: `[{"Config":"../../../../etc/passwd","RepoTags":["x:1"],"Layers":[]}]`}), `"../../../../etc/passwd"`},
+		{"symlink member out of the archive", tarOf(t,
+			entry{name: "manifest.json", body: `[{"Config":"c.json","RepoTags":["x:1"],"Layers":[]}]`},
+			entry{name: "c.json", typ: tar.TypeSymlink, link: "/etc/passwd"}), "c.json"},
+		{"layer digest mismatch", tarOf(t,
+			entry{name: "manifest.json", body: `[{"Config":"c.json","RepoTags":["x:1"],"Layers":["l.tar"]}]`},
+			entry{name: "c.json", body: `{"os":"linux","rootfs":{"type":"layers","diff_ids":["sha256:` + strings.Repeat("0", 64) + `"]}}`},
+			entry{name: "l.tar", body: string(tarOf(t, entry{name: "f", body: "1"}))}), "content has digest"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -310,10 +327,15 @@ func TestHostileLayers(t *testing.T) {
 			{name: "etc", typ: tar.TypeSymlink, link: "/etc"},
 			{name: "passwd", typ: tar.TypeLink, link: "etc/passwd"},
 		}, "passwd"},
+		// In a bottom layer (import) whiteouts are skipped, so this one is refused only above it.
 		{"whiteout through symlink out", []entry{
 			{name: "evil", typ: tar.TypeSymlink, link: outside},
 			{name: "evil/.wh.victim"},
 		}, "evil/.wh.victim"},
+		{"opaque marker through symlink out", []entry{
+			{name: "evil", typ: tar.TypeSymlink, link: outside},
+			{name: "evil/.wh..wh..opq"},
+		}, "evil/.wh..wh..opq"},
 	}
 	if err := os.WriteFile(filepath.Join(outside, "victim"), []byte("safe"), 0o644); err != nil {
 		t.Fatal(err)
@@ -325,6 +347,9 @@ func TestHostileLayers(t *testing.T) {
 	for _, tc := range tests {
 		for _, via := range []string{"import", "docker save"} {
 			t.Run(tc.name+" via "+via, func(t *testing.T) {
+				if via == "import" && strings.Contains(tc.refused, whiteoutPrefix) {
+					t.Skip("whiteouts are skipped in a bottom layer")
+				}
 				s := newStore(t)
 				ctx := context.Background()
 				layer := tarOf(t, tc.entries...)
@@ -332,7 +357,12 @@ func TestHostileLayers(t *testing.T) {
 				if via == "import" {
 					_, err = s.Import(ctx, bytes.NewReader(layer), ImportOptions{Ref: "hostile"})
 				} else {
-					_, err = s.LoadFile(ctx, dockerArchive(t, map[string]v1Image{"hostile:latest": imageOf(t, layer)}), nil)
+					// Above a harmless bottom layer, so that whiteouts are converted too.
+					img, merr := mutate.AppendLayers(imageOf(t, tarOf(t, entry{name: "ok", body: "1"})), layerOf(t, layer))
+					if merr != nil {
+						t.Fatal(merr)
+					}
+					_, err = s.LoadFile(ctx, dockerArchive(t, map[string]v1Image{"hostile:latest": img}), nil)
 				}
 				if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), `"`+tc.refused+`"`) {
 					t.Fatalf("err = %v; want ErrInvalidArgument naming entry %q", err, tc.refused)
@@ -555,4 +585,134 @@ func TestNewCleansInterruptedLoads(t *testing.T) {
 	if _, err := s2.Get(ctx, "kept"); err != nil {
 		t.Error(err)
 	}
+}
+
+func TestConcurrentLoadsAndRemoves(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	base, top := testImages(t)
+	path := dockerArchive(t, map[string]v1Image{"busybox:latest": base, "app:1": top})
+	errs := make(chan error, 8)
+	for range 4 {
+		go func() {
+			_, err := s.LoadFile(ctx, path, nil)
+			errs <- err
+		}()
+		go func() {
+			// Removing while loading either finds nothing yet, or removes a loaded image; never
+			// breaks a load.
+			_, err := s.Remove(ctx, "app:1")
+			if errors.Is(err, errdefs.ErrNotFound) {
+				err = nil
+			}
+			errs <- err
+		}()
+	}
+	for range 8 {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	if _, err := s.LoadFile(ctx, path, nil); err != nil {
+		t.Fatal(err)
+	}
+	// Every image's layers are complete: each can be prepared and runs busybox.
+	for _, ref := range []string{"busybox", "app:1"} {
+		r, err := s.Prepare(ctx, "c-"+strings.ReplaceAll(ref, ":", "-"), ref)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if out, err := chrootRun(r, "/bin/cat", "/keep"); err != nil || out != "kept\n" {
+			t.Errorf("%s: cat /keep = %q, %v", ref, out, err)
+		}
+	}
+	if n := len(layerDirs(t, s)); n != 3 {
+		t.Errorf("%d layer dirs, want 3", n)
+	}
+}
+
+func TestWhiteoutsInBottomLayerAreInvisible(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	layer := tarOf(t,
+		entry{name: "etc/passwd", body: "root:x:0:0::/:/bin/sh\n"},
+		entry{name: "etc/.wh.ghost"},
+		entry{name: "etc/.wh..wh..opq"},
+		entry{name: ".wh..wh.plnk/", typ: tar.TypeDir},
+		entry{name: ".wh..wh.plnk/1234.5", body: "aufs hard link"},
+	)
+	if _, err := s.Import(ctx, bytes.NewReader(layer), ImportOptions{Ref: "ghost"}); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Prepare(ctx, "g", "ghost")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d := cmp.Diff([]string{"etc", "etc/passwd"}, tree(t, r)); d != "" {
+		t.Errorf("rootfs (-want +got):\n%s", d)
+	}
+}
+
+// TestLayerAtBottomAndAbove loads one layer with whiteouts as the bottom of one image and above
+// another layer in a second image: each image sees it right.
+func TestLayerAtBottomAndAbove(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	wh := layerOf(t, tarOf(t, entry{name: "etc/", typ: tar.TypeDir}, entry{name: "etc/.wh.removed"}, entry{name: "etc/added", body: "a"}))
+	below := layerOf(t, tarOf(t, entry{name: "etc/removed", body: "r"}, entry{name: "etc/passwd", body: "p"}))
+	alone, err := mutate.AppendLayers(empty.Image, wh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stacked, err := mutate.AppendLayers(empty.Image, below, wh)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, order := range [][]string{{"alone", "stacked"}, {"stacked", "alone"}} {
+		t.Run(strings.Join(order, " then "), func(t *testing.T) {
+			s := newStore(t)
+			imgs := map[string]v1Image{"alone": alone, "stacked": stacked}
+			for _, name := range order {
+				if _, err := s.LoadFile(ctx, dockerArchive(t, map[string]v1Image{name + ":1": imgs[name]}), nil); err != nil {
+					t.Fatal(err)
+				}
+			}
+			want := map[string][]string{
+				"alone":   {"etc", "etc/added"},
+				"stacked": {"etc", "etc/added", "etc/passwd"},
+			}
+			for name, w := range want {
+				r, err := s.Prepare(ctx, name, name+":1")
+				if err != nil {
+					t.Fatal(err)
+				}
+				if d := cmp.Diff(w, tree(t, r)); d != "" {
+					t.Errorf("%s rootfs (-want +got):\n%s", name, d)
+				}
+			}
+			if n := len(layerDirs(t, s)); n != 3 {
+				t.Errorf("layer dirs %v; want 3 (below, and the whiteout layer in both forms)", layerDirs(t, s))
+			}
+		})
+	}
+	_ = s
+}
+
+// tree lists the paths under dir, sorted.
+func tree(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		if rel, _ := filepath.Rel(dir, p); rel != "." {
+			out = append(out, rel)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return out
 }

@@ -122,7 +122,7 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Imag
 
 // Import adds a plain rootfs tarball (plain or gzip-compressed; like `docker import`) as a
 // single-layer image. A malformed tarball or a hostile entry is errdefs.ErrInvalidArgument naming it.
-func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Image, error) {
+func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (_ Image, err error) {
 	if opts.Source == "" {
 		opts.Source = "rootfs tarball"
 	}
@@ -138,10 +138,15 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (Im
 	if err != nil {
 		return Image{}, fmt.Errorf("%w: import %s: %v", errdefs.ErrInvalidArgument, opts.Source, err)
 	}
-	diffID, err := s.unpackLayer(ctx, in, "", opts.Source)
+	diffID, err := s.unpackLayer(ctx, in, "", true, opts.Source)
 	if err != nil {
 		return Image{}, err
 	}
+	defer func() {
+		if err != nil {
+			s.dropUnused([]string{diffID}) // runs after unpin
+		}
+	}()
 	defer s.unpin([]string{diffID})
 	c := opts.Config
 	cfg := v1.ConfigFile{
@@ -183,7 +188,7 @@ type source struct {
 }
 
 // commit unpacks src's missing layers and records the image.
-func (s *Store) commit(ctx context.Context, src source, from string) (Image, error) {
+func (s *Store) commit(ctx context.Context, src source, from string) (_ Image, err error) {
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(src.config))
 	if err != nil {
 		return Image{}, fmt.Errorf("%w: %s: image config: %v", errdefs.ErrInvalidArgument, from, err)
@@ -201,9 +206,14 @@ func (s *Store) commit(ctx context.Context, src source, from string) (Image, err
 		return Image{}, fmt.Errorf("%w: %s: image %s has %d layers but its config names %d", errdefs.ErrInvalidArgument, from, shortID(id), len(src.layers), len(diffIDs))
 	}
 	missing := s.pin(diffIDs)
+	defer func() {
+		if err != nil {
+			s.dropUnused(diffIDs) // runs after unpin
+		}
+	}()
 	defer s.unpin(diffIDs)
 	for i, d := range diffIDs {
-		if !missing[d] {
+		if !missing[i] {
 			continue
 		}
 		if src.layers == nil {
@@ -213,7 +223,7 @@ func (s *Store) commit(ctx context.Context, src source, from string) (Image, err
 		if err != nil {
 			return Image{}, fmt.Errorf("%w: %s: image %s layer %d: %v", errdefs.ErrInvalidArgument, from, shortID(id), i, err)
 		}
-		_, err = s.unpackLayer(ctx, rc, d, fmt.Sprintf("%s layer %d (%s)", from, i, shortID(d)))
+		_, err = s.unpackLayer(ctx, rc, d, i == 0, fmt.Sprintf("%s layer %d (%s)", from, i, shortID(d)))
 		rc.Close()
 		if err != nil {
 			return Image{}, err
@@ -248,17 +258,16 @@ func (s *Store) commit(ctx context.Context, src source, from string) (Image, err
 	return img.clone(), nil
 }
 
-// pin marks diffIDs as used by a load in progress (so Remove leaves them) and returns those whose
-// layer is not in the store yet.
-func (s *Store) pin(diffIDs []string) map[string]bool {
+// pin marks diffIDs (an image's layers, bottom first) as used by a load in progress (so Remove
+// leaves them) and reports which positions lack their layer, in the form that position needs.
+func (s *Store) pin(diffIDs []string) []bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	missing := map[string]bool{}
-	for _, d := range diffIDs {
+	missing := make([]bool, len(diffIDs))
+	for i, d := range diffIDs {
 		s.pins[d]++
-		if _, err := os.Lstat(s.layerDir(d)); err != nil {
-			missing[d] = true
-		}
+		_, ok := s.lowerDir(d, i == 0)
+		missing[i] = !ok
 	}
 	return missing
 }
@@ -275,8 +284,9 @@ func (s *Store) unpin(diffIDs []string) {
 
 // unpackLayer unpacks the uncompressed layer tar r into a temporary directory, checks its digest
 // against want (when given) and renames it into layers/. It returns the diff ID. When want is empty
-// (import), the layer is pinned and the caller unpins it.
-func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want, what string) (string, error) {
+// (import), the layer is pinned and the caller unpins it. A bottom layer's whiteouts are skipped;
+// when it has any, it is kept apart from the form other positions use (see lowerDir).
+func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want string, bottom bool, what string) (string, error) {
 	tmp, err := os.MkdirTemp(s.tmpDir(), "layer-")
 	if err != nil {
 		return "", fmt.Errorf("unpack %s: %w", what, err)
@@ -288,7 +298,11 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want, what string)
 	}
 	h := sha256.New()
 	tee := io.TeeReader(r, h)
-	size, err := unpack(ctx, tee, dir, modeLayer, what)
+	mode := modeLayer
+	if bottom {
+		mode = modeBaseLayer
+	}
+	stats, err := unpack(ctx, tee, dir, mode, what)
 	if err != nil {
 		return "", err
 	}
@@ -301,8 +315,12 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want, what string)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := os.Rename(dir, s.layerDir(got)); err != nil {
-		if _, serr := os.Lstat(s.layerDir(got)); serr != nil {
+	target := s.layerDir(got)
+	if bottom && stats.whiteouts > 0 {
+		target += baseSuffix
+	}
+	if err := os.Rename(dir, target); err != nil {
+		if !exists(target, "") {
 			return "", fmt.Errorf("unpack %s: %w", what, err)
 		}
 		// Another load unpacked the same layer first; keep its copy.
@@ -310,7 +328,7 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want, what string)
 	if want == "" {
 		s.pins[got]++
 	}
-	s.layers[got] = layerInfo{Size: size}
+	s.layers[got] = layerInfo{Size: stats.size, Whiteouts: stats.whiteouts}
 	return got, nil
 }
 

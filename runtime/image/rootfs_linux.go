@@ -91,9 +91,9 @@ func (s *Store) Prepare(ctx context.Context, containerID, ref string) (string, e
 		return "", fmt.Errorf("%w: image %q has no layers; it cannot be a container's rootfs", errdefs.ErrInvalidArgument, ref)
 	}
 	lowers := make([]string, 0, len(img.Layers))
-	for _, l := range slices.Backward(img.Layers) {
-		d := s.layerDir(l)
-		if _, err := os.Stat(d); err != nil {
+	for i, l := range slices.Backward(img.Layers) {
+		d, ok := s.lowerDir(l, i == 0)
+		if !ok {
 			return "", fmt.Errorf("%w: image %q: layer %s is missing from the store; remove the image and load it again", errdefs.ErrNotFound, ref, shortID(l))
 		}
 		lowers = append(lowers, d)

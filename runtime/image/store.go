@@ -105,7 +105,8 @@ type Store struct {
 }
 
 type layerInfo struct {
-	Size int64 `json:"size"`
+	Size      int64 `json:"size"`
+	Whiteouts int   `json:"whiteouts,omitempty"`
 }
 
 // index is index.json.
@@ -162,8 +163,29 @@ func New(cfg Config) (*Store, error) {
 func (s *Store) Root() string { return s.root }
 
 func (s *Store) tmpDir() string { return filepath.Join(s.root, "tmp") }
+
+// baseSuffix marks the bottom-layer form of a layer that has whiteouts (they are skipped there).
+const baseSuffix = "-base"
+
+// layerDir is where a layer is unpacked with its whiteouts in overlayfs form: a lower dir for any
+// position in an image.
 func (s *Store) layerDir(diffID string) string {
 	return filepath.Join(s.root, "layers", "sha256", strings.TrimPrefix(diffID, "sha256:"))
+}
+
+// lowerDir returns the directory to use for layer diffID at the bottom of an image (bottom) or above
+// it, and whether it exists. A layer without whiteouts has one form for both.
+func (s *Store) lowerDir(diffID string, bottom bool) (string, bool) {
+	if bottom {
+		if d := s.layerDir(diffID) + baseSuffix; exists(d, "") {
+			return d, true
+		}
+		if info, ok := s.layers[diffID]; ok && info.Whiteouts > 0 {
+			return s.layerDir(diffID) + baseSuffix, false
+		}
+	}
+	d := s.layerDir(diffID)
+	return d, exists(d, "")
 }
 
 func (s *Store) clearTmp() error {
@@ -249,12 +271,7 @@ func writeFileAtomic(path string, data []byte) error {
 // collectLocked removes layers no image names and no load has pinned, and forgets layers whose
 // directory is missing.
 func (s *Store) collectLocked() error {
-	used := map[string]bool{}
-	for _, img := range s.images {
-		for _, l := range img.Layers {
-			used[l] = true
-		}
-	}
+	used := s.usedLayersLocked()
 	dir := filepath.Join(s.root, "layers", "sha256")
 	entries, err := os.ReadDir(dir)
 	if err != nil {
@@ -263,12 +280,14 @@ func (s *Store) collectLocked() error {
 	present := map[string]bool{}
 	var doomed []string
 	for _, e := range entries {
-		id := "sha256:" + e.Name()
+		id := "sha256:" + strings.TrimSuffix(e.Name(), baseSuffix)
 		if used[id] || s.pins[id] > 0 {
 			present[id] = true
 			continue
 		}
-		doomed = append(doomed, id)
+		if !slices.Contains(doomed, id) {
+			doomed = append(doomed, id)
+		}
 	}
 	changed := false
 	for id := range s.layers {
@@ -298,6 +317,49 @@ func (s *Store) collectLocked() error {
 	return nil
 }
 
+// usedLayersLocked returns the layers some image names.
+func (s *Store) usedLayersLocked() map[string]bool {
+	used := map[string]bool{}
+	for _, img := range s.images {
+		for _, l := range img.Layers {
+			used[l] = true
+		}
+	}
+	return used
+}
+
+// unusedLocked returns the layers of cands (once each) that no image names and no load has pinned.
+func (s *Store) unusedLocked(cands []string) []string {
+	used := s.usedLayersLocked()
+	var out []string
+	for _, l := range cands {
+		if !used[l] && s.pins[l] == 0 && !slices.Contains(out, l) {
+			out = append(out, l)
+		}
+	}
+	return out
+}
+
+// dropUnused deletes the layers of cands that nothing uses: what a failed load unpacked.
+func (s *Store) dropUnused(cands []string) {
+	s.mu.Lock()
+	var gone []string
+	for _, l := range s.unusedLocked(cands) {
+		delete(s.layers, l)
+		g, err := s.detachLayer(l)
+		if err != nil {
+			s.log.Warn("cannot remove layer of a failed load", "layer", l, "err", err)
+		}
+		gone = append(gone, g)
+	}
+	s.mu.Unlock()
+	for _, g := range gone {
+		if g != "" {
+			os.RemoveAll(g)
+		}
+	}
+}
+
 // removeLayerDir moves a layer out of layers/ (atomically) and then deletes it.
 func (s *Store) removeLayerDir(diffID string) error {
 	gone, err := s.detachLayer(diffID)
@@ -314,8 +376,10 @@ func (s *Store) detachLayer(diffID string) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("remove layer %s: %w", diffID, err)
 	}
-	if err := os.Rename(s.layerDir(diffID), filepath.Join(tmp, "layer")); err != nil && !errors.Is(err, fs.ErrNotExist) {
-		return tmp, fmt.Errorf("remove layer %s: %w", diffID, err)
+	for _, d := range []string{s.layerDir(diffID), s.layerDir(diffID) + baseSuffix} {
+		if err := os.Rename(d, filepath.Join(tmp, filepath.Base(d))); err != nil && !errors.Is(err, fs.ErrNotExist) {
+			return tmp, fmt.Errorf("remove layer %s: %w", diffID, err)
+		}
 	}
 	return tmp, nil
 }
@@ -452,17 +516,9 @@ func (s *Store) Remove(ctx context.Context, ref string) (Removed, error) {
 	}
 	delete(s.images, img.ID)
 	res := Removed{Untagged: slices.Clone(img.RepoTags), Deleted: img.ID}
-	used := map[string]bool{}
-	for _, other := range s.images {
-		for _, l := range other.Layers {
-			used[l] = true
-		}
-	}
-	for _, l := range img.Layers {
-		if !used[l] && s.pins[l] == 0 && !slices.Contains(res.Layers, l) {
-			res.Layers = append(res.Layers, l)
-			delete(s.layers, l)
-		}
+	res.Layers = s.unusedLocked(img.Layers)
+	for _, l := range res.Layers {
+		delete(s.layers, l)
 	}
 	if err := s.saveLocked(); err != nil {
 		s.images[img.ID] = img

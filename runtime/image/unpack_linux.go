@@ -24,6 +24,9 @@ const (
 	// modeLayer unpacks an image layer meant to be an overlayfs lower dir: owners, device nodes and
 	// allowed xattrs are kept, and AUFS-style whiteouts become overlayfs whiteouts.
 	modeLayer unpackMode = iota
+	// modeBaseLayer is modeLayer for the bottom layer of an image: whiteouts are skipped, since they
+	// hide nothing there, and overlayfs would list them in directories no other layer has.
+	modeBaseLayer
 	// modeArchive unpacks an image archive (docker save, OCI layout) to read it: only files,
 	// directories and links; symlinks are replaced by hard links to what they name inside the archive
 	// so that nothing read afterwards can lead outside it.
@@ -43,11 +46,17 @@ const (
 type unpacker struct {
 	root   int // O_PATH fd of the destination directory
 	mode   unpackMode
-	size   int64 // bytes of regular file content written
+	stats  unpackStats
 	dirs   []dirTime
 	links  []string // modeArchive: symlinks to replace at the end
 	entry  string   // current entry name, for errors
 	source string   // what is unpacked, for errors
+}
+
+// unpackStats describes what was unpacked.
+type unpackStats struct {
+	size      int64 // bytes of regular file content
+	whiteouts int   // whiteout and opaque entries, converted or skipped
 }
 
 type dirTime struct {
@@ -55,37 +64,36 @@ type dirTime struct {
 	atime, mtime unix.Timespec
 }
 
-// unpack extracts the tar stream r into dir (which must exist and be empty) and returns the bytes of
-// regular file content written. A refused or malformed entry fails with errdefs.ErrInvalidArgument naming
+// unpack extracts the tar stream r into dir (which must exist and be empty) and says what it wrote. A refused or malformed entry fails with errdefs.ErrInvalidArgument naming
 // the entry; the caller removes dir on error.
-func unpack(ctx context.Context, r io.Reader, dir string, mode unpackMode, source string) (int64, error) {
+func unpack(ctx context.Context, r io.Reader, dir string, mode unpackMode, source string) (unpackStats, error) {
 	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, fmt.Errorf("unpack %s: open %s: %w", source, dir, err)
+		return unpackStats{}, fmt.Errorf("unpack %s: open %s: %w", source, dir, err)
 	}
 	defer unix.Close(root)
 	u := &unpacker{root: root, mode: mode, source: source}
 	tr := tar.NewReader(r)
 	for {
 		if err := ctx.Err(); err != nil {
-			return 0, err
+			return unpackStats{}, err
 		}
 		hdr, err := tr.Next()
 		if errors.Is(err, io.EOF) {
 			break
 		}
 		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
-			return 0, fmt.Errorf("%w: %s: not a valid tar stream after entry %q: %v", errdefs.ErrInvalidArgument, source, u.entry, err)
+			return unpackStats{}, fmt.Errorf("%w: %s: not a valid tar stream after entry %q: %v", errdefs.ErrInvalidArgument, source, u.entry, err)
 		}
 		u.entry = hdr.Name
 		if err := u.write(hdr, tr); err != nil {
-			return 0, err
+			return unpackStats{}, err
 		}
 	}
 	if err := u.finish(); err != nil {
-		return 0, err
+		return unpackStats{}, err
 	}
-	return u.size, nil
+	return u.stats, nil
 }
 
 // refuse builds the error for an entry that may not be unpacked.
@@ -217,10 +225,18 @@ func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 		if hdr.Typeflag != tar.TypeDir {
 			return u.refuse("the layer root must be a directory")
 		}
-		return u.meta(u.root, ".", hdr, true)
+		u.dirs = append(u.dirs, dirTime{name: ".", atime: timespec(hdr.AccessTime, hdr), mtime: timespec(hdr.ModTime, hdr)})
+		return u.meta(u.root, ".", hdr, false)
 	}
 	dirName, base := path.Dir(name), path.Base(name)
-	if u.mode == modeLayer && strings.HasPrefix(base, whiteoutPrefix) {
+	if u.mode != modeArchive && strings.Contains("/"+dirName, "/"+whiteoutMeta) {
+		return nil // inside AUFS metadata (.wh..wh.plnk/...)
+	}
+	if u.mode != modeArchive && strings.HasPrefix(base, whiteoutPrefix) {
+		u.stats.whiteouts++
+		if u.mode == modeBaseLayer {
+			return nil
+		}
 		return u.whiteout(dirName, base)
 	}
 	dir, err := u.openDir(dirName, true)
@@ -253,7 +269,7 @@ func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 		f := os.NewFile(uintptr(fd), base)
 		src := &readErr{r: r}
 		n, err := io.Copy(f, src)
-		u.size += n
+		u.stats.size += n
 		if cerr := f.Close(); err == nil {
 			err = cerr
 		}
@@ -356,7 +372,7 @@ func (u *unpacker) whiteout(dirName, base string) error {
 
 // meta applies owner, mode, xattrs and (unless deferred for directories) times to base in dir.
 func (u *unpacker) meta(dir int, base string, hdr *tar.Header, times bool) error {
-	if u.mode == modeLayer {
+	if u.mode != modeArchive {
 		if err := unix.Fchownat(dir, base, hdr.Uid, hdr.Gid, unix.AT_SYMLINK_NOFOLLOW); err != nil {
 			return u.fail("chown", err)
 		}
@@ -365,7 +381,7 @@ func (u *unpacker) meta(dir int, base string, hdr *tar.Header, times bool) error
 		if err := unix.Fchmodat(dir, base, uint32(hdr.Mode)&0o7777, 0); err != nil {
 			return u.fail("chmod", err)
 		}
-		if u.mode == modeLayer {
+		if u.mode != modeArchive {
 			if err := u.xattrs(dir, base, hdr); err != nil {
 				return err
 			}
