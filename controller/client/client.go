@@ -1,0 +1,317 @@
+// Package client is the Go client of the controller API (docs/api.md), used by ovctl and ovagent.
+// Errors carry the errdefs class the controller answered with (errors.Is(err, errdefs.ErrNotFound)),
+// and a controller that cannot be reached is errdefs.ErrUnavailable.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"crypto/tls"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Config says how to reach a controller.
+type Config struct {
+	// URL of the controller, e.g. https://10.0.0.1:7480. Required.
+	URL string
+	// Token is sent as Authorization: Bearer: the admin token (ovctl), the join token (an agent's first
+	// registration) or a host token.
+	Token string
+	// TLS configures https (CA to trust, client certificate); nil uses the system roots.
+	TLS *tls.Config
+	// Timeout bounds each request (not watches). Default 30s.
+	Timeout time.Duration
+	// MaxConns is the number of idle keep-alive connections kept to the controller. Default 64.
+	MaxConns int
+}
+
+// Client talks to one controller. It is safe for concurrent use.
+type Client struct {
+	cfg  Config
+	base *url.URL
+	http *http.Client
+}
+
+// New returns a client for cfg.
+func New(cfg Config) (*Client, error) {
+	if cfg.Timeout == 0 {
+		cfg.Timeout = 30 * time.Second
+	}
+	if cfg.MaxConns == 0 {
+		cfg.MaxConns = 64
+	}
+	u, err := url.Parse(strings.TrimRight(cfg.URL, "/"))
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("controller URL %q: write it as http://host:port or https://host:port: %w", cfg.URL, errdefs.ErrInvalidArgument)
+	}
+	tr := &http.Transport{
+		Proxy:               nil, // the controller is never reached through a proxy
+		DialContext:         (&net.Dialer{Timeout: 10 * time.Second, KeepAlive: 30 * time.Second}).DialContext,
+		TLSClientConfig:     cfg.TLS,
+		MaxIdleConns:        cfg.MaxConns,
+		MaxIdleConnsPerHost: cfg.MaxConns,
+		IdleConnTimeout:     90 * time.Second,
+		TLSHandshakeTimeout: 10 * time.Second,
+		ForceAttemptHTTP2:   true,
+	}
+	return &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr}}, nil
+}
+
+// WithToken returns a client that shares c's connections but sends token (an agent switches to its
+// host token after registering).
+func (c *Client) WithToken(token string) *Client {
+	cp := *c
+	cp.cfg.Token = token
+	return &cp
+}
+
+// do sends a request with a JSON body (in != nil) and decodes a JSON answer into out (out != nil).
+func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	resp, err := c.send(ctx, method, path, in)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if out == nil || resp.StatusCode == http.StatusNoContent {
+		_, _ = io.Copy(io.Discard, resp.Body)
+		return nil
+	}
+	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+		return fmt.Errorf("%s %s: bad answer from the controller: %v: %w", method, path, err, errdefs.ErrUnavailable)
+	}
+	return nil
+}
+
+// send sends a request and returns the response when it is 2xx, else the API error it carries.
+func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return nil, err
+		}
+		body = bytes.NewReader(b)
+	}
+	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
+	if err != nil {
+		return nil, fmt.Errorf("%s %s: %v: %w", method, path, err, errdefs.ErrInvalidArgument)
+	}
+	if in != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	if c.cfg.Token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+	}
+	resp, err := c.http.Do(req)
+	if err != nil {
+		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("controller %s is not reachable (%v); check --controller and that ovcontroller runs: %w", c.base, err, errdefs.ErrUnavailable)
+	}
+	if resp.StatusCode/100 == 2 {
+		return resp, nil
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	var e api.Error
+	if json.Unmarshal(b, &e) != nil || e.Code == "" {
+		class := errdefs.ErrUnavailable
+		if resp.StatusCode/100 == 4 {
+			class = errdefs.ErrInvalidArgument
+		}
+		return nil, fmt.Errorf("%s %s: controller answered %s: %s: %w", method, path, resp.Status, bytes.TrimSpace(b), class)
+	}
+	return nil, errdefs.FromWire(e.Code, e.Message)
+}
+
+func esc(s string) string { return url.PathEscape(s) }
+
+// Health checks that the controller and its etcd answer.
+func (c *Client) Health(ctx context.Context) error {
+	return c.do(ctx, http.MethodGet, "/v1/health", nil, nil)
+}
+
+// CreateNetwork creates an overlay network; empty subnet and VNI are chosen by the controller.
+func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodPost, "/v1/networks", n, &out)
+	return out, err
+}
+
+// GetNetwork reads one network.
+func (c *Client) GetNetwork(ctx context.Context, name string) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodGet, "/v1/networks/"+esc(name), nil, &out)
+	return out, err
+}
+
+// ListNetworks reads every network, sorted by name.
+func (c *Client) ListNetworks(ctx context.Context) ([]api.Network, error) {
+	var out []api.Network
+	err := c.do(ctx, http.MethodGet, "/v1/networks", nil, &out)
+	return out, err
+}
+
+// UpdateNetwork changes labels, MTU and internal; with n.Revision set it fails with ErrConflict when
+// the network changed since.
+func (c *Client) UpdateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodPut, "/v1/networks/"+esc(n.Name), n, &out)
+	return out, err
+}
+
+// DeleteNetwork removes a network; one with endpoints only when force.
+func (c *Client) DeleteNetwork(ctx context.Context, name string, force bool) error {
+	return c.do(ctx, http.MethodDelete, "/v1/networks/"+esc(name)+"?force="+strconv.FormatBool(force), nil, nil)
+}
+
+// RegisterHost registers a host or updates its address and labels. The answer to a first registration
+// carries the host's token in Token: keep it, and use it (WithToken) from then on.
+func (c *Client) RegisterHost(ctx context.Context, h api.Host) (api.Host, error) {
+	var out api.Host
+	err := c.do(ctx, http.MethodPost, "/v1/hosts", h, &out)
+	return out, err
+}
+
+// Heartbeat tells the controller the host is alive.
+func (c *Client) Heartbeat(ctx context.Context, host string) (api.Host, error) {
+	var out api.Host
+	err := c.do(ctx, http.MethodPost, "/v1/hosts/"+esc(host)+"/heartbeat", nil, &out)
+	return out, err
+}
+
+// GetHost reads one host with its state.
+func (c *Client) GetHost(ctx context.Context, name string) (api.Host, error) {
+	var out api.Host
+	err := c.do(ctx, http.MethodGet, "/v1/hosts/"+esc(name), nil, &out)
+	return out, err
+}
+
+// ListHosts reads every host with its state (alive or dead), sorted by name.
+func (c *Client) ListHosts(ctx context.Context) ([]api.Host, error) {
+	var out []api.Host
+	err := c.do(ctx, http.MethodGet, "/v1/hosts", nil, &out)
+	return out, err
+}
+
+// RemoveHost removes a host and releases every address it held.
+func (c *Client) RemoveHost(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+esc(name), nil, nil)
+}
+
+// HostEndpoints lists the allocations of a host in every network.
+func (c *Client) HostEndpoints(ctx context.Context, host string) ([]api.Endpoint, error) {
+	var out []api.Endpoint
+	err := c.do(ctx, http.MethodGet, "/v1/hosts/"+esc(host)+"/endpoints", nil, &out)
+	return out, err
+}
+
+// Allocate gives (ep.Network, ep.Host, ep.Container) an address: ep.IP if set, else the next free one.
+// Asking again for the same owner returns the same endpoint.
+func (c *Client) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoint, error) {
+	var out api.Endpoint
+	err := c.do(ctx, http.MethodPost, "/v1/networks/"+esc(ep.Network)+"/endpoints", ep, &out)
+	return out, err
+}
+
+// Release frees the address of (network, host, container); releasing what is not held is not an error.
+func (c *Client) Release(ctx context.Context, network, host, container string) error {
+	return c.do(ctx, http.MethodDelete, "/v1/networks/"+esc(network)+"/endpoints/"+esc(host)+"/"+esc(container), nil, nil)
+}
+
+// ListEndpoints reads a network's endpoints and the revision to resume a watch from.
+func (c *Client) ListEndpoints(ctx context.Context, network string) ([]api.Endpoint, int64, error) {
+	var out api.EndpointList
+	err := c.do(ctx, http.MethodGet, "/v1/networks/"+esc(network)+"/endpoints", nil, &out)
+	return out.Endpoints, out.Revision, err
+}
+
+// Reconcile reports the endpoints host really has; the controller releases the host's other
+// allocations and returns them.
+func (c *Client) Reconcile(ctx context.Context, host string, have []api.Endpoint) ([]api.Endpoint, error) {
+	if have == nil {
+		have = []api.Endpoint{}
+	}
+	var out api.ReconcileResponse
+	err := c.do(ctx, http.MethodPost, "/v1/hosts/"+esc(host)+"/reconcile", api.ReconcileRequest{Endpoints: have}, &out)
+	return out.Released, err
+}
+
+// WatchEndpoints streams the endpoints of network to fn: a snapshot (unless fromRev > 0 and the
+// controller still has that history), then each change and periodic progress events. When the stream
+// breaks (controller restart, network trouble) it reconnects by itself and resumes from the last
+// revision it delivered; a snapshot event then means "replace everything". It returns when ctx ends
+// (ctx.Err()), when fn returns an error (that error), or on an answer that retrying cannot fix
+// (unknown network, bad token).
+func (c *Client) WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error {
+	rev := fromRev
+	backoff := 100 * time.Millisecond
+	for {
+		err := c.watchOnce(ctx, network, &rev, fn, &backoff)
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		var ferr fnError
+		if errors.As(err, &ferr) {
+			return ferr.err
+		}
+		if err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
+			return err
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		case <-t.C:
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
+}
+
+type fnError struct{ err error }
+
+func (e fnError) Error() string { return e.err.Error() }
+
+func (c *Client) watchOnce(ctx context.Context, network string, rev *int64, fn func(api.EndpointEvent) error, backoff *time.Duration) error {
+	path := fmt.Sprintf("/v1/networks/%s/endpoints?watch=1&revision=%d", esc(network), *rev)
+	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 64<<10), 256<<20)
+	for sc.Scan() {
+		var ev api.EndpointEvent
+		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
+			return fmt.Errorf("watch network %q: bad event from the controller: %v: %w", network, err, errdefs.ErrUnavailable)
+		}
+		if err := fn(ev); err != nil {
+			return fnError{err}
+		}
+		if ev.Revision > *rev {
+			*rev = ev.Revision
+		}
+		*backoff = 100 * time.Millisecond
+	}
+	return fmt.Errorf("watch network %q: stream ended (%v): %w", network, sc.Err(), errdefs.ErrUnavailable)
+}

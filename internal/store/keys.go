@@ -1,0 +1,84 @@
+package store
+
+import (
+	"fmt"
+	"net/netip"
+	"strings"
+)
+
+// The key schema, version 1. This file is the only place that knows it; docs/controller.md mirrors it.
+//
+//	/ov/v1/meta/netset                      network-set version: bumped by every network create/delete,
+//	                                        compared by creates so that two overlapping subnets cannot both win
+//	/ov/v1/meta/vnicursor                   last VNI handed out (next-fit over VNIs)
+//	/ov/v1/networks/<name>                  JSON network (subnet, gateway, ip-range, VNI, MTU, labels...)
+//	/ov/v1/vnis/<vni>                       name of the network holding the VNI
+//	/ov/v1/hosts/<name>                     JSON host (underlay address, labels, last heartbeat, token hash)
+//	/ov/v1/endpoints/<network>/<ip>         JSON endpoint: the allocation of one address
+//	/ov/v1/owners/<network>/<host>/<ctr>    the address owned by (network, host, container)
+//	/ov/v1/cursors/<network>                last address handed out in the network (next-fit cursor)
+const (
+	root         = "/ov/v1/"
+	netsetKey    = root + "meta/netset"
+	vniCursorKey = root + "meta/vnicursor"
+	networksPfx  = root + "networks/"
+	vnisPfx      = root + "vnis/"
+	hostsPfx     = root + "hosts/"
+	endpointsPfx = root + "endpoints/"
+	ownersPfx    = root + "owners/"
+	cursorsPfx   = root + "cursors/"
+)
+
+// Root is the prefix of every key ov writes.
+const Root = root
+
+func networkKey(name string) string         { return networksPfx + name }
+func vniKey(vni uint32) string              { return fmt.Sprintf("%s%d", vnisPfx, vni) }
+func hostKey(name string) string            { return hostsPfx + name }
+func endpointsPrefix(network string) string { return endpointsPfx + network + "/" }
+func endpointKey(network string, ip netip.Addr) string {
+	return endpointsPrefix(network) + ip.String()
+}
+func ownersPrefix(network string) string           { return ownersPfx + network + "/" }
+func hostOwnersPrefix(network, host string) string { return ownersPrefix(network) + host + "/" }
+func ownerKey(network, host, container string) string {
+	return hostOwnersPrefix(network, host) + container
+}
+func cursorKey(network string) string { return cursorsPfx + network }
+
+// KeyKind classifies a key of the schema for watchers of the whole tree (the controller's cache).
+type KeyKind int
+
+// Kinds of keys.
+const (
+	KindOther KeyKind = iota
+	KindNetwork
+	KindHost
+	KindEndpoint
+	KindCursor
+)
+
+// ParseKey tells what a key is: its kind, the network or host name, and the address for endpoints and
+// cursors are not parsed (their value holds it).
+func ParseKey(key string) (kind KeyKind, name string, ip netip.Addr) {
+	switch {
+	case strings.HasPrefix(key, networksPfx):
+		return KindNetwork, key[len(networksPfx):], netip.Addr{}
+	case strings.HasPrefix(key, hostsPfx):
+		return KindHost, key[len(hostsPfx):], netip.Addr{}
+	case strings.HasPrefix(key, cursorsPfx):
+		return KindCursor, key[len(cursorsPfx):], netip.Addr{}
+	case strings.HasPrefix(key, endpointsPfx):
+		rest := key[len(endpointsPfx):]
+		i := strings.LastIndexByte(rest, '/')
+		if i < 0 {
+			return KindOther, "", netip.Addr{}
+		}
+		a, err := netip.ParseAddr(rest[i+1:])
+		if err != nil {
+			return KindOther, "", netip.Addr{}
+		}
+		return KindEndpoint, rest[:i], a
+	}
+	return KindOther, "", netip.Addr{}
+}
