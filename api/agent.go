@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
@@ -42,42 +41,6 @@ func (p PortMapping) String() string {
 		s = p.HostIP + ":" + s
 	}
 	return s
-}
-
-// ParsePortMapping parses -p [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|/udp].
-func ParsePortMapping(s string) (PortMapping, error) {
-	bad := func(why string) (PortMapping, error) {
-		return PortMapping{}, fmt.Errorf("port mapping %q: %s; use [HOSTIP:]HOSTPORT:CONTAINERPORT[/tcp|udp], e.g. 8080:80: %w", s, why, errdefs.ErrInvalidArgument)
-	}
-	p := PortMapping{Protocol: "tcp"}
-	rest := s
-	if i := strings.LastIndex(rest, "/"); i >= 0 {
-		p.Protocol = strings.ToLower(rest[i+1:])
-		rest = rest[:i]
-		if p.Protocol != "tcp" && p.Protocol != "udp" {
-			return bad("protocol must be tcp or udp")
-		}
-	}
-	parts := strings.Split(rest, ":")
-	switch len(parts) {
-	case 2:
-	case 3:
-		a, err := netip.ParseAddr(parts[0])
-		if err != nil || !a.Is4() {
-			return bad("host IP is not an IPv4 address")
-		}
-		p.HostIP = parts[0]
-		parts = parts[1:]
-	default:
-		return bad("needs a host port and a container port")
-	}
-	hp, err1 := strconv.ParseUint(parts[0], 10, 16)
-	cp, err2 := strconv.ParseUint(parts[1], 10, 16)
-	if err1 != nil || err2 != nil || hp == 0 || cp == 0 {
-		return bad("ports must be numbers 1-65535")
-	}
-	p.HostPort, p.ContainerPort = uint16(hp), uint16(cp)
-	return p, nil
 }
 
 // Mount bind-mounts a host path into the container (-v HOST:CONTAINER[:ro]).

@@ -805,8 +805,7 @@ func (s *Shim) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/vnd.ov.stream")
 	w.WriteHeader(http.StatusOK)
-	fl, _ := w.(http.Flusher)
-	fw := NewFrameWriter(flushWriter{w, fl})
+	fw := NewFrameWriter(FlushWriter(w))
 	for _, e := range entries {
 		t := FrameStdout
 		if e.Stream == "stderr" {
@@ -819,6 +818,13 @@ func (s *Shim) handleLogs(w http.ResponseWriter, r *http.Request) {
 	if sub != nil {
 		_ = s.pump(sub, fw)
 	}
+}
+
+// FlushWriter returns a writer that flushes w after every write, so that streamed frames leave at
+// once.
+func FlushWriter(w http.ResponseWriter) io.Writer {
+	fl, _ := w.(http.Flusher)
+	return flushWriter{w, fl}
 }
 
 type flushWriter struct {

@@ -1,0 +1,99 @@
+package agent
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Config configures an Agent. cmd/ovagent fills it from flags, OV_* variables and the YAML file.
+type Config struct {
+	// Root holds persistent state: container records and logs, images, network state.
+	// Default /var/lib/ov.
+	Root string
+	// RunDir holds runtime state that dies with the machine: the API socket, shim sockets, bundles,
+	// network namespaces, the OCI runtime's state. Default /run/ov.
+	RunDir string
+	// Socket is the API's unix socket. Default RunDir/agent.sock.
+	Socket string
+	// SocketMode is the socket's permission bits. Default 0600 (root only).
+	SocketMode os.FileMode
+	// Runtime is the OCI runtime binary the shims drive (ovrt, or /usr/sbin/runc). Default: ovrt next to
+	// the agent's own binary when it exists, else runc from PATH.
+	Runtime string
+	// ShimCommand is the command line that starts a shim; the agent appends the shim's flags.
+	// Default: the agent's own binary with the hidden "shim" subcommand.
+	ShimCommand []string
+	// Host is this host's name, reported by /v1/version. Default os.Hostname().
+	Host string
+	// DefaultNetwork is the network a container joins when it names none. Default "bridge".
+	DefaultNetwork string
+	// Images is the image store. Nil: only absolute rootfs directories can be run.
+	Images ImageStore
+	// Netns creates and removes containers' network namespaces. Nil: only host and none networking.
+	Netns NetnsManager
+	// Drivers maps a network driver name ("bridge", "overlay") to the driver that builds its networks.
+	Drivers map[string]NetworkDriver
+	// Log receives the agent's logs. Default: discarded.
+	Log *slog.Logger
+}
+
+// DefaultConfig returns the defaults described on Config (without Images, Netns and Drivers, which
+// cmd/ovagent builds).
+func DefaultConfig() Config {
+	host, _ := os.Hostname()
+	rt := "runc"
+	if self, err := os.Executable(); err == nil {
+		if p := filepath.Join(filepath.Dir(self), "ovrt"); fileExists(p) {
+			rt = p
+		}
+	}
+	var shimCmd []string
+	if self, err := os.Executable(); err == nil {
+		shimCmd = []string{self, "shim"}
+	}
+	return Config{
+		Root:           "/var/lib/ov",
+		RunDir:         "/run/ov",
+		SocketMode:     0o600,
+		Runtime:        rt,
+		ShimCommand:    shimCmd,
+		Host:           host,
+		DefaultNetwork: "bridge",
+		Log:            slog.New(slog.DiscardHandler),
+	}
+}
+
+func fileExists(p string) bool {
+	_, err := os.Stat(p)
+	return err == nil
+}
+
+// Validate reports what is wrong with c, filling in the defaults that derive from other fields.
+func (c *Config) Validate() error {
+	if !filepath.IsAbs(c.Root) || !filepath.IsAbs(c.RunDir) {
+		return fmt.Errorf("agent: --root %q and --run-dir %q must be absolute paths: %w", c.Root, c.RunDir, errdefs.ErrInvalidArgument)
+	}
+	if c.Socket == "" {
+		c.Socket = filepath.Join(c.RunDir, "agent.sock")
+	}
+	if c.SocketMode == 0 {
+		c.SocketMode = 0o600
+	}
+	if c.Runtime == "" {
+		return fmt.Errorf("agent: no OCI runtime configured; set runtime to ovrt or /usr/sbin/runc: %w", errdefs.ErrInvalidArgument)
+	}
+	if len(c.ShimCommand) == 0 {
+		return fmt.Errorf("agent: no shim command configured: %w", errdefs.ErrInvalidArgument)
+	}
+	if c.DefaultNetwork == "" {
+		c.DefaultNetwork = "bridge"
+	}
+	if c.Log == nil {
+		c.Log = slog.New(slog.DiscardHandler)
+	}
+	return nil
+}

@@ -1,0 +1,298 @@
+package agent
+
+import (
+	"context"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/network"
+)
+
+const (
+	modeNetwork   = network.ModeNetwork
+	modeHost      = network.ModeHost
+	modeNone      = network.ModeNone
+	modeContainer = network.ModeContainer
+)
+
+type netMode struct {
+	kind    string
+	network string     // modeNetwork: the network's name
+	driver  string     // modeNetwork: its driver
+	other   *container // modeContainer
+}
+
+// parseNetworkMode resolves --network against the agent's networks and containers.
+func (a *Agent) parseNetworkMode(s string) (netMode, error) {
+	if s == "" {
+		s = a.cfg.DefaultNetwork
+	}
+	m, err := network.ParseMode(s)
+	if err != nil {
+		return netMode{}, err
+	}
+	switch m.Kind {
+	case network.ModeHost, network.ModeNone:
+		return netMode{kind: m.Kind}, nil
+	case network.ModeContainer:
+		other, err := a.lookup(m.Container)
+		if err != nil {
+			return netMode{}, fmt.Errorf("--network container:%s: %w", m.Container, err)
+		}
+		if other.snapshot().State.Status != api.StateRunning {
+			return netMode{}, fmt.Errorf("--network container:%s: that container is not running: %w", m.Container, errdefs.ErrConflict)
+		}
+		return netMode{kind: modeContainer, other: other}, nil
+	}
+	n, driver, err := a.findNetwork(context.Background(), m.Network)
+	if err != nil {
+		return netMode{}, err
+	}
+	return netMode{kind: modeNetwork, network: n.Name, driver: driver}, nil
+}
+
+// findNetwork returns the network named name and the name of its driver.
+func (a *Agent) findNetwork(ctx context.Context, name string) (api.Network, string, error) {
+	for dname, d := range a.cfg.Drivers {
+		nets, err := d.Networks(ctx)
+		if err != nil {
+			return api.Network{}, "", fmt.Errorf("list %s networks: %w", dname, err)
+		}
+		for _, n := range nets {
+			if n.Name == name {
+				return n, dname, nil
+			}
+		}
+	}
+	return api.Network{}, "", fmt.Errorf("network %q: no such network; see `ovctl network ls`: %w", name, errdefs.ErrNotFound)
+}
+
+// setupNetwork gives the container its network namespace and endpoints; what it made is added to u.
+func (a *Agent) setupNetwork(ctx context.Context, id, name string, req api.ContainerCreate, m netMode, u *undo) (string, []api.ContainerEndpoint, error) {
+	switch m.kind {
+	case modeHost:
+		return "", nil, nil
+	case modeContainer:
+		o := m.other.snapshot()
+		if o.NetNS == "" && o.Config.Network == modeHost {
+			return "", nil, fmt.Errorf("--network container:%s: it uses the host's network; use --network host: %w", o.Name, errdefs.ErrInvalidArgument)
+		}
+		path := o.NetNS
+		if path == "" {
+			path = "/proc/" + strconv.Itoa(o.State.Pid) + "/ns/net"
+		}
+		return path, o.Networks, nil
+	}
+	if a.cfg.Netns == nil {
+		if m.kind == modeNone {
+			return "", nil, nil // the runtime makes a fresh namespace
+		}
+		return "", nil, fmt.Errorf("network %q: this agent has no network drivers; use --network none or host: %w", m.network, errdefs.ErrUnavailable)
+	}
+	path, err := a.cfg.Netns.CreateNetns(ctx, id)
+	if err != nil {
+		return "", nil, fmt.Errorf("create the network namespace of container %s: %w", api.ShortID(id), err)
+	}
+	u.add(func() {
+		if err := a.cfg.Netns.RemoveNetns(context.Background(), id); err != nil {
+			a.log.Warn("remove netns", "container", api.ShortID(id), "err", err)
+		}
+	})
+	if m.kind == modeNone {
+		return path, nil, nil
+	}
+	d := a.cfg.Drivers[m.driver]
+	ep, err := d.Attach(ctx, AttachRequest{Network: m.network, Container: id, Name: name, Netns: path, IP: req.IP, Ports: req.Ports})
+	if err != nil {
+		return "", nil, err
+	}
+	u.add(func() {
+		if err := d.Detach(context.Background(), m.network, id); err != nil {
+			a.log.Warn("detach", "container", api.ShortID(id), "network", m.network, "err", err)
+		}
+	})
+	return path, []api.ContainerEndpoint{ep}, nil
+}
+
+// teardownNetwork detaches the container from its networks and removes its namespace.
+func (a *Agent) teardownNetwork(rec api.Container) {
+	ctx := context.Background()
+	if rec.NetNS == "" || strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
+		return // host network, or another container's namespace
+	}
+	for _, ep := range rec.Networks {
+		if d, ok := a.cfg.Drivers[ep.Driver]; ok {
+			if err := d.Detach(ctx, ep.Network, rec.ID); err != nil {
+				a.log.Warn("detach", "container", api.ShortID(rec.ID), "network", ep.Network, "err", err)
+			}
+		}
+	}
+	if a.cfg.Netns != nil {
+		if err := a.cfg.Netns.RemoveNetns(ctx, rec.ID); err != nil {
+			a.log.Warn("remove netns", "container", api.ShortID(rec.ID), "err", err)
+		}
+	}
+}
+
+// loadNetworks is where the agent would read network state of its own; the drivers keep theirs.
+func (a *Agent) loadNetworks() error { return nil }
+
+// Networks lists every network of every driver, plus host and none.
+func (a *Agent) Networks(ctx context.Context) ([]api.Network, error) {
+	out := []api.Network{{Name: api.DriverHost, Driver: api.DriverHost}, {Name: api.DriverNone, Driver: api.DriverNone}}
+	for name, d := range a.cfg.Drivers {
+		nets, err := d.Networks(ctx)
+		if err != nil {
+			return nil, fmt.Errorf("list %s networks: %w", name, err)
+		}
+		out = append(out, nets...)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Network returns one network by name.
+func (a *Agent) Network(ctx context.Context, name string) (api.Network, error) {
+	if name == api.DriverHost || name == api.DriverNone {
+		return api.Network{Name: name, Driver: name}, nil
+	}
+	n, _, err := a.findNetwork(ctx, name)
+	return n, err
+}
+
+// CreateNetwork creates a network through the driver it names.
+func (a *Agent) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+	if err := n.Validate(); err != nil {
+		return api.Network{}, err
+	}
+	if n.Name == api.DriverHost || n.Name == api.DriverNone {
+		return api.Network{}, fmt.Errorf("network %q: the name is reserved; choose another: %w", n.Name, errdefs.ErrAlreadyExists)
+	}
+	d, ok := a.cfg.Drivers[n.Driver]
+	if !ok {
+		return api.Network{}, fmt.Errorf("network %q: driver %q is not available on this agent: %w", n.Name, n.Driver, errdefs.ErrInvalidArgument)
+	}
+	a.netMu.Lock()
+	defer a.netMu.Unlock()
+	if _, _, err := a.findNetwork(ctx, n.Name); err == nil {
+		return api.Network{}, fmt.Errorf("network %q already exists; choose another name or remove it first: %w", n.Name, errdefs.ErrAlreadyExists)
+	}
+	if n.Created.IsZero() {
+		n.Created = time.Now().UTC()
+	}
+	return d.CreateNetwork(ctx, n)
+}
+
+// DeleteNetwork removes a network no container is attached to.
+func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
+	a.netMu.Lock()
+	defer a.netMu.Unlock()
+	if name == api.DriverHost || name == api.DriverNone {
+		return fmt.Errorf("network %q is built in and cannot be removed: %w", name, errdefs.ErrConflict)
+	}
+	_, driver, err := a.findNetwork(ctx, name)
+	if err != nil {
+		return err
+	}
+	if users := a.networkUsers(name); len(users) > 0 {
+		return fmt.Errorf("network %q is used by containers %v; disconnect or remove them first: %w", name, users, errdefs.ErrConflict)
+	}
+	return a.cfg.Drivers[driver].DeleteNetwork(ctx, name)
+}
+
+func (a *Agent) networkUsers(name string) []string {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var users []string
+	for _, c := range a.containers {
+		rec := c.snapshot()
+		for _, ep := range rec.Networks {
+			if ep.Network == name && rec.NetNS != "" {
+				users = append(users, rec.Name)
+			}
+		}
+	}
+	sort.Strings(users)
+	return users
+}
+
+// Connect attaches a container with its own network namespace to another network.
+func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConnect) (api.Container, error) {
+	c, err := a.lookup(req.Container)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	rec := c.snapshot()
+	if rec.NetNS == "" || strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
+		return api.Container{}, fmt.Errorf("connect container %s: it shares another network namespace (--network %s): %w", rec.Name, rec.Config.Network, errdefs.ErrConflict)
+	}
+	if rec.State.Status == api.StateExited {
+		return api.Container{}, fmt.Errorf("connect container %s: it has exited: %w", rec.Name, errdefs.ErrConflict)
+	}
+	for _, ep := range rec.Networks {
+		if ep.Network == netName {
+			return api.Container{}, fmt.Errorf("container %s is already connected to network %q: %w", rec.Name, netName, errdefs.ErrAlreadyExists)
+		}
+	}
+	if req.IP != "" {
+		tmp := api.ContainerCreate{Image: "x", IP: req.IP, Network: netName}
+		if err := tmp.Validate(); err != nil {
+			return api.Container{}, err
+		}
+	}
+	_, driver, err := a.findNetwork(ctx, netName)
+	if err != nil {
+		return api.Container{}, err
+	}
+	ep, err := a.cfg.Drivers[driver].Attach(ctx, AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: rec.NetNS, IP: req.IP})
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.mu.Lock()
+	c.rec.Networks = append(c.rec.Networks, ep)
+	c.mu.Unlock()
+	if err := a.saveRecord(c); err != nil {
+		return api.Container{}, err
+	}
+	return c.snapshot(), nil
+}
+
+// Disconnect detaches a container from a network.
+func (a *Agent) Disconnect(ctx context.Context, netName string, req api.NetworkConnect) (api.Container, error) {
+	c, err := a.lookup(req.Container)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	rec := c.snapshot()
+	idx := -1
+	for i, ep := range rec.Networks {
+		if ep.Network == netName {
+			idx = i
+		}
+	}
+	if idx < 0 || rec.NetNS == "" {
+		return api.Container{}, fmt.Errorf("container %s is not connected to network %q: %w", rec.Name, netName, errdefs.ErrNotFound)
+	}
+	ep := rec.Networks[idx]
+	if d, ok := a.cfg.Drivers[ep.Driver]; ok {
+		if err := d.Detach(ctx, netName, rec.ID); err != nil {
+			return api.Container{}, err
+		}
+	}
+	c.mu.Lock()
+	c.rec.Networks = append(append([]api.ContainerEndpoint(nil), c.rec.Networks[:idx]...), c.rec.Networks[idx+1:]...)
+	c.mu.Unlock()
+	if err := a.saveRecord(c); err != nil {
+		return api.Container{}, err
+	}
+	return c.snapshot(), nil
+}

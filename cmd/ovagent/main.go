@@ -1,0 +1,220 @@
+// Command ovagent is ov's host daemon: the container engine and the host's network data plane, with
+// its API on a unix socket. `ovagent shim` (hidden) is the per-container shim it starts.
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"golang.org/x/sys/unix"
+
+	"github.com/ovnet/ov/agent"
+	"github.com/ovnet/ov/network"
+	"github.com/ovnet/ov/runtime/image"
+	"github.com/ovnet/ov/runtime/shim"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "ovagent:", err)
+		os.Exit(1)
+	}
+}
+
+func newRootCmd() *cobra.Command {
+	v := viper.New()
+	def := agent.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "ovagent",
+		Short: "ov's host daemon: container engine and local networks, API on a unix socket",
+		Long: `ovagent runs containers (through one shim per container and an OCI runtime) and builds the
+host's networks. Configuration comes from flags, OV_* environment variables (OV_ROOT, OV_RUN_DIR,
+OV_SOCKET, OV_RUNTIME, ...) and a YAML file (--config, default /etc/ov/agent.yaml if it exists), in that
+order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
+		SilenceUsage: true,
+		Args:         cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := readConfigFile(v); err != nil {
+				return err
+			}
+			return run(cmd.Context(), v)
+		},
+	}
+	f := cmd.Flags()
+	f.String("config", "", "YAML configuration file (default /etc/ov/agent.yaml when it exists)")
+	f.String("root", def.Root, "directory of persistent state (containers, images, networks)")
+	f.String("run-dir", def.RunDir, "directory of runtime state (sockets, bundles, namespaces)")
+	f.String("socket", "", "API unix socket (default RUN_DIR/agent.sock)")
+	f.String("socket-mode", "0600", "permission bits of the API socket")
+	f.String("runtime", def.Runtime, "OCI runtime binary the shims drive (ovrt or /usr/sbin/runc)")
+	f.String("host", def.Host, "this host's name")
+	f.String("default-bridge", "ov0", "device of the default bridge network (empty: no default network)")
+	f.String("default-subnet", "", "subnet of the default bridge network (empty: picked from the pools)")
+	f.Int("mtu", 1500, "MTU of bridge networks that do not set one")
+	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("log-format", "text", "text or json")
+	_ = v.BindPFlags(f)
+	v.SetEnvPrefix("OV")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	cmd.AddCommand(newShimCmd())
+	return cmd
+}
+
+func readConfigFile(v *viper.Viper) error {
+	path := v.GetString("config")
+	if path == "" {
+		if _, err := os.Stat("/etc/ov/agent.yaml"); err != nil {
+			return nil
+		}
+		path = "/etc/ov/agent.yaml"
+	}
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return fmt.Errorf("read config %s: %w", path, err)
+	}
+	return nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+func run(ctx context.Context, v *viper.Viper) error {
+	log, err := newLogger(v.GetString("log-level"), v.GetString("log-format"))
+	if err != nil {
+		return err
+	}
+	cfg := agent.DefaultConfig()
+	cfg.Log = log
+	cfg.Root = v.GetString("root")
+	cfg.RunDir = v.GetString("run-dir")
+	cfg.Socket = v.GetString("socket")
+	cfg.Runtime = v.GetString("runtime")
+	cfg.Host = v.GetString("host")
+	var mode uint32
+	if _, err := fmt.Sscanf(v.GetString("socket-mode"), "%o", &mode); err != nil {
+		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))
+	}
+	cfg.SocketMode = os.FileMode(mode)
+	if !filepath.IsAbs(cfg.Runtime) {
+		p, err := lookPath(cfg.Runtime)
+		if err != nil {
+			return fmt.Errorf("runtime %q: %w; install it or set --runtime", cfg.Runtime, err)
+		}
+		cfg.Runtime = p
+	}
+
+	// A child subreaper: container inits whose shim died are reparented here and reaped (ReapAdopted).
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		return fmt.Errorf("become a child subreaper: %w", err)
+	}
+
+	images, err := image.New(image.Config{Root: filepath.Join(cfg.Root, "images"), Log: log, Platform: image.DefaultConfig().Platform})
+	if err != nil {
+		return err
+	}
+	cfg.Images = images
+
+	ncfg := network.DefaultConfig()
+	ncfg.StateDir = filepath.Join(cfg.Root, "network")
+	ncfg.NetnsDir = filepath.Join(cfg.RunDir, "netns")
+	ncfg.DefaultBridge = v.GetString("default-bridge")
+	ncfg.DefaultSubnet = v.GetString("default-subnet")
+	ncfg.MTU = v.GetInt("mtu")
+	ncfg.Log = log
+	bridge, err := network.New(ncfg)
+	if err != nil {
+		return err
+	}
+	if err := bridge.Reconcile(ctx); err != nil {
+		log.Error("network reconcile (continuing)", "err", err)
+	}
+	cfg.Netns = bridge
+	cfg.Drivers = map[string]agent.NetworkDriver{"bridge": agent.Bridge{D: bridge}}
+	if ncfg.DefaultBridge == "" {
+		cfg.DefaultNetwork = "none"
+	}
+
+	a, err := agent.New(cfg)
+	if err != nil {
+		return err
+	}
+	defer a.Close()
+
+	ctx, stop := signal.NotifyContext(ctx, syscall.SIGTERM, syscall.SIGINT)
+	defer stop()
+	chld := make(chan os.Signal, 16)
+	signal.Notify(chld, syscall.SIGCHLD)
+	go func() {
+		for range chld {
+			a.ReapAdopted()
+		}
+	}()
+	return a.Serve(ctx)
+}
+
+func lookPath(name string) (string, error) {
+	for _, dir := range filepath.SplitList(os.Getenv("PATH") + ":/usr/local/sbin:/usr/sbin:/sbin") {
+		p := filepath.Join(dir, name)
+		if fi, err := os.Stat(p); err == nil && !fi.IsDir() && fi.Mode()&0o111 != 0 {
+			return p, nil
+		}
+	}
+	return "", errors.New("not found in PATH")
+}
+
+func newShimCmd() *cobra.Command {
+	var cfg shim.Config
+	var debugLog string
+	cmd := &cobra.Command{
+		Use:    "shim",
+		Short:  "the per-container shim (started by ovagent)",
+		Hidden: true,
+		Args:   cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			cfg.Log = slog.New(slog.DiscardHandler)
+			if debugLog != "" {
+				if f, err := os.OpenFile(debugLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
+					defer f.Close()
+					cfg.Log = slog.New(slog.NewTextHandler(f, nil))
+				}
+			}
+			// Signals to the agent's process group never reach the shim (own session); ignore the
+			// ones a terminal could still send.
+			signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
+			ready := os.NewFile(3, "ready")
+			return shim.Run(context.Background(), cfg, ready)
+		},
+	}
+	f := cmd.Flags()
+	f.StringVar(&cfg.ID, "id", "", "container ID")
+	f.StringVar(&cfg.Bundle, "bundle", "", "OCI bundle directory")
+	f.StringVar(&cfg.Runtime, "runtime", "", "OCI runtime binary")
+	f.StringVar(&cfg.RuntimeRoot, "runtime-root", "", "the runtime's --root")
+	f.StringVar(&cfg.Socket, "socket", "", "unix socket of the shim's API")
+	f.StringVar(&cfg.LogPath, "log-path", "", "json-lines log of the container's output")
+	f.StringVar(&cfg.ExitFile, "exit-file", "", "file the exit status is written to")
+	f.BoolVar(&cfg.Tty, "tty", false, "the container has a terminal")
+	f.BoolVar(&cfg.Stdin, "stdin", false, "keep the container's stdin open")
+	f.StringVar(&debugLog, "debug-log", "", "the shim's own log file")
+	return cmd
+}

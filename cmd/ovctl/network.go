@@ -1,0 +1,135 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/ovnet/ov/api"
+)
+
+func newNetworkCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "network", Short: "Manage the local agent's networks"}
+	cmd.AddCommand(newNetworkCreateCmd(g), newNetworkLsCmd(g), newNetworkInspectCmd(g), newNetworkRmCmd(g),
+		newNetworkConnectCmd(g, true), newNetworkConnectCmd(g, false))
+	return cmd
+}
+
+func newNetworkCreateCmd(g *globals) *cobra.Command {
+	var n api.Network
+	cmd := &cobra.Command{
+		Use:   "create [-d bridge] [--subnet CIDR] [--gateway IP] [--ip-range CIDR] [--internal] NAME",
+		Short: "Create a network",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			n.Name = args[0]
+			if err := n.Validate(); err != nil {
+				return err
+			}
+			out, err := g.agent().CreateNetwork(cmd.Context(), n)
+			if err != nil {
+				return err
+			}
+			fmt.Println(out.ID)
+			return nil
+		},
+	}
+	fl := cmd.Flags()
+	fl.StringVarP(&n.Driver, "driver", "d", api.DriverBridge, "network driver (bridge; overlay through the controller)")
+	fl.StringVar(&n.Subnet, "subnet", "", "subnet in CIDR form (default: picked from the address pools)")
+	fl.StringVar(&n.Gateway, "gateway", "", "gateway address (default: the subnet's first address)")
+	fl.StringVar(&n.IPRange, "ip-range", "", "part of the subnet containers get addresses from")
+	fl.BoolVar(&n.Internal, "internal", false, "no outbound NAT: containers reach only their network")
+	fl.IntVar(&n.MTU, "mtu", 0, "MTU (default: the agent's)")
+	fl.StringToStringVar(&n.Labels, "label", nil, "labels KEY=VALUE")
+	return cmd
+}
+
+func newNetworkLsCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "ls [-o json]",
+		Aliases: []string{"list"},
+		Short:   "List networks",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			nets, err := g.agent().Networks(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(nets)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "NETWORK ID\tNAME\tDRIVER\tSUBNET\tGATEWAY\tINTERNAL")
+			for _, n := range nets {
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", api.ShortID(n.ID), n.Name, n.Driver, n.Subnet, n.Gateway, n.Internal)
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newNetworkInspectCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect NETWORK...",
+		Short: "Show networks as JSON",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			var out []api.Network
+			for _, name := range args {
+				n, err := g.agent().Network(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				out = append(out, n)
+			}
+			return printJSON(out)
+		},
+	}
+}
+
+func newNetworkRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm NETWORK...",
+		Aliases: []string{"remove"},
+		Short:   "Remove networks no container uses",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return eachContainer(args, func(name string) error { return g.agent().DeleteNetwork(cmd.Context(), name) })
+		},
+	}
+}
+
+func newNetworkConnectCmd(g *globals, connect bool) *cobra.Command {
+	var req api.NetworkConnect
+	use, short := "connect [--ip IP] NETWORK CONTAINER", "Connect a running container to a network"
+	if !connect {
+		use, short = "disconnect NETWORK CONTAINER", "Disconnect a container from a network"
+	}
+	cmd := &cobra.Command{
+		Use:   use,
+		Short: short,
+		Args:  cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			req.Container = args[1]
+			var err error
+			if connect {
+				_, err = g.agent().Connect(cmd.Context(), args[0], req)
+			} else {
+				_, err = g.agent().Disconnect(cmd.Context(), args[0], req)
+			}
+			return err
+		},
+	}
+	if connect {
+		cmd.Flags().StringVar(&req.IP, "ip", "", "static IPv4 address on the network")
+	} else {
+		cmd.Flags().BoolVarP(&req.Force, "force", "f", false, "disconnect even when the container is not running")
+	}
+	return cmd
+}
