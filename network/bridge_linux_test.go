@@ -130,6 +130,9 @@ func TestBridgePrivileged(t *testing.T) {
 	run(t, "ip", "link", "set", "up0", "up")
 	run(t, "ip", "-n", peer, "addr", "add", "192.168.77.2/24", "dev", "up0p")
 	run(t, "ip", "-n", peer, "link", "set", "up0p", "up")
+	// The uplink is the default route, with a smaller MTU than Ethernet's: networks derive theirs from it.
+	run(t, "ip", "link", "set", "up0", "mtu", "1450")
+	run(t, "ip", "route", "add", "default", "via", "192.168.77.2")
 
 	cfg := DefaultConfig()
 	cfg.StateDir = t.TempDir()
@@ -205,8 +208,8 @@ func TestBridgePrivileged(t *testing.T) {
 
 	// The container side: eth0 with the address, the derived MAC, the bridge's MTU, default route.
 	out, _ := inNS(a.Netns, "ip", "-o", "link", "show", "eth0")
-	if !strings.Contains(out, "02:42:0a:1f:01:02") || !strings.Contains(out, "mtu 1500") {
-		t.Errorf("eth0 of a: %s; want MAC 02:42:0a:1f:01:02 and mtu 1500", out)
+	if !strings.Contains(out, "02:42:0a:1f:01:02") || !strings.Contains(out, "mtu 1450") {
+		t.Errorf("eth0 of a: %s; want MAC 02:42:0a:1f:01:02 and mtu 1450 (the uplink's)", out)
 	}
 	if out, _ := inNS(a.Netns, "ip", "route", "show", "default"); !strings.Contains(out, "via 10.31.1.1 dev eth0") {
 		t.Errorf("default route of a: %q; want via 10.31.1.1 dev eth0", out)

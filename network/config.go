@@ -41,7 +41,8 @@ type Config struct {
 	DefaultSubnet string
 	// AddressPools are tried in order for networks created without --subnet.
 	AddressPools []AddressPool
-	// MTU of bridges and veths of networks that do not set one.
+	// MTU of bridges and veths of networks that do not set one; 0 derives it from the interface of the
+	// host's default route (1500 when there is none).
 	MTU int
 	// IPAM allocates container addresses; nil opens ipam.NewLocal(StateDir/ipam.json).
 	IPAM Allocator
@@ -69,7 +70,7 @@ func DefaultConfig() Config {
 			{netip.MustParsePrefix("192.168.0.0/16"), 20},
 			{netip.MustParsePrefix("10.0.0.0/8"), 24},
 		},
-		MTU: 1500, // Ethernet; lower it when the host's uplink is smaller
+		MTU: 0, // derived from the uplink, so containers never send frames the uplink must fragment
 	}
 }
 
@@ -89,7 +90,7 @@ func (c *Config) Validate() error {
 	if len(c.AddressPools) == 0 {
 		return fmt.Errorf("network: no address pools: %w", errdefs.ErrInvalidArgument)
 	}
-	if c.MTU < 576 || c.MTU > 65535 {
+	if c.MTU != 0 && (c.MTU < 576 || c.MTU > 65535) {
 		return fmt.Errorf("network: MTU %d is out of range 576-65535: %w", c.MTU, errdefs.ErrInvalidArgument)
 	}
 	return nil

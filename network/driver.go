@@ -1,6 +1,7 @@
 package network
 
 import (
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -34,6 +35,8 @@ type hostRoute struct {
 type kernel interface {
 	// routes lists the IPv4 routes of the main table that have a destination prefix (no default route).
 	routes() ([]hostRoute, error)
+	// uplinkMTU returns the MTU of the default route's interface, or 0 when there is no default route.
+	uplinkMTU() (int, error)
 	// ensureBridge makes bridge `name` exist, up, with exactly address addr and the MTU; it also enables
 	// IPv4 forwarding and route_localnet on the bridge.
 	ensureBridge(name string, addr netip.Prefix, mtu int) error
@@ -160,6 +163,13 @@ func (d *Driver) newNetwork(req CreateRequest, id, bridge string) (*Network, err
 	}
 	if n.MTU == 0 {
 		n.MTU = d.cfg.MTU
+	}
+	if n.MTU == 0 {
+		mtu, err := d.k.uplinkMTU()
+		if err != nil {
+			return nil, fmt.Errorf("network %q: derive the MTU from the host's default route: %w (set --mtu)", req.Name, err)
+		}
+		n.MTU = cmp.Or(mtu, 1500)
 	}
 	return n, nil
 }

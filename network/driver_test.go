@@ -231,8 +231,11 @@ COMMIT
 func TestCreateNetworkErrors(t *testing.T) {
 	k := newFakeKernel(hostRoutes...)
 	d := newTestDriver(t, k, iptables.NewFake(), t.TempDir())
-	if n, err := d.Network(DefaultNetwork); err != nil || n.Subnet != netip.MustParsePrefix("172.18.0.0/16") || n.Bridge != "ov0" {
-		t.Fatalf("default network = %+v, %v; want ov0 with 172.18.0.0/16 (172.17.0.0/16 is a host route)", n, err)
+	if n, err := d.Network(DefaultNetwork); err != nil || n.Subnet != netip.MustParsePrefix("172.18.0.0/16") || n.Bridge != "ov0" || n.MTU != 1400 {
+		t.Fatalf("default network = %+v, %v; want ov0 with 172.18.0.0/16 (172.17.0.0/16 is a host route) and the uplink's MTU 1400", n, err)
+	}
+	if n, err := d.CreateNetwork(ctx, api.Network{Name: "jumbo", Subnet: "10.3.0.0/24", MTU: 9000}); err != nil || k.mtus[n.Bridge] != 9000 {
+		t.Errorf("network with --mtu 9000 = %+v, %v; bridge MTU %d", n, err, k.mtus[n.Bridge])
 	}
 	if _, err := d.CreateNetwork(ctx, api.Network{Name: "back", Subnet: "10.1.2.0/24"}); err != nil {
 		t.Fatal(err)

@@ -12,13 +12,14 @@ import (
 type fakeKernel struct {
 	mu      sync.Mutex
 	hostRts []hostRoute
-	bridges map[string]netip.Prefix
-	netns   map[string][]string // path -> interface names
-	veths   map[string]Endpoint // host end -> endpoint
+	bridges map[string]netip.Prefix // name -> address
+	mtus    map[string]int          // bridge -> MTU
+	netns   map[string][]string     // path -> interface names
+	veths   map[string]Endpoint     // host end -> endpoint
 }
 
 func newFakeKernel(routes ...hostRoute) *fakeKernel {
-	return &fakeKernel{hostRts: routes, bridges: map[string]netip.Prefix{}, netns: map[string][]string{}, veths: map[string]Endpoint{}}
+	return &fakeKernel{hostRts: routes, bridges: map[string]netip.Prefix{}, mtus: map[string]int{}, netns: map[string][]string{}, veths: map[string]Endpoint{}}
 }
 
 func (k *fakeKernel) routes() ([]hostRoute, error) {
@@ -31,10 +32,13 @@ func (k *fakeKernel) routes() ([]hostRoute, error) {
 	return out, nil
 }
 
+func (k *fakeKernel) uplinkMTU() (int, error) { return 1400, nil }
+
 func (k *fakeKernel) ensureBridge(name string, addr netip.Prefix, mtu int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	k.bridges[name] = addr
+	k.mtus[name] = mtu
 	return nil
 }
 

@@ -60,6 +60,28 @@ func (k *linuxKernel) routes() ([]hostRoute, error) {
 	return out, nil
 }
 
+func (k *linuxKernel) uplinkMTU() (int, error) {
+	rs, err := k.h.RouteList(nil, netlink.FAMILY_V4)
+	if err != nil {
+		return 0, err
+	}
+	for _, r := range rs {
+		if r.Dst == nil || r.Dst.IP.IsUnspecified() && isZeroMask(r.Dst.Mask) {
+			l, err := k.h.LinkByIndex(r.LinkIndex)
+			if err != nil {
+				return 0, err
+			}
+			return l.Attrs().MTU, nil
+		}
+	}
+	return 0, nil
+}
+
+func isZeroMask(m net.IPMask) bool {
+	ones, _ := m.Size()
+	return ones == 0
+}
+
 func netipPrefix(n *net.IPNet) (netip.Prefix, bool) {
 	a, ok := netip.AddrFromSlice(n.IP.To4())
 	if !ok {
