@@ -367,6 +367,7 @@ func TestHostileLayers(t *testing.T) {
 				if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), `"`+tc.refused+`"`) {
 					t.Fatalf("err = %v; want ErrInvalidArgument naming entry %q", err, tc.refused)
 				}
+				t.Logf("refused: %v", err)
 				entries, _ := os.ReadDir(outside)
 				if len(entries) != 1 || readFile(t, filepath.Join(outside, "victim")) != "safe" {
 					t.Errorf("something was written outside the layer: %v", entries)

@@ -57,7 +57,7 @@ func (s *Store) LoadFile(ctx context.Context, path string, progress Progress) ([
 	f, err := os.Open(path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("%w: load %s: no such file", errdefs.ErrNotFound, path)
+			return nil, errf(errdefs.ErrNotFound, "load %s: no such file", path)
 		}
 		return nil, fmt.Errorf("load %s: %w", path, err)
 	}
@@ -86,13 +86,13 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Imag
 
 	in, err := decompress(progressReader(r, opts))
 	if err != nil {
-		return nil, fmt.Errorf("%w: load %s: %v", errdefs.ErrInvalidArgument, opts.Source, err)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: %v", opts.Source, err)
 	}
 	if _, err := unpack(ctx, in, tmp, modeArchive, opts.Source); err != nil {
 		return nil, err
 	}
 	if _, err := io.Copy(io.Discard, in); err != nil {
-		return nil, fmt.Errorf("%w: load %s: %v", errdefs.ErrInvalidArgument, opts.Source, err)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: %v", opts.Source, err)
 	}
 	var srcs []source
 	switch {
@@ -101,13 +101,13 @@ func (s *Store) Load(ctx context.Context, r io.Reader, opts LoadOptions) ([]Imag
 	case exists(tmp, "index.json") && exists(tmp, "oci-layout"):
 		srcs, err = s.ociSources(tmp, opts.Source)
 	default:
-		err = fmt.Errorf("%w: load %s: neither a docker save archive (no manifest.json) nor an OCI image layout (no index.json and oci-layout)", errdefs.ErrInvalidArgument, opts.Source)
+		err = errf(errdefs.ErrInvalidArgument, "load %s: neither a docker save archive (no manifest.json) nor an OCI image layout (no index.json and oci-layout)", opts.Source)
 	}
 	if err != nil {
 		return nil, err
 	}
 	if len(srcs) == 0 {
-		return nil, fmt.Errorf("%w: load %s: the archive holds no image for %s", errdefs.ErrInvalidArgument, opts.Source, s.cfg.Platform)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: the archive holds no image for %s", opts.Source, s.cfg.Platform)
 	}
 	var out []Image
 	for _, src := range srcs {
@@ -136,7 +136,7 @@ func (s *Store) Import(ctx context.Context, r io.Reader, opts ImportOptions) (_ 
 	}
 	in, err := decompress(progressReader(r, opts.LoadOptions))
 	if err != nil {
-		return Image{}, fmt.Errorf("%w: import %s: %v", errdefs.ErrInvalidArgument, opts.Source, err)
+		return Image{}, errf(errdefs.ErrInvalidArgument, "import %s: %v", opts.Source, err)
 	}
 	diffID, err := s.unpackLayer(ctx, in, "", true, opts.Source)
 	if err != nil {
@@ -191,19 +191,19 @@ type source struct {
 func (s *Store) commit(ctx context.Context, src source, from string) (_ Image, err error) {
 	cfg, err := v1.ParseConfigFile(bytes.NewReader(src.config))
 	if err != nil {
-		return Image{}, fmt.Errorf("%w: %s: image config: %v", errdefs.ErrInvalidArgument, from, err)
+		return Image{}, errf(errdefs.ErrInvalidArgument, "%s: image config: %v", from, err)
 	}
 	sum := sha256.Sum256(src.config)
 	id := "sha256:" + hex.EncodeToString(sum[:])
 	var diffIDs []string
 	for _, h := range cfg.RootFS.DiffIDs {
 		if h.Algorithm != "sha256" || len(h.Hex) != 64 || !isHex(h.Hex) {
-			return Image{}, fmt.Errorf("%w: %s: image %s: unsupported layer diff ID %q", errdefs.ErrInvalidArgument, from, shortID(id), h)
+			return Image{}, errf(errdefs.ErrInvalidArgument, "%s: image %s: unsupported layer diff ID %q", from, shortID(id), h)
 		}
 		diffIDs = append(diffIDs, h.String())
 	}
 	if src.layers != nil && len(src.layers) != len(diffIDs) {
-		return Image{}, fmt.Errorf("%w: %s: image %s has %d layers but its config names %d", errdefs.ErrInvalidArgument, from, shortID(id), len(src.layers), len(diffIDs))
+		return Image{}, errf(errdefs.ErrInvalidArgument, "%s: image %s has %d layers but its config names %d", from, shortID(id), len(src.layers), len(diffIDs))
 	}
 	missing := s.pin(diffIDs)
 	defer func() {
@@ -217,11 +217,11 @@ func (s *Store) commit(ctx context.Context, src source, from string) (_ Image, e
 			continue
 		}
 		if src.layers == nil {
-			return Image{}, fmt.Errorf("%w: %s: layer %s is not in the store", errdefs.ErrNotFound, from, d)
+			return Image{}, errf(errdefs.ErrNotFound, "%s: layer %s is not in the store", from, d)
 		}
 		rc, err := src.layers[i]()
 		if err != nil {
-			return Image{}, fmt.Errorf("%w: %s: image %s layer %d: %v", errdefs.ErrInvalidArgument, from, shortID(id), i, err)
+			return Image{}, errf(errdefs.ErrInvalidArgument, "%s: image %s layer %d: %v", from, shortID(id), i, err)
 		}
 		_, err = s.unpackLayer(ctx, rc, d, i == 0, fmt.Sprintf("%s layer %d (%s)", from, i, shortID(d)))
 		rc.Close()
@@ -307,11 +307,11 @@ func (s *Store) unpackLayer(ctx context.Context, r io.Reader, want string, botto
 		return "", err
 	}
 	if _, err := io.Copy(io.Discard, tee); err != nil { // the tar's trailing blocks count too
-		return "", fmt.Errorf("%w: %s: %v", errdefs.ErrInvalidArgument, what, err)
+		return "", errf(errdefs.ErrInvalidArgument, "%s: %v", what, err)
 	}
 	got := "sha256:" + hex.EncodeToString(h.Sum(nil))
 	if want != "" && got != want {
-		return "", fmt.Errorf("%w: %s: content has digest %s but the image config says %s; the archive is corrupt", errdefs.ErrInvalidArgument, what, got, want)
+		return "", errf(errdefs.ErrInvalidArgument, "%s: content has digest %s but the image config says %s; the archive is corrupt", what, got, want)
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -360,17 +360,17 @@ func mustHash(s string) v1.Hash {
 func dockerSources(dir, from string) ([]source, error) {
 	data, err := readMember(dir, "manifest.json")
 	if err != nil {
-		return nil, fmt.Errorf("%w: load %s: manifest.json: %v", errdefs.ErrInvalidArgument, from, err)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: manifest.json: %v", from, err)
 	}
 	var m tarball.Manifest
 	if err := json.Unmarshal(data, &m); err != nil {
-		return nil, fmt.Errorf("%w: load %s: manifest.json is not a docker save manifest: %v", errdefs.ErrInvalidArgument, from, err)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: manifest.json is not a docker save manifest: %v", from, err)
 	}
 	var out []source
 	for i, d := range m {
 		cfg, err := readMember(dir, d.Config)
 		if err != nil {
-			return nil, fmt.Errorf("%w: load %s: image %d config %q: %v", errdefs.ErrInvalidArgument, from, i, d.Config, err)
+			return nil, errf(errdefs.ErrInvalidArgument, "load %s: image %d config %q: %v", from, i, d.Config, err)
 		}
 		src := source{config: cfg, layers: []func() (io.ReadCloser, error){}}
 		for _, t := range d.RepoTags {
@@ -400,11 +400,11 @@ func dockerSources(dir, from string) ([]source, error) {
 func (s *Store) ociSources(dir, from string) ([]source, error) {
 	idx, err := layout.ImageIndexFromPath(dir)
 	if err != nil {
-		return nil, fmt.Errorf("%w: load %s: OCI layout: %v", errdefs.ErrInvalidArgument, from, err)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: OCI layout: %v", from, err)
 	}
 	var out []source
 	if err := s.walkIndex(idx, nil, &out, 0); err != nil {
-		return nil, fmt.Errorf("%w: load %s: OCI layout: %v", errdefs.ErrInvalidArgument, from, err)
+		return nil, errf(errdefs.ErrInvalidArgument, "load %s: OCI layout: %v", from, err)
 	}
 	return out, nil
 }

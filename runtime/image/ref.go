@@ -1,7 +1,6 @@
 package image
 
 import (
-	"fmt"
 	"runtime"
 	"strings"
 
@@ -16,11 +15,11 @@ import (
 // are one reference. Digest references (name@sha256:...) are not tags and are refused.
 func NormalizeRef(ref string) (string, error) {
 	if strings.Contains(ref, "@") {
-		return "", fmt.Errorf("%w: image reference %q: digest references are not supported; use NAME[:TAG] or an image ID", errdefs.ErrInvalidArgument, ref)
+		return "", errf(errdefs.ErrInvalidArgument, "image reference %q: digest references are not supported; use NAME[:TAG] or an image ID", ref)
 	}
 	t, err := name.NewTag(ref)
 	if err != nil {
-		return "", fmt.Errorf("%w: image reference %q: %v", errdefs.ErrInvalidArgument, ref, err)
+		return "", errf(errdefs.ErrInvalidArgument, "image reference %q: %v", ref, err)
 	}
 	repo := t.RepositoryStr()
 	if reg := t.RegistryStr(); reg != name.DefaultRegistry {

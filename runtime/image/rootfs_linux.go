@@ -39,7 +39,7 @@ func validContainerID(id string) error {
 		}
 	}
 	if !ok {
-		return fmt.Errorf("%w: container ID %q: use 1-128 letters, digits, '-', '_' or '.'", errdefs.ErrInvalidArgument, id)
+		return errf(errdefs.ErrInvalidArgument, "container ID %q: use 1-128 letters, digits, '-', '_' or '.'", id)
 	}
 	return nil
 }
@@ -78,7 +78,7 @@ func (s *Store) Prepare(ctx context.Context, containerID, ref string) (string, e
 		return "", err
 	}
 	if cur, ok := s.containers[containerID]; ok && cur != img.ID {
-		return "", fmt.Errorf("%w: container %s was prepared from image %s, not %s (%s); release it first", errdefs.ErrConflict, containerID, shortID(cur), ref, shortID(img.ID))
+		return "", errf(errdefs.ErrConflict, "container %s was prepared from image %s, not %s (%s); release it first", containerID, shortID(cur), ref, shortID(img.ID))
 	}
 	dir := s.containerDir(containerID)
 	rootfs := s.RootfsPath(containerID)
@@ -88,13 +88,13 @@ func (s *Store) Prepare(ctx context.Context, containerID, ref string) (string, e
 		return rootfs, nil
 	}
 	if len(img.Layers) == 0 {
-		return "", fmt.Errorf("%w: image %q has no layers; it cannot be a container's rootfs", errdefs.ErrInvalidArgument, ref)
+		return "", errf(errdefs.ErrInvalidArgument, "image %q has no layers; it cannot be a container's rootfs", ref)
 	}
 	lowers := make([]string, 0, len(img.Layers))
 	for i, l := range slices.Backward(img.Layers) {
 		d, ok := s.lowerDir(l, i == 0)
 		if !ok {
-			return "", fmt.Errorf("%w: image %q: layer %s is missing from the store; remove the image and load it again", errdefs.ErrNotFound, ref, shortID(l))
+			return "", errf(errdefs.ErrNotFound, "image %q: layer %s is missing from the store; remove the image and load it again", ref, shortID(l))
 		}
 		lowers = append(lowers, d)
 	}

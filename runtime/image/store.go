@@ -77,13 +77,13 @@ func DefaultConfig() Config {
 func (c Config) Validate() error {
 	switch {
 	case c.Root == "" || !filepath.IsAbs(c.Root):
-		return fmt.Errorf("%w: image store root %q must be an absolute path", errdefs.ErrInvalidArgument, c.Root)
+		return errf(errdefs.ErrInvalidArgument, "image store root %q must be an absolute path", c.Root)
 	case strings.ContainsAny(c.Root, ",:"):
-		return fmt.Errorf("%w: image store root %q may not contain ',' or ':' (overlayfs options); choose another directory", errdefs.ErrInvalidArgument, c.Root)
+		return errf(errdefs.ErrInvalidArgument, "image store root %q may not contain ',' or ':' (overlayfs options); choose another directory", c.Root)
 	case c.Log == nil:
-		return fmt.Errorf("%w: image store: no logger", errdefs.ErrInvalidArgument)
+		return errf(errdefs.ErrInvalidArgument, "image store: no logger")
 	case !strings.Contains(c.Platform, "/"):
-		return fmt.Errorf("%w: image store platform %q: want OS/ARCH, e.g. linux/amd64", errdefs.ErrInvalidArgument, c.Platform)
+		return errf(errdefs.ErrInvalidArgument, "image store platform %q: want OS/ARCH, e.g. linux/amd64", c.Platform)
 	}
 	return nil
 }
@@ -212,10 +212,10 @@ func (s *Store) readIndex() error {
 	}
 	var ix index
 	if err := json.Unmarshal(data, &ix); err != nil {
-		return fmt.Errorf("%w: image store index %s is corrupt (%v); move it away to start with an empty store", errdefs.ErrInvalidArgument, p, err)
+		return errf(errdefs.ErrInvalidArgument, "image store index %s is corrupt (%v); move it away to start with an empty store", p, err)
 	}
 	if ix.Version != indexVersion {
-		return fmt.Errorf("%w: image store index %s has version %d, this ov reads version %d", errdefs.ErrInvalidArgument, p, ix.Version, indexVersion)
+		return errf(errdefs.ErrInvalidArgument, "image store index %s has version %d, this ov reads version %d", p, ix.Version, indexVersion)
 	}
 	for _, img := range ix.Images {
 		s.images[img.ID] = img
@@ -459,14 +459,14 @@ func (s *Store) resolveLocked(ref string) (img *Image, tag string, err error) {
 			return matches[0], "", nil
 		case 0:
 		default:
-			return nil, "", fmt.Errorf("%w: image ID prefix %q matches %d images; give more digits", errdefs.ErrInvalidArgument, ref, len(matches))
+			return nil, "", errf(errdefs.ErrInvalidArgument, "image ID prefix %q matches %d images; give more digits", ref, len(matches))
 		}
 	}
 	shown := ref
 	if t, err := NormalizeRef(ref); err == nil {
 		shown = t
 	}
-	return nil, "", fmt.Errorf("%w: image %q not found; load it with ovctl image load -i FILE or ovctl image import ROOTFS.tar %s", errdefs.ErrNotFound, shown, shown)
+	return nil, "", errf(errdefs.ErrNotFound, "image %q not found; load it with ovctl image load -i FILE or ovctl image import ROOTFS.tar %s", shown, shown)
 }
 
 func isHex(s string) bool {
@@ -512,7 +512,7 @@ func (s *Store) Remove(ctx context.Context, ref string) (Removed, error) {
 	}
 	if users := s.usersLocked(img.ID); len(users) > 0 {
 		s.mu.Unlock()
-		return Removed{}, fmt.Errorf("%w: image %q (%s) is in use by %s; remove the container first", errdefs.ErrConflict, ref, shortID(img.ID), strings.Join(users, ", "))
+		return Removed{}, errf(errdefs.ErrConflict, "image %q (%s) is in use by %s; remove the container first", ref, shortID(img.ID), strings.Join(users, ", "))
 	}
 	delete(s.images, img.ID)
 	res := Removed{Untagged: slices.Clone(img.RepoTags), Deleted: img.ID}

@@ -83,7 +83,7 @@ func unpack(ctx context.Context, r io.Reader, dir string, mode unpackMode, sourc
 			break
 		}
 		if err != nil && !errors.Is(err, tar.ErrInsecurePath) {
-			return unpackStats{}, fmt.Errorf("%w: %s: not a valid tar stream after entry %q: %v", errdefs.ErrInvalidArgument, source, u.entry, err)
+			return unpackStats{}, errf(errdefs.ErrInvalidArgument, "%s: not a valid tar stream after entry %q: %v", source, u.entry, err)
 		}
 		u.entry = hdr.Name
 		if err := u.write(hdr, tr); err != nil {
@@ -98,7 +98,7 @@ func unpack(ctx context.Context, r io.Reader, dir string, mode unpackMode, sourc
 
 // refuse builds the error for an entry that may not be unpacked.
 func (u *unpacker) refuse(format string, args ...any) error {
-	return fmt.Errorf("%w: %s: tar entry %q refused: %s", errdefs.ErrInvalidArgument, u.source, u.entry, fmt.Sprintf(format, args...))
+	return errf(errdefs.ErrInvalidArgument, "%s: tar entry %q refused: %s", u.source, u.entry, fmt.Sprintf(format, args...))
 }
 
 // fail wraps a system error while writing the current entry.
@@ -274,7 +274,7 @@ func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 			err = cerr
 		}
 		if src.err != nil {
-			return fmt.Errorf("%w: %s: tar entry %q: archive is truncated or corrupt: %v", errdefs.ErrInvalidArgument, u.source, u.entry, src.err)
+			return errf(errdefs.ErrInvalidArgument, "%s: tar entry %q: archive is truncated or corrupt: %v", u.source, u.entry, src.err)
 		}
 		if err != nil {
 			return u.fail("write", err)
