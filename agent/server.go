@@ -251,7 +251,6 @@ func replyEmpty(w http.ResponseWriter, err error) {
 	w.WriteHeader(http.StatusNoContent)
 }
 
-
 // proxyStream answers an upgrade request by splicing the client's connection to a shim stream.
 func proxyStream(w http.ResponseWriter, conn net.Conn, br *bufio.Reader, err error) {
 	if err != nil {
