@@ -73,7 +73,7 @@ func runHelper(mode string, sync *os.File) error {
 	}
 	s, p := cfg.Spec, cfg.Process
 	if mode == "create" {
-		if err := setupRootfs(s, cfg.Rootfs, newNS); err != nil {
+		if err := setupRootfs(s, cfg.Rootfs, cfg.CgroupPath, newNS); err != nil {
 			return err
 		}
 		if newNS[string(specs.UTSNamespace)] {

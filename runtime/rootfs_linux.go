@@ -62,7 +62,7 @@ func parseMountOptions(opts []string) (flags, prop uintptr, data string) {
 
 // setupRootfs runs in the container's new mount namespace, before pivot_root: it cuts propagation
 // to the host, mounts the bundle's mounts below the rootfs, completes /dev and pivots.
-func setupRootfs(s *specs.Spec, rootfs string, newNS map[string]bool) error {
+func setupRootfs(s *specs.Spec, rootfs, cgPath string, newNS map[string]bool) error {
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if p := s.Linux.RootfsPropagation; p != "" {
 		f, ok := propagationFlags[p]
@@ -81,7 +81,7 @@ func setupRootfs(s *specs.Spec, rootfs string, newNS map[string]bool) error {
 	}
 	have := map[string]bool{}
 	for i, m := range s.Mounts {
-		if err := mountOne(rootfs, m, newNS); err != nil {
+		if err := mountOne(rootfs, m, cgPath, newNS); err != nil {
 			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, m.Type, m.Destination, err)
 		}
 		have[filepath.Clean(m.Destination)] = true
@@ -97,7 +97,7 @@ func setupRootfs(s *specs.Spec, rootfs string, newNS map[string]bool) error {
 		if have[m.Destination] {
 			continue
 		}
-		if err := mountOne(rootfs, m, newNS); err != nil {
+		if err := mountOne(rootfs, m, cgPath, newNS); err != nil {
 			return fmt.Errorf("default mount %s: %w", m.Destination, err)
 		}
 	}
@@ -114,7 +114,7 @@ func isTmpfs(p string) bool {
 	return unix.Statfs(p, &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
-func mountOne(rootfs string, m specs.Mount, newNS map[string]bool) error {
+func mountOne(rootfs string, m specs.Mount, cgPath string, newNS map[string]bool) error {
 	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
 	if err != nil {
 		return err
@@ -125,7 +125,7 @@ func mountOne(rootfs string, m specs.Mount, newNS map[string]bool) error {
 		return bindMount(m.Source, dest, flags, prop)
 	}
 	if typ == "cgroup" {
-		return mountCgroup(dest, flags, newNS[string(specs.CgroupNamespace)])
+		return mountCgroup(dest, flags, cgPath, newNS[string(specs.CgroupNamespace)])
 	}
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
@@ -207,8 +207,9 @@ func touch(p string) error {
 
 // mountCgroup mounts the cgroup filesystem at dest read-only as the host lays it out: cgroup2 on a
 // unified host; on a v1 (or hybrid) host a tmpfs with one mount per hierarchy. In a cgroup namespace
-// each mount shows the container's own cgroup as its root.
-func mountCgroup(dest string, flags uintptr, cgroupNS bool) error {
+// each mount shows the container's own cgroup as its root. Where a fresh v1 mount is not allowed (a
+// user namespace), the container's own cgroup directories of the host are bound instead.
+func mountCgroup(dest string, flags uintptr, cgPath string, cgroupNS bool) error {
 	if err := os.MkdirAll(dest, 0o755); err != nil {
 		return err
 	}
@@ -235,8 +236,15 @@ func mountCgroup(dest string, flags uintptr, cgroupNS bool) error {
 		if err := os.MkdirAll(sub, 0o755); err != nil {
 			return err
 		}
-		src := "cgroup"
-		if err := unix.Mount(src, sub, "cgroup", flags, parts[1]); err != nil {
+		err := unix.Mount("cgroup", sub, "cgroup", flags, parts[1])
+		if errors.Is(err, unix.EPERM) {
+			own := filepath.Join("/sys/fs/cgroup", name, cgPath)
+			if err := bindMount(own, sub, unix.MS_BIND|flags, 0); err != nil {
+				return fmt.Errorf("bind cgroup %s: %w", own, err)
+			}
+			continue
+		}
+		if err != nil {
 			return fmt.Errorf("mount cgroup %s: %w", parts[1], err)
 		}
 		if !cgroupNS && parts[2] != "/" {

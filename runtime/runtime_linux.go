@@ -158,6 +158,13 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if err := unix.Mkfifo(fifoPath, 0o600); err != nil {
 		return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
 	}
+	if b.clone&unix.CLONE_NEWUSER != 0 {
+		// The init reopens the fifo as the namespace's root.
+		uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0)
+		if err := os.Chown(fifoPath, uid, gid); err != nil {
+			return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
+		}
+	}
 	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
@@ -168,7 +175,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	cfg := &initConfig{Mode: "create", Spec: s, Process: s.Process, Rootfs: b.rootfs, NewNS: b.newNS, FifoFD: fdFirst}
+	cfg := &initConfig{Mode: "create", Spec: s, Process: s.Process, Rootfs: b.rootfs, NewNS: b.newNS, CgroupPath: cgPath, FifoFD: fdFirst}
 	req := spawnReq{
 		mode: "create", exe: exe, extra: []*os.File{fifo},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
@@ -178,6 +185,9 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 		req.sys.UidMappings = idMaps(s.Linux.UIDMappings)
 		req.sys.GidMappings = idMaps(s.Linux.GIDMappings)
 		req.sys.GidMappingsEnableSetgroups = true
+		// The init starts as the host's root, which the new namespace does not map: become the
+		// namespace's root (and so gain its capabilities) before exec.
+		req.sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
 	}
 	if s.Process.Terminal {
 		sock, err := dialConsole(opts.ConsoleSocket)
@@ -242,6 +252,16 @@ func idMaps(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {
 		out[i] = syscall.SysProcIDMap{ContainerID: int(x.ContainerID), HostID: int(x.HostID), Size: int(x.Size)}
 	}
 	return out
+}
+
+// hostID maps a namespace id to the host's, or -1 (unchanged) when the mappings leave it out.
+func hostID(m []specs.LinuxIDMapping, id uint32) int {
+	for _, x := range m {
+		if id >= x.ContainerID && id-x.ContainerID < x.Size {
+			return int(x.HostID + id - x.ContainerID)
+		}
+	}
+	return -1
 }
 
 // Load returns the container id, created by any process using the same root, or

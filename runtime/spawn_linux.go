@@ -31,6 +31,8 @@ type initConfig struct {
 	Process *specs.Process `json:"process"`
 	Rootfs  string         `json:"rootfs"`
 	NewNS   []string       `json:"newNamespaces"`
+	// CgroupPath is the container's cgroup (below each hierarchy's root).
+	CgroupPath string `json:"cgroupPath"`
 	// FifoFD is the exec fifo (opened O_PATH) the init blocks on until Start; 0 for exec.
 	FifoFD int `json:"fifoFd,omitempty"`
 	// ConsoleFD is a connected unix socket to send the pty master over; 0 means no terminal.

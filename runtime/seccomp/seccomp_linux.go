@@ -2,6 +2,8 @@ package seccomp
 
 import (
 	"fmt"
+	"io"
+	"os"
 	"strings"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -185,7 +187,19 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (libseccomp.ScmpAction, 
 
 // BPF returns the filter's program as the kernel will receive it (struct sock_filter array), for
 // inspection and tests.
-func (f *Filter) BPF() ([]byte, error) { return f.f.ExportBPFMem() }
+func (f *Filter) BPF() ([]byte, error) {
+	// libseccomp before 2.6 exports only to a file descriptor.
+	fd, err := unix.MemfdCreate("seccomp-bpf", unix.MFD_CLOEXEC)
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: export: %w", err)
+	}
+	m := os.NewFile(uintptr(fd), "seccomp-bpf")
+	defer m.Close()
+	if err := f.f.ExportBPF(m); err != nil {
+		return nil, fmt.Errorf("seccomp: export: %w", err)
+	}
+	return io.ReadAll(io.NewSectionReader(m, 0, 1<<30))
+}
 
 // Load installs the filter on the calling OS thread (no TSYNC); the caller must have locked the thread
 // and must either hold CAP_SYS_ADMIN or have set no_new_privs. The filter is inherited across execve.
