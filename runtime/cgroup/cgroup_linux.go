@@ -109,7 +109,7 @@ func newWithLayout(l layout, cfg Config) (*Cgroup, error) {
 		_ = c.remove()
 		return nil, fmt.Errorf("cgroup %s: create: %w", cp, err)
 	}
-	if err := c.Update(cfg.Resources); err != nil {
+	if err := c.apply(cfg.Resources, true); err != nil {
 		_ = c.remove()
 		return nil, err
 	}

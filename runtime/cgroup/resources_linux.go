@@ -52,9 +52,17 @@ func (c *Cgroup) Update(r *specs.LinuxResources) error {
 	if r == nil {
 		return nil
 	}
+	return c.apply(r, false)
+}
+
+// apply writes r; creating says the cgroup was just made (v2 device rules can be set only then).
+func (c *Cgroup) apply(r *specs.LinuxResources, creating bool) error {
+	if r == nil {
+		return nil
+	}
 	var err error
 	if c.layout.mode == V2 {
-		err = c.applyV2(r)
+		err = c.applyV2(r, creating)
 	} else {
 		err = c.applyV1(r)
 	}
@@ -248,7 +256,7 @@ func (c *Cgroup) createV2(r *specs.LinuxResources) error {
 	return nil
 }
 
-func (c *Cgroup) applyV2(r *specs.LinuxResources) error {
+func (c *Cgroup) applyV2(r *specs.LinuxResources, creating bool) error {
 	dir := c.unifiedDir()
 	var fs []file
 	need := func(ct string) error {
@@ -324,9 +332,16 @@ func (c *Cgroup) applyV2(r *specs.LinuxResources) error {
 	for _, k := range keys {
 		fs = append(fs, file{k, r.Unified[k]})
 	}
-	// Device rules: v2 enforces them with an eBPF program, which ov does not load yet (see
-	// docs/cgroups.md); the rules are not applied on v2 hosts.
-	return writeAll(dir, "unified", fs)
+	if err := writeAll(dir, "unified", fs); err != nil {
+		return err
+	}
+	if len(r.Devices) > 0 {
+		if !creating {
+			return fmt.Errorf("%w: create a new container to change them: %w", errDevicesFixed, errdefs.ErrInvalidArgument)
+		}
+		return attachDevices(dir, r.Devices)
+	}
+	return nil
 }
 
 func maxV2(v int64) string {
