@@ -5,6 +5,8 @@ import (
 	"bytes"
 	"compress/gzip"
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"io"
 	"io/fs"
 	"os"
@@ -353,4 +355,9 @@ func lowerDirs(t testing.TB, mountpoint string) []string {
 	}
 	t.Fatalf("%s is not mounted", mountpoint)
 	return nil
+}
+
+func sha256hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
 }

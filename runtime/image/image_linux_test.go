@@ -15,7 +15,9 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"golang.org/x/sys/unix"
 
@@ -716,4 +718,109 @@ func tree(t *testing.T, dir string) []string {
 		t.Fatal(err)
 	}
 	return out
+}
+
+func TestManyLayersMountWithFsconfig(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	img := imageOf(t, tarOf(t, entry{name: "bottom", body: "b"}))
+	const n = 60 // options of 60 lower dirs exceed a page: Prepare must switch to fsconfig
+	for i := 1; i < n; i++ {
+		var err error
+		img, err = mutate.AppendLayers(img, layerOf(t, tarOf(t, entry{name: "layer" + strings.Repeat("x", i), body: "l"})))
+		if err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := s.LoadFile(ctx, dockerArchive(t, map[string]v1Image{"tall:1": img}), nil); err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Prepare(ctx, "tall", "tall:1")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := len(tree(t, r)); got != n {
+		t.Errorf("rootfs has %d entries, want one per layer (%d)", got, n)
+	}
+	if l := lowerDirs(t, r); len(l) != n {
+		t.Errorf("mount has %d lower dirs, want %d", len(l), n)
+	}
+}
+
+func TestLoadPicksPlatformFromIndex(t *testing.T) {
+	ctx := context.Background()
+	var manifests []mutate.IndexAddendum
+	for _, arch := range []string{"arm64", "amd64"} {
+		img := imageOf(t, tarOf(t, entry{name: "arch", body: arch}))
+		cf, err := img.ConfigFile()
+		if err != nil {
+			t.Fatal(err)
+		}
+		cf = cf.DeepCopy()
+		cf.OS, cf.Architecture = "linux", arch
+		if img, err = mutate.ConfigFile(img, cf); err != nil {
+			t.Fatal(err)
+		}
+		manifests = append(manifests, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: arch}}})
+	}
+	idx := mutate.AppendManifests(empty.Index, manifests...)
+	dir := filepath.Join(t.TempDir(), "layout")
+	lp, err := layout.Write(dir, empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendIndex(idx, layout.WithAnnotations(map[string]string{"io.containerd.image.name": "docker.io/library/multi:1"})); err != nil {
+		t.Fatal(err)
+	}
+	archive := filepath.Join(t.TempDir(), "multi.tar")
+	if err := os.WriteFile(archive, tarDir(t, dir), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, arch := range []string{"amd64", "arm64"} {
+		t.Run(arch, func(t *testing.T) {
+			s := newStore(t)
+			s.cfg.Platform = "linux/" + arch
+			imgs, err := s.LoadFile(ctx, archive, nil)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(imgs) != 1 || imgs[0].Architecture != arch || !slices.Equal(imgs[0].RepoTags, []string{"multi:1"}) {
+				t.Fatalf("loaded %+v; want one linux/%s image tagged multi:1", imgs, arch)
+			}
+			if got := readFile(t, filepath.Join(s.layerDir(imgs[0].Layers[0]), "arch")); got != arch {
+				t.Errorf("layer content %q, want %q", got, arch)
+			}
+		})
+	}
+}
+
+// TestLoadOldDockerSaveWithSymlinkedLayers reads the pre-1.10 docker save layout, where an image
+// reuses another's layer through a symlink.
+func TestLoadOldDockerSaveWithSymlinkedLayers(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	layer := tarOf(t, entry{name: "f", body: "shared"})
+	diffID := sha256hex(layer)
+	cfg := func(cmd string) string {
+		return `{"os":"linux","architecture":"amd64","config":{"Cmd":["` + cmd + `"]},"rootfs":{"type":"layers","diff_ids":["sha256:` + diffID + `"]}}`
+	}
+	archive := tarOf(t,
+		entry{name: "manifest.json", body: `[{"Config":"a.json","RepoTags":["a:1"],"Layers":["l1/layer.tar"]},{"Config":"b.json","RepoTags":["b:1"],"Layers":["l2/layer.tar"]}]`},
+		entry{name: "a.json", body: cfg("a")},
+		entry{name: "b.json", body: cfg("b")},
+		entry{name: "l1/", typ: tar.TypeDir},
+		entry{name: "l1/layer.tar", body: string(layer)},
+		entry{name: "l2/", typ: tar.TypeDir},
+		entry{name: "l2/layer.tar", typ: tar.TypeSymlink, link: "../l1/layer.tar"},
+	)
+	imgs, err := s.Load(ctx, bytes.NewReader(archive), LoadOptions{Source: "old.tar"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(imgs) != 2 || imgs[0].Layers[0] != imgs[1].Layers[0] || imgs[1].Config.Cmd[0] != "b" {
+		t.Fatalf("loaded %+v; want a:1 and b:1 sharing one layer", imgs)
+	}
+	if d := cmp.Diff([]string{"sha256:" + diffID}, layerDirs(t, s)); d != "" {
+		t.Errorf("layers (-want +got):\n%s", d)
+	}
 }
