@@ -31,8 +31,9 @@ type Config struct {
 	// MinBackoff and MaxBackoff bound the retry delay Run uses after a failed reconcile (doubling).
 	// Defaults 200ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
-	// IsolateFrom lists iptables interface patterns (e.g. "docker0", "br-+") that overlay traffic is
-	// never forwarded to, besides other overlay bridges, which are always isolated. Default none.
+	// IsolateFrom lists iptables interface patterns that overlay traffic is never forwarded to, besides
+	// other overlay bridges, which are always isolated. Default: ov's local bridge networks ("ov0",
+	// "ov-+", see docs/networking.md) and Docker's default bridge ("docker0").
 	IsolateFrom []string
 	// IPForward turns on net.ipv4.ip_forward in HostNetns when a non-internal network is set up, so
 	// that containers reach the outside through the gateway. Default true.
@@ -47,13 +48,14 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in; LocalIP remains to be set.
 func DefaultConfig() Config {
 	return Config{
-		Logger:     slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Port:       4789,
-		Resync:     30 * time.Second,
-		MinBackoff: 200 * time.Millisecond,
-		MaxBackoff: 30 * time.Second,
-		IPForward:  true,
-		Netlink:    netlink.System{},
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Port:        4789,
+		Resync:      30 * time.Second,
+		MinBackoff:  200 * time.Millisecond,
+		MaxBackoff:  30 * time.Second,
+		IsolateFrom: []string{"ov0", "ov-+", "docker0"},
+		IPForward:   true,
+		Netlink:     netlink.System{},
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"os/exec"
 	"runtime"
 	"strings"
@@ -130,52 +131,90 @@ func InNetns(path string, fn func() error) error {
 // Ping sends one ICMP echo of exactly size bytes (IP header included) with the Don't Fragment bit
 // from inside the namespace at path to dst and waits up to timeout for the reply.
 func Ping(path string, dst netip.Addr, size int, timeout time.Duration) error {
-	var c *net.IPConn
+	p, err := openPinger(path)
+	if err != nil {
+		return err
+	}
+	defer p.c.Close()
+	return p.echo(dst, size, 1, timeout)
+}
+
+// PingRTTs sends n echoes of 84 bytes one after the other from inside the namespace at path to dst
+// and returns their round-trip times.
+func PingRTTs(path string, dst netip.Addr, n int) ([]time.Duration, error) {
+	p, err := openPinger(path)
+	if err != nil {
+		return nil, err
+	}
+	defer p.c.Close()
+	rtts := make([]time.Duration, 0, n)
+	for i := range n {
+		start := time.Now()
+		if err := p.echo(dst, 84, i+1, 2*time.Second); err != nil {
+			return nil, err
+		}
+		rtts = append(rtts, time.Since(start))
+	}
+	return rtts, nil
+}
+
+type pinger struct {
+	c    *net.IPConn
+	path string
+	id   int
+	buf  []byte
+}
+
+func openPinger(path string) (*pinger, error) {
+	p := &pinger{path: path, id: int(time.Now().UnixNano() & 0xffff), buf: make([]byte, 65536)}
 	if err := InNetns(path, func() error {
 		pc, err := net.ListenPacket("ip4:icmp", "0.0.0.0")
 		if err == nil {
-			c = pc.(*net.IPConn)
+			p.c = pc.(*net.IPConn)
 		}
 		return err
 	}); err != nil {
-		return fmt.Errorf("ping: open raw socket in %s: %w", path, err)
+		return nil, fmt.Errorf("ping: open raw socket in %s: %w", path, err)
 	}
-	defer c.Close()
-	rc, err := c.SyscallConn()
+	rc, err := p.c.SyscallConn()
 	if err != nil {
-		return err
+		p.c.Close()
+		return nil, err
 	}
 	var serr error
 	if err := rc.Control(func(fd uintptr) {
 		serr = unix.SetsockoptInt(int(fd), unix.IPPROTO_IP, unix.IP_MTU_DISCOVER, unix.IP_PMTUDISC_DO)
 	}); err != nil || serr != nil {
-		return fmt.Errorf("ping: set DF: %v %v", err, serr)
+		p.c.Close()
+		return nil, fmt.Errorf("ping: set DF: %v %v", err, serr)
 	}
-	id := int(time.Now().UnixNano() & 0xffff)
-	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: id, Seq: 1, Data: make([]byte, size-28)}}
+	return p, nil
+}
+
+func (p *pinger) echo(dst netip.Addr, size, seq int, timeout time.Duration) error {
+	msg := icmp.Message{Type: ipv4.ICMPTypeEcho, Body: &icmp.Echo{ID: p.id, Seq: seq, Data: make([]byte, size-28)}}
 	b, err := msg.Marshal(nil)
 	if err != nil {
 		return err
 	}
-	if _, err := c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
+	if _, err := p.c.WriteTo(b, &net.IPAddr{IP: dst.AsSlice()}); err != nil {
 		return fmt.Errorf("ping %s size %d: %w", dst, size, err)
 	}
 	deadline := time.Now().Add(timeout)
-	_ = c.SetReadDeadline(deadline)
-	buf := make([]byte, 65536)
+	_ = p.c.SetReadDeadline(deadline)
 	for {
-		n, from, err := c.ReadFrom(buf)
+		n, from, err := p.c.ReadFrom(p.buf)
 		if err != nil {
-			if errors.Is(err, unix.EAGAIN) || time.Now().After(deadline) {
-				return fmt.Errorf("ping %s size %d from %s: no reply within %v", dst, size, path, timeout)
+			if errors.Is(err, os.ErrDeadlineExceeded) || time.Now().After(deadline) {
+				return fmt.Errorf("ping %s size %d from %s: no reply within %v", dst, size, p.path, timeout)
 			}
 			return fmt.Errorf("ping %s: %w", dst, err)
 		}
-		m, err := icmp.ParseMessage(1, buf[:n])
+		m, err := icmp.ParseMessage(1, p.buf[:n])
 		if err != nil || m.Type != ipv4.ICMPTypeEchoReply {
 			continue
 		}
-		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == id && from.String() == dst.String() {
+		if e, ok := m.Body.(*icmp.Echo); ok && e.ID == p.id && e.Seq == seq && from.String() == dst.String() {
 			return nil
 		}
 	}
