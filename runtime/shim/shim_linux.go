@@ -228,6 +228,12 @@ func runtimeLogError(path string) string {
 	return last
 }
 
+// scratchSocket names a unix socket beside the shim's own (bundle paths can exceed the 108 bytes a
+// socket path may have).
+func (s *Shim) scratchSocket(what string) string {
+	return strings.TrimSuffix(s.cfg.Socket, ".sock") + "-" + what + ".sock"
+}
+
 // create sets up the container's stdio and runs `runtime create`.
 func (s *Shim) create() error {
 	lf, err := openLogFile(s.cfg.LogPath)
@@ -245,7 +251,7 @@ func (s *Shim) create() error {
 	}()
 	var cs *consoleSocket
 	if s.cfg.Tty {
-		cs, err = newConsoleSocket(filepath.Join(s.cfg.Bundle, "console.sock"))
+		cs, err = newConsoleSocket(s.scratchSocket("console"))
 		if err != nil {
 			return err
 		}
@@ -677,7 +683,7 @@ func (s *Shim) exec(req ExecRequest, in io.Reader, fw *FrameWriter) (int, error)
 	var mine []*os.File // our ends, closed when done
 	var stdin, console *os.File
 	if req.Process.Terminal {
-		cs, err := newConsoleSocket(filepath.Join(s.cfg.Bundle, fmt.Sprintf("exec-%d.sock", n)))
+		cs, err := newConsoleSocket(s.scratchSocket(fmt.Sprintf("exec-%d", n)))
 		if err != nil {
 			return 125, err
 		}
