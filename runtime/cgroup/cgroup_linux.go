@@ -3,9 +3,11 @@ package cgroup
 import (
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -259,25 +261,42 @@ func (c *Cgroup) Add(pid int) error {
 	return nil
 }
 
-// Pids lists the processes in the cgroup (not their threads), sorted.
+// Pids lists the processes in the cgroup and in the cgroups nested below it (a privileged
+// container may make its own), not their threads, sorted.
 func (c *Cgroup) Pids() ([]int, error) {
-	b, err := os.ReadFile(filepath.Join(c.procsDir(), "cgroup.procs"))
-	if errors.Is(err, os.ErrNotExist) {
+	root := c.procsDir()
+	if _, err := os.Stat(root); errors.Is(err, os.ErrNotExist) {
 		return nil, fmt.Errorf("cgroup %s: list processes: %w", c.path, errdefs.ErrNotFound)
 	}
+	var pids []int
+	err := filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil // a nested cgroup removed while walking
+		}
+		if err != nil || !d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(filepath.Join(p, "cgroup.procs"))
+		if errors.Is(err, os.ErrNotExist) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		for _, f := range strings.Fields(string(b)) {
+			n, err := strconv.Atoi(f)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			pids = append(pids, n)
+		}
+		return nil
+	})
 	if err != nil {
 		return nil, c.wrap("list processes", err)
 	}
-	var pids []int
-	for _, f := range strings.Fields(string(b)) {
-		n, err := strconv.Atoi(f)
-		if err != nil {
-			return nil, c.wrap("list processes", err)
-		}
-		pids = append(pids, n)
-	}
 	sort.Ints(pids)
-	return pids, nil
+	return slices.Compact(pids), nil
 }
 
 // OOMKilled reports whether the kernel's OOM killer has killed a process of the cgroup.
@@ -357,7 +376,7 @@ func readUint(dir, name string) uint64 {
 // freezes the cgroup first (v1 freezer, v2 cgroup.freeze) or uses v2's cgroup.kill. It does not
 // wait for the processes to be reaped; Delete does that.
 func (c *Cgroup) Kill() error {
-	if u := c.unifiedDir(); c.layout.mode == V2 && u != "" {
+	if u := c.unifiedDir(); c.layout.mode == V2 && u != "" && !c.layout.noCgroupKill {
 		if _, err := os.Stat(filepath.Join(u, "cgroup.kill")); err == nil {
 			return c.wrap("kill", writeFile(u, "cgroup.kill", "1"))
 		}
@@ -476,7 +495,20 @@ func (c *Cgroup) Delete() error {
 // reports it busy (a process that just exited).
 func (c *Cgroup) remove() error {
 	var errs []error
-	for _, d := range c.dirs() {
+	var dirs []string
+	for _, top := range c.dirs() {
+		// Nested cgroups first, deepest first: rmdir of a cgroup with children fails.
+		var nested []string
+		_ = filepath.WalkDir(top, func(p string, d fs.DirEntry, err error) error {
+			if err == nil && d.IsDir() && p != top {
+				nested = append(nested, p)
+			}
+			return nil
+		})
+		slices.Reverse(nested)
+		dirs = append(append(dirs, nested...), top)
+	}
+	for _, d := range dirs {
 		var err error
 		for i := 0; i < 50; i++ {
 			err = c.rmdir(d)

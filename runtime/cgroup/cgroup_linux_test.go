@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -226,38 +227,53 @@ func TestHostOOMKilled(t *testing.T) {
 }
 
 // TestV2Real runs the v2 code on the host's real cgroup2 mount (on a hybrid host it has no
-// controllers, but membership, cgroup.kill and removal are real).
+// controllers, but membership, freezing, cgroup.kill and removal are real): a shell that keeps
+// forking, moved into a cgroup nested in the container's (as a privileged container may make), is
+// killed with all its children, by cgroup.kill or by freezing, and Delete removes both cgroups.
 func TestV2Real(t *testing.T) {
 	l := hostLayout(t)
 	if l.unified == "" {
 		t.Skip("host has no cgroup2 mount")
 	}
-	v2 := layout{mode: V2, unified: l.unified}
-	c := realCgroup(t, v2, nil)
-	cmd, _ := startIn(t, c, "while true; do sleep 60 & done")
-	pids, err := c.Pids()
-	if err != nil || len(pids) == 0 || pids[0] != cmd.Process.Pid {
-		t.Fatalf("Pids = %v, %v; want the shell %d first", pids, err, cmd.Process.Pid)
-	}
-	b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cgroup")
-	if !strings.Contains(string(b), "0::"+c.path+"\n") {
-		t.Errorf("/proc/pid/cgroup does not put the shell in %s:\n%s", c.path, b)
-	}
-	if err := c.Kill(); err != nil {
-		t.Fatal(err)
-	}
-	_ = cmd.Wait()
-	testutil.Eventually(t, 10*time.Second, func() error {
-		if pids, _ := c.Pids(); len(pids) > 0 {
-			return fmt.Errorf("pids after Kill: %v", pids)
-		}
-		return nil
-	})
-	if err := c.Delete(); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := os.Stat(c.unifiedDir()); !errors.Is(err, os.ErrNotExist) {
-		t.Errorf("after Delete: %v", err)
+	for _, tt := range []struct {
+		name         string
+		noCgroupKill bool
+	}{{"cgroup.kill", false}, {"freeze and signal", true}} {
+		t.Run(tt.name, func(t *testing.T) {
+			c := realCgroup(t, layout{mode: V2, unified: l.unified, noCgroupKill: tt.noCgroupKill}, nil)
+			nested := filepath.Join(c.unifiedDir(), "nested")
+			if err := os.Mkdir(nested, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			cmd, _ := startIn(t, c, "echo $$ > "+filepath.Join(nested, "cgroup.procs")+"; while true; do sleep 60 & done")
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(cmd.Process.Pid) + "/cgroup")
+			if !strings.Contains(string(b), "0::"+c.path) {
+				t.Errorf("/proc/pid/cgroup does not put the shell in %s:\n%s", c.path, b)
+			}
+			testutil.Eventually(t, 10*time.Second, func() error {
+				pids, err := c.Pids()
+				if err != nil || len(pids) < 5 || !slices.Contains(pids, cmd.Process.Pid) {
+					return fmt.Errorf("pids %v, %v: waiting for the shell %d and its children in the nested cgroup", pids, err, cmd.Process.Pid)
+				}
+				return nil
+			})
+			if err := c.Kill(); err != nil {
+				t.Fatal(err)
+			}
+			_ = cmd.Wait()
+			testutil.Eventually(t, 10*time.Second, func() error {
+				if pids, _ := c.Pids(); len(pids) > 0 {
+					return fmt.Errorf("pids after Kill: %v", pids)
+				}
+				return nil
+			})
+			if err := c.Delete(); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := os.Stat(c.unifiedDir()); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("after Delete: %v", err)
+			}
+		})
 	}
 }
 

@@ -55,6 +55,9 @@ type layout struct {
 	// rmdir removes a cgroup directory; nil means rmdir(2), which the kernel allows on a cgroup
 	// holding only control files.
 	rmdir func(dir string) error
+	// noCgroupKill makes Kill freeze and signal as on kernels before 5.14, which lack v2's
+	// cgroup.kill (tests use it to cover that path).
+	noCgroupKill bool
 }
 
 // Detect reports how this host mounts its cgroups, read from /proc/self/mountinfo.
