@@ -1,6 +1,7 @@
 // Package image is ov's local image store: it loads `docker save` archives and OCI image archives,
 // imports plain rootfs tarballs, lists, finds and removes images, and gives each container a
 // copy-on-write rootfs (overlayfs) over the image's shared, read-only layers. No registry is involved.
+// It is Linux-only (openat2, overlayfs) and needs root.
 //
 // On disk, under Config.Root (default /var/lib/ov/images):
 //

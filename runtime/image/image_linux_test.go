@@ -270,6 +270,9 @@ func TestPrepareSharesLayersAndIsolatesContainers(t *testing.T) {
 			if r, err := s.Prepare(ctx, "c1", "busybox"); err != nil || readFile(t, filepath.Join(r, "keep")) != "changed\n" {
 				t.Fatalf("Prepare after Unmount: %v; want c1's change kept", err)
 			}
+			if _, err := os.Lstat(filepath.Join(r1, "etc/added")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("file c1 deleted is back after remount: %v", err)
+			}
 			if _, err := s.Prepare(ctx, "c1", strings.TrimPrefix(img.ID, "sha256:")); err != nil {
 				t.Errorf("Prepare by ID of the same image: %v", err)
 			}

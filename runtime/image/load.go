@@ -23,7 +23,6 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/google/go-containerregistry/pkg/v1/types"
-	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -501,27 +500,6 @@ func addImage(img v1.Image, names []string, out *[]source) error {
 func exists(dir, name string) bool {
 	_, err := os.Lstat(filepath.Join(dir, name))
 	return err == nil
-}
-
-// openMember opens a regular file of an unpacked archive; name may not lead outside dir.
-func openMember(dir, name string) (io.ReadCloser, error) {
-	clean, why := cleanRel(name)
-	if why != "" {
-		return nil, fmt.Errorf("member %q: %s", name, why)
-	}
-	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
-	if err != nil {
-		return nil, err
-	}
-	defer unix.Close(root)
-	fd, err := unix.Openat2(root, clean, &unix.OpenHow{
-		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
-		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("member %q: %w", name, err)
-	}
-	return os.NewFile(uintptr(fd), name), nil
 }
 
 func readMember(dir, name string) ([]byte, error) {

@@ -489,3 +489,24 @@ func (r *readErr) Read(p []byte) (int, error) {
 	}
 	return n, err
 }
+
+// openMember opens a regular file of an unpacked archive; name may not lead outside dir.
+func openMember(dir, name string) (io.ReadCloser, error) {
+	clean, why := cleanRel(name)
+	if why != "" {
+		return nil, fmt.Errorf("member %q: %s", name, why)
+	}
+	root, err := unix.Open(dir, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	defer unix.Close(root)
+	fd, err := unix.Openat2(root, clean, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_BENEATH | unix.RESOLVE_NO_SYMLINKS,
+	})
+	if err != nil {
+		return nil, fmt.Errorf("member %q: %w", name, err)
+	}
+	return os.NewFile(uintptr(fd), name), nil
+}
