@@ -25,20 +25,18 @@ func realCgroup(t *testing.T, l layout, res *specs.LinuxResources) *Cgroup {
 	t.Helper()
 	testutil.RequireRoot(t)
 	parent := "/" + testutil.UniqueName("ovtest")
+	t.Cleanup(func() {
+		// Also when New failed half-way: the parent and anything below it go.
+		p := &Cgroup{path: parent, layout: l}
+		_ = p.Kill()
+		if err := p.Delete(); err != nil {
+			t.Errorf("cleanup: %v", err)
+		}
+	})
 	c, err := newWithLayout(l, Config{Path: parent + "/c", Resources: res})
 	if err != nil {
 		t.Fatalf("New: %v", err)
 	}
-	t.Cleanup(func() {
-		_ = c.Kill()
-		if err := c.Delete(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-		p := &Cgroup{path: parent, layout: l}
-		if err := p.remove(); err != nil {
-			t.Errorf("cleanup: %v", err)
-		}
-	})
 	return c
 }
 
