@@ -8,10 +8,11 @@
 //   - A file with any error changes nothing: the whole file is parsed, validated and planned against the
 //     current cluster state before the first change, and every problem is reported with file:line.
 //   - Applying the same file twice changes nothing the second time (the plan is all "=" lines).
-//   - Apply creates and updates networks and registers hosts; it deletes only with Prune, and then only
-//     networks that carry the label ov.apply/managed=true (which apply puts on every network it creates
-//     or adopts) and that the file no longer names. Hosts are never deleted and host labels are only added
-//     or overwritten, because hosts belong to their agents.
+//   - Apply creates and updates networks and sets the labels of registered hosts; it deletes only with
+//     Prune, and then only networks that carry the label ov.apply/managed=true (which apply puts on every
+//     network it creates or adopts) and that the file no longer names. Hosts belong to their agents:
+//     apply never registers or deletes one (a registration creates the host's own credential, which only
+//     its agent may hold), and only adds or overwrites host labels.
 //   - Fields that define a network's data plane (driver, subnet, gateway, ip range, VNI, MTU) are never
 //     changed in place: the plan refuses such a change and says how to re-create the network. Labels and
 //     internal are changed in place, with a compare-and-swap on the network's revision.

@@ -20,7 +20,8 @@ import (
 // by the controller: CreateNetwork fails with errdefs.ErrAlreadyExists when the name is taken and with
 // errdefs.ErrConflict when the subnet or VNI clashes; UpdateNetwork compares Revision and fails with
 // errdefs.ErrConflict when the network changed since it was read; DeleteNetwork without force fails
-// with errdefs.ErrConflict while endpoints use the network. RegisterHost creates or updates a host by name.
+// with errdefs.ErrConflict while endpoints use the network. RegisterHost updates a registered host's
+// address and labels (apply never registers a new host: that is its agent's job).
 type Cluster interface {
 	ListNetworks(ctx context.Context) ([]api.Network, error)
 	CreateNetwork(ctx context.Context, n api.Network) (api.Network, error)
@@ -167,7 +168,9 @@ func (pl *planner) hosts() {
 		}
 		cur, ok := byName[fh.Name]
 		if !ok {
-			pl.change(Change{Op: OpCreate, Kind: "host", Name: fh.Name, Detail: "(" + join(fh.Address, labelText(fh.Labels)) + ")", Host: fh.Host})
+			// Registering a host creates its own credential, which only its agent can hold: a host
+			// registered by apply would lock its agent out. The agent registers itself when it joins.
+			pl.change(Change{Op: OpNote, Kind: "host", Name: fh.Name, Detail: "not registered yet (" + join(fh.Address, labelText(fh.Labels)) + "): its agent registers it when it joins; apply again then to set its labels"})
 			continue
 		}
 		if cur.Address != fh.Address {
@@ -344,7 +347,7 @@ func (p *Plan) Apply(ctx context.Context, c Cluster) error {
 			_, err = c.UpdateNetwork(ctx, ch.Network)
 		case ch.Op == OpDelete && ch.Kind == "network":
 			err = c.DeleteNetwork(ctx, ch.Name, false)
-		case (ch.Op == OpCreate || ch.Op == OpUpdate) && ch.Kind == "host":
+		case ch.Op == OpUpdate && ch.Kind == "host":
 			_, err = c.RegisterHost(ctx, ch.Host)
 		default:
 			continue

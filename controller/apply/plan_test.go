@@ -47,11 +47,11 @@ func TestPlan(t *testing.T) {
 			file: header + "hosts:\n  - {name: h1, address: 192.168.77.11, labels: {zone: a}}\n" +
 				"networks:\n  - {name: front, subnet: 10.20.0.0/24, gateway: 10.20.0.1, labels: {tier: web}}\n" +
 				"  - {name: back, subnet: 10.30.0.0/24, internal: true}\n  - {name: auto}\n",
-			want: "+ host h1 (192.168.77.11, labels zone=a)\n" +
+			want: "! host h1 not registered yet (192.168.77.11, labels zone=a): its agent registers it when it joins; apply again then to set its labels\n" +
 				"+ network front (overlay 10.20.0.0/24, gateway 10.20.0.1, labels tier=web)\n" +
 				"+ network back (overlay 10.30.0.0/24, internal)\n" +
 				"+ network auto (overlay, subnet chosen by the controller)\n" +
-				"Plan: 4 to create, 0 to change, 0 to delete, 0 unchanged.\n",
+				"Plan: 3 to create, 0 to change, 0 to delete, 0 unchanged.\n",
 		},
 		{
 			name: "matches",
@@ -182,29 +182,35 @@ func run(t *testing.T, c Cluster, text string, opts Options) (string, error) {
 	return out.String(), err
 }
 
-// TestRunTwice applies the example file to an empty cluster, then again: the second run changes nothing.
+// TestRunTwice applies the example file to a new cluster, then again: the second run changes nothing.
 func TestRunTwice(t *testing.T) {
 	data, err := os.ReadFile("../../deploy/examples/cluster.yaml")
 	if err != nil {
 		t.Fatal(err)
 	}
 	c := newFake()
+	// The agents of host1 and host2 have joined (registering themselves, without labels); host3's has not.
+	for _, h := range []api.Host{{Name: "host1", Address: "192.168.77.11"}, {Name: "host2", Address: "192.168.77.12"}} {
+		if _, err := c.RegisterHost(context.Background(), h); err != nil {
+			t.Fatal(err)
+		}
+	}
 	out, err := run(t, c, string(data), Options{})
 	if err != nil {
 		t.Fatalf("first apply: %v\n%s", err, out)
 	}
-	want := "+ host host1 (192.168.77.11, labels zone=a)\n" +
-		"+ host host2 (192.168.77.12, labels zone=a)\n" +
-		"+ host host3 (192.168.77.13, labels zone=b)\n" +
+	want := "~ host host1: labels +zone=a\n" +
+		"~ host host2: labels +zone=a\n" +
+		"! host host3 not registered yet (192.168.77.13, labels zone=b): its agent registers it when it joins; apply again then to set its labels\n" +
 		"+ network front (overlay 10.20.0.0/24, gateway 10.20.0.1, labels tier=web)\n" +
 		"+ network back (overlay 10.30.0.0/24, internal, labels tier=db)\n" +
-		"Plan: 5 to create, 0 to change, 0 to delete, 0 unchanged.\n" +
-		"Applied: 5 created, 0 changed, 0 deleted.\n"
+		"Plan: 2 to create, 2 to change, 0 to delete, 0 unchanged.\n" +
+		"Applied: 2 created, 2 changed, 0 deleted.\n"
 	if d := cmp.Diff(want, out); d != "" {
 		t.Errorf("first apply (-want +got):\n%s", d)
 	}
 	state := c.dump()
-	wantState := "host host1 192.168.77.11 map[zone:a]\nhost host2 192.168.77.12 map[zone:a]\nhost host3 192.168.77.13 map[zone:b]\n" +
+	wantState := "host host1 192.168.77.11 map[zone:a]\nhost host2 192.168.77.12 map[zone:a]\n" +
 		"network back overlay 10.30.0.0/24 gw=10.30.0.1 vni=4098 mtu=0 internal=true map[ov.apply/managed:true tier:db]\n" +
 		"network front overlay 10.20.0.0/24 gw=10.20.0.1 vni=4097 mtu=0 internal=false map[ov.apply/managed:true tier:web]"
 	if d := cmp.Diff(wantState, state); d != "" {
@@ -216,7 +222,8 @@ func TestRunTwice(t *testing.T) {
 	if err != nil {
 		t.Fatalf("second apply: %v\n%s", err, out)
 	}
-	want = "= host host1 unchanged\n= host host2 unchanged\n= host host3 unchanged\n" +
+	want = "= host host1 unchanged\n= host host2 unchanged\n" +
+		"! host host3 not registered yet (192.168.77.13, labels zone=b): its agent registers it when it joins; apply again then to set its labels\n" +
 		"= network front unchanged\n= network back unchanged\n" +
 		"No changes: the cluster already matches cluster.yaml.\n"
 	if d := cmp.Diff(want, out); d != "" {

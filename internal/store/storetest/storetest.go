@@ -95,8 +95,7 @@ func StartCluster(t testing.TB, n int) *Cluster {
 			"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
 			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
 			"--initial-cluster-token", filepath.Base(base),
-			"--heartbeat-interval", "50", "--election-timeout", "500",
-			"--unsafe-no-fsync",
+			"--heartbeat-interval", "100", "--election-timeout", "1500",
 		}
 		c.Start(m)
 	}
