@@ -251,6 +251,9 @@ func TestBridgePrivileged(t *testing.T) {
 		}
 		_, err := fetch(peerPath, "192.168.77.1:9090")
 		wantFail(t, "other host -> port published on 127.0.0.1 only", err)
+		// Isolation holds through DNAT too (as in Docker without the userland proxy).
+		_, err = fetch(c.Netns, "192.168.77.1:8080")
+		wantFail(t, "c (other network) -> a's published port", err)
 	})
 	t.Run("bad input", func(t *testing.T) {
 		ns, err := d.CreateNetns(ctx, "cx")
@@ -372,6 +375,9 @@ func TestBridgePrivileged(t *testing.T) {
 	}
 	if err := d.Teardown(ctx); err != nil {
 		t.Fatal(err)
+	}
+	if err := d.Teardown(ctx); err != nil {
+		t.Errorf("second Teardown: %v; want nil", err)
 	}
 	if diff := cmp.Diff(pristine, dumpRules(t)); diff != "" {
 		t.Errorf("iptables after Teardown (-pristine +after):\n%s", diff)
