@@ -314,3 +314,23 @@ func TestV2DeviceFilter(t *testing.T) {
 		t.Errorf("Update of v2 device rules: err = %v, want ErrInvalidArgument", err)
 	}
 }
+
+// TestHostFailedNewLeavesNothing: a limit the kernel refuses fails New and removes what New made.
+func TestHostFailedNewLeavesNothing(t *testing.T) {
+	l := hostLayout(t)
+	parent := "/" + testutil.UniqueName("ovtest")
+	t.Cleanup(func() { _ = (&Cgroup{path: parent, layout: l}).Delete() })
+	_, err := newWithLayout(l, Config{Path: parent + "/c", Resources: &specs.LinuxResources{CPU: &specs.LinuxCPU{Cpus: "4096"}}})
+	if err == nil {
+		t.Fatal("New with cpuset.cpus 4096 succeeded")
+	}
+	if !strings.Contains(err.Error(), "cpuset.cpus") {
+		t.Errorf("error %q does not name the file it could not write", err)
+	}
+	c := &Cgroup{path: parent + "/c", layout: l}
+	for _, d := range c.dirs() {
+		if _, err := os.Stat(d); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("failed New left %s: %v", d, err)
+		}
+	}
+}
