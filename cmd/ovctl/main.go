@@ -46,6 +46,8 @@ func newRootCmd() *cobra.Command {
 	}
 	pf := root.PersistentFlags()
 	pf.String("socket", client.DefaultSocket, "the local agent's API socket (env OV_SOCKET)")
+	pf.String("controller", "", "the controller's URL for cluster-wide commands, e.g. https://10.0.0.1:7480 (env OV_CONTROLLER)")
+	pf.String("token", "", "the controller's admin token (env OV_TOKEN)")
 	_ = g.v.BindPFlags(pf)
 	g.v.SetEnvPrefix("OV")
 	g.v.AutomaticEnv()
@@ -53,7 +55,7 @@ func newRootCmd() *cobra.Command {
 	root.AddCommand(
 		newRunCmd(g), newCreateCmd(g), newStartCmd(g), newPsCmd(g), newLogsCmd(g), newExecCmd(g),
 		newStopCmd(g), newKillCmd(g), newRmCmd(g), newInspectCmd(g), newWaitCmd(g),
-		newImageCmd(g), newNetworkCmd(g), newVersionCmd(g),
+		newImageCmd(g), newNetworkCmd(g), newVersionCmd(g), newApplyCmd(g.cluster),
 	)
 	return root
 }
