@@ -622,7 +622,7 @@ func (d *Driver) DetachAll(ctx context.Context, container string) error {
 
 // syncRules makes the iptables chains hold exactly the rules of the current state.
 func (d *Driver) syncRules() error {
-	return rulesFor(d.sortedNetworks(), d.sortedEndpoints()).apply(d.ipt)
+	return rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).apply(d.ipt)
 }
 
 // Reconcile converges the host to the state: the default network exists, every bridge exists with its

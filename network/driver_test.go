@@ -92,6 +92,8 @@ COMMIT
 -A OV-FORWARD -i ov0 ! -o ov0 -j ACCEPT
 -A OV-ISOLATION-1 -i ov0 ! -o ov0 -j OV-ISOLATION-2
 -A OV-ISOLATION-2 -o ov0 -j DROP
+-A OV-ISOLATION-2 -o ovbr+ -j DROP
+-A OV-ISOLATION-2 -o docker0 -j DROP
 COMMIT
 `
 
@@ -182,6 +184,8 @@ COMMIT
 -A OV-ISOLATION-2 -o ov0 -j DROP
 -A OV-ISOLATION-2 -o BR-front -j DROP
 -A OV-ISOLATION-2 -o BR-secret -j DROP
+-A OV-ISOLATION-2 -o ovbr+ -j DROP
+-A OV-ISOLATION-2 -o docker0 -j DROP
 COMMIT
 `
 	if diff := cmp.Diff(want, render(d, ipt)); diff != "" {

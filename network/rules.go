@@ -43,8 +43,9 @@ var chains = []chainRef{
 type ruleSet map[chainRef][]iptables.Rule
 
 // rulesFor computes the rules of every network and endpoint. nets and eps must be sorted (by name, by
-// network and container) so that the result is deterministic.
-func rulesFor(nets []*Network, eps []*Endpoint) ruleSet {
+// network and container) so that the result is deterministic. isolateFrom lists further interface
+// patterns that traffic from the bridges must not enter.
+func rulesFor(nets []*Network, eps []*Endpoint, isolateFrom []string) ruleSet {
 	rs := ruleSet{}
 	add := func(table, chain, format string, args ...any) {
 		k := chainRef{table, chain}
@@ -81,6 +82,11 @@ func rulesFor(nets []*Network, eps []*Endpoint) ruleSet {
 		add("filter", ChainForward, "-i %s -o %s -j ACCEPT", b, b)
 		if !n.Internal {
 			add("filter", ChainForward, "-i %s ! -o %s -j ACCEPT", b, b)
+		}
+	}
+	if len(nets) > 0 {
+		for _, pat := range isolateFrom {
+			add("filter", ChainIsolation2, "-o %s -j DROP", pat)
 		}
 	}
 	// nat: published ports (PREROUTING and OUTPUT jump here for local destinations), then MASQUERADE.
