@@ -162,12 +162,21 @@ func ovEntries(t *testing.T, host, dev string) []string {
 
 func tcpHello(t *testing.T, server, client *container) error {
 	t.Helper()
+	_, err := tcpHelloFrom(t, server, client)
+	return err
+}
+
+// tcpHelloFrom exchanges a line over TCP from client to server and returns the client address the
+// server saw.
+func tcpHelloFrom(t *testing.T, server, client *container) (netip.Addr, error) {
+	t.Helper()
+	var seen netip.Addr
 	var ln net.Listener
 	if err := vxlantest.InNetns(server.path, func() (err error) {
 		ln, err = net.Listen("tcp4", server.ip.String()+":5000")
 		return err
 	}); err != nil {
-		return err
+		return seen, err
 	}
 	defer ln.Close()
 	got := make(chan string, 1)
@@ -178,6 +187,7 @@ func tcpHello(t *testing.T, server, client *container) error {
 			return
 		}
 		defer conn.Close()
+		seen = conn.RemoteAddr().(*net.TCPAddr).AddrPort().Addr().Unmap()
 		line, _ := bufio.NewReader(conn).ReadString('\n')
 		fmt.Fprint(conn, "echo "+line)
 		got <- line
@@ -187,16 +197,16 @@ func tcpHello(t *testing.T, server, client *container) error {
 		conn, err = net.DialTimeout("tcp4", server.ip.String()+":5000", 5*time.Second)
 		return err
 	}); err != nil {
-		return fmt.Errorf("dial %s from %s: %w", server.ip, client.id, err)
+		return seen, fmt.Errorf("dial %s from %s: %w", server.ip, client.id, err)
 	}
 	defer conn.Close()
 	_ = conn.SetDeadline(time.Now().Add(5 * time.Second))
 	fmt.Fprint(conn, "hello\n")
 	reply, err := io.ReadAll(conn)
 	if err != nil || string(reply) != "echo hello\n" || <-got != "hello\n" {
-		return fmt.Errorf("TCP exchange %s -> %s: reply %q, %v", client.id, server.id, reply, err)
+		return seen, fmt.Errorf("TCP exchange %s -> %s: reply %q, %v", client.id, server.id, reply, err)
 	}
-	return nil
+	return seen, nil
 }
 
 func dropCount(t *testing.T, host string) int {
@@ -235,11 +245,13 @@ func TestLabOverlay(t *testing.T) {
 	lab, ds := newLab(t, 3, 1500)
 	front := vxlan.Network{Name: "front", VNI: 100, Subnet: pfx("10.1.0.0/24"), Gateway: a("10.1.0.1")}
 	back := vxlan.Network{Name: "back", VNI: 200, Subnet: pfx("10.2.0.0/24"), Gateway: a("10.2.0.1")}
+	secret := vxlan.Network{Name: "secret", VNI: 300, Subnet: pfx("10.3.0.0/24"), Gateway: a("10.3.0.1"), Internal: true}
 	c := &cluster{lab: lab}
 	A := c.add(t, "A", 0, front, "10.1.0.2")
 	B := c.add(t, "B", 1, front, "10.1.0.3")
 	C := c.add(t, "C", 2, back, "10.2.0.2")
 	D := c.add(t, "D", 0, back, "10.2.0.3")
+	E := c.add(t, "E", 0, secret, "10.3.0.2")
 	c.reconcileAll(t, ds)
 	h0, h1 := lab.Hosts[0], lab.Hosts[1]
 
@@ -265,6 +277,23 @@ func TestLabOverlay(t *testing.T) {
 		}
 		if err := reachable(t, D, C.ip, 84); err != nil {
 			t.Errorf("control: D cannot reach C on its own network: %v", err)
+		}
+	})
+	t.Run("outbound through the local gateway is masqueraded; internal networks stay inside", func(t *testing.T) {
+		// The underlay address of host 2 stands for "outside" for containers on host 0.
+		outside := &container{id: "outside", path: lab.Hosts[2].Path, ip: lab.Hosts[2].Addr}
+		seen, err := tcpHelloFrom(t, outside, A)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if seen != h0.Addr {
+			t.Errorf("outside saw the connection from %s, want host 0's address %s (MASQUERADE)", seen, h0.Addr)
+		}
+		if err := vxlantest.Ping(E.path, outside.ip, 84, time.Second); err == nil {
+			t.Error("E on the internal network reached the outside")
+		}
+		if err := vxlantest.Ping(A.path, E.ip, 84, time.Second); err == nil {
+			t.Error("A reached E on the internal network")
 		}
 	})
 	t.Run("learning off, proxy on, no group", func(t *testing.T) {
@@ -358,6 +387,7 @@ func TestLabOverlay(t *testing.T) {
 	t.Run("last endpoints removed: bridges, devices, rules gone", func(t *testing.T) {
 		c.remove(A)
 		c.remove(D)
+		c.remove(E)
 		c.reconcileAll(t, ds)
 		if got := ovObjects(t, h0.Name); got != "" {
 			t.Errorf("host 0 has no endpoints left but still has:\n%s", got)

@@ -15,9 +15,11 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
+	"os/signal"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/ovnet/ov/internal/perfdoc"
@@ -63,6 +65,13 @@ func run(out string, seconds, rounds int) error {
 		return err
 	}
 	defer lab.Close()
+	sig := make(chan os.Signal, 1)
+	signal.Notify(sig, os.Interrupt, syscall.SIGTERM)
+	go func() { // interrupted: still remove the namespaces
+		<-sig
+		lab.Close()
+		os.Exit(130)
+	}()
 	var hosts []vxlantest.Host
 	for i, name := range []string{"h0", "h1", "x0", "x1"} {
 		h, err := lab.AddHost(name, netip.AddrFrom4([4]byte{192, 168, 77, byte(10 + i)}))
