@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime)
+STEPS=(runtime image)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -24,6 +24,11 @@ bench_runtime() {
 	if [ ! -x /usr/sbin/runc ]; then echo "bench: runtime: /usr/sbin/runc missing (make deps); measuring ovrt alone" >&2; fi
 	"$GO" build -o bin/ovbench-runtime ./cmd/ovbench-runtime || return 1
 	bin/ovbench-runtime -out "$OUT" -runs "${RUNTIME_RUNS:-30}" -ovrt bin/ovrt -runc /usr/sbin/runc
+}
+
+# image: image store Load and Prepare/Release beside `tar -xf` and `cp -a` of the same rootfs.
+bench_image() {
+	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${IMAGE_RUNS:-15}" "$GO" test -count=1 -run '^TestBenchImage$' ./runtime/image
 }
 
 if [ "$(id -u)" != 0 ]; then
