@@ -41,6 +41,7 @@ type Stats struct {
 	PidsCurrent uint64 // tasks now in the cgroup (pids.current)
 	PidsLimit   uint64 // 0 means no limit
 	OOMKills    uint64 // processes the kernel's OOM killer killed in this cgroup
+	CPUUsage    uint64 // CPU time consumed, in nanoseconds (cpuacct.usage / cpu.stat usage_usec)
 }
 
 // New creates the cgroup cfg.Path in every hierarchy of the host (or adopts it if it exists and is
@@ -353,6 +354,12 @@ func (c *Cgroup) Stats() (Stats, error) {
 	s.MemoryUsage = readUint(memDir, usage)
 	if l := readUint(memDir, limit); l < 1<<62 {
 		s.MemoryLimit = l
+	}
+	if c.layout.mode == V2 {
+		b, _ := os.ReadFile(filepath.Join(c.unifiedDir(), "cpu.stat"))
+		s.CPUUsage = keyedValue(string(b), "usage_usec") * 1000
+	} else {
+		s.CPUUsage = readUint(c.dir("cpuacct"), "cpuacct.usage")
 	}
 	s.PidsCurrent = readUint(pidsDir, "pids.current")
 	s.PidsLimit = readUint(pidsDir, "pids.max")

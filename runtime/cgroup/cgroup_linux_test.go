@@ -215,6 +215,9 @@ func TestHostOOMKilled(t *testing.T) {
 	// dd fills a 64MiB buffer, four times the limit.
 	cmd, out := startIn(t, c, "dd if=/dev/zero of=/dev/null bs=64M count=1")
 	err := cmd.Wait()
+	if st, serr := c.Stats(); serr != nil || st.CPUUsage == 0 || st.OOMKills == 0 {
+		t.Errorf("Stats = %+v, %v; want CPU time used and an OOM kill counted", st, serr)
+	}
 	if err == nil {
 		t.Fatalf("dd of 64MiB under a 16MiB limit succeeded:\n%s", out)
 	}
