@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime image)
+STEPS=(runtime image overlay)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -29,6 +29,13 @@ bench_runtime() {
 # image: image store Load and Prepare/Release beside `tar -xf` and `cp -a` of the same rootfs.
 bench_image() {
 	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${IMAGE_RUNS:-15}" "$GO" test -count=1 -run '^TestBenchImage$' ./runtime/image
+}
+
+# overlay: iperf3 TCP throughput and ping RTT over ov's VXLAN overlay (vxlan.Driver on two lab hosts)
+# beside a VXLAN tunnel made by hand with iproute2 and the bare underlay, interleaved rounds.
+bench_overlay() {
+	"$GO" build -o bin/ovbench-overlay ./cmd/ovbench-overlay || return 1
+	bin/ovbench-overlay -out "$OUT" -seconds "${OVERLAY_SECONDS:-5}" -rounds "${OVERLAY_ROUNDS:-5}"
 }
 
 if [ "$(id -u)" != 0 ]; then
