@@ -203,6 +203,15 @@ func TestV2AddLoadDelete(t *testing.T) {
 	if oom, err := c.OOMKilled(); err != nil || !oom {
 		t.Errorf("OOMKilled = %v, %v; want true", oom, err)
 	}
+	for name, v := range map[string]string{"memory.current": "1048576\n", "memory.max": "max\n", "pids.current": "3\n", "pids.max": "max\n", "cpu.stat": "usage_usec 2500\nuser_usec 2000\n"} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st, err := c.Stats()
+	if want := (Stats{MemoryUsage: 1 << 20, PidsCurrent: 3, OOMKills: 1, CPUUsage: 2500000}); err != nil || st != want {
+		t.Errorf("Stats = %+v, %v; want %+v", st, err, want)
+	}
 	if _, err := loadWithLayout(l, "/ov/c1"); err != nil {
 		t.Errorf("Load existing: %v", err)
 	}
