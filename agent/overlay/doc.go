@@ -1,0 +1,20 @@
+// Package overlay is the agent's overlay network driver: it joins the host to the cluster and connects
+// containers to overlay networks across hosts.
+//
+// It ties three sources of truth to the VXLAN data plane (package vxlan):
+//   - the controller (through its API): which overlay networks exist, which address each container on
+//     them has (allocated cluster-wide), and on which host each endpoint lives (a watch per network);
+//   - membership (memberlist gossip): which hosts are alive now;
+//   - this host's own endpoints (the containers the agent attached), kept in a state file.
+//
+// From these it computes the whole desired overlay state of the host and hands it to the data plane,
+// which converges the kernel (level-triggered). Invariants:
+//   - The state file holds everything needed to rebuild the data plane without the controller: the
+//     networks, the local endpoints and the last known remote endpoints with their watch revision. An
+//     agent restarted while the controller is down programs exactly what it had, so traffic keeps flowing.
+//   - A remote endpoint is programmed unless gossip has seen its host and says it is dead; a host gossip
+//     has not seen yet (just after a start) counts as alive, so a restart withdraws nothing.
+//   - Attach allocates first and programs second; a failure after the allocation releases it. Detach
+//     unprograms first and releases second; a release that fails (controller down) is made good by the
+//     reconcile report at the next registration, which releases whatever the host does not really have.
+package overlay

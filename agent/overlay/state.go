@@ -1,0 +1,85 @@
+package overlay
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+
+	"github.com/ovnet/ov/api"
+)
+
+// localEndpoint is a container of this host attached to an overlay network.
+type localEndpoint struct {
+	Container string `json:"container"`
+	Netns     string `json:"netns"`
+	IfName    string `json:"ifName"`
+	IP        string `json:"ip"`
+}
+
+// netState is what the driver knows of one overlay network.
+type netState struct {
+	Network  api.Network              `json:"network"`
+	Local    map[string]localEndpoint `json:"local,omitempty"`  // by container ID
+	Remote   map[string]api.Endpoint  `json:"remote,omitempty"` // by host/container, every host's endpoints (this host's included)
+	Revision int64                    `json:"revision"`         // watch resumes from here
+}
+
+// fileState is the driver's state file.
+type fileState struct {
+	HostToken string               `json:"hostToken,omitempty"`
+	Networks  map[string]*netState `json:"networks"`
+	Hosts     map[string]api.Host  `json:"hosts,omitempty"` // last known host list (VTEPs, gossip seeds)
+}
+
+func loadState(path string) (*fileState, error) {
+	st := &fileState{Networks: map[string]*netState{}, Hosts: map[string]api.Host{}}
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return st, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := json.Unmarshal(b, st); err != nil {
+		return nil, fmt.Errorf("overlay state %s is damaged (%v); move it away to start afresh (the controller's reconcile then releases this host's old addresses)", path, err)
+	}
+	if st.Networks == nil {
+		st.Networks = map[string]*netState{}
+	}
+	if st.Hosts == nil {
+		st.Hosts = map[string]api.Host{}
+	}
+	return st, nil
+}
+
+// save writes the state atomically (temp file, fsync, rename).
+func (st *fileState) save(path string) error {
+	b, err := json.MarshalIndent(st, "", "  ")
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(b); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+func remoteKey(host, container string) string { return host + "/" + container }
