@@ -29,4 +29,3 @@ func links(path string) ([]string, error) {
 	}
 	return names, nil
 }
-
