@@ -233,7 +233,9 @@ func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 		return nil // inside AUFS metadata (.wh..wh.plnk/...)
 	}
 	if u.mode != modeArchive && strings.HasPrefix(base, whiteoutPrefix) {
-		u.stats.whiteouts++
+		if base == whiteoutOpaque || !strings.HasPrefix(base, whiteoutMeta) {
+			u.stats.whiteouts++
+		}
 		if u.mode == modeBaseLayer {
 			return nil
 		}
@@ -340,8 +342,9 @@ func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 }
 
 // whiteout turns an AUFS whiteout entry into its overlayfs form: .wh..wh..opq marks the directory
-// opaque (trusted.overlay.opaque=y), .wh.NAME becomes a 0/0 character device NAME. In the bottom layer
-// a whiteout hides nothing, and overlayfs never shows it.
+// opaque (trusted.overlay.opaque=y), .wh.NAME becomes a 0/0 character device NAME. (Bottom layers
+// skip whiteouts instead: they hide nothing there, and overlayfs would list them in directories that
+// only that layer has.)
 func (u *unpacker) whiteout(dirName, base string) error {
 	dir, err := u.openDir(dirName, true)
 	if err != nil {
@@ -412,7 +415,8 @@ func (u *unpacker) xattrs(dir int, base string, hdr *tar.Header) error {
 		// The O_PATH|O_NOFOLLOW fd is the entry itself; the magic link leads exactly to it.
 		err = unix.Setxattr(fmt.Sprintf("/proc/self/fd/%d", fd), attr, []byte(v), 0)
 		unix.Close(fd)
-		if err != nil && !errors.Is(err, unix.ENOTSUP) {
+		// ENOTSUP: the filesystem has no such xattrs; EPERM: user.* on a device node or fifo.
+		if err != nil && !errors.Is(err, unix.ENOTSUP) && !errors.Is(err, unix.EPERM) {
 			return u.fail("set xattr "+attr, err)
 		}
 	}
