@@ -35,6 +35,10 @@ type Config struct {
 	// other overlay bridges, which are always isolated. Default: ov's local bridge networks ("ov0",
 	// "ov-+", see docs/networking.md) and Docker's default bridge ("docker0").
 	IsolateFrom []string
+	// Watch makes Run subscribe to the kernel's link and neighbour notifications in HostNetns and
+	// reconcile as soon as one of ov's devices or entries changes (e.g. deleted by hand), rather than
+	// at the next Resync. Needs a Netlink that implements netlink.Watcher. Default true.
+	Watch bool
 	// IPForward turns on net.ipv4.ip_forward in HostNetns when a non-internal network is set up, so
 	// that containers reach the outside through the gateway. Default true.
 	IPForward bool

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -59,6 +60,14 @@ func (d *Driver) Kick() {
 // and must not block. Run returns nil when ctx ends, leaving the kernel as it is (so that restarting
 // the agent does not cut traffic); tear down with Reconcile(ctx, State{}).
 func (d *Driver) Run(ctx context.Context, desired func() State) error {
+	ctx, cancel := context.WithCancel(ctx)
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	defer cancel()
+	if w, ok := d.nl.(netlink.Watcher); ok && d.cfg.Watch {
+		wg.Add(1)
+		go func() { defer wg.Done(); d.watch(ctx, w) }()
+	}
 	var backoff time.Duration
 	wait := time.Duration(0)
 	for {
@@ -83,6 +92,35 @@ func (d *Driver) Run(ctx context.Context, desired func() State) error {
 		backoff = 0
 		wait = d.cfg.Resync
 	}
+}
+
+// watch kicks the run loop whenever the kernel reports a change to one of ov's links or entries;
+// it resubscribes after a failure.
+func (d *Driver) watch(ctx context.Context, w netlink.Watcher) {
+	for ctx.Err() == nil {
+		err := w.Watch(ctx, d.cfg.HostNetns, func(e netlink.Event) {
+			if ownedEvent(e) {
+				d.Kick()
+			}
+		})
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Warn("kernel change notifications lost; relying on periodic resync until resubscribed", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(d.cfg.MaxBackoff):
+		}
+	}
+}
+
+// ownedEvent tells whether a kernel change touches what the driver owns: its links, and the ARP and
+// self FDB entries of its VXLAN devices (not the bridges' learned entries, which change all the time).
+func ownedEvent(e netlink.Event) bool {
+	if !e.Neigh {
+		return strings.HasPrefix(e.Link, "ovbr-") || strings.HasPrefix(e.Link, "ovvx-") || strings.HasPrefix(e.Link, "ovep")
+	}
+	return strings.HasPrefix(e.Link, "ovvx-") && (!e.FDB || e.FDBSelf)
 }
 
 // Reconcile makes the kernel of the host match s exactly: it creates, fixes and removes bridges,

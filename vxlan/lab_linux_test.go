@@ -358,22 +358,38 @@ func TestLabOverlay(t *testing.T) {
 			t.Errorf("host 1 dropped %d VXLAN packets from the rogue address, want >= 3", after-before)
 		}
 	})
-	t.Run("entry or device deleted by hand comes back at the periodic resync", func(t *testing.T) {
-		ctx, cancel := context.WithCancel(context.Background())
-		done := make(chan error)
-		go func() { done <- ds[0].Run(ctx, func() vxlan.State { return c.stateFor(0) }) }()
-		defer func() { cancel(); <-done }()
-		sh(t, h0.Name, "bridge", "fdb", "del", "02:42:0a:01:00:03", "dev", "ovvx-100", "dst", "192.168.77.11", "self")
-		sh(t, h0.Name, "ip", "neigh", "del", "10.1.0.3", "dev", "ovvx-100")
-		testutil.Eventually(t, 20*time.Second, func() error {
-			if got := ovEntries(t, h0.Name, "ovvx-100"); len(got) != 3 {
-				return fmt.Errorf("entries: %v", got)
+	for _, tc := range []struct {
+		name   string
+		watch  bool
+		resync time.Duration
+	}{
+		{"periodic resync", false, 200 * time.Millisecond},
+		{"kernel notifications, no resync", true, time.Hour},
+	} {
+		t.Run("entry or device deleted by hand comes back: "+tc.name, func(t *testing.T) {
+			cfg := vxlan.DefaultConfig()
+			cfg.HostNetns, cfg.LocalIP, cfg.Watch, cfg.Resync = h0.Path, h0.Addr, tc.watch, tc.resync
+			d, err := vxlan.New(cfg)
+			if err != nil {
+				t.Fatal(err)
 			}
-			return nil
+			ctx, cancel := context.WithCancel(context.Background())
+			done := make(chan error)
+			go func() { done <- d.Run(ctx, func() vxlan.State { return c.stateFor(0) }) }()
+			defer func() { cancel(); <-done }()
+			time.Sleep(300 * time.Millisecond) // let the first reconcile and subscriptions settle
+			sh(t, h0.Name, "bridge", "fdb", "del", "02:42:0a:01:00:03", "dev", "ovvx-100", "dst", "192.168.77.11", "self")
+			sh(t, h0.Name, "ip", "neigh", "del", "10.1.0.3", "dev", "ovvx-100")
+			testutil.Eventually(t, 20*time.Second, func() error {
+				if got := ovEntries(t, h0.Name, "ovvx-100"); len(got) != 3 {
+					return fmt.Errorf("entries: %v", got)
+				}
+				return nil
+			})
+			sh(t, h0.Name, "ip", "link", "del", "ovvx-100")
+			testutil.Eventually(t, 20*time.Second, func() error { return vxlantest.Ping(A.path, B.ip, 84, time.Second) })
 		})
-		sh(t, h0.Name, "ip", "link", "del", "ovvx-100")
-		testutil.Eventually(t, 20*time.Second, func() error { return vxlantest.Ping(A.path, B.ip, 84, time.Second) })
-	})
+	}
 	t.Run("removing a peer removes its entries", func(t *testing.T) {
 		c.remove(B)
 		c.reconcileAll(t, ds)
