@@ -121,7 +121,7 @@ func (s *Store) Prepare(ctx context.Context, containerID, ref string) (string, e
 // makeContainerDirs creates the container's directories and records its image. A new upper dir
 // takes the owner and mode of the image's root directory (the top layer's), which is what "/" shows.
 func (s *Store) makeContainerDirs(dir, upper, work, rootfs, top, imageID string) error {
-	if err := os.MkdirAll(dir, 0o700); err != nil {
+	if err := os.MkdirAll(dir, 0o711); err != nil {
 		return err
 	}
 	if _, err := os.Stat(upper); errors.Is(err, fs.ErrNotExist) {

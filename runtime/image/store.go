@@ -124,8 +124,13 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{"", "tmp", "layers/sha256", "containers"} {
-		if err := os.MkdirAll(filepath.Join(cfg.Root, d), 0o700); err != nil {
+	// The root and containers/ can be traversed (0711) so that a runtime that has already entered a
+	// user namespace can still reach a rootfs; tmp/ and layers/ are root's alone.
+	for _, d := range []struct {
+		path string
+		mode os.FileMode
+	}{{"", 0o711}, {"tmp", 0o700}, {"layers", 0o700}, {"layers/sha256", 0o700}, {"containers", 0o711}} {
+		if err := os.MkdirAll(filepath.Join(cfg.Root, d.path), d.mode); err != nil {
 			return nil, fmt.Errorf("image store: %w", err)
 		}
 	}
@@ -502,8 +507,12 @@ func (s *Store) Remove(ctx context.Context, ref string) (Removed, error) {
 		return Removed{}, err
 	}
 	if tag != "" && len(img.RepoTags) > 1 {
-		img.RepoTags = slices.DeleteFunc(img.RepoTags, func(t string) bool { return t == tag })
+		old := img.RepoTags
+		img.RepoTags = slices.DeleteFunc(slices.Clone(old), func(t string) bool { return t == tag })
 		err := s.saveLocked()
+		if err != nil {
+			img.RepoTags = old
+		}
 		s.mu.Unlock()
 		if err != nil {
 			return Removed{}, err
@@ -517,11 +526,16 @@ func (s *Store) Remove(ctx context.Context, ref string) (Removed, error) {
 	delete(s.images, img.ID)
 	res := Removed{Untagged: slices.Clone(img.RepoTags), Deleted: img.ID}
 	res.Layers = s.unusedLocked(img.Layers)
+	infos := map[string]layerInfo{}
 	for _, l := range res.Layers {
+		infos[l] = s.layers[l]
 		delete(s.layers, l)
 	}
 	if err := s.saveLocked(); err != nil {
 		s.images[img.ID] = img
+		for l, info := range infos {
+			s.layers[l] = info
+		}
 		s.mu.Unlock()
 		return Removed{}, err
 	}
