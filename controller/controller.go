@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"sync"
 	"time"
 
 	"github.com/ovnet/ov/api"
@@ -69,6 +70,15 @@ type Controller struct {
 	st    *store.Store
 	log   *slog.Logger
 	cache *cache
+
+	stopOnce    sync.Once
+	stopWatches chan struct{} // closed by CloseWatches
+}
+
+// CloseWatches ends every open watch stream (their clients reconnect, to another controller if need
+// be); give it to http.Server.RegisterOnShutdown so that a graceful shutdown does not wait for them.
+func (c *Controller) CloseWatches() {
+	c.stopOnce.Do(func() { close(c.stopWatches) })
 }
 
 // New checks cfg and returns a Controller; call Run to keep its cache current.
@@ -87,7 +97,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	log := cfg.Log.With("component", "controller")
-	return &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log)}, nil
+	return &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}, nil
 }
 
 // Run keeps the cache current (list, then watch, re-list after compaction) until ctx ends.

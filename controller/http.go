@@ -245,6 +245,8 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 			}
 		case <-tick.C:
 			ev = api.EndpointEvent{Type: api.EventProgress, Revision: last}
+		case <-c.stopWatches:
+			return nil
 		case err := <-done:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				c.log.Warn("endpoint watch ended", "network", network, "err", err)

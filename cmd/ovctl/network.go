@@ -28,6 +28,9 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 			if err := n.Validate(); err != nil {
 				return err
 			}
+			if n.Driver == api.DriverOverlay { // cluster-wide: the controller owns it
+				return createOverlay(cmd.Context(), g, n)
+			}
 			out, err := g.agent().CreateNetwork(cmd.Context(), n)
 			if err != nil {
 				return err
@@ -55,7 +58,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 		Short:   "List networks",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			nets, err := g.agent().Networks(cmd.Context())
+			nets, err := g.allNetworks(cmd.Context())
 			if err != nil {
 				return err
 			}
@@ -82,7 +85,7 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out []api.Network
 			for _, name := range args {
-				n, err := g.agent().Network(cmd.Context(), name)
+				n, err := g.network(cmd.Context(), name)
 				if err != nil {
 					return err
 				}
@@ -100,7 +103,7 @@ func newNetworkRmCmd(g *globals) *cobra.Command {
 		Short:   "Remove networks no container uses",
 		Args:    cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			return eachContainer(args, func(name string) error { return g.agent().DeleteNetwork(cmd.Context(), name) })
+			return eachContainer(args, func(name string) error { return g.deleteNetwork(cmd.Context(), name, false) })
 		},
 	}
 }

@@ -90,8 +90,9 @@ func (c Change) String() string {
 }
 
 // Plan is the ordered list of changes that makes the cluster match a file. Changes run in order:
-// hosts first, then deletions (which free subnets and VNIs), then network updates and creations in
-// file order.
+// host labels first, then deletions (which free subnets and VNIs), then network updates in file
+// order, then creations: first those that name both subnet and VNI, then those that name one, then
+// those that leave both to the controller, each group in file order.
 type Plan struct {
 	File    string
 	Changes []Change
@@ -223,6 +224,9 @@ func (pl *planner) networks() {
 		kept = append(kept, n)
 	}
 
+	// Creations that leave the subnet or VNI to the controller come after those that name theirs, so
+	// that the controller's pick cannot take a subnet or VNI that a later network of the file names.
+	var creates [3][]Change
 	for i := range pl.f.Networks {
 		fn := &pl.f.Networks[i]
 		want := fn.Network
@@ -235,7 +239,17 @@ func (pl *planner) networks() {
 		if !pl.free(fn, kept) {
 			continue
 		}
-		pl.change(Change{Op: OpCreate, Kind: "network", Name: fn.Name, Detail: "(" + networkText(want) + ")", Network: want})
+		picks := 0
+		if fn.Subnet == "" {
+			picks++
+		}
+		if fn.VNI == 0 {
+			picks++
+		}
+		creates[picks] = append(creates[picks], Change{Op: OpCreate, Kind: "network", Name: fn.Name, Detail: "(" + networkText(want) + ")", Network: want})
+	}
+	for _, group := range [][]Change{creates[2], creates[1], creates[0]} {
+		pl.plan.Changes = append(pl.plan.Changes, group...)
 	}
 }
 

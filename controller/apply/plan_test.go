@@ -54,6 +54,17 @@ func TestPlan(t *testing.T) {
 				"Plan: 3 to create, 0 to change, 0 to delete, 0 unchanged.\n",
 		},
 		{
+			name: "networks that name their subnet and VNI are created first",
+			file: header + "networks:\n  - {name: a}\n  - {name: b, subnet: 10.128.0.0/24}\n  - {name: c, vni: 4096}\n" +
+				"  - {name: d, subnet: 10.128.1.0/24, vni: 4097}\n  - {name: e, subnet: 10.128.2.0/24}\n",
+			want: "+ network d (overlay 10.128.1.0/24, vni 4097)\n" +
+				"+ network b (overlay 10.128.0.0/24)\n" +
+				"+ network c (overlay, subnet chosen by the controller, vni 4096)\n" +
+				"+ network e (overlay 10.128.2.0/24)\n" +
+				"+ network a (overlay, subnet chosen by the controller)\n" +
+				"Plan: 5 to create, 0 to change, 0 to delete, 0 unchanged.\n",
+		},
+		{
 			name: "matches",
 			cur: State{
 				Networks: []api.Network{managedNet("front", "10.20.0.0/24", 5, "tier", "web")},

@@ -1,0 +1,292 @@
+// Command ovcontroller serves ov's cluster API (overlay networks, hosts, endpoint addresses) backed by
+// etcd: an embedded single-member etcd in its data directory by default, or an external cluster with
+// --etcd-endpoints. Several controllers may run against one etcd.
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"net/netip"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/spf13/cobra"
+	"github.com/spf13/viper"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
+
+	"github.com/ovnet/ov/controller"
+	"github.com/ovnet/ov/internal/store"
+)
+
+func main() {
+	if err := newRootCmd().Execute(); err != nil {
+		fmt.Fprintln(os.Stderr, "ovcontroller:", err)
+		os.Exit(1)
+	}
+}
+
+const defaultConfigFile = "/etc/ov/controller.yaml"
+
+func newRootCmd() *cobra.Command {
+	v := viper.New()
+	def := controller.DefaultConfig()
+	cmd := &cobra.Command{
+		Use:   "ovcontroller",
+		Short: "ov's cluster API: overlay networks, hosts and addresses, kept in etcd",
+		Long: `ovcontroller serves the cluster API (docs/api.md) over HTTP/JSON, HTTPS when --tls-cert and
+--tls-key are given. Plain HTTP is served only on a loopback address unless --insecure-listen says so.
+
+State lives in etcd: with no --etcd-endpoints the controller runs an embedded single-member etcd in
+DATA_DIR/etcd; with --etcd-endpoints (and --etcd-cert/--etcd-key/--etcd-ca for TLS) it uses that
+cluster, and any number of controllers may share it.
+
+Tokens: the admin token (ovctl) and the join token (agents registering) come from OV_ADMIN_TOKEN and
+OV_JOIN_TOKEN, or from --admin-token-file and --join-token-file; a missing file is created with a fresh
+random token on first start, and its path is logged.
+
+Configuration comes from flags, OV_* environment variables (OV_LISTEN, OV_ETCD_ENDPOINTS, ...) and a
+YAML file (--config, default /etc/ov/controller.yaml when it exists; keys as the flag names), in that
+order of precedence. SIGTERM or SIGINT shuts down gracefully.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		Args:          cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if err := readConfigFile(v); err != nil {
+				return err
+			}
+			ctx, stop := signal.NotifyContext(cmd.Context(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return run(ctx, v)
+		},
+	}
+	f := cmd.Flags()
+	f.String("config", "", "YAML configuration file (default "+defaultConfigFile+" when it exists)")
+	f.String("data-dir", "/var/lib/ov/controller", "directory for the embedded etcd and generated tokens")
+	f.String("listen", "127.0.0.1:7480", "address the API listens on")
+	f.String("tls-cert", "", "certificate (PEM) to serve HTTPS with")
+	f.String("tls-key", "", "private key (PEM) of --tls-cert")
+	f.Bool("insecure-listen", false, "allow plain HTTP on a non-loopback --listen address (tokens travel in clear text)")
+	f.StringSlice("etcd-endpoints", nil, "external etcd client URLs, comma-separated (empty: run an embedded etcd)")
+	f.String("etcd-cert", "", "client certificate for an external etcd")
+	f.String("etcd-key", "", "client key for an external etcd")
+	f.String("etcd-ca", "", "CA bundle that signed the external etcd's server certificates")
+	f.String("etcd-client-url", "http://127.0.0.1:7481", "embedded etcd: where it serves clients")
+	f.String("etcd-peer-url", "http://127.0.0.1:7482", "embedded etcd: its peer URL (unused by a single member)")
+	f.Bool("etcd-unsafe-no-fsync", false, "embedded etcd: do not fsync (tests and benchmarks only: loses writes on power loss)")
+	f.Duration("etcd-timeout", 5*time.Second, "longest wait for one etcd request before answering 503")
+	f.String("admin-token-file", "", "file holding the admin token (default DATA_DIR/admin.token)")
+	f.String("join-token-file", "", "file holding the join token (default DATA_DIR/join.token)")
+	f.String("subnet-pool", def.Pools.Subnet.String(), "pool that subnets of networks created without --subnet come from")
+	f.Int("subnet-size", def.Pools.SubnetBits, "prefix length of subnets carved from the pool")
+	f.Uint32("vni-min", def.Pools.VNIMin, "lowest VNI handed out automatically")
+	f.Uint32("vni-max", def.Pools.VNIMax, "highest VNI handed out automatically")
+	f.Duration("host-dead-after", def.HostDeadAfter, "a host silent for longer is reported dead")
+	f.String("log-level", "info", "debug, info, warn or error")
+	f.String("log-format", "text", "text or json")
+	_ = v.BindPFlags(f)
+	v.SetEnvPrefix("OV")
+	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
+	v.AutomaticEnv()
+	return cmd
+}
+
+func readConfigFile(v *viper.Viper) error {
+	path := v.GetString("config")
+	if path == "" {
+		if _, err := os.Stat(defaultConfigFile); err != nil {
+			return nil
+		}
+		path = defaultConfigFile
+	}
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		return fmt.Errorf("read config %s: %w", path, err)
+	}
+	return nil
+}
+
+func newLogger(level, format string) (*slog.Logger, error) {
+	var l slog.Level
+	if err := l.UnmarshalText([]byte(level)); err != nil {
+		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
+	}
+	opts := &slog.HandlerOptions{Level: l}
+	if format == "json" {
+		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
+}
+
+// token returns the token from env (if set) or from file, creating the file with a fresh token when
+// it does not exist.
+func token(log *slog.Logger, what, envValue, file string) (string, error) {
+	if envValue != "" {
+		return strings.TrimSpace(envValue), nil
+	}
+	b, err := os.ReadFile(file)
+	if err == nil {
+		t := strings.TrimSpace(string(b))
+		if len(t) < 16 {
+			return "", fmt.Errorf("%s token in %s is shorter than 16 characters; put a longer one there or delete the file to have one generated", what, file)
+		}
+		return t, nil
+	}
+	if !os.IsNotExist(err) {
+		return "", fmt.Errorf("read %s token: %w", what, err)
+	}
+	var r [32]byte
+	_, _ = rand.Read(r[:])
+	t := hex.EncodeToString(r[:])
+	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
+		return "", err
+	}
+	if err := os.WriteFile(file, []byte(t+"\n"), 0o600); err != nil {
+		return "", fmt.Errorf("write %s token: %w", what, err)
+	}
+	log.Info("generated a token", "token", what, "path", file)
+	return t, nil
+}
+
+func run(ctx context.Context, v *viper.Viper) error {
+	log, err := newLogger(v.GetString("log-level"), v.GetString("log-format"))
+	if err != nil {
+		return err
+	}
+	dataDir := v.GetString("data-dir")
+	listen := v.GetString("listen")
+	certFile, keyFile := v.GetString("tls-cert"), v.GetString("tls-key")
+	if (certFile == "") != (keyFile == "") {
+		return errors.New("--tls-cert and --tls-key go together; give both or neither")
+	}
+	if certFile == "" && !v.GetBool("insecure-listen") && !loopback(listen) {
+		return fmt.Errorf("--listen %s is not a loopback address and no --tls-cert/--tls-key is given: tokens would travel in clear text; give a certificate, listen on 127.0.0.1, or pass --insecure-listen", listen)
+	}
+	pool, err := netip.ParsePrefix(v.GetString("subnet-pool"))
+	if err != nil {
+		return fmt.Errorf("--subnet-pool %q is not a CIDR", v.GetString("subnet-pool"))
+	}
+
+	// etcd: external, or embedded in the data directory.
+	endpoints := v.GetStringSlice("etcd-endpoints")
+	var tlsCfg *tls.Config
+	if len(endpoints) == 0 {
+		emb, err := store.StartEmbedded(store.EmbedConfig{
+			Dir:           filepath.Join(dataDir, "etcd"),
+			ClientURL:     v.GetString("etcd-client-url"),
+			PeerURL:       v.GetString("etcd-peer-url"),
+			UnsafeNoFsync: v.GetBool("etcd-unsafe-no-fsync"),
+			Log:           log,
+		})
+		if err != nil {
+			return err
+		}
+		defer emb.Close()
+		endpoints = []string{emb.ClientURL()}
+	} else if v.GetString("etcd-cert") != "" || v.GetString("etcd-ca") != "" {
+		info := transport.TLSInfo{CertFile: v.GetString("etcd-cert"), KeyFile: v.GetString("etcd-key"), TrustedCAFile: v.GetString("etcd-ca")}
+		if tlsCfg, err = info.ClientConfig(); err != nil {
+			return fmt.Errorf("etcd client TLS (--etcd-cert/--etcd-key/--etcd-ca): %w", err)
+		}
+	}
+	st, err := store.Open(store.Config{Endpoints: endpoints, TLS: tlsCfg, RequestTimeout: v.GetDuration("etcd-timeout"), Log: log})
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+
+	adminFile := v.GetString("admin-token-file")
+	if adminFile == "" {
+		adminFile = filepath.Join(dataDir, "admin.token")
+	}
+	joinFile := v.GetString("join-token-file")
+	if joinFile == "" {
+		joinFile = filepath.Join(dataDir, "join.token")
+	}
+	admin, err := token(log, "admin", os.Getenv("OV_ADMIN_TOKEN"), adminFile)
+	if err != nil {
+		return err
+	}
+	join, err := token(log, "join", os.Getenv("OV_JOIN_TOKEN"), joinFile)
+	if err != nil {
+		return err
+	}
+
+	cfg := controller.DefaultConfig()
+	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, admin, join, log
+	cfg.Pools.Subnet, cfg.Pools.SubnetBits = pool, v.GetInt("subnet-size")
+	cfg.Pools.VNIMin, cfg.Pools.VNIMax = v.GetUint32("vni-min"), v.GetUint32("vni-max")
+	cfg.HostDeadAfter = v.GetDuration("host-dead-after")
+	ctl, err := controller.New(cfg)
+	if err != nil {
+		return err
+	}
+
+	ln, err := net.Listen("tcp", listen)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", listen, err)
+	}
+	srv := &http.Server{Handler: ctl.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	srv.RegisterOnShutdown(ctl.CloseWatches)
+	runCtx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	cacheDone := make(chan error, 1)
+	go func() { cacheDone <- ctl.Run(runCtx) }()
+	serveDone := make(chan error, 1)
+	go func() {
+		if certFile != "" {
+			serveDone <- srv.ServeTLS(ln, certFile, keyFile)
+		} else {
+			serveDone <- srv.Serve(ln)
+		}
+	}()
+	scheme := "http"
+	if certFile != "" {
+		scheme = "https"
+	}
+	log.Info("controller serving", "url", scheme+"://"+ln.Addr().String(), "etcd", strings.Join(endpoints, ","))
+
+	select {
+	case <-ctx.Done():
+		log.Info("shutting down")
+	case err := <-serveDone:
+		cancel()
+		<-cacheDone
+		return fmt.Errorf("serve: %w", err)
+	case err := <-cacheDone:
+		_ = srv.Close()
+		return fmt.Errorf("cache: %w", err)
+	}
+	shutdownCtx, done := context.WithTimeout(context.Background(), 10*time.Second)
+	defer done()
+	if err := srv.Shutdown(shutdownCtx); err != nil {
+		_ = srv.Close()
+	}
+	cancel()
+	<-cacheDone
+	return nil
+}
+
+// loopback reports whether a listen address is on a loopback interface only.
+func loopback(listen string) bool {
+	host, _, err := net.SplitHostPort(listen)
+	if err != nil {
+		return false
+	}
+	if host == "localhost" {
+		return true
+	}
+	a, err := netip.ParseAddr(host)
+	return err == nil && a.IsLoopback()
+}

@@ -1,0 +1,69 @@
+package main
+
+import (
+	"fmt"
+	"os"
+	"sort"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+)
+
+func newNodeCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{Use: "node", Short: "Manage the cluster's hosts (through the controller)"}
+	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g))
+	return cmd
+}
+
+func newNodeLsCmd(g *globals) *cobra.Command {
+	var output string
+	cmd := &cobra.Command{
+		Use:     "ls [-o json]",
+		Aliases: []string{"list"},
+		Short:   "List hosts with their state (alive: heartbeat recent; dead: silent)",
+		Args:    cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			hosts, err := c.ListHosts(cmd.Context())
+			if err != nil {
+				return err
+			}
+			if output == "json" {
+				return printJSON(hosts)
+			}
+			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tLAST SEEN\tLABELS")
+			for _, h := range hosts {
+				var labels []string
+				for k, v := range h.Labels {
+					labels = append(labels, k+"="+v)
+				}
+				sort.Strings(labels)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, h.State, ago(h.LastSeen), strings.Join(labels, ","))
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	return cmd
+}
+
+func newNodeRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:     "rm HOST...",
+		Aliases: []string{"remove"},
+		Short:   "Remove hosts from the cluster and release every address they held",
+		Args:    cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			return eachContainer(args, func(name string) error { return c.RemoveHost(cmd.Context(), name) })
+		},
+	}
+}
