@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"net/netip"
 	"slices"
 	"strings"
 	"sync"
@@ -128,6 +129,7 @@ func ownedEvent(e netlink.Event) bool {
 // endpoints are torn down on this host. It carries on past a failing network or endpoint and returns
 // every failure joined; calling it again retries.
 func (d *Driver) Reconcile(ctx context.Context, s State) error {
+	s = withoutLocalPeers(s, d.cfg.LocalIP)
 	if err := s.Validate(); err != nil {
 		return err
 	}
@@ -201,4 +203,15 @@ func (p *pass) firewall(active []NetworkState) error {
 		return err
 	}
 	return nil
+}
+
+// withoutLocalPeers drops the peers that live on this host (VTEP == local): callers may list every
+// endpoint of a network as a peer, local ones included.
+func withoutLocalPeers(s State, local netip.Addr) State {
+	out := State{Networks: make([]NetworkState, len(s.Networks))}
+	for i, ns := range s.Networks {
+		ns.Peers = slices.DeleteFunc(slices.Clone(ns.Peers), func(p Peer) bool { return p.VTEP == local })
+		out.Networks[i] = ns
+	}
+	return out
 }

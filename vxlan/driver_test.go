@@ -7,6 +7,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -388,6 +389,15 @@ func delLink(t *testing.T, w *world, ns, name string) {
 	h, err := w.nl.Handle(ns)
 	must(t, err)
 	must(t, h.LinkDel(findLink(t, w, ns, name)))
+}
+
+// Callers may list local endpoints among the peers (VTEP == LocalIP): they are ignored.
+func TestLocalPeersIgnored(t *testing.T) {
+	w := newWorld(t, 1500)
+	st := states[1]
+	ns := st.state.Networks[0]
+	ns.Peers = append(slices.Clone(ns.Peers), vxlan.Peer{IP: c1.IP, VTEP: a("192.168.77.1")})
+	w.apply(t, vxlan.State{Networks: []vxlan.NetworkState{ns}}, st.want)
 }
 
 func TestDerivedMTU(t *testing.T) {
