@@ -14,8 +14,9 @@
 //
 // Invariants:
 //   - A directory under layers/ is complete: layers are unpacked into tmp/ and renamed into place, and
-//     the unpacked content is checked against the diff ID the image names. A crash mid-load leaves only
-//     tmp/ debris and unreferenced layers, both removed by New.
+//     the unpacked content is checked against the diff ID the image names, and flushed (syncfs) before
+//     index.json names it. A crash mid-load leaves only tmp/ debris and unreferenced layers, both
+//     removed by New.
 //   - Nothing in an archive is written outside the directory it is unpacked into: every path is
 //     resolved with openat2(RESOLVE_BENEATH); entries that try to leave are refused with
 //     errdefs.ErrInvalidArgument naming the entry, and the partial layer is removed.

@@ -211,6 +211,7 @@ func (s *Store) commit(ctx context.Context, src source, from string) (_ Image, e
 		}
 	}()
 	defer s.unpin(diffIDs)
+	unpacked := 0
 	for i, d := range diffIDs {
 		if !missing[i] {
 			continue
@@ -228,6 +229,13 @@ func (s *Store) commit(ctx context.Context, src source, from string) (_ Image, e
 			return Image{}, err
 		}
 		s.log.Debug("unpacked layer", "layer", d, "from", from)
+		unpacked++
+	}
+	if unpacked > 0 || src.layers == nil {
+		// The index must never name a layer whose files a power loss could still empty.
+		if err := syncFS(s.root); err != nil {
+			return Image{}, fmt.Errorf("%s: sync unpacked layers: %w", from, err)
+		}
 	}
 
 	img := &Image{

@@ -514,3 +514,13 @@ func openMember(dir, name string) (io.ReadCloser, error) {
 	}
 	return os.NewFile(uintptr(fd), name), nil
 }
+
+// syncFS flushes the filesystem holding dir (syncfs(2)).
+func syncFS(dir string) error {
+	fd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	return unix.Syncfs(fd)
+}
