@@ -248,4 +248,17 @@ func TestApplyIntegration(t *testing.T) {
 	if n, _ := admin.GetNetwork(ctx, "front"); n.Labels["owner"] != "someone-else" || n.Labels["tier"] != "web" {
 		t.Errorf("the losing write overwrote the winner: %v", n.Labels)
 	}
+
+	// A network left to the controller's pick, named before one that pins the pool's first subnet: the
+	// pinned one is created first, so both succeed.
+	picks := filepath.Join(t.TempDir(), "picks.yaml")
+	if err := os.WriteFile(picks, []byte("apiVersion: ov/v1\nkind: Cluster\nnetworks:\n  - name: auto\n  - {name: pinned, subnet: 10.128.0.0/24}\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := ovctl(t, append([]string{"apply", "-f", picks}, flags...)...); err != nil {
+		t.Fatalf("auto and pinned: %v\n%s", err, out)
+	}
+	if a, err := admin.GetNetwork(ctx, "auto"); err != nil || a.Subnet == "" || a.Subnet == "10.128.0.0/24" {
+		t.Errorf("auto: %+v %v", a, err)
+	}
 }

@@ -248,7 +248,7 @@ func (pl *planner) networks() {
 		}
 		creates[picks] = append(creates[picks], Change{Op: OpCreate, Kind: "network", Name: fn.Name, Detail: "(" + networkText(want) + ")", Network: want})
 	}
-	for _, group := range [][]Change{creates[2], creates[1], creates[0]} {
+	for _, group := range creates {
 		pl.plan.Changes = append(pl.plan.Changes, group...)
 	}
 }
