@@ -42,8 +42,15 @@ if [ "$(id -u)" != 0 ]; then
 	echo "bench: needs root (namespaces, cgroups, mounts); run: sudo make bench" >&2
 	exit 1
 fi
+# `scripts/bench.sh runtime overlay` runs only the steps named.
+if (($#)); then STEPS=("$@"); fi
 failed=()
 for CURRENT in "${STEPS[@]}"; do
+	if ! declare -F "bench_${CURRENT}" >/dev/null; then
+		echo "bench: no step ${CURRENT}" >&2
+		failed+=("${CURRENT}")
+		continue
+	fi
 	echo "== bench: ${CURRENT}" >&2
 	if ! "bench_${CURRENT}"; then
 		echo "bench: ${CURRENT}: FAILED" >&2
