@@ -9,19 +9,10 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovnet/ov/controller/apply"
-	ctlclient "github.com/ovnet/ov/controller/client"
-	"github.com/ovnet/ov/internal/errdefs"
 )
 
-// cluster returns a client of the controller named by --controller and --token (OV_CONTROLLER,
-// OV_TOKEN).
-func (g *globals) cluster(ctx context.Context) (apply.Cluster, error) {
-	url := g.v.GetString("controller")
-	if url == "" {
-		return nil, fmt.Errorf("no controller: pass --controller https://HOST:PORT or set OV_CONTROLLER: %w", errdefs.ErrInvalidArgument)
-	}
-	return ctlclient.New(ctlclient.Config{URL: url, Token: g.v.GetString("token")})
-}
+// cluster returns the controller client of the global flags (controller.go) as an apply.Cluster.
+func (g *globals) cluster(context.Context) (apply.Cluster, error) { return g.controller() }
 
 // newApplyCmd returns `ovctl apply`. connect returns the controller client, built from the root
 // command's global flags; it is called only once the file is known to be valid, so a bad file is
