@@ -210,6 +210,16 @@ func table(subjects []*subject, runs int) string {
 		sa, sr := slices.Sorted(slices.Values(a.samples)), slices.Sorted(slices.Values(r.samples))
 		fmt.Fprintf(&b, "\nMedian ovrt / runc: %.2f.\n", float64(quantile(sa, 0.5))/float64(quantile(sr, 0.5)))
 	}
-	fmt.Fprintf(&b, "\nMachine: %s, cgroups %s.\n", perfdoc.Machine(), cgroup.Detect())
+	fmt.Fprintf(&b, "\nMachine: %s, cgroups %s, load average %s at the end of the run (the machine is shared:\n", perfdoc.Machine(), cgroup.Detect(), loadavg())
+	b.WriteString("compare the rows with each other, which were measured side by side, rather than across runs).\n")
 	return b.String()
+}
+
+// loadavg returns the 1-minute load average, or "unknown".
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if f := strings.Fields(string(b)); err == nil && len(f) > 0 {
+		return f[0]
+	}
+	return "unknown"
 }
