@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime image overlay)
+STEPS=(runtime image overlay ipam)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -36,6 +36,13 @@ bench_image() {
 bench_overlay() {
 	"$GO" build -o bin/ovbench-overlay ./cmd/ovbench-overlay || return 1
 	bin/ovbench-overlay -out "$OUT" -seconds "${OVERLAY_SECONDS:-5}" -rounds "${OVERLAY_ROUNDS:-5}"
+}
+
+# ipam: address allocations/s through the controller API (1, 10, 50 clients) beside bare etcd
+# transactions of the same shape against the same embedded etcd.
+bench_ipam() {
+	"$GO" build -o bin/ovbench-ipam ./cmd/ovbench-ipam || return 1
+	bin/ovbench-ipam -out "$OUT" -duration "${IPAM_DURATION:-3s}"
 }
 
 if [ "$(id -u)" != 0 ]; then
