@@ -3,15 +3,20 @@ package network
 import (
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/vishvananda/netlink"
+	"github.com/vishvananda/netns"
+	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
@@ -81,6 +86,33 @@ func dumpRules(t *testing.T) string {
 // links lists the host's interfaces and addresses (names and IPv4 addresses only).
 func links(t *testing.T) string {
 	return run(t, "ip", "-4", "-o", "-br", "addr") + run(t, "ip", "-o", "-br", "link")
+}
+
+// doInNetns runs fn on an OS thread switched into the namespace at path: sockets fn opens live there.
+func doInNetns(path string, fn func() error) error {
+	runtime.LockOSThread()
+	orig, err := netns.Get()
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer orig.Close()
+	target, err := netns.GetFromPath(path)
+	if err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	defer target.Close()
+	if err := netns.Set(target); err != nil {
+		runtime.UnlockOSThread()
+		return err
+	}
+	ferr := fn()
+	if err := netns.Set(orig); err != nil {
+		return err // the thread stays locked and is discarded
+	}
+	runtime.UnlockOSThread()
+	return ferr
 }
 
 func wantFail(t *testing.T, what string, err error) {
@@ -195,7 +227,7 @@ func TestBridgePrivileged(t *testing.T) {
 		}
 		return e
 	}
-	a := attach("n1", "ca", "", "8080:80")
+	a := attach("n1", "ca", "", "8080:80", "5300:53/udp")
 	b := attach("n1", "cb", "10.31.1.50")
 	c := attach("n2", "cc", "", "127.0.0.1:9090:80")
 	s := attach("secret", "cs", "")
@@ -254,6 +286,41 @@ func TestBridgePrivileged(t *testing.T) {
 		// Isolation holds through DNAT too (as in Docker without the userland proxy).
 		_, err = fetch(c.Netns, "192.168.77.1:8080")
 		wantFail(t, "c (other network) -> a's published port", err)
+	})
+	t.Run("published udp port", func(t *testing.T) {
+		// busybox nc has no UDP: the test opens the sockets itself, each in its namespace.
+		var srv net.PacketConn
+		if err := doInNetns(a.Netns, func() (err error) { srv, err = net.ListenPacket("udp4", ":53"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer srv.Close()
+		go func() {
+			buf := make([]byte, 64)
+			for {
+				n, from, err := srv.ReadFrom(buf)
+				if err != nil {
+					return
+				}
+				_, _ = srv.WriteTo(append([]byte("echo "), buf[:n]...), from)
+			}
+		}()
+		var cl net.Conn
+		if err := doInNetns(peerPath, func() (err error) { cl, err = net.Dial("udp4", "192.168.77.1:5300"); return err }); err != nil {
+			t.Fatal(err)
+		}
+		defer cl.Close()
+		testutil.Eventually(t, 10*time.Second, func() error {
+			if _, err := cl.Write([]byte("hello-udp")); err != nil {
+				return err
+			}
+			_ = cl.SetReadDeadline(time.Now().Add(time.Second))
+			buf := make([]byte, 64)
+			n, err := cl.Read(buf)
+			if err != nil || string(buf[:n]) != "echo hello-udp" {
+				return fmt.Errorf("udp 192.168.77.1:5300 from the other host: %q %v", buf[:n], err)
+			}
+			return nil
+		})
 	})
 	t.Run("bad input", func(t *testing.T) {
 		ns, err := d.CreateNetns(ctx, "cx")
@@ -355,6 +422,18 @@ func TestBridgePrivileged(t *testing.T) {
 	}
 	if err := d.Detach(ctx, "n1", "ca"); err != nil {
 		t.Errorf("detach of a missing endpoint: %v; want nil", err)
+	}
+	// No tracked flow still points at an address that left (a UDP client would keep hitting it).
+	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range flows {
+		for _, ip := range []netip.Addr{a.IP(), b.IP(), c.IP(), s.IP()} {
+			if f.Forward.SrcIP.Equal(ip.AsSlice()) || f.Reverse.SrcIP.Equal(ip.AsSlice()) {
+				t.Errorf("conntrack entry left for %s: %s", ip, f)
+			}
+		}
 	}
 	for _, n := range []string{"n1", "n2", "secret"} {
 		if err := d.DeleteNetwork(ctx, n); err != nil {

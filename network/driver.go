@@ -55,6 +55,9 @@ type kernel interface {
 	ensureVeth(e *Endpoint, bridge string, mtu int) error
 	// deleteVeth deletes the host end (and so the pair); a missing one is not an error.
 	deleteVeth(hostIf string) error
+	// flushConntrack deletes the connection-tracking entries of flows from or to ip (DNATed ones
+	// included), so a published UDP port does not keep sending to an address that left.
+	flushConntrack(ip netip.Addr) error
 }
 
 // Driver manages the local networks of one host. Its methods are safe for concurrent use; they are
@@ -595,6 +598,14 @@ func (d *Driver) detach(network, container string) error {
 			return err
 		}
 	}
+	defer func() {
+		// After the rules are gone: no new flow can be tracked towards the address any more.
+		if e != nil {
+			if err := d.k.flushConntrack(e.IP()); err != nil {
+				d.log.Warn("cannot flush conntrack entries", "ip", e.IP().String(), "err", err)
+			}
+		}
+	}()
 	if err := d.ipam.Release(network, container); err != nil {
 		return fmt.Errorf("container %s: release address on network %q: %w", container, network, err)
 	}

@@ -220,6 +220,9 @@ COMMIT
 	if diff := cmp.Diff(defaultOnly, render(d2, ipt)); diff != "" {
 		t.Errorf("after detach and delete (-want +got):\n%s", diff)
 	}
+	if want := []netip.Addr{ep.IP(), ep2.IP()}; !cmp.Equal(want, k.flushed, cmpNetip) {
+		t.Errorf("conntrack flushed for %v; want %v (once per detached endpoint)", k.flushed, want)
+	}
 	if len(k.veths) != 0 || len(k.bridges) != 1 {
 		t.Errorf("kernel keeps veths %v and bridges %v; want none and ov0", k.veths, k.bridges)
 	}

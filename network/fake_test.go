@@ -16,6 +16,7 @@ type fakeKernel struct {
 	mtus    map[string]int          // bridge -> MTU
 	netns   map[string][]string     // path -> interface names
 	veths   map[string]Endpoint     // host end -> endpoint
+	flushed []netip.Addr            // flushConntrack calls
 }
 
 func newFakeKernel(routes ...hostRoute) *fakeKernel {
@@ -98,6 +99,13 @@ func (k *fakeKernel) ensureVeth(e *Endpoint, bridge string, mtu int) error {
 		return fmt.Errorf("bridge %s does not exist", bridge)
 	}
 	k.veths[e.HostIf] = *e
+	return nil
+}
+
+func (k *fakeKernel) flushConntrack(ip netip.Addr) error {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	k.flushed = append(k.flushed, ip)
 	return nil
 }
 

@@ -427,3 +427,15 @@ func (k *linuxKernel) ensureVeth(e *Endpoint, bridge string, mtu int) error {
 	}
 	return nil
 }
+
+func (k *linuxKernel) flushConntrack(ip netip.Addr) error {
+	var toOrFrom, from netlink.ConntrackFilter
+	if err := toOrFrom.AddIP(netlink.ConntrackReplyAnyIP, net.IP(ip.AsSlice())); err != nil {
+		return err
+	}
+	if err := from.AddIP(netlink.ConntrackOrigSrcIP, net.IP(ip.AsSlice())); err != nil {
+		return err
+	}
+	_, err := k.h.ConntrackDeleteFilters(netlink.ConntrackTable, unix.AF_INET, &toOrFrom, &from)
+	return err
+}
