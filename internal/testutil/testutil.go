@@ -104,7 +104,7 @@ func MakeBusyboxRootfs(dir string) error {
 			return err
 		}
 	}
-	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o1777); err != nil {
+	if err := os.Chmod(filepath.Join(dir, "tmp"), 0o777|os.ModeSticky); err != nil {
 		return err
 	}
 	if err := os.WriteFile(filepath.Join(dir, "bin/busybox"), data, 0o755); err != nil {
