@@ -22,6 +22,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 func TestLoadArchives(t *testing.T) {
@@ -455,12 +456,6 @@ func TestUnpackKeepsMetadata(t *testing.T) {
 func TestImportListRemove(t *testing.T) {
 	s := newStore(t)
 	ctx := context.Background()
-	rootfs := filepath.Join(t.TempDir(), "rootfs")
-	if err := os.MkdirAll(rootfs, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	base, _ := testImages(t)
-	_ = base
 	plain := tarOf(t, entry{name: "bin/", typ: tar.TypeDir}, entry{name: "bin/hello", body: "hi", mode: 0o755})
 	a, err := s.Import(ctx, bytes.NewReader(plain), ImportOptions{Ref: "fs:a"})
 	if err != nil {
@@ -825,5 +820,32 @@ func TestLoadOldDockerSaveWithSymlinkedLayers(t *testing.T) {
 	}
 	if d := cmp.Diff([]string{"sha256:" + diffID}, layerDirs(t, s)); d != "" {
 		t.Errorf("layers (-want +got):\n%s", d)
+	}
+}
+
+// TestImportGNUTarRootfs imports a busybox rootfs packed by GNU tar (`tar -C rootfs -czf x.tgz .`,
+// names like "./bin/sh") and runs a shell from it.
+func TestImportGNUTarRootfs(t *testing.T) {
+	s := newStore(t)
+	ctx := context.Background()
+	rootfs := filepath.Join(t.TempDir(), "rootfs")
+	testutil.BusyboxRootfs(t, rootfs)
+	archive := filepath.Join(t.TempDir(), "rootfs.tgz")
+	testutil.Run(t, "tar", "-C", rootfs, "--numeric-owner", "-czf", archive, ".")
+	f, err := os.Open(archive)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	img, err := s.Import(ctx, f, ImportOptions{Ref: "bb", LoadOptions: LoadOptions{Source: archive}, Config: RunConfig{Cmd: []string{"/bin/sh"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	r, err := s.Prepare(ctx, "gnu", img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if out, err := chrootRun(r, "/bin/sh", "-c", "echo ok > /tmp/x && cat /tmp/x && ls -ld /tmp | cut -c1-10"); err != nil || out != "ok\ndrwxrwxrwt\n" {
+		t.Errorf("shell in imported rootfs: %q, %v", out, err)
 	}
 }
