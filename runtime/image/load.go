@@ -194,6 +194,9 @@ func (s *Store) commit(ctx context.Context, src source, from string) (_ Image, e
 	}
 	sum := sha256.Sum256(src.config)
 	id := "sha256:" + hex.EncodeToString(sum[:])
+	if cfg.OS != "" && cfg.OS != "linux" {
+		return Image{}, errf(errdefs.ErrInvalidArgument, "%s: image %s is for %s; ov runs linux images", from, shortID(id), cfg.OS)
+	}
 	var diffIDs []string
 	for _, h := range cfg.RootFS.DiffIDs {
 		if h.Algorithm != "sha256" || len(h.Hex) != 64 || !isHex(h.Hex) {
