@@ -62,6 +62,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.Int("mtu", 1500, "MTU of bridge networks that do not set one")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
+	addOverlayFlags(f)
 	_ = v.BindPFlags(f)
 	v.SetEnvPrefix("OV")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
@@ -150,6 +151,13 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	cfg.Netns = bridge
 	cfg.Drivers = map[string]agent.NetworkDriver{"bridge": agent.Bridge{D: bridge}}
+	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
+	if err != nil {
+		return err
+	}
+	if ov != nil {
+		cfg.Drivers["overlay"] = ov
+	}
 	if ncfg.DefaultBridge == "" {
 		cfg.DefaultNetwork = "none"
 	}
@@ -169,6 +177,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 			a.ReapAdopted()
 		}
 	}()
+	go runOverlay(ctx, ov, log)
 	return a.Serve(ctx)
 }
 

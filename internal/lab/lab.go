@@ -149,7 +149,7 @@ func (l *Lab) Host(name string) (*Host, error) {
 
 // Up builds the lab: namespaces and links first, then the controller, then one agent per host. On
 // error it tears down what it made.
-func Up(ctx context.Context, cfg Config) (l *Lab, err error) {
+func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -169,7 +169,7 @@ func Up(ctx context.Context, cfg Config) (l *Lab, err error) {
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
-	l = newLab(cfg)
+	l := newLab(cfg)
 	if err := l.save(); err != nil {
 		return nil, err
 	}

@@ -45,7 +45,8 @@ func (l *Lab) StartController(ctx context.Context) error {
 		if !alive(pid) {
 			return fmt.Errorf("ovcontroller exited; see %s", filepath.Join(l.Config.Dir, "controller.log"))
 		}
-		return l.inUnderlay("wget", "-q", "-O", "/dev/null", "-T", "1", l.ControllerURL+"/v1/health")
+		// (busybox 1.35 wget crashes with -T; a refused connection fails at once anyway)
+		return l.inUnderlay("wget", "-q", "-O", "/dev/null", l.ControllerURL+"/v1/health")
 	}); err != nil {
 		return err
 	}
@@ -95,11 +96,10 @@ func (l *Lab) StartAgent(ctx context.Context, name string) error {
 	}
 	args := []string{
 		filepath.Join(l.Config.Bin, "ovagent"),
-		"--name", h.Name,
-		"--state-dir", h.Dir,
+		"--host", h.Name,
+		"--root", h.Dir,
 		"--run-dir", h.RunDir,
 		"--socket", h.Socket,
-		"--cgroup-parent", l.CgroupParent(h),
 		"--controller", l.ControllerURL,
 		"--join-token", l.JoinToken,
 		"--underlay-address", h.Addr,
@@ -119,7 +119,7 @@ func (l *Lab) StartAgent(ctx context.Context, name string) error {
 			return fmt.Errorf("ovagent exited; see %s", filepath.Join(filepath.Dir(h.Dir), "agent.log"))
 		}
 		c := http.Client{Transport: &http.Transport{DialContext: unixDialer(h.Socket)}, Timeout: time.Second}
-		resp, err := c.Get("http://agent/v1/info")
+		resp, err := c.Get("http://agent/v1/version")
 		if err != nil {
 			return err
 		}
@@ -147,7 +147,7 @@ func (l *Lab) Ctl(name string, args ...string) (*exec.Cmd, error) {
 		return nil, err
 	}
 	argv := append([]string{"--net=/run/netns/" + h.Netns, "--", filepath.Join(l.Config.Bin, "ovctl"),
-		"--agent-socket", h.Socket, "--controller", l.ControllerURL, "--token", l.AdminToken}, args...)
+		"--socket", h.Socket, "--controller", l.ControllerURL, "--token", l.AdminToken}, args...)
 	return exec.Command("nsenter", argv...), nil
 }
 

@@ -1,0 +1,126 @@
+package main
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/pflag"
+	"github.com/spf13/viper"
+
+	"github.com/ovnet/ov/agent/membership"
+	"github.com/ovnet/ov/agent/overlay"
+	"github.com/ovnet/ov/controller/client"
+	"github.com/ovnet/ov/vxlan"
+)
+
+// addOverlayFlags declares the flags that join this host to a cluster.
+func addOverlayFlags(f *pflag.FlagSet) {
+	f.String("controller", "", "the controller's URL (https://HOST:7480); empty: no cluster, no overlay networks")
+	f.String("controller-ca", "", "CA certificate (PEM) that signed the controller's certificate (default: system roots)")
+	f.String("join-token", "", "the cluster's join token, used once to register this host (env OV_JOIN_TOKEN)")
+	f.String("join-token-file", "", "file holding the join token")
+	f.String("underlay-address", "", "this host's underlay IPv4 address, for VXLAN and gossip (default: the address of the default route's interface)")
+	f.Int("vxlan-port", 4789, "UDP port of VXLAN, the same on every host")
+	f.Int("gossip-port", 7946, "TCP and UDP port of the gossip among agents, the same on every host")
+	f.StringToString("labels", nil, "labels of this host, key=value,...")
+}
+
+// newOverlay builds the overlay driver when a controller is configured; nil, nil otherwise.
+func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.Driver, error) {
+	url := v.GetString("controller")
+	if url == "" {
+		return nil, nil
+	}
+	join := v.GetString("join-token")
+	if f := v.GetString("join-token-file"); join == "" && f != "" {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return nil, fmt.Errorf("--join-token-file: %w", err)
+		}
+		join = strings.TrimSpace(string(b))
+	}
+	addr, err := underlayAddress(v.GetString("underlay-address"))
+	if err != nil {
+		return nil, err
+	}
+	var tlsCfg *tls.Config
+	if ca := v.GetString("controller-ca"); ca != "" {
+		pem, err := os.ReadFile(ca)
+		if err != nil {
+			return nil, fmt.Errorf("--controller-ca: %w", err)
+		}
+		pool := x509.NewCertPool()
+		if !pool.AppendCertsFromPEM(pem) {
+			return nil, fmt.Errorf("--controller-ca %s holds no PEM certificate", ca)
+		}
+		tlsCfg = &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12}
+	}
+	base, err := client.New(client.Config{URL: url, TLS: tlsCfg})
+	if err != nil {
+		return nil, err
+	}
+	vcfg := vxlan.DefaultConfig()
+	vcfg.Logger = log
+	vcfg.LocalIP = addr
+	vcfg.Port = v.GetInt("vxlan-port")
+	dp, err := vxlan.New(vcfg)
+	if err != nil {
+		return nil, err
+	}
+	mcfg := membership.DefaultConfig(host, addr)
+	mcfg.Port = v.GetInt("gossip-port")
+	mcfg.Log = log
+	members, err := membership.New(mcfg)
+	if err != nil {
+		return nil, err
+	}
+	return overlay.New(overlay.Config{
+		Host:       host,
+		Address:    addr,
+		Labels:     v.GetStringMapString("labels"),
+		GossipPort: mcfg.Port,
+		StatePath:  filepath.Join(root, "overlay", "state.json"),
+		Connect:    func(token string) overlay.Controller { return base.WithToken(token) },
+		JoinToken:  join,
+		Dataplane:  dp,
+		Members:    members,
+		Log:        log,
+	})
+}
+
+// underlayAddress parses s, or finds the IPv4 address of the interface of the default route.
+func underlayAddress(s string) (netip.Addr, error) {
+	if s != "" {
+		a, err := netip.ParseAddr(s)
+		if err != nil || !a.Is4() {
+			return netip.Addr{}, fmt.Errorf("--underlay-address %q is not an IPv4 address", s)
+		}
+		return a, nil
+	}
+	// The source address the kernel would use towards a public address: no packet is sent.
+	c, err := net.Dial("udp4", "192.0.2.1:9")
+	if err != nil {
+		return netip.Addr{}, fmt.Errorf("find this host's underlay address (no default route?): %w; set --underlay-address", err)
+	}
+	defer c.Close()
+	a := c.LocalAddr().(*net.UDPAddr).AddrPort().Addr().Unmap()
+	return a, nil
+}
+
+// runOverlay runs the driver until ctx ends; errors are logged (the agent serves on without overlay).
+func runOverlay(ctx context.Context, d *overlay.Driver, log *slog.Logger) {
+	if d == nil {
+		return
+	}
+	if err := d.Run(ctx); err != nil {
+		log.Error("overlay driver stopped", "err", err)
+	}
+}
