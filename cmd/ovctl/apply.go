@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/ovnet/ov/controller/apply"
+	"github.com/ovnet/ov/internal/errdefs"
 )
 
 // cluster returns the controller client of the global flags (controller.go) as an apply.Cluster.
@@ -20,10 +21,11 @@ func (g *globals) cluster(context.Context) (apply.Cluster, error) { return g.con
 func newApplyCmd(connect func(ctx context.Context) (apply.Cluster, error)) *cobra.Command {
 	var (
 		filename string
+		output   string
 		opts     apply.Options
 	)
 	cmd := &cobra.Command{
-		Use:   "apply -f FILE [--dry-run] [--prune]",
+		Use:   "apply -f FILE [--dry-run] [--prune] [-o json]",
 		Short: "Make the cluster's networks and hosts match a cluster file",
 		Long: `Make the cluster's networks and hosts match a declarative cluster file (docs/cluster-yaml.md).
 
@@ -39,6 +41,13 @@ ov.apply/managed=true) and that the file no longer names; other networks and hos
   ovctl apply -f cluster.yaml --prune`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
+			switch output {
+			case "":
+			case "json":
+				opts.JSON = true
+			default:
+				return fmt.Errorf("--output %q: the only format is json: %w", output, errdefs.ErrInvalidArgument)
+			}
 			data, name, err := readClusterFile(filename, cmd.InOrStdin())
 			if err != nil {
 				return err
@@ -58,6 +67,7 @@ ov.apply/managed=true) and that the file no longer names; other networks and hos
 	fl.StringVarP(&filename, "filename", "f", "", "the cluster file to apply (- reads standard input)")
 	fl.BoolVar(&opts.DryRun, "dry-run", false, "print the plan and change nothing")
 	fl.BoolVar(&opts.Prune, "prune", false, "also delete the networks apply created that the file no longer names")
+	fl.StringVarP(&output, "output", "o", "", "output format: json (the plan as one object, with \"applied\")")
 	_ = cmd.MarkFlagRequired("filename")
 	return cmd
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -196,6 +197,11 @@ func TestApplyIntegration(t *testing.T) {
 	onlyFront := filepath.Join(t.TempDir(), "front.yaml")
 	if err := os.WriteFile(onlyFront, []byte("apiVersion: ov/v1\nkind: Cluster\nnetworks:\n  - {name: front, subnet: 10.20.0.0/24, labels: {tier: web}}\n"), 0o644); err != nil {
 		t.Fatal(err)
+	}
+	out, err = ovctl(t, append([]string{"apply", "-f", onlyFront, "--prune", "--dry-run", "-o", "json"}, flags...)...)
+	var report apply.Report
+	if err != nil || json.Unmarshal([]byte(out), &report) != nil || report.Applied || !report.DryRun || len(report.Changes) != 3 || report.Changes[0].Op != apply.OpDelete {
+		t.Errorf("dry run, -o json: %v\n%s", err, out)
 	}
 	out, err = ovctl(t, append([]string{"apply", "-f", onlyFront, "--prune", "--dry-run"}, flags...)...)
 	if err != nil || !strings.HasPrefix(out, "- network back (overlay 10.30.0.0/24") || !strings.HasSuffix(out, "Dry run: nothing was changed.\n") {

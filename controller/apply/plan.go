@@ -2,6 +2,7 @@ package apply
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -56,6 +57,18 @@ type Options struct {
 	Prune bool
 	// DryRun makes Run print the plan and change nothing.
 	DryRun bool
+	// JSON makes Run write one JSON object (Report) instead of plan lines.
+	JSON bool
+}
+
+// Report is what Run writes with Options.JSON: the plan and whether it was applied.
+type Report struct {
+	File    string   `json:"file"`
+	Changes []Change `json:"changes"`
+	DryRun  bool     `json:"dryRun"`
+	// Applied is true when changes were made, all of them; false when there was nothing to do, with
+	// DryRun, and when a change failed (Run then also returns the error).
+	Applied bool `json:"applied"`
 }
 
 // Op is what a Change does; its value is the character that starts the change's line.
@@ -72,12 +85,28 @@ const (
 // Change is one line of a plan. Network or Host holds the object to send: for an update, the current
 // object (with its Revision, for compare-and-swap) with the new labels and internal flag.
 type Change struct {
-	Op      Op
-	Kind    string // "network" or "host"
-	Name    string
-	Detail  string // what follows the name on the change's line
-	Network api.Network
-	Host    api.Host
+	Op      Op          `json:"op"`
+	Kind    string      `json:"kind"` // "network" or "host"
+	Name    string      `json:"name"`
+	Detail  string      `json:"detail"` // what follows the name on the change's line
+	Network api.Network `json:"-"`
+	Host    api.Host    `json:"-"`
+}
+
+var opNames = map[Op]string{OpCreate: "create", OpUpdate: "update", OpDelete: "delete", OpKeep: "unchanged", OpNote: "note"}
+
+// MarshalText names the op in JSON output: create, update, delete, unchanged or note.
+func (o Op) MarshalText() ([]byte, error) { return []byte(opNames[o]), nil }
+
+// UnmarshalText reads a name written by MarshalText.
+func (o *Op) UnmarshalText(b []byte) error {
+	for op, name := range opNames {
+		if name == string(b) {
+			*o = op
+			return nil
+		}
+	}
+	return fmt.Errorf("unknown plan op %q: %w", b, errdefs.ErrInvalidArgument)
 }
 
 // String renders the change as one line, e.g. "+ network front (overlay 10.20.0.0/24)".
@@ -86,7 +115,7 @@ func (c Change) String() string {
 	if c.Op == OpUpdate {
 		sep = ": "
 	}
-	return fmt.Sprintf("%c %s %s%s%s", c.Op, c.Kind, c.Name, sep, c.Detail)
+	return fmt.Sprintf("%c %s %s%s%s", rune(c.Op), c.Kind, c.Name, sep, c.Detail)
 }
 
 // Plan is the ordered list of changes that makes the cluster match a file. Changes run in order:
@@ -513,6 +542,22 @@ func Run(ctx context.Context, c Cluster, f *File, opts Options, out io.Writer) e
 	}
 	p, err := NewPlan(f, cur, opts)
 	if err != nil {
+		return err
+	}
+	if opts.JSON {
+		r := Report{File: p.File, Changes: p.Changes, DryRun: opts.DryRun}
+		if !p.Empty() && !opts.DryRun {
+			err = p.Apply(ctx, c)
+			r.Applied = err == nil
+		}
+		if r.Changes == nil {
+			r.Changes = []Change{}
+		}
+		enc := json.NewEncoder(out)
+		enc.SetIndent("", "  ")
+		if jerr := enc.Encode(r); jerr != nil && err == nil {
+			err = jerr
+		}
 		return err
 	}
 	fmt.Fprint(out, p)

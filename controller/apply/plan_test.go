@@ -391,3 +391,35 @@ func TestRunPruneInUse(t *testing.T) {
 		t.Error("a network in use was deleted")
 	}
 }
+
+func TestRunJSON(t *testing.T) {
+	c := newFake()
+	text := header + "networks:\n  - {name: front, subnet: 10.20.0.0/24}\n"
+	out, err := run(t, c, text, Options{JSON: true, DryRun: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := `{
+  "file": "cluster.yaml",
+  "changes": [
+    {
+      "op": "create",
+      "kind": "network",
+      "name": "front",
+      "detail": "(overlay 10.20.0.0/24)"
+    }
+  ],
+  "dryRun": true,
+  "applied": false
+}
+`
+	if d := cmp.Diff(want, out); d != "" {
+		t.Errorf("dry run (-want +got):\n%s", d)
+	}
+	if out, err = run(t, c, text, Options{JSON: true}); err != nil || !strings.Contains(out, `"applied": true`) {
+		t.Errorf("apply: %v\n%s", err, out)
+	}
+	if out, err = run(t, c, text, Options{JSON: true}); err != nil || !strings.Contains(out, `"op": "unchanged"`) || !strings.Contains(out, `"applied": false`) {
+		t.Errorf("second apply: %v\n%s", err, out)
+	}
+}
