@@ -218,7 +218,7 @@ func runtimeLogError(path string) string {
 		}
 		line := sc.Text()
 		if json.Unmarshal([]byte(line), &e) == nil {
-			if e.Level == "error" || e.Level == "fatal" {
+			if strings.EqualFold(e.Level, "error") || strings.EqualFold(e.Level, "fatal") {
 				last = e.Msg
 			}
 		} else if strings.TrimSpace(line) != "" {

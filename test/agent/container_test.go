@@ -2,6 +2,7 @@ package agent
 
 import (
 	"archive/tar"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"strings"
@@ -54,12 +55,13 @@ func TestContainers(t *testing.T) {
 			done <- code
 		}()
 		testutil.Eventually(t, 20*time.Second, func() error {
-			_, _, code := l.ctl("kill", "-s", "KILL", "victim")
-			if code != 0 {
+			var cs []api.Container
+			if o, _, code := l.ctl("inspect", "victim"); code != 0 || json.Unmarshal([]byte(o), &cs) != nil || cs[0].State.Status != api.StateRunning {
 				return os.ErrNotExist
 			}
 			return nil
 		})
+		l.must("kill", "-s", "KILL", "victim")
 		select {
 		case code := <-done:
 			if code != 137 {
@@ -98,10 +100,18 @@ func TestContainers(t *testing.T) {
 		if !strings.Contains(out, "0000000000000000") {
 			t.Errorf("--cap-drop ALL: got %q", out)
 		}
-		out = l.must("run", "--rm", "--network", "none", "--pids-limit", "7", "--memory", "64m", "busybox", "sh", "-c",
-			"cat /sys/fs/cgroup/pids/pids.max /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/pids.max /sys/fs/cgroup/memory.max")
-		if !strings.Contains(out, "7\n") || !strings.Contains(out, "67108864") {
-			t.Errorf("limits: got %q", out)
+		// Limits, by their effect: a fork past --pids-limit fails, an allocation past --memory is
+		// killed (137), the same allocation without a limit succeeds.
+		out, errs, _ := l.ctl("run", "--rm", "--network", "none", "--pids-limit", "10", "busybox", "sh", "-c",
+			"for i in $(seq 16); do sleep 1 & done; wait")
+		if !strings.Contains(out+errs, "can't fork") {
+			t.Errorf("--pids-limit 10: sixteen background processes started (%q %q)", out, errs)
+		}
+		if _, _, code := l.ctl("run", "--rm", "--network", "none", "--memory", "32m", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"); code != 137 {
+			t.Errorf("--memory 32m: a 200M allocation exited %d, want 137 (OOM kill)", code)
+		}
+		if _, errs, code := l.ctl("run", "--rm", "--network", "none", "busybox", "dd", "if=/dev/zero", "of=/dev/null", "bs=200M", "count=1"); code != 0 {
+			t.Errorf("without --memory a 200M allocation failed: exit %d %q", code, errs)
 		}
 		host := filepath.Join(l.dir, "vol")
 		os.MkdirAll(host, 0o755)
