@@ -156,6 +156,29 @@ func (c *Cgroup) dirs() []string {
 	if u := c.unifiedDir(); u != "" {
 		ds = append(ds, u)
 	}
+	if c.layout.mode != V2 {
+		for _, n := range c.layout.named {
+			ds = append(ds, filepath.Join(n, c.path))
+		}
+	}
+	return ds
+}
+
+// trackingDirs are the cgroup's directories in hierarchies without controllers that a v1 or
+// hybrid host uses to track processes: the cgroup2 mount and named hierarchies (name=systemd).
+// Membership there is best effort; it moves the container out of the cgroup of whoever started
+// it (systemd stops every process of a service's cgroup), and keeps cgroup namespaces consistent.
+func (c *Cgroup) trackingDirs() []string {
+	if c.layout.mode == V2 {
+		return nil
+	}
+	var ds []string
+	if u := c.unifiedDir(); u != "" {
+		ds = append(ds, u)
+	}
+	for _, n := range c.layout.named {
+		ds = append(ds, filepath.Join(n, c.path))
+	}
 	return ds
 }
 
@@ -186,10 +209,8 @@ func (c *Cgroup) create(r *specs.LinuxResources) error {
 			return err
 		}
 	}
-	if u := c.unifiedDir(); u != "" {
-		// Membership in the cgroup2 hierarchy of a hybrid host is optional: it only keeps the
-		// container's cgroup namespace consistent.
-		_ = c.mkdir(u)
+	for _, d := range c.trackingDirs() {
+		_ = c.mkdir(d)
 	}
 	return nil
 }
@@ -256,8 +277,8 @@ func (c *Cgroup) Add(pid int) error {
 			return c.wrap("add pid "+s, err)
 		}
 	}
-	if u := c.unifiedDir(); u != "" {
-		_ = writeFile(u, "cgroup.procs", s) // optional on hybrid hosts, see create
+	for _, d := range c.trackingDirs() {
+		_ = writeFile(d, "cgroup.procs", s) // best effort, see trackingDirs
 	}
 	return nil
 }

@@ -49,6 +49,7 @@ type layout struct {
 	mode    Mode
 	v1      []hierarchy // v1 hierarchies with at least one controller, in mount order
 	unified string      // mount point of the cgroup2 hierarchy, or ""
+	named   []string    // mount points of v1 hierarchies without controllers (name=systemd)
 	// mkdirAll creates a cgroup directory; nil means os.MkdirAll (the kernel fills it with control
 	// files). Tests on a fake tree set it to create the control files as the kernel would.
 	mkdirAll func(dir string) error
@@ -86,7 +87,7 @@ func detect() (layout, error) {
 }
 
 // parseMountinfo reads the cgroup mounts of a mountinfo file (proc(5)). The first mount of each
-// hierarchy wins; named v1 hierarchies without controllers (name=systemd) are ignored.
+// hierarchy wins; named v1 hierarchies without controllers (name=systemd) are kept apart.
 func parseMountinfo(r io.Reader) (layout, error) {
 	var l layout
 	seen := map[string]bool{}
@@ -119,7 +120,16 @@ func parseMountinfo(r io.Reader) (layout, error) {
 				}
 			}
 			key := strings.Join(ctrls, ",")
-			if len(ctrls) == 0 || seen[key] {
+			if len(ctrls) == 0 {
+				for _, o := range strings.Split(superOpts, ",") {
+					if strings.HasPrefix(o, "name=") && !seen[o] {
+						seen[o] = true
+						l.named = append(l.named, mountpoint)
+					}
+				}
+				continue
+			}
+			if seen[key] {
 				continue
 			}
 			seen[key] = true

@@ -28,7 +28,7 @@ func TestParseMountinfo(t *testing.T) {
 		in   string
 		want layout
 	}{
-		{"hybrid", hybrid, layout{mode: Hybrid, unified: "/sys/fs/cgroup/unified", v1: []hierarchy{
+		{"hybrid", hybrid, layout{mode: Hybrid, unified: "/sys/fs/cgroup/unified", named: []string{"/sys/fs/cgroup/systemd"}, v1: []hierarchy{
 			{"/sys/fs/cgroup/cpu", []string{"cpu"}},
 			{"/sys/fs/cgroup/cpuacct", []string{"cpuacct"}},
 			{"/sys/fs/cgroup/memory", []string{"memory"}},
