@@ -42,6 +42,8 @@ type kernel interface {
 	ensureBridge(name string, addr netip.Prefix, mtu int) error
 	// deleteBridge deletes the bridge; a missing one is not an error.
 	deleteBridge(name string) error
+	// bridges lists the names of the host's bridge devices.
+	bridges() ([]string, error)
 	// ensureNetns makes path a bind-mounted network namespace (created if missing) with lo up.
 	ensureNetns(path string) error
 	// deleteNetns unmounts and removes path; a missing one is not an error.
@@ -140,6 +142,12 @@ func (d *Driver) CreateNetwork(ctx context.Context, req CreateRequest) (Network,
 	}
 	d.log.Info("network created", "network", n.Name, "bridge", n.Bridge, "subnet", n.Subnet.String())
 	return *n, nil
+}
+
+// isUserBridge reports whether name has the form of a user-defined network's bridge: "ov-" and 12 hex
+// digits.
+func isUserBridge(name string) bool {
+	return len(name) == 15 && strings.HasPrefix(name, "ov-") && isHex(name[3:])
 }
 
 // newNetwork checks and completes a request: subnet (given or picked), gateway, ip-range, MTU.
@@ -656,6 +664,20 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 		}
 	}
 	var errs []error
+	// Bridges of networks that are gone (a crash between forgetting a network and deleting its bridge)
+	// would keep their routes and block their subnets.
+	known := map[string]bool{}
+	for _, n := range d.st.Networks {
+		known[n.Bridge] = true
+	}
+	brs, err := d.k.bridges()
+	errs = append(errs, err)
+	for _, b := range brs {
+		if isUserBridge(b) && !known[b] {
+			d.log.Info("deleting the bridge of a network that no longer exists", "bridge", b)
+			errs = append(errs, d.k.deleteBridge(b))
+		}
+	}
 	for _, n := range d.sortedNetworks() {
 		if err := d.k.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: bridge %s: %w", n.Name, n.Bridge, err))

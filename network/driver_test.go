@@ -223,8 +223,8 @@ COMMIT
 	if want := []netip.Addr{ep.IP(), ep2.IP()}; !cmp.Equal(want, k.flushed, cmpNetip) {
 		t.Errorf("conntrack flushed for %v; want %v (once per detached endpoint)", k.flushed, want)
 	}
-	if len(k.veths) != 0 || len(k.bridges) != 1 {
-		t.Errorf("kernel keeps veths %v and bridges %v; want none and ov0", k.veths, k.bridges)
+	if len(k.veths) != 0 || len(k.brs) != 1 {
+		t.Errorf("kernel keeps veths %v and bridges %v; want none and ov0", k.veths, k.brs)
 	}
 	if err := d2.Teardown(ctx); err != nil {
 		t.Fatal(err)
@@ -366,5 +366,27 @@ func TestAddressesNotReusedAtOnce(t *testing.T) {
 	want := []string{"10.5.0.2", "10.5.0.3", "10.5.0.4", "10.5.0.5"}
 	if diff := cmp.Diff(want, got); diff != "" {
 		t.Errorf("addresses (-want +got):\n%s", diff)
+	}
+}
+
+// TestReconcileDeletesOrphanBridges: a bridge of a network the state no longer knows (crash between
+// forgetting the network and deleting its bridge) is deleted; other programs' bridges are left alone.
+func TestReconcileDeletesOrphanBridges(t *testing.T) {
+	k := newFakeKernel()
+	for _, b := range []string{"ov-0123456789ab", "docker0", "br0", "ov-notours"} {
+		_ = k.ensureBridge(b, netip.MustParsePrefix("10.99.0.1/24"), 1500)
+	}
+	d := newTestDriver(t, k, iptables.NewFake(), t.TempDir())
+	n, err := d.CreateNetwork(ctx, api.Network{Name: "kept"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, _ := k.bridges()
+	want := []string{"br0", "docker0", n.Bridge, "ov-notours", "ov0"}
+	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
+		t.Errorf("bridges after Reconcile (-want +got):\n%s", diff)
 	}
 }

@@ -12,7 +12,7 @@ import (
 type fakeKernel struct {
 	mu      sync.Mutex
 	hostRts []hostRoute
-	bridges map[string]netip.Prefix // name -> address
+	brs     map[string]netip.Prefix // name -> address
 	mtus    map[string]int          // bridge -> MTU
 	netns   map[string][]string     // path -> interface names
 	veths   map[string]Endpoint     // host end -> endpoint
@@ -20,14 +20,14 @@ type fakeKernel struct {
 }
 
 func newFakeKernel(routes ...hostRoute) *fakeKernel {
-	return &fakeKernel{hostRts: routes, bridges: map[string]netip.Prefix{}, mtus: map[string]int{}, netns: map[string][]string{}, veths: map[string]Endpoint{}}
+	return &fakeKernel{hostRts: routes, brs: map[string]netip.Prefix{}, mtus: map[string]int{}, netns: map[string][]string{}, veths: map[string]Endpoint{}}
 }
 
 func (k *fakeKernel) routes() ([]hostRoute, error) {
 	k.mu.Lock()
 	defer k.mu.Unlock()
 	out := slices.Clone(k.hostRts)
-	for name, a := range k.bridges {
+	for name, a := range k.brs {
 		out = append(out, hostRoute{Dst: a.Masked(), Dev: name})
 	}
 	return out, nil
@@ -38,15 +38,25 @@ func (k *fakeKernel) uplinkMTU() (int, error) { return 1400, nil }
 func (k *fakeKernel) ensureBridge(name string, addr netip.Prefix, mtu int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	k.bridges[name] = addr
+	k.brs[name] = addr
 	k.mtus[name] = mtu
 	return nil
+}
+
+func (k *fakeKernel) bridges() ([]string, error) {
+	k.mu.Lock()
+	defer k.mu.Unlock()
+	var out []string
+	for name := range k.brs {
+		out = append(out, name)
+	}
+	return out, nil
 }
 
 func (k *fakeKernel) deleteBridge(name string) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	delete(k.bridges, name)
+	delete(k.brs, name)
 	return nil
 }
 
@@ -95,7 +105,7 @@ func (k *fakeKernel) linkNames(path string) ([]string, error) {
 func (k *fakeKernel) ensureVeth(e *Endpoint, bridge string, mtu int) error {
 	k.mu.Lock()
 	defer k.mu.Unlock()
-	if _, ok := k.bridges[bridge]; !ok {
+	if _, ok := k.brs[bridge]; !ok {
 		return fmt.Errorf("bridge %s does not exist", bridge)
 	}
 	k.veths[e.HostIf] = *e

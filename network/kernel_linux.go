@@ -159,6 +159,20 @@ func (k *linuxKernel) ensureBridge(name string, addr netip.Prefix, mtu int) erro
 	return writeSysctl("net.ipv4.conf."+name+".route_localnet", "1")
 }
 
+func (k *linuxKernel) bridges() ([]string, error) {
+	links, err := k.h.LinkList()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, l := range links {
+		if l.Type() == "bridge" {
+			out = append(out, l.Attrs().Name)
+		}
+	}
+	return out, nil
+}
+
 func (k *linuxKernel) deleteBridge(name string) error {
 	link, err := k.h.LinkByName(name)
 	if isNotFound(err) {
