@@ -175,10 +175,11 @@ func NewPlan(f *File, cur State, opts Options) (*Plan, error) {
 
 type planner struct {
 	problems
-	f    *File
-	cur  State
-	opts Options
-	plan *Plan
+	f      *File
+	cur    State
+	byName map[string]api.Network // cur.Networks by name
+	opts   Options
+	plan   *Plan
 }
 
 func (pl *planner) change(c Change) { pl.plan.Changes = append(pl.plan.Changes, c) }
@@ -229,9 +230,9 @@ func (pl *planner) networks() {
 	for _, n := range pl.f.Networks {
 		named[n.Name] = true
 	}
-	cur := map[string]api.Network{}
+	pl.byName = map[string]api.Network{}
 	for _, n := range pl.cur.Networks {
-		cur[n.Name] = n
+		pl.byName[n.Name] = n
 	}
 
 	// Networks the file does not name: pruned when managed and asked to, kept otherwise. Those kept
@@ -260,7 +261,7 @@ func (pl *planner) networks() {
 		fn := &pl.f.Networks[i]
 		want := fn.Network
 		want.Labels = withManaged(fn.Labels)
-		c, exists := cur[fn.Name]
+		c, exists := pl.byName[fn.Name]
 		if exists {
 			pl.update(fn, c, want)
 			continue
@@ -309,18 +310,21 @@ func (pl *planner) free(fn *Network, kept []api.Network) bool {
 			}
 		}
 	}
-	// A network the file names but leaves the subnet of to the cluster keeps its current subnet.
-	if s, err := netip.ParsePrefix(fn.Subnet); err == nil {
-		for _, o := range pl.f.Networks {
-			if o.Subnet != "" || o.Name == fn.Name {
-				continue
-			}
-			for _, c := range pl.cur.Networks {
-				if cs, err := netip.ParsePrefix(c.Subnet); err == nil && c.Name == o.Name && ipam.Overlaps(cs, s) {
-					pl.add(fn.line("subnet"), "network %q: subnet %s overlaps network %q, which has %s in the cluster; choose another subnet", fn.Name, s, o.Name, cs)
-					ok = false
-				}
-			}
+	// A network of the file that exists and whose subnet or VNI the file leaves out keeps its current
+	// one (networks that name theirs were checked against each other by Parse).
+	s, serr := netip.ParsePrefix(fn.Subnet)
+	for _, o := range pl.f.Networks {
+		c, exists := pl.byName[o.Name]
+		if !exists || o.Name == fn.Name {
+			continue
+		}
+		if cs, err := netip.ParsePrefix(c.Subnet); serr == nil && err == nil && o.Subnet == "" && ipam.Overlaps(cs, s) {
+			pl.add(fn.line("subnet"), "network %q: subnet %s overlaps network %q, which has %s in the cluster; choose another subnet", fn.Name, s, o.Name, cs)
+			ok = false
+		}
+		if fn.VNI != 0 && o.VNI == 0 && c.VNI == fn.VNI {
+			pl.add(fn.line("vni"), "network %q: VNI %d is the VNI network %q has in the cluster; choose another vni", fn.Name, fn.VNI, o.Name)
+			ok = false
 		}
 	}
 	return ok

@@ -160,6 +160,8 @@ func TestPlanConflicts(t *testing.T) {
 			true, `c.yaml:6: network "new": subnet 10.99.0.0/16 overlaps the existing network "manual" (10.99.0.0/24), which the file does not name; choose another subnet, or remove "manual" first (ovctl network rm manual); it was not created by apply, so --prune leaves it`},
 		{"overlaps the current subnet of a named network", header + "networks:\n  - name: front\n  - name: new\n    subnet: 10.20.0.0/23\n",
 			true, `c.yaml:6: network "new": subnet 10.20.0.0/23 overlaps network "front", which has 10.20.0.0/24 in the cluster; choose another subnet`},
+		{"vni of a named network", header + "networks:\n  - name: front\n  - name: new\n    vni: 5\n",
+			false, `c.yaml:6: network "new": VNI 5 is the VNI network "front" has in the cluster; choose another vni`},
 		{"vni taken", header + "networks:\n  - name: new\n    vni: 99\n",
 			false, `c.yaml:5: network "new": VNI 99 is the VNI of the existing network "manual", which the file does not name; choose another vni, or remove "manual" first (ovctl network rm manual); it was not created by apply, so --prune leaves it`},
 		{"host address moved", header + "hosts:\n  - name: h1\n    address: 192.168.77.21\n",
