@@ -313,6 +313,9 @@ func resolveUser(u, rootfs string) (specs.User, error) {
 			out.GID = id.gid
 		}
 	} else {
+		if rootfs == "" {
+			return out, fmt.Errorf("user %q: a user name needs the rootfs to look it up in /etc/passwd; give a numeric uid[:gid] or the rootfs: %w", u, errdefs.ErrInvalidArgument)
+		}
 		id, ok, err := lookup(rootfs, "etc/passwd", name, 0)
 		if err != nil || !ok {
 			return out, fmt.Errorf("user %q: no such user in %s: %w", name, filepath.Join(rootfs, "etc/passwd"), errdefs.ErrInvalidArgument)

@@ -289,6 +289,7 @@ func TestDefault(t *testing.T) {
 			opts:  with(func(o *Options) { o.User, o.Rootfs = "nobody:staff", rootfs }),
 			check: wantUser(65534, 50),
 		},
+		{name: "user name without rootfs", opts: with(func(o *Options) { o.User = "app" }), wantErr: "numeric uid"},
 		{name: "unknown user", opts: with(func(o *Options) { o.User, o.Rootfs = "ghost", rootfs }), wantErr: `user "ghost"`},
 		{name: "no id", opts: with(func(o *Options) { o.ID = "" }), wantErr: "id"},
 		{name: "id with slash", opts: with(func(o *Options) { o.ID = "a/b" }), wantErr: "id"},
