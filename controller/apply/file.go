@@ -335,8 +335,13 @@ func (p *parser) labels(n *yaml.Node, what string) map[string]string {
 	for i := 0; i+1 < len(n.Content); i += 2 {
 		k, v := n.Content[i], n.Content[i+1]
 		key := p.scalar(k, what+": label key")
+		if resolve(k).Kind != yaml.ScalarNode {
+			continue
+		}
 		val := p.scalar(v, fmt.Sprintf("%s: label %q", what, key))
 		switch {
+		case resolve(v).Kind != yaml.ScalarNode:
+			continue
 		case key == "":
 			p.add(k.Line, "%s: a label key is empty", what)
 			continue

@@ -136,6 +136,8 @@ func TestParseErrors(t *testing.T) {
 			`c.yaml:4: the network at line 4 has no name; add name:`},
 		{"reserved label", header + "networks:\n  - name: a\n    labels:\n      ov.apply/managed: \"false\"\n",
 			`c.yaml:6: network "a": label "ov.apply/managed" is reserved for ovctl apply (it marks what apply manages); remove it from the file`},
+		{"label value not a value", header + "networks:\n  - name: a\n    labels:\n      tier: [web, api]\n",
+			`c.yaml:6: network "a": label "tier" must be a single value, not a list`},
 		{"labels not a mapping", header + "networks:\n  - name: a\n    labels: [a, b]\n",
 			`c.yaml:5: network "a": labels must be a mapping of key: value, not a list`},
 		{"host without address", header + "hosts:\n  - name: h1\n",
