@@ -165,6 +165,8 @@ func TestBridgePrivileged(t *testing.T) {
 	// The uplink is the default route, with a smaller MTU than Ethernet's: networks derive theirs from it.
 	run(t, "ip", "link", "set", "up0", "mtu", "1450")
 	run(t, "ip", "route", "add", "default", "via", "192.168.77.2")
+	// A route of the host covers 172.17.0.0/16: the default network must take the next subnet.
+	run(t, "ip", "route", "add", "172.17.0.0/16", "via", "192.168.77.2")
 
 	cfg := DefaultConfig()
 	cfg.StateDir = t.TempDir()
@@ -181,8 +183,8 @@ func TestBridgePrivileged(t *testing.T) {
 		t.Fatal(err)
 	}
 	def, err := d.Network(DefaultNetwork)
-	if err != nil || def.Subnet != netip.MustParsePrefix("172.17.0.0/16") || def.Bridge != "ov0" {
-		t.Fatalf("default network = %+v, %v; want ov0 on 172.17.0.0/16", def, err)
+	if err != nil || def.Subnet != netip.MustParsePrefix("172.18.0.0/16") || def.Bridge != "ov0" {
+		t.Fatalf("default network = %+v, %v; want ov0 on 172.18.0.0/16 (a host route covers 172.17.0.0/16)", def, err)
 	}
 	if b, _ := os.ReadFile("/proc/sys/net/ipv4/ip_forward"); strings.TrimSpace(string(b)) != "1" {
 		t.Errorf("ip_forward = %q; want 1", b)
