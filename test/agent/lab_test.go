@@ -24,7 +24,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds ovagent and ovctl once per test process.
+// binaries builds ovagent, ovctl and ovrt once per test process.
 func binaries(t *testing.T) (agent, ctl string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -32,7 +32,7 @@ func binaries(t *testing.T) (agent, ctl string) {
 		if buildErr != nil {
 			return
 		}
-		for _, c := range []string{"ovagent", "ovctl"} {
+		for _, c := range []string{"ovagent", "ovctl", "ovrt"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, c), "github.com/ovnet/ov/cmd/"+c).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", c, err, out)
@@ -54,12 +54,17 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// testRuntime is the OCI runtime the agent under test drives: OV_TEST_RUNTIME, else runc.
+// testRuntime is the OCI runtime the agent under test drives: OV_TEST_RUNTIME (a path, or "runc"),
+// else ovrt built from this tree, the agent's default.
 func testRuntime() string {
-	if r := os.Getenv("OV_TEST_RUNTIME"); r != "" {
+	switch r := os.Getenv("OV_TEST_RUNTIME"); r {
+	case "":
+		return filepath.Join(binDir, "ovrt")
+	case "runc":
+		return "/usr/sbin/runc"
+	default:
 		return r
 	}
-	return "/usr/sbin/runc"
 }
 
 // lab is one agent under test, in its own network namespace and temporary directory.
