@@ -23,7 +23,7 @@ bench_runtime() {
 	if [ ! -x bin/ovrt ]; then echo "bench: runtime: bin/ovrt is not built (make build); measuring runc alone" >&2; fi
 	if [ ! -x /usr/sbin/runc ]; then echo "bench: runtime: /usr/sbin/runc missing (make deps); measuring ovrt alone" >&2; fi
 	"$GO" build -o bin/ovbench-runtime ./cmd/ovbench-runtime || return 1
-	bin/ovbench-runtime -out "$OUT" -runs "${RUNTIME_RUNS:-30}" -ovrt bin/ovrt -runc /usr/sbin/runc
+	bin/ovbench-runtime -out "$OUT" -runs "${RUNTIME_RUNS:-50}" -ovrt bin/ovrt -runc /usr/sbin/runc
 }
 
 # image: image store Load and Prepare/Release beside `tar -xf` and `cp -a` of the same rootfs.

@@ -28,7 +28,7 @@ import (
 
 func main() {
 	out := flag.String("out", "docs/performance.md", "markdown file whose \"runtime\" section gets the table")
-	runs := flag.Int("runs", 30, "measured runs per subject, interleaved (at least 20)")
+	runs := flag.Int("runs", 50, "measured runs per subject, interleaved (at least 20)")
 	ovrt := flag.String("ovrt", "bin/ovrt", "ovrt binary (skipped with a note when missing)")
 	runc := flag.String("runc", "/usr/sbin/runc", "runc binary, the reference (skipped with a note when missing)")
 	flag.Parse()
