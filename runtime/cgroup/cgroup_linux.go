@@ -45,7 +45,8 @@ type Stats struct {
 }
 
 // New creates the cgroup cfg.Path in every hierarchy of the host (or adopts it if it exists and is
-// empty) and applies cfg.Resources. On error nothing it created is left behind.
+// empty) and applies cfg.Resources. On error the cgroup is removed again (a shared parent such as
+// /ov stays).
 func New(cfg Config) (*Cgroup, error) {
 	l, err := detect()
 	if err != nil {

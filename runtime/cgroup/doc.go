@@ -6,9 +6,9 @@
 // Invariants:
 //   - A Cgroup is named by an absolute path (the OCI spec's linux.cgroupsPath, e.g. "/ov/<id>"),
 //     resolved against the root of every hierarchy, as runc does.
-//   - On v1 the cgroup exists in every mounted v1 controller hierarchy (and, on hybrid hosts, in the
-//     cgroup2 hierarchy too, for a consistent cgroup namespace); on v2 it is one directory whose
-//     ancestors have the needed controllers enabled in cgroup.subtree_control.
+//   - On v1 the cgroup exists in every mounted v1 controller hierarchy (and, best effort, in the
+//     hierarchies without controllers: name=systemd and a hybrid host's cgroup2 mount); on v2 it is
+//     one directory whose ancestors have the needed controllers enabled in cgroup.subtree_control.
 //   - Delete removes the cgroup from every hierarchy, and refuses (errdefs.ErrConflict) while
 //     processes remain; parents such as "/ov" are shared by containers and are left in place.
 //   - Kill freezes the cgroup first when a freezer exists (or uses cgroup.kill on v2), so processes
