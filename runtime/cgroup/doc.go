@@ -1,8 +1,8 @@
 // Package cgroup owns the control groups of ov's containers: it detects how the host mounts cgroups
 // (v1, v2 or hybrid, always from /proc/self/mountinfo), creates a container's cgroup in every
 // hierarchy, applies the OCI resource limits (memory, cpu, cpuset, pids, and devices through v1's
-// devices controller or a v2 eBPF device filter), moves
-// processes in, reports OOM kills and usage, kills everything inside, and removes the cgroup.
+// devices controller or a v2 eBPF device filter), moves processes in, reports OOM kills and usage,
+// kills everything inside, and removes the cgroup.
 //
 // Invariants:
 //   - A Cgroup is named by an absolute path (the OCI spec's linux.cgroupsPath, e.g. "/ov/<id>"),
