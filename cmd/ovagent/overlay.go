@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
@@ -31,6 +32,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 	f.Int("vxlan-port", 4789, "UDP port of VXLAN, the same on every host")
 	f.Int("gossip-port", 7946, "TCP and UDP port of the gossip among agents, the same on every host")
 	f.StringToString("labels", nil, "labels of this host, key=value,...")
+	f.Duration("overlay-resync", 10*time.Second, "period of the full overlay reconcile that repairs kernel state changed behind the agent's back")
 }
 
 // newOverlay builds the overlay driver when a controller is configured; nil, nil otherwise.
@@ -71,6 +73,7 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 	vcfg.Logger = log
 	vcfg.LocalIP = addr
 	vcfg.Port = v.GetInt("vxlan-port")
+	vcfg.Resync = v.GetDuration("overlay-resync")
 	dp, err := vxlan.New(vcfg)
 	if err != nil {
 		return nil, err
