@@ -10,6 +10,7 @@ import (
 	"slices"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -362,7 +363,8 @@ func (d *Driver) ready() (Controller, error) {
 // unreachable words a failed controller call for the user.
 func unreachable(what string, err error) error {
 	if errdefs.HTTPStatus(err) == 500 || errors.Is(err, errdefs.ErrUnavailable) || errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%s: the controller cannot be reached (%v); overlay networks need it, while bridge, host and none networks keep working: %w", what, err, errdefs.ErrUnavailable)
+		msg := strings.TrimSuffix(err.Error(), ": "+errdefs.ErrUnavailable.Error())
+		return fmt.Errorf("%s: the controller cannot be reached: %s; overlay networks need the controller, while bridge, host and none networks keep working: %w", what, msg, errdefs.ErrUnavailable)
 	}
 	return fmt.Errorf("%s: %w", what, err)
 }

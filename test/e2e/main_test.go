@@ -27,6 +27,7 @@ var (
 	labErr  error
 	labs    []*lab.Lab // every lab started, taken down at the end
 	labsMu  sync.Mutex
+	ids     = map[string]bool{} // every container ID the tests saw, checked by the teardown test
 )
 
 func TestMain(m *testing.M) {
@@ -177,6 +178,9 @@ func inspect(t *testing.T, l *lab.Lab, host, name string) api.Container {
 	if len(cs) != 1 {
 		t.Fatalf("inspect %s: %d records", name, len(cs))
 	}
+	labsMu.Lock()
+	ids[cs[0].ID] = true
+	labsMu.Unlock()
 	return cs[0]
 }
 
