@@ -32,7 +32,7 @@ func (l *Lab) StartController(ctx context.Context) error {
 		filepath.Join(l.Config.Bin, "ovcontroller"),
 		"--data-dir", l.ControllerDir,
 		"--listen", addr,
-		"--insecure-listen", // plain HTTP inside the lab's own namespaces
+		"--insecure-listen",       // plain HTTP inside the lab's own namespaces
 		"--host-dead-after", "6s", // agents heartbeat every 2s
 	)
 	if err != nil {
