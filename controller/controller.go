@@ -102,7 +102,7 @@ func New(cfg Config) (*Controller, error) {
 
 // Run keeps the cache current (list, then watch, re-list after compaction) until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	err := c.st.ListWatch(ctx, store.Root, 0, c.cache)
+	err := c.st.ListWatch(ctx, store.Root, 0, false, c.cache)
 	if ctx.Err() != nil {
 		return nil
 	}

@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"strings"
 	"sync"
@@ -34,8 +35,17 @@ func main() {
 	out := flag.String("out", "docs/performance.md", "markdown file whose \"ipam\" section is replaced")
 	dur := flag.Duration("duration", 3*time.Second, "measuring time per row")
 	fsync := flag.Bool("fsync", false, "let etcd fsync its log (the production setting; slow on most disks)")
+	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil {
+			_ = pprof.StartCPUProfile(f)
+			defer pprof.StopCPUProfile()
+		}
+	}
 	if err := run(*out, *dur, *fsync); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "ovbench-ipam:", err)
 		os.Exit(1)
 	}

@@ -1,6 +1,7 @@
 package apply
 
 import (
+	"bytes"
 	"errors"
 	"os"
 	"testing"
@@ -174,4 +175,35 @@ func TestSuggest(t *testing.T) {
 			t.Errorf("suggest(%q) = %q, want %q", in, got, want)
 		}
 	}
+}
+
+// FuzzParse: no input makes Parse panic, and every problem it reports is a line of the file (or the
+// file as a whole).
+func FuzzParse(f *testing.F) {
+	example, err := os.ReadFile("../../deploy/examples/cluster.yaml")
+	if err != nil {
+		f.Fatal(err)
+	}
+	f.Add(example)
+	f.Add([]byte(header + "networks:\n  - {name: a, subnet: 10.0.0.0/8, labels: &l {a: b}}\n  - {name: b, labels: *l, vni: 7}\n"))
+	f.Add([]byte(header + "hosts:\n  - name: h\n    address: 1.2.3.4\n---\nx: y\n"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		file, err := Parse("f.yaml", data)
+		if err == nil {
+			if file == nil {
+				t.Fatal("no file and no error")
+			}
+			return
+		}
+		var fe *FileError
+		if !errors.As(err, &fe) || len(fe.Problems) == 0 {
+			t.Fatalf("error is not a *FileError with problems: %v", err)
+		}
+		lines := bytes.Count(data, []byte("\n")) + 1
+		for _, p := range fe.Problems {
+			if p.Line < 0 || p.Line > lines {
+				t.Fatalf("problem at line %d of a %d-line file: %s", p.Line, lines, p.Msg)
+			}
+		}
+	})
 }

@@ -77,9 +77,11 @@ func (s *Store) Allocate(ctx context.Context, n Network, h Host, ep api.Endpoint
 		clientv3.OpGet(ek),
 	).Commit()
 	cancel()
-	what := fmt.Sprintf("allocate %s in network %q for %s on %s", ip, n.Name, ep.Container, h.Name)
+	what := func() string {
+		return fmt.Sprintf("allocate %s in network %q for %s on %s", ip, n.Name, ep.Container, h.Name)
+	}
 	if err != nil {
-		return api.Endpoint{}, false, s.wrap(what, err)
+		return api.Endpoint{}, false, s.wrap(what(), err)
 	}
 	if tr.Succeeded {
 		ep.Revision = tr.Header.Revision
@@ -105,7 +107,7 @@ func (s *Store) Allocate(ctx context.Context, n Network, h Host, ep api.Endpoint
 		resp, err := s.cli.Get(ctx2, endpointKey(n.Name, held))
 		cancel()
 		if err != nil {
-			return api.Endpoint{}, false, s.wrap(what, err)
+			return api.Endpoint{}, false, s.wrap(what(), err)
 		}
 		if len(resp.Kvs) == 0 { // released between the two reads: start over
 			return s.Allocate(ctx, n, h, ep, ip, moveCursor)
@@ -381,7 +383,7 @@ func (s *Store) WatchEndpoints(ctx context.Context, network string, fromRev int6
 	if _, err := s.GetNetwork(ctx, network); err != nil {
 		return err
 	}
-	return s.ListWatch(ctx, endpointsPrefix(network), fromRev, endpointWatcher{network: network, fn: fn})
+	return s.ListWatch(ctx, endpointsPrefix(network), fromRev, true, endpointWatcher{network: network, fn: fn})
 }
 
 type endpointWatcher struct {

@@ -148,11 +148,12 @@ type Watcher interface {
 	Progress(rev int64) error
 }
 
-// ListWatch lists prefix and watches it for changes until ctx ends. With fromRev > 0 it resumes: it
+// ListWatch lists prefix and watches it for changes until ctx ends. prevKV asks for the previous
+// value with each event (deletes then say what was deleted); it costs etcd a read per event. With fromRev > 0 it resumes: it
 // watches from fromRev+1 without a snapshot, and falls back to a fresh snapshot when that revision
 // has been compacted. When the watch breaks (etcd restarts, a member dies) it resumes from the last
 // revision delivered; it returns only when ctx ends or w returns an error.
-func (s *Store) ListWatch(ctx context.Context, prefix string, fromRev int64, w Watcher) error {
+func (s *Store) ListWatch(ctx context.Context, prefix string, fromRev int64, prevKV bool, w Watcher) error {
 	rev := fromRev
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
@@ -174,7 +175,11 @@ func (s *Store) ListWatch(ctx context.Context, prefix string, fromRev int64, w W
 			}
 		}
 		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		wch := s.cli.Watch(wctx, prefix, clientv3.WithPrefix(), clientv3.WithRev(rev+1), clientv3.WithPrevKV(), clientv3.WithProgressNotify())
+		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(rev + 1), clientv3.WithProgressNotify()}
+		if prevKV {
+			opts = append(opts, clientv3.WithPrevKV())
+		}
+		wch := s.cli.Watch(wctx, prefix, opts...)
 		err := func() error {
 			for resp := range wch {
 				if resp.CompactRevision != 0 {

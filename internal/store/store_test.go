@@ -96,7 +96,9 @@ func TestWatchResumeAfterCompaction(t *testing.T) {
 		}
 		got = append(got, ev)
 		if len(got) == 1 { // a change after the snapshot
-			go func() { _, _, _ = s.Allocate(ctx, n, h, api.Endpoint{Container: "c"}, netip.MustParseAddr("10.60.0.12"), true) }()
+			go func() {
+				_, _, _ = s.Allocate(ctx, n, h, api.Endpoint{Container: "c"}, netip.MustParseAddr("10.60.0.12"), true)
+			}()
 		}
 		if len(got) == 2 {
 			return errDone
