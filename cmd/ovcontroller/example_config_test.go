@@ -1,0 +1,20 @@
+package main
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/ovnet/ov/deploy"
+)
+
+// TestExampleConfig: deploy/examples/controller.yaml is read by ovcontroller as written, names only its flags,
+// and lists every flag.
+func TestExampleConfig(t *testing.T) {
+	problems, err := deploy.ConfigProblems("../../deploy/examples/controller.yaml", newRootCmd().Flags(), readConfigFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(problems) > 0 {
+		t.Errorf("deploy/examples/controller.yaml is out of date with ovcontroller's flags:\n%s", strings.Join(problems, "\n"))
+	}
+}
