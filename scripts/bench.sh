@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime image overlay ipam)
+STEPS=(runtime image overlay ipam bridge)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -43,6 +43,12 @@ bench_overlay() {
 bench_ipam() {
 	"$GO" build -o bin/ovbench-ipam ./cmd/ovbench-ipam || return 1
 	bin/ovbench-ipam -out "$OUT" -duration "${IPAM_DURATION:-3s}"
+}
+
+# bridge: network.Driver Attach/Detach of a container with a published port beside the same objects
+# made by hand with ip and iptables commands, inside a namespace playing the host.
+bench_bridge() {
+	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${BRIDGE_RUNS:-20}" "$GO" test -count=1 -run '^TestBenchBridge$' ./network
 }
 
 if [ "$(id -u)" != 0 ]; then

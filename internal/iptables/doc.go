@@ -4,8 +4,9 @@
 // network drivers build on:
 //
 //   - SyncChain makes a chain ov owns hold exactly a given list of rules, in order, creating the chain if
-//     needed. Rules it must add are inserted before stale ones are deleted, so traffic that an old and a
-//     new rule both accept is never dropped in between. Running it twice changes nothing.
+//     needed, with the fewest edits a single pass finds. A rule that replaces another is inserted before
+//     the old one is deleted, so traffic both accept is never dropped in between. Running it twice
+//     changes nothing.
 //   - EnsureJump puts a jump from a built-in chain to an ov chain at the top of the built-in chain, once.
 //
 // Invariants: ov adds rules only to chains it owns; a built-in chain (FORWARD, POSTROUTING, ...) gets only

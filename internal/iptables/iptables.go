@@ -2,6 +2,7 @@ package iptables
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	goiptables "github.com/coreos/go-iptables/iptables"
@@ -83,34 +84,46 @@ func EnsureChain(c Client, table, chain string) error {
 }
 
 // SyncChain makes chain (created if missing) hold exactly rules, in order, and returns how many rules it
-// inserted or deleted (0 when the chain already matched). Wanted rules that are missing are inserted at
-// their position first; leftover rules, now all behind the wanted ones, are deleted afterwards.
+// inserted or deleted (0 when the chain already matched). It walks the chain once and edits only where
+// it differs: a wanted rule that is missing is inserted before the stale rule at its place is deleted, so
+// a rule that is replaced never leaves a gap; a stale rule is deleted where the next wanted rule is
+// already further down. Adding or removing one rule in the middle costs one iptables call.
 func SyncChain(c Client, table, chain string, rules []Rule) (int, error) {
-	if err := EnsureChain(c, table, chain); err != nil {
-		return 0, err
-	}
 	cur, err := Rules(c, table, chain)
 	if err != nil {
-		return 0, err
+		// Most likely the chain does not exist yet (listing first saves a run of iptables per sync).
+		if err := EnsureChain(c, table, chain); err != nil {
+			return 0, err
+		}
+		if cur, err = Rules(c, table, chain); err != nil {
+			return 0, err
+		}
+	}
+	want := make([]Rule, len(rules))
+	for i, r := range rules {
+		want[i] = Rule(strings.Join(r.Spec(), " "))
 	}
 	changes := 0
-	for i, want := range rules {
-		want = Rule(strings.Join(want.Spec(), " "))
-		if i < len(cur) && cur[i] == want {
-			continue
+	for i, j := 0, 0; i < len(want) || j < len(cur); {
+		switch {
+		case i < len(want) && j < len(cur) && cur[j] == want[i]:
+			i, j = i+1, j+1
+		case i < len(want) && (j >= len(cur) || !slices.Contains(cur[j+1:], want[i]) || slices.Contains(want[i+1:], cur[j])):
+			// want[i] is not further down, or cur[j] is still wanted later: insert want[i] here.
+			if err := c.Insert(table, chain, j+1, want[i].Spec()...); err != nil {
+				return changes, fmt.Errorf("iptables: insert %q into %s/%s: %w", want[i], table, chain, err)
+			}
+			cur = slices.Insert(cur, j, want[i])
+			i, j = i+1, j+1
+			changes++
+		default:
+			// cur[j] is wanted nowhere after this point.
+			if err := c.DeleteById(table, chain, j+1); err != nil {
+				return changes, fmt.Errorf("iptables: delete stale rule %q from %s/%s: %w", cur[j], table, chain, err)
+			}
+			cur = slices.Delete(cur, j, j+1)
+			changes++
 		}
-		if err := c.Insert(table, chain, i+1, want.Spec()...); err != nil {
-			return changes, fmt.Errorf("iptables: insert %q into %s/%s: %w", want, table, chain, err)
-		}
-		cur = append(cur[:i], append([]Rule{want}, cur[i:]...)...)
-		changes++
-	}
-	for len(cur) > len(rules) {
-		if err := c.DeleteById(table, chain, len(rules)+1); err != nil {
-			return changes, fmt.Errorf("iptables: delete stale rule %q from %s/%s: %w", cur[len(rules)], table, chain, err)
-		}
-		cur = append(cur[:len(rules)], cur[len(rules)+1:]...)
-		changes++
 	}
 	return changes, nil
 }

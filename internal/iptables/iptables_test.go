@@ -16,29 +16,44 @@ import (
 func conformance(t *testing.T, c iptables.Client) {
 	const table, chain = "filter", "OV-TEST"
 	steps := []struct {
-		name  string
-		rules []iptables.Rule
+		name    string
+		rules   []iptables.Rule
+		changes int // iptables edits SyncChain may make for this step
 	}{
 		{"create", []iptables.Rule{
 			"-o ovt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			"-i ovt0 ! -o ovt0 -j ACCEPT",
 			"-i ovt0 -o ovt0 -j ACCEPT",
-		}},
+		}, 3},
 		{"insert in the middle", []iptables.Rule{
 			"-o ovt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
 			"-d 10.99.0.2/32 ! -i ovt0 -o ovt0 -p tcp -m tcp --dport 80 -j ACCEPT",
 			"-i ovt0 ! -o ovt0 -j ACCEPT",
 			"-i ovt0 -o ovt0 -j ACCEPT",
-		}},
+		}, 1},
+		{"remove in the middle", []iptables.Rule{
+			"-o ovt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-i ovt0 ! -o ovt0 -j ACCEPT",
+			"-i ovt0 -o ovt0 -j ACCEPT",
+		}, 1},
+		{"replace one", []iptables.Rule{
+			"-o ovt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			"-d 10.99.0.3/32 ! -i ovt0 -o ovt0 -p udp -m udp --dport 53 -j ACCEPT",
+			"-i ovt0 -o ovt0 -j ACCEPT",
+		}, 2},
 		{"remove and reorder", []iptables.Rule{
 			"-i ovt0 -o ovt0 -j ACCEPT",
 			"-o ovt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
-		}},
-		{"empty", nil},
+		}, 3},
+		{"empty", nil, 2},
 	}
 	for _, s := range steps {
-		if _, err := iptables.SyncChain(c, table, chain, s.rules); err != nil {
+		n, err := iptables.SyncChain(c, table, chain, s.rules)
+		if err != nil {
 			t.Fatalf("%s: %v", s.name, err)
+		}
+		if n > s.changes {
+			t.Errorf("%s: SyncChain made %d edits; want at most %d", s.name, n, s.changes)
 		}
 		got, err := iptables.Rules(c, table, chain)
 		if err != nil {
@@ -47,7 +62,7 @@ func conformance(t *testing.T, c iptables.Client) {
 		if diff := cmp.Diff(s.rules, got); diff != "" {
 			t.Errorf("%s: rules (-want +got):\n%s", s.name, diff)
 		}
-		n, err := iptables.SyncChain(c, table, chain, s.rules)
+		n, err = iptables.SyncChain(c, table, chain, s.rules)
 		if err != nil || n != 0 {
 			t.Errorf("%s: second SyncChain made %d changes (err %v); want 0: rules are not in canonical form", s.name, n, err)
 		}
