@@ -5,7 +5,7 @@ BIN       := bin
 CMDS      := ovrt ovagent ovcontroller ovctl ovlab
 TESTFLAGS ?= -count=1 -timeout 80m
 
-.PHONY: all build deps test bench demo clean vet
+.PHONY: all build deps test bench demo demo-runtime clean vet
 
 all: build
 
@@ -28,9 +28,13 @@ test: deps build vet
 bench: deps build
 	@bash scripts/bench.sh
 
-# The main job: see README.md.
+# The main job: see README.md. KEEP=1 leaves the lab up.
 demo: deps build
-	@bash scripts/demo.sh
+	@KEEP=$(KEEP) bash scripts/demo.sh
+
+# A single container with ov's own OCI runtime, ovrt.
+demo-runtime: deps build
+	@bash scripts/demo-runtime.sh
 
 clean:
 	rm -rf $(BIN)

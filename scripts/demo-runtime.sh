@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# ov demo (until the multi-host demo exists): run one container with ov's own OCI runtime, ovrt,
+# ov runtime demo (make demo-runtime): run one container with ov's own OCI runtime, ovrt,
 # and show what the container sees: its own hostname, its own process tree with the command as
 # PID 1, Docker's default capability set, and a network namespace holding only lo.
 # Needs root, busybox-static and a built bin/ovrt (make deps build; make demo does both).
