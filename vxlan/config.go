@@ -39,6 +39,11 @@ type Config struct {
 	// reconcile as soon as one of ov's devices or entries changes (e.g. deleted by hand), rather than
 	// at the next Resync. Needs a Netlink that implements netlink.Watcher. Default true.
 	Watch bool
+	// NoTrack exempts VXLAN packets (UDP Port) and traffic within each overlay subnet (except to the
+	// gateway) from connection tracking, with NOTRACK rules in the raw table (chain OV-OVERLAY-RAW):
+	// fewer per-packet costs, notably when br_netfilter sends bridged frames through iptables.
+	// Default true.
+	NoTrack bool
 	// IPForward turns on net.ipv4.ip_forward in HostNetns when a non-internal network is set up, so
 	// that containers reach the outside through the gateway. Default true.
 	IPForward bool
@@ -59,6 +64,8 @@ func DefaultConfig() Config {
 		MaxBackoff:  30 * time.Second,
 		IsolateFrom: []string{"ov0", "ov-+", "docker0"},
 		IPForward:   true,
+		Watch:       true,
+		NoTrack:     true,
 		Netlink:     netlink.System{},
 	}
 }

@@ -10,8 +10,9 @@
 //   - the container ends of those veths (named by Endpoint.IfName inside Endpoint.NetNSPath);
 //   - the self FDB entries with a dst and the ARP entries on every ovvx-<vni>: exactly one entry
 //     per remote endpoint plus one all-zero FDB entry per other VTEP serving the network;
-//   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter) and OV-OVERLAY-NAT (nat) and the
-//     single jump rule to each from INPUT, FORWARD and POSTROUTING.
+//   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter), OV-OVERLAY-NAT (nat) and
+//     OV-OVERLAY-RAW (raw) and the single jump rule to each from INPUT, FORWARD, POSTROUTING and
+//     raw PREROUTING and OUTPUT.
 //
 // Invariants: Reconcile is idempotent (running it twice changes nothing), removes everything of the
 // above that the State does not list, and leaves every other link, entry, rule and chain alone.

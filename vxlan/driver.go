@@ -181,7 +181,7 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error {
 }
 
 func (p *pass) firewall(active []NetworkState) error {
-	specs := wantedChains(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom)
+	specs := wantedChains(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
 	var changed bool
 	var err error
 	if len(active) == 0 {

@@ -99,6 +99,8 @@ const emptyIPT = `*filter FORWARD
 *nat OUTPUT
 *nat POSTROUTING
 *nat PREROUTING
+*raw OUTPUT
+*raw PREROUTING
 `
 
 var states = []struct {
@@ -153,6 +155,15 @@ route default via 10.1.0.1 dev eth0
 *nat POSTROUTING
   -A POSTROUTING -j OV-OVERLAY-NAT
 *nat PREROUTING
+*raw OUTPUT
+  -A OUTPUT -j OV-OVERLAY-RAW
+*raw OV-OVERLAY-RAW
+  -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+  -A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
+*raw PREROUTING
+  -A PREROUTING -j OV-OVERLAY-RAW
 `,
 	},
 	{
@@ -221,6 +232,18 @@ route default via 10.1.0.1 dev eth1
 *nat POSTROUTING
   -A POSTROUTING -j OV-OVERLAY-NAT
 *nat PREROUTING
+*raw OUTPUT
+  -A OUTPUT -j OV-OVERLAY-RAW
+*raw OV-OVERLAY-RAW
+  -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+  -A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
+  -A OV-OVERLAY-RAW -s 10.2.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -d 10.2.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -s 10.2.0.0/24 -d 10.2.0.0/24 -j NOTRACK
+*raw PREROUTING
+  -A PREROUTING -j OV-OVERLAY-RAW
 `,
 	},
 	{
@@ -271,6 +294,15 @@ route default via 10.1.0.1 dev eth1
 *nat POSTROUTING
   -A POSTROUTING -j OV-OVERLAY-NAT
 *nat PREROUTING
+*raw OUTPUT
+  -A OUTPUT -j OV-OVERLAY-RAW
+*raw OV-OVERLAY-RAW
+  -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+  -A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
+  -A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
+*raw PREROUTING
+  -A PREROUTING -j OV-OVERLAY-RAW
 `,
 	},
 }
@@ -398,6 +430,21 @@ func TestLocalPeersIgnored(t *testing.T) {
 	ns := st.state.Networks[0]
 	ns.Peers = append(slices.Clone(ns.Peers), vxlan.Peer{IP: c1.IP, VTEP: a("192.168.77.1")})
 	w.apply(t, vxlan.State{Networks: []vxlan.NetworkState{ns}}, st.want)
+}
+
+// With NoTrack off, the raw chain is not made, and one left by an earlier configuration is removed.
+func TestNoTrackOff(t *testing.T) {
+	w := newWorld(t, 1500)
+	w.apply(t, states[1].state, states[1].want)
+	cfg := vxlan.DefaultConfig()
+	cfg.LocalIP, cfg.IPForward, cfg.IsolateFrom, cfg.Netlink, cfg.IPTables = a("192.168.77.1"), false, []string{"docker0"}, w.nl, w.ipt
+	cfg.NoTrack = false
+	d, err := vxlan.New(cfg)
+	must(t, err)
+	w.d = d
+	want := states[1].want
+	want = want[:strings.Index(want, "*raw OUTPUT")] + "*raw OUTPUT\n*raw PREROUTING\n"
+	w.apply(t, states[1].state, want)
 }
 
 func TestDerivedMTU(t *testing.T) {

@@ -27,18 +27,20 @@ const (
 	ChainInput   = "OV-OVERLAY-IN"  // filter: VXLAN only from known VTEPs
 	ChainForward = "OV-OVERLAY-FWD" // filter: forwarding within, out of and between overlay networks
 	ChainNAT     = "OV-OVERLAY-NAT" // nat: MASQUERADE of traffic leaving a non-internal network
+	ChainRaw     = "OV-OVERLAY-RAW" // raw: no connection tracking for VXLAN and traffic within a network
 )
 
 type chainSpec struct {
 	table, chain string
-	from         string     // built-in chain that jumps here
+	from         []string   // built-in chains that jump here
 	rules        [][]string // in `iptables -S` form, without "-A CHAIN"
+	remove       bool       // the chain must not exist
 }
 
 // wantedChains computes the rules of ov's chains for the networks set up on this host.
-func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom []string) []chainSpec {
+func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom []string, noTrack bool) []chainSpec {
 	p := strconv.Itoa(port)
-	var in, fwd, nat [][]string
+	var in, fwd, nat, raw [][]string
 
 	var vteps []netip.Addr
 	for _, ns := range nets {
@@ -74,11 +76,29 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 	}
 	fwd = append(fwd, []string{"-o", "ovbr+", "-j", "DROP"}) // nothing else enters an overlay network
 
-	return []chainSpec{
-		{"filter", ChainInput, "INPUT", in},
-		{"filter", ChainForward, "FORWARD", fwd},
-		{"nat", ChainNAT, "POSTROUTING", nat},
+	specs := []chainSpec{
+		{table: "filter", chain: ChainInput, from: []string{"INPUT"}, rules: in},
+		{table: "filter", chain: ChainForward, from: []string{"FORWARD"}, rules: fwd},
+		{table: "nat", chain: ChainNAT, from: []string{"POSTROUTING"}, rules: nat},
 	}
+	// Connection tracking buys nothing for the tunnel packets (stateless rules) and for frames bridged
+	// within a network (accepted by interface); skipping it shortens every packet's path. Traffic from
+	// and to the gateway (the host itself) and leaving the subnet (MASQUERADE) stays tracked.
+	raw = append(raw, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "NOTRACK"})
+	for _, ns := range nets {
+		n := ns.Network
+		raw = append(raw,
+			[]string{"-s", n.Gateway.String() + "/32", "-j", "RETURN"},
+			[]string{"-d", n.Gateway.String() + "/32", "-j", "RETURN"},
+			[]string{"-s", n.Subnet.Masked().String(), "-d", n.Subnet.Masked().String(), "-j", "NOTRACK"})
+	}
+	rawSpec := chainSpec{table: "raw", chain: ChainRaw, from: []string{"PREROUTING", "OUTPUT"}, rules: raw}
+	if noTrack {
+		specs = append(specs, rawSpec)
+	} else {
+		specs = append(specs, chainSpec{table: "raw", chain: ChainRaw, from: rawSpec.from, remove: true})
+	}
+	return specs
 }
 
 // ensureChains makes ov's chains hold exactly the wanted rules, in order, and the built-in chains
@@ -86,6 +106,14 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 // microseconds without its rules.
 func ensureChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
 	for _, c := range specs {
+		if c.remove {
+			ch, err := removeChains(ipt, []chainSpec{c})
+			changed = changed || ch
+			if err != nil {
+				return changed, err
+			}
+			continue
+		}
 		ok, err := ipt.ChainExists(c.table, c.chain)
 		if err != nil {
 			return changed, fmt.Errorf("iptables: look for chain %s/%s: %w", c.table, c.chain, err)
@@ -112,12 +140,14 @@ func ensureChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
 			}
 		}
 		jump := []string{"-j", c.chain}
-		if ok, err := ipt.Exists(c.table, c.from, jump...); err != nil {
-			return changed, fmt.Errorf("iptables: look for jump %s/%s -> %s: %w", c.table, c.from, c.chain, err)
-		} else if !ok {
-			changed = true
-			if err := ipt.Insert(c.table, c.from, 1, jump...); err != nil {
-				return changed, fmt.Errorf("iptables: insert jump %s/%s -> %s: %w", c.table, c.from, c.chain, err)
+		for _, from := range c.from {
+			if ok, err := ipt.Exists(c.table, from, jump...); err != nil {
+				return changed, fmt.Errorf("iptables: look for jump %s/%s -> %s: %w", c.table, from, c.chain, err)
+			} else if !ok {
+				changed = true
+				if err := ipt.Insert(c.table, from, 1, jump...); err != nil {
+					return changed, fmt.Errorf("iptables: insert jump %s/%s -> %s: %w", c.table, from, c.chain, err)
+				}
 			}
 		}
 	}
@@ -135,17 +165,19 @@ func removeChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
 			continue // iptables allows no jump to a missing chain
 		}
 		jump := []string{"-j", c.chain}
-		for {
-			ok, err := ipt.Exists(c.table, c.from, jump...)
-			if err != nil {
-				return changed, fmt.Errorf("iptables: look for jump %s/%s -> %s: %w", c.table, c.from, c.chain, err)
-			}
-			if !ok {
-				break
-			}
-			changed = true
-			if err := ipt.Delete(c.table, c.from, jump...); err != nil {
-				return changed, fmt.Errorf("iptables: delete jump %s/%s -> %s: %w", c.table, c.from, c.chain, err)
+		for _, from := range c.from {
+			for {
+				ok, err := ipt.Exists(c.table, from, jump...)
+				if err != nil {
+					return changed, fmt.Errorf("iptables: look for jump %s/%s -> %s: %w", c.table, from, c.chain, err)
+				}
+				if !ok {
+					break
+				}
+				changed = true
+				if err := ipt.Delete(c.table, from, jump...); err != nil {
+					return changed, fmt.Errorf("iptables: delete jump %s/%s -> %s: %w", c.table, from, c.chain, err)
+				}
 			}
 		}
 		changed = true

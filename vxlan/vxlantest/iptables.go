@@ -21,6 +21,7 @@ type IPTables struct {
 var builtin = map[string][]string{
 	"filter": {"INPUT", "FORWARD", "OUTPUT"},
 	"nat":    {"PREROUTING", "INPUT", "OUTPUT", "POSTROUTING"},
+	"raw":    {"PREROUTING", "OUTPUT"},
 }
 
 // NewIPTables returns tables holding only the empty built-in chains.
@@ -157,7 +158,7 @@ func (t *IPTables) Render() string {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	var b strings.Builder
-	for _, table := range []string{"filter", "nat"} {
+	for _, table := range []string{"filter", "nat", "raw"} {
 		var chains []string
 		for c := range t.tables[table] {
 			chains = append(chains, c)
@@ -180,7 +181,7 @@ func (t *IPTables) checkTarget(table string, spec []string) error {
 		return nil
 	}
 	target := spec[i+1]
-	if slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "MASQUERADE"}, target) {
+	if slices.Contains([]string{"ACCEPT", "DROP", "RETURN", "MASQUERADE", "NOTRACK"}, target) {
 		return nil
 	}
 	if _, ok := t.chain(table, target); !ok {
