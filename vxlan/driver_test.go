@@ -517,6 +517,13 @@ func TestInvalidStates(t *testing.T) {
 	}
 }
 
+func TestDefaultConfig(t *testing.T) {
+	c := vxlan.DefaultConfig()
+	if c.Port != 4789 || !c.Watch || !c.NoTrack || !c.IPForward || c.Resync <= 0 || c.Logger == nil || c.Netlink == nil {
+		t.Fatalf("DefaultConfig() = %+v; want port 4789, Watch, NoTrack and IPForward on, a resync period, a logger and netlink", c)
+	}
+}
+
 func TestConfigValidate(t *testing.T) {
 	for _, tc := range []struct {
 		name string

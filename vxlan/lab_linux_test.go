@@ -296,6 +296,20 @@ func TestLabOverlay(t *testing.T) {
 			t.Error("A reached E on the internal network")
 		}
 	})
+	t.Run("NoTrack: no conntrack entries for the tunnel and within the network, outbound tracked", func(t *testing.T) {
+		if err := tcpHello(t, B, A); err != nil {
+			t.Fatal(err)
+		}
+		ct := sh(t, h0.Name, "cat", "/proc/net/nf_conntrack")
+		for _, bad := range []string{"dport=4789", "src=10.1.0.2 dst=10.1.0.3"} {
+			if strings.Contains(ct, bad) {
+				t.Errorf("host 0 tracks %q:\n%s", bad, ct)
+			}
+		}
+		if !strings.Contains(ct, "src=10.1.0.2 dst=192.168.77.12") {
+			t.Errorf("host 0 does not track the masqueraded outbound connection:\n%s", ct)
+		}
+	})
 	t.Run("learning off, proxy on, no group", func(t *testing.T) {
 		out := sh(t, h0.Name, "ip", "-d", "link", "show", "ovvx-100")
 		for _, want := range []string{"vxlan id 100 local 192.168.77.10", "dstport 4789", "nolearning", "proxy", "mtu 1450", "master ovbr-100"} {
