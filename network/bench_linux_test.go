@@ -3,7 +3,6 @@ package network
 import (
 	"fmt"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -33,20 +32,7 @@ func TestBenchBridge(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("OV_BENCH_RUNS")); err == nil && n > 0 {
 		runs = n
 	}
-	cfg := DefaultConfig()
-	cfg.StateDir = t.TempDir()
-	cfg.NetnsDir = filepath.Join(t.TempDir(), "netns")
-	d, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = d.Teardown(ctx)
-		_ = exec.Command("umount", "-R", "-l", cfg.NetnsDir).Run()
-	})
-	if err := d.Reconcile(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, cfg := newHostDriver(t)
 	if _, err := d.CreateNetwork(ctx, api.Network{Name: "bench", Subnet: "10.77.0.0/16"}); err != nil {
 		t.Fatal(err)
 	}

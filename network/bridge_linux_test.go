@@ -88,6 +88,27 @@ func links(t *testing.T) string {
 	return run(t, "ip", "-4", "-o", "-br", "addr") + run(t, "ip", "-o", "-br", "link")
 }
 
+// newHostDriver returns a reconciled driver on the real kernel of the test's namespace, with its state and
+// namespaces in temporary directories, torn down when the test ends.
+func newHostDriver(t *testing.T) (*Driver, Config) {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.StateDir = t.TempDir()
+	cfg.NetnsDir = filepath.Join(t.TempDir(), "netns")
+	d, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		_ = d.Teardown(ctx)
+		_ = exec.Command("umount", "-R", "-l", cfg.NetnsDir).Run()
+	})
+	if err := d.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return d, cfg
+}
+
 // doInNetns runs fn on an OS thread switched into the namespace at path: sockets fn opens live there.
 func doInNetns(path string, fn func() error) error {
 	runtime.LockOSThread()
@@ -168,20 +189,7 @@ func TestBridgePrivileged(t *testing.T) {
 	// A route of the host covers 172.17.0.0/16: the default network must take the next subnet.
 	run(t, "ip", "route", "add", "172.17.0.0/16", "via", "192.168.77.2")
 
-	cfg := DefaultConfig()
-	cfg.StateDir = t.TempDir()
-	cfg.NetnsDir = filepath.Join(t.TempDir(), "netns")
-	d, err := New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() {
-		_ = d.Teardown(ctx)
-		_ = exec.Command("umount", "-R", "-l", cfg.NetnsDir).Run()
-	})
-	if err := d.Reconcile(ctx); err != nil {
-		t.Fatal(err)
-	}
+	d, cfg := newHostDriver(t)
 	def, err := d.Network(DefaultNetwork)
 	if err != nil || def.Subnet != netip.MustParsePrefix("172.18.0.0/16") || def.Bridge != "ov0" {
 		t.Fatalf("default network = %+v, %v; want ov0 on 172.18.0.0/16 (a host route covers 172.17.0.0/16)", def, err)
