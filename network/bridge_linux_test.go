@@ -462,11 +462,17 @@ func TestBridgePrivileged(t *testing.T) {
 	if strings.Contains(links(t), n1.Bridge) {
 		t.Errorf("bridge %s still exists", n1.Bridge)
 	}
+	if _, err := d.CreateNetns(ctx, "left-behind"); err != nil {
+		t.Fatal(err)
+	}
 	if err := d.Teardown(ctx); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Teardown(ctx); err != nil {
 		t.Errorf("second Teardown: %v; want nil", err)
+	}
+	if ents, _ := os.ReadDir(cfg.NetnsDir); len(ents) != 0 {
+		t.Errorf("namespace files left after Teardown: %v", ents)
 	}
 	if diff := cmp.Diff(pristine, dumpRules(t)); diff != "" {
 		t.Errorf("iptables after Teardown (-pristine +after):\n%s", diff)

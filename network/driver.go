@@ -11,6 +11,7 @@ import (
 	"io"
 	"log/slog"
 	"net/netip"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -719,8 +720,10 @@ func (d *Driver) Teardown(ctx context.Context) error {
 	var errs []error
 	for _, e := range d.sortedEndpoints() {
 		errs = append(errs, d.k.deleteVeth(e.HostIf))
-		if filepath.Dir(e.Netns) == filepath.Clean(d.cfg.NetnsDir) {
-			errs = append(errs, d.k.deleteNetns(e.Netns))
+	}
+	if ents, err := os.ReadDir(d.cfg.NetnsDir); err == nil {
+		for _, ent := range ents {
+			errs = append(errs, d.k.deleteNetns(filepath.Join(d.cfg.NetnsDir, ent.Name())))
 		}
 	}
 	for _, n := range d.sortedNetworks() {
