@@ -119,9 +119,13 @@ func spawn(r spawnReq) (*helper, error) {
 	return &helper{cmd: cmd, sync: parent}, nil
 }
 
-// send writes the config to the helper.
+// send writes the config to the helper. When the helper died before reading it (a namespace it
+// could not join), the error is the helper's own message.
 func (h *helper) send(cfg *initConfig) error {
 	if err := json.NewEncoder(h.sync).Encode(cfg); err != nil {
+		if m, rerr := h.receive(); rerr == nil && m.Error != "" {
+			return errors.New(m.Error)
+		}
 		return fmt.Errorf("send config to container helper: %w", err)
 	}
 	return nil
