@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime image overlay ipam bridge)
+STEPS=(runtime image overlay ipam bridge cluster)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -49,6 +49,17 @@ bench_ipam() {
 # made by hand with ip and iptables commands, inside a namespace playing the host.
 bench_bridge() {
 	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${BRIDGE_RUNS:-20}" "$GO" test -count=1 -run '^TestBenchBridge$' ./network
+}
+
+# cluster: on a 3-host lab (internal/lab, real agents and controller), the time until a container
+# started on host1 is reached from host2, beside the same from host1 and `ovctl run -d` itself; and the
+# time until a dead host's entries are withdrawn, beside memberlist's detection bound. About 2 minutes.
+bench_cluster() {
+	local c
+	for c in ovagent ovcontroller ovctl ovrt ovbench-cluster; do
+		"$GO" build -o "bin/$c" "./cmd/$c" || return 1
+	done
+	bin/ovbench-cluster -out "$OUT" -bin bin -runs "${CLUSTER_RUNS:-40}" -deaths "${CLUSTER_DEATHS:-5}"
 }
 
 if [ "$(id -u)" != 0 ]; then
