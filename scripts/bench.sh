@@ -42,7 +42,7 @@ bench_overlay() {
 # transactions of the same shape against the same embedded etcd.
 bench_ipam() {
 	"$GO" build -o bin/ovbench-ipam ./cmd/ovbench-ipam || return 1
-	bin/ovbench-ipam -out "$OUT" -duration "${IPAM_DURATION:-3s}"
+	bin/ovbench-ipam -out "$OUT" -duration "${IPAM_DURATION:-1s}" -rounds "${IPAM_ROUNDS:-5}"
 }
 
 # bridge: network.Driver Attach/Detach of a container with a published port beside the same objects
