@@ -50,6 +50,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, err
 	}
 	id := newID()
+	t0 := time.Now()
 	var u undo
 	ok := false
 	defer func() {
@@ -103,7 +104,9 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	}
 	u.add(func() { _ = os.RemoveAll(bundle) })
 
-	// Rootfs and network namespace in parallel: each is a few milliseconds of kernel work.
+	// The rootfs (an overlay mount), the network namespace, the endpoints (veth, address, iptables)
+	// and the shim with `runtime create` overlap: the runtime needs the rootfs and the namespace, but
+	// not the endpoints, which only have to be ready before start.
 	var wg sync.WaitGroup
 	var rootErr error
 	if rootfsDir == "" {
@@ -118,29 +121,36 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 			}
 		})
 	}
-	netns, endpoints, netErr := a.setupNetwork(ctx, id, name, req, mode, &u)
-	wg.Wait()
-	if rootErr != nil {
-		return api.Container{}, fmt.Errorf("prepare the rootfs of image %q: %w", req.Image, rootErr)
+	netns, netErr := a.netnsFor(ctx, id, mode, &u)
+	attached := make(chan attachResult, 1)
+	if netErr == nil {
+		a.attachAsync(ctx, id, name, req, mode, netns, &u, attached)
+	} else {
+		attached <- attachResult{}
 	}
-	if netErr != nil {
+	tNet := time.Since(t0)
+	wg.Wait()
+	tRoot := time.Since(t0)
+	if rootErr != nil || netErr != nil {
+		<-attached
+		if rootErr != nil {
+			return api.Container{}, fmt.Errorf("prepare the rootfs of image %q: %w", req.Image, rootErr)
+		}
 		return api.Container{}, netErr
 	}
-	ip := ""
-	if len(endpoints) > 0 {
-		ip = endpoints[0].IP
-	}
 	spec, err := buildSpec(specInput{ID: id, Create: req, Image: runCfg, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, IP: ip})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle})
 	if err != nil {
+		<-attached
 		return api.Container{}, err
 	}
 	if err := writeJSONFile(filepath.Join(bundle, "config.json"), spec); err != nil {
+		<-attached
 		return api.Container{}, err
 	}
 	rec := api.Container{
 		ID: id, Name: name, Image: req.Image, ImageID: imageID, Command: spec.Process.Args,
-		Created: time.Now().UTC(), Config: req, Networks: endpoints, Rootfs: rootfsDir,
+		Created: time.Now().UTC(), Config: req, Rootfs: rootfsDir,
 		LogPath: filepath.Join(a.containerDir(id), id+"-json.log"),
 		State:   api.ContainerState{Status: api.StateCreated},
 	}
@@ -151,15 +161,28 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	// The record goes to disk before the shim starts, so a crash in between leaves something that
 	// remove can clean up.
 	if err := a.saveRecord(c); err != nil {
+		<-attached
 		return api.Container{}, err
 	}
-	pid, err := a.startShim(ctx, rec)
-	if err != nil {
-		return api.Container{}, err
+	tSpec := time.Since(t0)
+	pid, shimErr := a.startShim(ctx, rec)
+	tShim := time.Since(t0)
+	res := <-attached
+	if shimErr != nil {
+		return api.Container{}, shimErr
+	}
+	u.add(func() { _, _ = c.shim.Delete(context.Background(), true) })
+	if res.err != nil {
+		return api.Container{}, res.err
+	}
+	if len(res.endpoints) > 0 {
+		if err := writeHosts(bundle, hostname, res.endpoints[0].IP); err != nil {
+			return api.Container{}, err
+		}
 	}
 	c.rec.State.Pid = pid
+	c.rec.Networks = res.endpoints
 	if err := a.saveRecord(c); err != nil {
-		_, _ = c.shim.Delete(context.Background(), true)
 		return api.Container{}, err
 	}
 	a.mu.Lock()
@@ -167,7 +190,8 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	a.mu.Unlock()
 	ok = true
 	a.monitor(c)
-	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image)
+	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
+		"network", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "total", time.Since(t0))
 	return c.snapshot(), nil
 }
 
@@ -336,6 +360,15 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 	case <-c.exited:
 	default:
 		running = true
+		// The shim may already know of an exit the monitor is about to record.
+		if st, err := c.shim.State(ctx); err == nil && st.Status == api.StateExited {
+			select {
+			case <-c.exited:
+				running = false
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		}
 	}
 	if running && !force {
 		return fmt.Errorf("container %s is %s; stop it first or use rm -f: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
@@ -360,13 +393,20 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 	default:
 		close(c.exited)
 	}
-	a.teardownNetwork(rec)
+	// The container is gone: its network and its rootfs come down in parallel.
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		a.teardownNetwork(rec)
+	}()
 	if a.cfg.Images != nil && !filepath.IsAbs(rec.Image) {
 		if err := a.cfg.Images.Release(context.Background(), rec.ID); err != nil {
 			a.log.Warn("release rootfs", "container", api.ShortID(rec.ID), "err", err)
 		}
 	}
 	_ = os.RemoveAll(a.bundleDir(rec.ID))
+	wg.Wait()
 	if err := os.RemoveAll(a.containerDir(rec.ID)); err != nil {
 		a.log.Warn("remove container state", "container", api.ShortID(rec.ID), "err", err)
 	}
@@ -461,6 +501,13 @@ func (a *Agent) Logs(ctx context.Context, ref string, follow bool, tail int, w i
 		if err == nil {
 			defer rc.Close()
 			_, err = io.Copy(w, rc)
+			if follow && err == nil {
+				// Answer once the exit is recorded, so the next command sees it.
+				select {
+				case <-c.exited:
+				case <-ctx.Done():
+				}
+			}
 			return err
 		}
 		a.log.Warn("logs through the shim failed; reading the file", "container", api.ShortID(rec.ID), "err", err)

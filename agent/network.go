@@ -72,58 +72,76 @@ func (a *Agent) findNetwork(ctx context.Context, name string) (api.Network, stri
 	return api.Network{}, "", fmt.Errorf("network %q: no such network; see `ovctl network ls`: %w", name, errdefs.ErrNotFound)
 }
 
-// setupNetwork gives the container its network namespace and endpoints; what it made is added to u.
-func (a *Agent) setupNetwork(ctx context.Context, id, name string, req api.ContainerCreate, m netMode, u *undo) (string, []api.ContainerEndpoint, error) {
+type attachResult struct {
+	endpoints []api.ContainerEndpoint
+	err       error
+}
+
+// netnsFor returns the network namespace the container's runtime joins: "" for host and none (the
+// runtime makes a fresh one with only lo), another container's for container:NAME, and a new
+// bind-mounted one for networks (added to u).
+func (a *Agent) netnsFor(ctx context.Context, id string, m netMode, u *undo) (string, error) {
 	switch m.kind {
-	case modeHost:
-		return "", nil, nil
+	case modeHost, modeNone:
+		return "", nil
 	case modeContainer:
 		o := m.other.snapshot()
-		if o.NetNS == "" && o.Config.Network == modeHost {
-			return "", nil, fmt.Errorf("--network container:%s: it uses the host's network; use --network host: %w", o.Name, errdefs.ErrInvalidArgument)
+		if o.Config.Network == modeHost {
+			return "", fmt.Errorf("--network container:%s: it uses the host's network; use --network host: %w", o.Name, errdefs.ErrInvalidArgument)
 		}
-		path := o.NetNS
-		if path == "" {
-			path = "/proc/" + strconv.Itoa(o.State.Pid) + "/ns/net"
+		if o.NetNS != "" {
+			return o.NetNS, nil
 		}
-		return path, o.Networks, nil
+		return "/proc/" + strconv.Itoa(o.State.Pid) + "/ns/net", nil
 	}
 	if a.cfg.Netns == nil {
-		if m.kind == modeNone {
-			return "", nil, nil // the runtime makes a fresh namespace
-		}
-		return "", nil, fmt.Errorf("network %q: this agent has no network drivers; use --network none or host: %w", m.network, errdefs.ErrUnavailable)
+		return "", fmt.Errorf("network %q: this agent has no network drivers; use --network none or host: %w", m.network, errdefs.ErrUnavailable)
 	}
 	path, err := a.cfg.Netns.CreateNetns(ctx, id)
 	if err != nil {
-		return "", nil, fmt.Errorf("create the network namespace of container %s: %w", api.ShortID(id), err)
+		return "", fmt.Errorf("create the network namespace of container %s: %w", api.ShortID(id), err)
 	}
 	u.add(func() {
 		if err := a.cfg.Netns.RemoveNetns(context.Background(), id); err != nil {
 			a.log.Warn("remove netns", "container", api.ShortID(id), "err", err)
 		}
 	})
-	if m.kind == modeNone {
-		return path, nil, nil
+	return path, nil
+}
+
+// attachAsync connects the container's namespace to its network in the background and sends the
+// endpoints (or another container's, for container:NAME) to out. The undo step is added now.
+func (a *Agent) attachAsync(ctx context.Context, id, name string, req api.ContainerCreate, m netMode, netns string, u *undo, out chan<- attachResult) {
+	switch m.kind {
+	case modeContainer:
+		out <- attachResult{endpoints: m.other.snapshot().Networks}
+		return
+	case modeNetwork:
+	default:
+		out <- attachResult{}
+		return
 	}
 	d := a.cfg.Drivers[m.driver]
-	ep, err := d.Attach(ctx, AttachRequest{Network: m.network, Container: id, Name: name, Netns: path, IP: req.IP, Ports: req.Ports})
-	if err != nil {
-		return "", nil, err
-	}
 	u.add(func() {
 		if err := d.Detach(context.Background(), m.network, id); err != nil {
 			a.log.Warn("detach", "container", api.ShortID(id), "network", m.network, "err", err)
 		}
 	})
-	return path, []api.ContainerEndpoint{ep}, nil
+	go func() {
+		ep, err := d.Attach(ctx, AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports})
+		if err != nil {
+			out <- attachResult{err: err}
+			return
+		}
+		out <- attachResult{endpoints: []api.ContainerEndpoint{ep}}
+	}()
 }
 
 // teardownNetwork detaches the container from its networks and removes its namespace.
 func (a *Agent) teardownNetwork(rec api.Container) {
 	ctx := context.Background()
-	if rec.NetNS == "" || strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
-		return // host network, or another container's namespace
+	if strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
+		return // another container's namespace: its owner detaches it
 	}
 	for _, ep := range rec.Networks {
 		if d, ok := a.cfg.Drivers[ep.Driver]; ok {
@@ -132,7 +150,7 @@ func (a *Agent) teardownNetwork(rec api.Container) {
 			}
 		}
 	}
-	if a.cfg.Netns != nil {
+	if a.cfg.Netns != nil && rec.NetNS != "" {
 		if err := a.cfg.Netns.RemoveNetns(ctx, rec.ID); err != nil {
 			a.log.Warn("remove netns", "container", api.ShortID(rec.ID), "err", err)
 		}
@@ -212,7 +230,7 @@ func (a *Agent) networkUsers(name string) []string {
 	for _, c := range a.containers {
 		rec := c.snapshot()
 		for _, ep := range rec.Networks {
-			if ep.Network == name && rec.NetNS != "" {
+			if ep.Network == name && !strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
 				users = append(users, rec.Name)
 			}
 		}
@@ -230,8 +248,12 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	rec := c.snapshot()
-	if rec.NetNS == "" || strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
+	if rec.Config.Network == modeHost || strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
 		return api.Container{}, fmt.Errorf("connect container %s: it shares another network namespace (--network %s): %w", rec.Name, rec.Config.Network, errdefs.ErrConflict)
+	}
+	netns := rec.NetNS
+	if netns == "" { // --network none: the runtime made the namespace
+		netns = "/proc/" + strconv.Itoa(rec.State.Pid) + "/ns/net"
 	}
 	if rec.State.Status == api.StateExited {
 		return api.Container{}, fmt.Errorf("connect container %s: it has exited: %w", rec.Name, errdefs.ErrConflict)
@@ -251,7 +273,7 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 	if err != nil {
 		return api.Container{}, err
 	}
-	ep, err := a.cfg.Drivers[driver].Attach(ctx, AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: rec.NetNS, IP: req.IP})
+	ep, err := a.cfg.Drivers[driver].Attach(ctx, AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: netns, IP: req.IP})
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -279,7 +301,7 @@ func (a *Agent) Disconnect(ctx context.Context, netName string, req api.NetworkC
 			idx = i
 		}
 	}
-	if idx < 0 || rec.NetNS == "" {
+	if idx < 0 || strings.HasPrefix(rec.Config.Network, api.NetworkModeContainer) {
 		return api.Container{}, fmt.Errorf("container %s is not connected to network %q: %w", rec.Name, netName, errdefs.ErrNotFound)
 	}
 	ep := rec.Networks[idx]

@@ -24,7 +24,6 @@ type specInput struct {
 	HostNet  bool
 	Hostname string
 	Bundle   string // where hostname/hosts/resolv.conf files are written
-	IP       string
 }
 
 // command returns entrypoint + cmd as docker combines them.
@@ -110,10 +109,7 @@ func writeEtcFiles(s *specs.Spec, in specInput) error {
 	if in.HostNet {
 		return nil
 	}
-	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
-	if in.IP != "" {
-		hosts += in.IP + "\t" + in.Hostname + "\n"
-	}
+	hosts := hostsFile(in.Hostname, "")
 	resolv, err := os.ReadFile("/etc/resolv.conf")
 	if err != nil {
 		resolv = nil
@@ -131,6 +127,20 @@ func writeEtcFiles(s *specs.Spec, in specInput) error {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/" + name, Type: "bind", Source: p, Options: opts})
 	}
 	return nil
+}
+
+func hostsFile(hostname, ip string) string {
+	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	if ip != "" {
+		hosts += ip + "\t" + hostname + "\n"
+	}
+	return hosts
+}
+
+// writeHosts rewrites the container's /etc/hosts in place (the bind mount keeps the inode) once its
+// address is known.
+func writeHosts(bundle, hostname, ip string) error {
+	return os.WriteFile(filepath.Join(bundle, "hosts"), []byte(hostsFile(hostname, ip)), 0o644)
 }
 
 func firstNonEmpty(s ...string) string {

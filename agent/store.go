@@ -6,7 +6,9 @@ import (
 	"path/filepath"
 )
 
-// writeJSONFile replaces path with v as JSON: write a temporary file, fsync it, rename it over path.
+// writeJSONFile replaces path with v as JSON: write a temporary file and rename it over path. The
+// rename makes it atomic against crashes of the agent; there is no fsync because nothing the file
+// describes (containers under /run) survives a crash of the machine.
 func writeJSONFile(path string, v any) error {
 	b, err := json.MarshalIndent(v, "", "  ")
 	if err != nil {
@@ -21,10 +23,6 @@ func writeJSONFile(path string, v any) error {
 	}
 	defer os.Remove(f.Name())
 	if _, err := f.Write(append(b, '\n')); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
 		f.Close()
 		return err
 	}

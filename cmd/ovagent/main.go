@@ -204,7 +204,7 @@ func newShimCmd() *cobra.Command {
 			if debugLog != "" {
 				if f, err := os.OpenFile(debugLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
 					defer f.Close()
-					cfg.Log = slog.New(slog.NewTextHandler(f, nil))
+					cfg.Log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
 				}
 			}
 			// Signals to the agent's process group never reach the shim (own session); ignore the

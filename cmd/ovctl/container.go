@@ -236,10 +236,10 @@ func runContainer(ctx context.Context, cl *client.Client, req api.ContainerCreat
 		}
 		exit = e
 	}
-	if req.AutoRemove {
-		if _, err := cl.Wait(ctx, c.ID, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			fmt.Fprintln(os.Stderr, "ovctl: waiting for removal:", err)
-		}
+	// Return once the agent has recorded the exit (or removed the container), so that the next
+	// command sees it.
+	if _, err := cl.Wait(ctx, c.ID, req.AutoRemove); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		fmt.Fprintln(os.Stderr, "ovctl: waiting for the container:", err)
 	}
 	if exit.Error != "" {
 		return &exitError{code: exit.ExitCode, err: errors.New(exit.Error)}

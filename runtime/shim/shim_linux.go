@@ -182,7 +182,9 @@ func (s *Shim) runtime(stdio []*os.File, extra []*os.File, args ...string) error
 	}
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = stdio[0], stdio[1], stdio[2]
 	cmd.ExtraFiles = extra
+	t0 := time.Now()
 	ws, err := s.reaper.run(cmd)
+	s.log.Debug("runtime", "args", args[0], "took", time.Since(t0))
 	if err != nil {
 		return fmt.Errorf("run %s: %w", s.cfg.Runtime, err)
 	}
@@ -378,6 +380,7 @@ func (s *Shim) copyOutput(r *os.File, stream string, t byte) {
 // every waiter.
 func (s *Shim) monitor(c <-chan unix.WaitStatus) {
 	ws := <-c
+	t0 := time.Now()
 	drained := make(chan struct{})
 	go func() { s.ioDone.Wait(); close(drained) }()
 	t := time.NewTimer(drainTimeout)
@@ -387,6 +390,7 @@ func (s *Shim) monitor(c <-chan unix.WaitStatus) {
 		s.log.Warn("container output still open after its init exited; closing the log")
 	}
 	t.Stop()
+	s.log.Debug("init exited; output drained", "took", time.Since(t0))
 	s.ioMu.Lock()
 	_ = s.logf.flush()
 	s.ioMu.Unlock()
@@ -414,10 +418,6 @@ func writeFileAtomic(path string, v any) error {
 		return err
 	}
 	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
 		f.Close()
 		return err
 	}

@@ -1,0 +1,175 @@
+package agent
+
+import (
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/ovnet/ov/internal/perfdoc"
+)
+
+// TestBenchEngine measures `ovctl run --rm IMAGE true` (default bridge network and --network none)
+// beside `runc run` of the same rootfs without network, and containers per second when 10 runs are
+// asked at a time, and writes the "engine" section of the performance document. It runs only when
+// OV_PERFDOC names that document (make bench); OV_BENCH_RUNS sets the runs per figure (default 20).
+func TestBenchEngine(t *testing.T) {
+	doc := os.Getenv("OV_PERFDOC")
+	if doc == "" {
+		t.Skip("benchmark: set OV_PERFDOC=docs/performance.md (make bench runs it)")
+	}
+	runs := 20
+	if n, err := strconv.Atoi(os.Getenv("OV_BENCH_RUNS")); err == nil && n > 0 {
+		runs = n
+	}
+	l := newLab(t)
+
+	// runc's bundle: the same busybox rootfs, runc's default spec (a new, empty network namespace).
+	bundle := filepath.Join(l.dir, "bundle")
+	if err := os.MkdirAll(bundle, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("/usr/sbin/runc", "spec", "--bundle", bundle).CombinedOutput(); err != nil {
+		t.Fatalf("runc spec: %v %s", err, out)
+	}
+	var spec map[string]any
+	b, _ := os.ReadFile(filepath.Join(bundle, "config.json"))
+	if err := json.Unmarshal(b, &spec); err != nil {
+		t.Fatal(err)
+	}
+	proc := spec["process"].(map[string]any)
+	proc["args"] = []string{"true"}
+	proc["terminal"] = false
+	spec["root"] = map[string]any{"path": filepath.Join(l.dir, "rootfs"), "readonly": true}
+	b, _ = json.Marshal(spec)
+	if err := os.WriteFile(filepath.Join(bundle, "config.json"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	runcRoot := filepath.Join(l.dir, "runc")
+	seq := 0
+	runcRun := func() error {
+		seq++
+		out, err := exec.Command("/usr/sbin/runc", "--root", runcRoot, "run", "--bundle", bundle, fmt.Sprintf("bench%d", seq)).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("runc run: %v %s", err, out)
+		}
+		return nil
+	}
+	ovctl := func(args ...string) func() error {
+		return func() error {
+			out, errs, code := l.ctl(args...)
+			if code != 0 {
+				return fmt.Errorf("ovctl %v: exit %d %s %s", args, code, out, errs)
+			}
+			return nil
+		}
+	}
+	cases := []struct {
+		name string
+		fn   func() error
+	}{
+		{"`runc run` of the rootfs, no network (reference)", runcRun},
+		{"`ovctl run --rm busybox true`, --network none", ovctl("run", "--rm", "--network", "none", "busybox", "true")},
+		{"`ovctl run --rm busybox true`, default bridge network", ovctl("run", "--rm", "busybox", "true")},
+	}
+	// Warm up each path once, then interleave the rounds so that noise hits every case alike.
+	samples := make([][]time.Duration, len(cases))
+	for i, c := range cases {
+		if err := c.fn(); err != nil {
+			t.Fatal(err)
+		}
+		_ = i
+	}
+	for r := 0; r < runs; r++ {
+		for i, c := range cases {
+			start := time.Now()
+			if err := c.fn(); err != nil {
+				t.Fatal(err)
+			}
+			samples[i] = append(samples[i], time.Since(start))
+		}
+	}
+	med := func(d []time.Duration) time.Duration {
+		s := append([]time.Duration(nil), d...)
+		sort.Slice(s, func(i, j int) bool { return s[i] < s[j] })
+		return s[len(s)/2]
+	}
+	ref := med(samples[0])
+
+	// Throughput: total containers started and removed per second, 10 asked at a time.
+	const parallel = 10
+	total := parallel * (runs/parallel + 1) * 2
+	throughput := func(fn func() error) float64 {
+		var wg sync.WaitGroup
+		work := make(chan struct{}, total)
+		for i := 0; i < total; i++ {
+			work <- struct{}{}
+		}
+		close(work)
+		errs := make(chan error, total)
+		var mu sync.Mutex
+		start := time.Now()
+		for w := 0; w < parallel; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for range work {
+					if err := fn(); err != nil {
+						errs <- err
+					}
+				}
+			}()
+		}
+		wg.Wait()
+		el := time.Since(start)
+		close(errs)
+		for err := range errs {
+			mu.Lock()
+			t.Error(err)
+			mu.Unlock()
+		}
+		return float64(total) / el.Seconds()
+	}
+	var rmu sync.Mutex
+	runcPar := func() error {
+		rmu.Lock()
+		seq++
+		id := fmt.Sprintf("benchp%d", seq)
+		rmu.Unlock()
+		out, err := exec.Command("/usr/sbin/runc", "--root", runcRoot, "run", "--bundle", bundle, id).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("runc run: %v %s", err, out)
+		}
+		return nil
+	}
+	tpRunc := throughput(runcPar)
+	tpNone := throughput(cases[1].fn)
+	tpBridge := throughput(cases[2].fn)
+
+	var sb strings.Builder
+	sb.WriteString("## Engine: `ovctl run --rm` start-to-removal latency and throughput\n\n")
+	sb.WriteString(fmt.Sprintf("Median of %d runs each (rounds interleaved) of a busybox container running `true`, from the `ovctl` command's start to its exit (container created, started, exited and removed), agent driving `%s`; the reference is `runc run` of the same rootfs with runc's default spec (new, empty network namespace), measured in the same run.\n\n", runs, filepath.Base(testRuntime())))
+	sb.WriteString("| case | median | vs. reference |\n|---|---|---|\n")
+	for i, c := range cases {
+		m := med(samples[i])
+		sb.WriteString(fmt.Sprintf("| %s | %.1f ms | %.2fx |\n", c.name, float64(m.Microseconds())/1000, float64(m)/float64(ref)))
+	}
+	sb.WriteString(fmt.Sprintf("\nContainers per second, %d at a time (%d containers each):\n\n", parallel, total))
+	sb.WriteString("| case | containers/s | vs. reference |\n|---|---|---|\n")
+	sb.WriteString(fmt.Sprintf("| `runc run` (reference) | %.1f | 1.00x |\n", tpRunc))
+	sb.WriteString(fmt.Sprintf("| `ovctl run --rm`, --network none | %.1f | %.2fx |\n", tpNone, tpNone/tpRunc))
+	sb.WriteString(fmt.Sprintf("| `ovctl run --rm`, bridge | %.1f | %.2fx |\n", tpBridge, tpBridge/tpRunc))
+	sb.WriteString("\nGoal: the bridge-network median under 2x runc's without network.\n\n")
+	sb.WriteString("_" + perfdoc.Machine() + "_\n")
+	t.Log("\n" + sb.String())
+	if err := perfdoc.WriteSection(doc, "engine", sb.String()); err != nil {
+		t.Fatal(err)
+	}
+}
