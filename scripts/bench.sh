@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime image overlay ipam bridge cluster)
+STEPS=(runtime image overlay ipam bridge cluster engine)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -60,6 +60,12 @@ bench_cluster() {
 		"$GO" build -o "bin/$c" "./cmd/$c" || return 1
 	done
 	bin/ovbench-cluster -out "$OUT" -bin bin -runs "${CLUSTER_RUNS:-40}" -deaths "${CLUSTER_DEATHS:-5}"
+}
+
+# engine: `ovctl run --rm busybox true` (bridge and --network none) through a real ovagent beside
+# `runc run` of the same rootfs, medians of ENGINE_RUNS; containers/s with 10 runs at a time.
+bench_engine() {
+	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${ENGINE_RUNS:-20}" "$GO" test -count=1 -timeout 30m -run '^TestBenchEngine$' ./test/agent
 }
 
 if [ "$(id -u)" != 0 ]; then
