@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/iptables"
 	"github.com/ovnet/ov/internal/netlink"
 )
 
@@ -49,9 +50,9 @@ type Config struct {
 	IPForward bool
 	// Netlink opens netlink handles in namespaces. Default netlink.System{} (the kernel).
 	Netlink netlink.Namespaces
-	// IPTables runs iptables in HostNetns. Default: the iptables binary (github.com/coreos/go-iptables)
-	// run from an OS thread switched into HostNetns.
-	IPTables IPTables
+	// IPTables runs iptables in HostNetns. Default nil: the iptables binary (through
+	// github.com/coreos/go-iptables) started from an OS thread switched into HostNetns (NewIPTables).
+	IPTables iptables.Client
 }
 
 // DefaultConfig returns a Config with every default filled in; LocalIP remains to be set.

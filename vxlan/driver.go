@@ -11,6 +11,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ovnet/ov/internal/iptables"
 	"github.com/ovnet/ov/internal/netlink"
 )
 
@@ -20,7 +21,7 @@ type Driver struct {
 	cfg  Config
 	log  *slog.Logger
 	nl   netlink.Namespaces
-	ipt  IPTables
+	ipt  iptables.Client
 	kick chan struct{}
 
 	mu          sync.Mutex
@@ -151,7 +152,11 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error {
 	}
 	slices.SortFunc(active, func(a, b NetworkState) int { return int(a.Network.VNI) - int(b.Network.VNI) })
 
+	// Rules first: a device must never carry traffic before its accept, drop and NOTRACK rules exist.
 	var errs []error
+	if err := p.firewall(active); err != nil {
+		errs = append(errs, err)
+	}
 	if len(active) > 0 {
 		mtu, err := p.underlayMTU()
 		if err != nil {
@@ -169,9 +174,6 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error {
 	if err := p.removeStale(active); err != nil {
 		errs = append(errs, err)
 	}
-	if err := p.firewall(active); err != nil {
-		errs = append(errs, err)
-	}
 	d.lastChanges = p.changes
 	err = errors.Join(errs...)
 	if p.changes > 0 || err != nil {
@@ -182,16 +184,14 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error {
 
 func (p *pass) firewall(active []NetworkState) error {
 	specs := wantedChains(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
-	var changed bool
+	var n int
 	var err error
 	if len(active) == 0 {
-		changed, err = removeChains(p.d.ipt, specs)
+		n, err = removeChains(p.d.ipt, specs)
 	} else {
-		changed, err = ensureChains(p.d.ipt, specs)
+		n, err = ensureChains(p.d.ipt, specs)
 	}
-	if changed {
-		p.changes++
-	}
+	p.changes += n
 	if err != nil {
 		return err
 	}

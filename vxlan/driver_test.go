@@ -15,25 +15,23 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/iptables"
 	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 	"github.com/ovnet/ov/vxlan"
-	"github.com/ovnet/ov/vxlan/vxlantest"
 	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
 
-var _ vxlan.IPTables = (*vxlantest.IPTables)(nil)
-
 type world struct {
 	nl  *netlink.Fake
-	ipt *vxlantest.IPTables
+	ipt *iptables.Fake
 	d   *vxlan.Driver
 }
 
 func newWorld(t *testing.T, underlayMTU int) *world {
 	t.Helper()
-	w := &world{nl: netlink.NewFake(), ipt: vxlantest.NewIPTables()}
+	w := &world{nl: netlink.NewFake(), ipt: iptables.NewFake()}
 	eth := &vnl.Device{LinkAttrs: vnl.LinkAttrs{Name: "eth0", MTU: underlayMTU}}
 	if err := w.nl.AddLink("", eth, "192.168.77.1/24"); err != nil {
 		t.Fatal(err)
@@ -61,7 +59,7 @@ func (w *world) render() string {
 	for _, ns := range []string{"", "/c1", "/c2", "/c3"} {
 		b.WriteString("# netns " + ns + "\n" + w.nl.Render(ns))
 	}
-	b.WriteString(w.ipt.Render())
+	b.WriteString("# iptables\n" + w.ipt.String())
 	return b.String()
 }
 
@@ -92,15 +90,7 @@ link eth0 device mtu=1500
 
 `
 
-const emptyIPT = `*filter FORWARD
-*filter INPUT
-*filter OUTPUT
-*nat INPUT
-*nat OUTPUT
-*nat POSTROUTING
-*nat PREROUTING
-*raw OUTPUT
-*raw PREROUTING
+const emptyIPT = `# iptables
 `
 
 var states = []struct {
@@ -133,37 +123,44 @@ route default via 10.1.0.1 dev eth0
 
 # netns /c3
 
-*filter FORWARD
-  -A FORWARD -j OV-OVERLAY-FWD
-*filter INPUT
-  -A INPUT -j OV-OVERLAY-IN
-*filter OUTPUT
-*filter OV-OVERLAY-FWD
-  -A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
-  -A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  -A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
-  -A OV-OVERLAY-FWD -o ovbr+ -j DROP
-*filter OV-OVERLAY-IN
-  -A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
-  -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
-*nat INPUT
-*nat OUTPUT
-*nat OV-OVERLAY-NAT
-  -A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
-*nat POSTROUTING
-  -A POSTROUTING -j OV-OVERLAY-NAT
-*nat PREROUTING
-*raw OUTPUT
-  -A OUTPUT -j OV-OVERLAY-RAW
-*raw OV-OVERLAY-RAW
-  -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
-  -A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
-*raw PREROUTING
-  -A PREROUTING -j OV-OVERLAY-RAW
+# iptables
+*raw
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-RAW -
+-A PREROUTING -j OV-OVERLAY-RAW
+-A OUTPUT -j OV-OVERLAY-RAW
+-A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+-A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
+COMMIT
+*nat
+:PREROUTING ACCEPT
+:INPUT ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+:OV-OVERLAY-NAT -
+-A POSTROUTING -j OV-OVERLAY-NAT
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT
+:FORWARD ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-FWD -
+:OV-OVERLAY-IN -
+-A INPUT -j OV-OVERLAY-IN
+-A FORWARD -j OV-OVERLAY-FWD
+-A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
+-A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovbr+ -j DROP
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
+-A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
+COMMIT
 `,
 	},
 	{
@@ -206,44 +203,51 @@ link eth0 veth mtu=1400 up mac=02:42:0a:02:00:02 peer=ovepcaac06f73a@""
 addr eth1 10.1.0.5/24
 link eth1 veth mtu=1450 up mac=02:42:0a:01:00:05 peer=ovep1b20416569@""
 route default via 10.1.0.1 dev eth1
-*filter FORWARD
-  -A FORWARD -j OV-OVERLAY-FWD
-*filter INPUT
-  -A INPUT -j OV-OVERLAY-IN
-*filter OUTPUT
-*filter OV-OVERLAY-FWD
-  -A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
-  -A OV-OVERLAY-FWD -i ovbr-200 -o ovbr-200 -j ACCEPT
-  -A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  -A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
-  -A OV-OVERLAY-FWD -i ovbr-200 -o docker0 -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-200 -j DROP
-  -A OV-OVERLAY-FWD -o ovbr+ -j DROP
-*filter OV-OVERLAY-IN
-  -A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
-  -A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
-  -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
-*nat INPUT
-*nat OUTPUT
-*nat OV-OVERLAY-NAT
-  -A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
-*nat POSTROUTING
-  -A POSTROUTING -j OV-OVERLAY-NAT
-*nat PREROUTING
-*raw OUTPUT
-  -A OUTPUT -j OV-OVERLAY-RAW
-*raw OV-OVERLAY-RAW
-  -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
-  -A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
-  -A OV-OVERLAY-RAW -s 10.2.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -d 10.2.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -s 10.2.0.0/24 -d 10.2.0.0/24 -j NOTRACK
-*raw PREROUTING
-  -A PREROUTING -j OV-OVERLAY-RAW
+# iptables
+*raw
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-RAW -
+-A PREROUTING -j OV-OVERLAY-RAW
+-A OUTPUT -j OV-OVERLAY-RAW
+-A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+-A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
+-A OV-OVERLAY-RAW -s 10.2.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -d 10.2.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -s 10.2.0.0/24 -d 10.2.0.0/24 -j NOTRACK
+COMMIT
+*nat
+:PREROUTING ACCEPT
+:INPUT ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+:OV-OVERLAY-NAT -
+-A POSTROUTING -j OV-OVERLAY-NAT
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT
+:FORWARD ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-FWD -
+:OV-OVERLAY-IN -
+-A INPUT -j OV-OVERLAY-IN
+-A FORWARD -j OV-OVERLAY-FWD
+-A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
+-A OV-OVERLAY-FWD -i ovbr-200 -o ovbr-200 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
+-A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
+-A OV-OVERLAY-FWD -i ovbr-200 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovbr-200 -j DROP
+-A OV-OVERLAY-FWD -o ovbr+ -j DROP
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
+-A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
+COMMIT
 `,
 	},
 	{
@@ -272,37 +276,44 @@ neigh ovvx-100 10.1.0.4 lladdr 02:42:0a:01:00:04 flags=0x0 state=0x80
 addr eth1 10.1.0.5/24
 link eth1 veth mtu=1450 up mac=02:42:0a:01:00:05 peer=ovep1b20416569@""
 route default via 10.1.0.1 dev eth1
-*filter FORWARD
-  -A FORWARD -j OV-OVERLAY-FWD
-*filter INPUT
-  -A INPUT -j OV-OVERLAY-IN
-*filter OUTPUT
-*filter OV-OVERLAY-FWD
-  -A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
-  -A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
-  -A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
-  -A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
-  -A OV-OVERLAY-FWD -o ovbr+ -j DROP
-*filter OV-OVERLAY-IN
-  -A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
-  -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
-*nat INPUT
-*nat OUTPUT
-*nat OV-OVERLAY-NAT
-  -A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
-*nat POSTROUTING
-  -A POSTROUTING -j OV-OVERLAY-NAT
-*nat PREROUTING
-*raw OUTPUT
-  -A OUTPUT -j OV-OVERLAY-RAW
-*raw OV-OVERLAY-RAW
-  -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
-  -A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
-  -A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
-*raw PREROUTING
-  -A PREROUTING -j OV-OVERLAY-RAW
+# iptables
+*raw
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-RAW -
+-A PREROUTING -j OV-OVERLAY-RAW
+-A OUTPUT -j OV-OVERLAY-RAW
+-A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+-A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
+-A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
+COMMIT
+*nat
+:PREROUTING ACCEPT
+:INPUT ACCEPT
+:OUTPUT ACCEPT
+:POSTROUTING ACCEPT
+:OV-OVERLAY-NAT -
+-A POSTROUTING -j OV-OVERLAY-NAT
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
+COMMIT
+*filter
+:INPUT ACCEPT
+:FORWARD ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-FWD -
+:OV-OVERLAY-IN -
+-A INPUT -j OV-OVERLAY-IN
+-A FORWARD -j OV-OVERLAY-FWD
+-A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
+-A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovbr+ -j DROP
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
+-A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
+COMMIT
 `,
 	},
 }
@@ -377,7 +388,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 			must(t, h.AddrReplace(eth, &vnl.Addr{IPNet: &net.IPNet{IP: net.IP{10, 1, 0, 99}, Mask: net.CIDRMask(24, 32)}}))
 		}},
 		{"foreign rule in ov chain and jump deleted", func(t *testing.T, w *world) {
-			must(t, w.ipt.Append("filter", vxlan.ChainForward, "-j", "ACCEPT"))
+			must(t, w.ipt.Insert("filter", vxlan.ChainForward, 1, "-j", "ACCEPT"))
 			must(t, w.ipt.Delete("nat", "POSTROUTING", "-j", vxlan.ChainNAT))
 		}},
 	}
@@ -443,7 +454,8 @@ func TestNoTrackOff(t *testing.T) {
 	must(t, err)
 	w.d = d
 	want := states[1].want
-	want = want[:strings.Index(want, "*raw OUTPUT")] + "*raw OUTPUT\n*raw PREROUTING\n"
+	raw := strings.Index(want, "*raw\n")
+	want = want[:raw] + want[raw+strings.Index(want[raw:], "COMMIT\n")+len("COMMIT\n"):]
 	w.apply(t, states[1].state, want)
 }
 
@@ -538,7 +550,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			c := vxlan.DefaultConfig()
 			c.LocalIP = a("192.168.77.1")
-			c.IPTables = vxlantest.NewIPTables()
+			c.IPTables = iptables.NewFake()
 			tc.mod(&c)
 			if _, err := vxlan.New(c); !errors.Is(err, errdefs.ErrInvalidArgument) {
 				t.Fatalf("New: got %v, want invalid argument", err)

@@ -6,21 +6,9 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-)
 
-// IPTables is the handful of iptables calls the driver makes, with the semantics of the same-named
-// methods of *github.com/coreos/go-iptables/iptables.IPTables, which satisfies it. Rules are given
-// in the form `iptables -S` prints them, so that List can be compared with the wanted rules.
-type IPTables interface {
-	ChainExists(table, chain string) (bool, error)
-	ClearChain(table, chain string) error // creates the chain, or flushes it
-	DeleteChain(table, chain string) error
-	List(table, chain string) ([]string, error)
-	Append(table, chain string, rulespec ...string) error
-	Insert(table, chain string, pos int, rulespec ...string) error
-	Exists(table, chain string, rulespec ...string) (bool, error)
-	Delete(table, chain string, rulespec ...string) error
-}
+	"github.com/ovnet/ov/internal/iptables"
+)
 
 // The chains ov owns. Built-in chains get one jump rule each, nothing else.
 const (
@@ -32,15 +20,15 @@ const (
 
 type chainSpec struct {
 	table, chain string
-	from         []string   // built-in chains that jump here
-	rules        [][]string // in `iptables -S` form, without "-A CHAIN"
-	remove       bool       // the chain must not exist
+	from         []string // built-in chains that jump here
+	rules        []iptables.Rule
+	remove       bool // the chain must not exist
 }
 
 // wantedChains computes the rules of ov's chains for the networks set up on this host.
 func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom []string, noTrack bool) []chainSpec {
 	p := strconv.Itoa(port)
-	var in, fwd, nat, raw [][]string
+	var in, fwd, nat, raw [][]string // rules as argument lists, in `iptables -S` form
 
 	var vteps []netip.Addr
 	for _, ns := range nets {
@@ -77,9 +65,9 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 	fwd = append(fwd, []string{"-o", "ovbr+", "-j", "DROP"}) // nothing else enters an overlay network
 
 	specs := []chainSpec{
-		{table: "filter", chain: ChainInput, from: []string{"INPUT"}, rules: in},
-		{table: "filter", chain: ChainForward, from: []string{"FORWARD"}, rules: fwd},
-		{table: "nat", chain: ChainNAT, from: []string{"POSTROUTING"}, rules: nat},
+		{table: "filter", chain: ChainInput, from: []string{"INPUT"}, rules: toRules(in)},
+		{table: "filter", chain: ChainForward, from: []string{"FORWARD"}, rules: toRules(fwd)},
+		{table: "nat", chain: ChainNAT, from: []string{"POSTROUTING"}, rules: toRules(nat)},
 	}
 	// Connection tracking buys nothing for the tunnel packets (stateless rules) and for frames bridged
 	// within a network (accepted by interface); skipping it shortens every packet's path. Traffic from
@@ -92,7 +80,7 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 			[]string{"-d", n.Gateway.String() + "/32", "-j", "RETURN"},
 			[]string{"-s", n.Subnet.Masked().String(), "-d", n.Subnet.Masked().String(), "-j", "NOTRACK"})
 	}
-	rawSpec := chainSpec{table: "raw", chain: ChainRaw, from: []string{"PREROUTING", "OUTPUT"}, rules: raw}
+	rawSpec := chainSpec{table: "raw", chain: ChainRaw, from: []string{"PREROUTING", "OUTPUT"}, rules: toRules(raw)}
 	if noTrack {
 		specs = append(specs, rawSpec)
 	} else {
@@ -101,94 +89,63 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 	return specs
 }
 
-// ensureChains makes ov's chains hold exactly the wanted rules, in order, and the built-in chains
-// jump to them. A chain that differs is rewritten (flush, then append), which leaves a window of
-// microseconds without its rules.
-func ensureChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
-	for _, c := range specs {
-		if c.remove {
-			ch, err := removeChains(ipt, []chainSpec{c})
-			changed = changed || ch
+func toRules(specs [][]string) []iptables.Rule {
+	out := make([]iptables.Rule, len(specs))
+	for i, r := range specs {
+		out[i] = iptables.Rule(strings.Join(r, " "))
+	}
+	return out
+}
+
+// ensureChains makes ov's chains hold exactly the wanted rules, in order (editing only where they
+// differ), makes the built-in chains jump to them, and removes the chains marked remove. It returns
+// the number of rules it changed in ov's chains.
+func ensureChains(c iptables.Client, specs []chainSpec) (changes int, err error) {
+	for _, s := range specs {
+		if s.remove {
+			n, err := removeChains(c, []chainSpec{s})
+			changes += n
 			if err != nil {
-				return changed, err
+				return changes, err
 			}
 			continue
 		}
-		ok, err := ipt.ChainExists(c.table, c.chain)
+		n, err := iptables.SyncChain(c, s.table, s.chain, s.rules)
+		changes += n
 		if err != nil {
-			return changed, fmt.Errorf("iptables: look for chain %s/%s: %w", c.table, c.chain, err)
+			return changes, err
 		}
-		var have []string
-		if ok {
-			if have, err = ipt.List(c.table, c.chain); err != nil {
-				return changed, fmt.Errorf("iptables: list chain %s/%s: %w", c.table, c.chain, err)
-			}
-		}
-		want := []string{"-N " + c.chain}
-		for _, r := range c.rules {
-			want = append(want, "-A "+c.chain+" "+strings.Join(r, " "))
-		}
-		if !slices.Equal(have, want) {
-			changed = true
-			if err := ipt.ClearChain(c.table, c.chain); err != nil {
-				return changed, fmt.Errorf("iptables: create or flush chain %s/%s: %w", c.table, c.chain, err)
-			}
-			for _, r := range c.rules {
-				if err := ipt.Append(c.table, c.chain, r...); err != nil {
-					return changed, fmt.Errorf("iptables: append to %s/%s rule %q: %w", c.table, c.chain, strings.Join(r, " "), err)
-				}
-			}
-		}
-		jump := []string{"-j", c.chain}
-		for _, from := range c.from {
-			if ok, err := ipt.Exists(c.table, from, jump...); err != nil {
-				return changed, fmt.Errorf("iptables: look for jump %s/%s -> %s: %w", c.table, from, c.chain, err)
-			} else if !ok {
-				changed = true
-				if err := ipt.Insert(c.table, from, 1, jump...); err != nil {
-					return changed, fmt.Errorf("iptables: insert jump %s/%s -> %s: %w", c.table, from, c.chain, err)
-				}
+		for _, from := range s.from {
+			if err := iptables.EnsureJump(c, s.table, from, s.chain); err != nil {
+				return changes, err
 			}
 		}
 	}
-	return changed, nil
+	return changes, nil
 }
 
-// removeChains deletes ov's jump rules and chains, whichever exist.
-func removeChains(ipt IPTables, specs []chainSpec) (changed bool, err error) {
-	for _, c := range specs {
-		ok, err := ipt.ChainExists(c.table, c.chain)
+// removeChains deletes ov's jump rules and chains, whichever exist; it returns how many chains it
+// deleted.
+func removeChains(c iptables.Client, specs []chainSpec) (changes int, err error) {
+	for _, s := range specs {
+		ok, err := c.ChainExists(s.table, s.chain)
 		if err != nil {
-			return changed, fmt.Errorf("iptables: look for chain %s/%s: %w", c.table, c.chain, err)
+			return changes, fmt.Errorf("iptables: look for chain %s/%s: %w", s.table, s.chain, err)
 		}
 		if !ok {
-			continue // iptables allows no jump to a missing chain
+			continue
 		}
-		jump := []string{"-j", c.chain}
-		for _, from := range c.from {
-			for {
-				ok, err := ipt.Exists(c.table, from, jump...)
-				if err != nil {
-					return changed, fmt.Errorf("iptables: look for jump %s/%s -> %s: %w", c.table, from, c.chain, err)
-				}
-				if !ok {
-					break
-				}
-				changed = true
-				if err := ipt.Delete(c.table, from, jump...); err != nil {
-					return changed, fmt.Errorf("iptables: delete jump %s/%s -> %s: %w", c.table, from, c.chain, err)
-				}
+		for _, from := range s.from {
+			if err := iptables.RemoveJump(c, s.table, from, s.chain); err != nil {
+				return changes, err
 			}
 		}
-		changed = true
-		if err := ipt.ClearChain(c.table, c.chain); err != nil {
-			return changed, fmt.Errorf("iptables: flush chain %s/%s: %w", c.table, c.chain, err)
+		if err := iptables.DeleteChain(c, s.table, s.chain); err != nil {
+			return changes, err
 		}
-		if err := ipt.DeleteChain(c.table, c.chain); err != nil {
-			return changed, fmt.Errorf("iptables: delete chain %s/%s: %w", c.table, c.chain, err)
-		}
+		changes++
 	}
-	return changed, nil
+	return changes, nil
 }
 
 // remoteVTEPs lists the other hosts serving the network: its VTEPs and its peers' VTEPs, sorted,

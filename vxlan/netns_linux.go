@@ -5,7 +5,7 @@ import (
 	"os"
 	"runtime"
 
-	"github.com/coreos/go-iptables/iptables"
+	"github.com/ovnet/ov/internal/iptables"
 	"github.com/vishvananda/netns"
 )
 
@@ -37,60 +37,57 @@ func inNetns(path string, fn func() error) error {
 // nsIPTables runs every iptables command inside one network namespace.
 type nsIPTables struct {
 	path string
-	ipt  *iptables.IPTables
+	c    iptables.Client
 }
 
-// NewIPTables returns the real IPTables for the network namespace at path ("" = current): the
-// iptables binary (as found by go-iptables, legacy or nf_tables alike) started from a thread inside
-// that namespace.
-func NewIPTables(path string) (IPTables, error) {
-	var ipt *iptables.IPTables
-	err := inNetns(path, func() (err error) {
-		ipt, err = iptables.New(iptables.IPFamily(iptables.ProtocolIPv4), iptables.Timeout(30))
-		return err
-	})
+// NewIPTables returns the real iptables client for the network namespace at path ("" = current): the
+// iptables binary (internal/iptables.New) started from a thread inside that namespace.
+func NewIPTables(path string) (iptables.Client, error) {
+	c, err := iptables.New()
 	if err != nil {
-		return nil, fmt.Errorf("iptables: %w (install the iptables package)", err)
+		return nil, err
 	}
 	if path == "" {
-		return ipt, nil
+		return c, nil
 	}
-	return &nsIPTables{path: path, ipt: ipt}, nil
+	return &nsIPTables{path: path, c: c}, nil
 }
 
+var _ iptables.Client = (*nsIPTables)(nil)
+
 func (n *nsIPTables) ChainExists(table, chain string) (ok bool, err error) {
-	err = inNetns(n.path, func() error { ok, err = n.ipt.ChainExists(table, chain); return err })
+	err = inNetns(n.path, func() error { ok, err = n.c.ChainExists(table, chain); return err })
 	return ok, err
 }
 
-func (n *nsIPTables) ClearChain(table, chain string) error {
-	return inNetns(n.path, func() error { return n.ipt.ClearChain(table, chain) })
+func (n *nsIPTables) NewChain(table, chain string) error {
+	return inNetns(n.path, func() error { return n.c.NewChain(table, chain) })
 }
 
-func (n *nsIPTables) DeleteChain(table, chain string) error {
-	return inNetns(n.path, func() error { return n.ipt.DeleteChain(table, chain) })
+func (n *nsIPTables) ClearAndDeleteChain(table, chain string) error {
+	return inNetns(n.path, func() error { return n.c.ClearAndDeleteChain(table, chain) })
 }
 
 func (n *nsIPTables) List(table, chain string) (rules []string, err error) {
-	err = inNetns(n.path, func() error { rules, err = n.ipt.List(table, chain); return err })
+	err = inNetns(n.path, func() error { rules, err = n.c.List(table, chain); return err })
 	return rules, err
 }
 
-func (n *nsIPTables) Append(table, chain string, rulespec ...string) error {
-	return inNetns(n.path, func() error { return n.ipt.Append(table, chain, rulespec...) })
-}
-
-func (n *nsIPTables) Insert(table, chain string, pos int, rulespec ...string) error {
-	return inNetns(n.path, func() error { return n.ipt.Insert(table, chain, pos, rulespec...) })
-}
-
 func (n *nsIPTables) Exists(table, chain string, rulespec ...string) (ok bool, err error) {
-	err = inNetns(n.path, func() error { ok, err = n.ipt.Exists(table, chain, rulespec...); return err })
+	err = inNetns(n.path, func() error { ok, err = n.c.Exists(table, chain, rulespec...); return err })
 	return ok, err
 }
 
+func (n *nsIPTables) Insert(table, chain string, pos int, rulespec ...string) error {
+	return inNetns(n.path, func() error { return n.c.Insert(table, chain, pos, rulespec...) })
+}
+
 func (n *nsIPTables) Delete(table, chain string, rulespec ...string) error {
-	return inNetns(n.path, func() error { return n.ipt.Delete(table, chain, rulespec...) })
+	return inNetns(n.path, func() error { return n.c.Delete(table, chain, rulespec...) })
+}
+
+func (n *nsIPTables) DeleteById(table, chain string, id int) error {
+	return inNetns(n.path, func() error { return n.c.DeleteById(table, chain, id) })
 }
 
 // enableIPForward sets net.ipv4.ip_forward=1 in the namespace at path, if it is not already.
@@ -112,5 +109,3 @@ func enableIPForward(path string) (changed bool, err error) {
 	}
 	return changed, nil
 }
-
-var _ IPTables = (*iptables.IPTables)(nil)
