@@ -210,7 +210,7 @@ func (p *parser) parse(data []byte) *File {
 	case !errors.Is(err, io.EOF):
 		p.syntax(data, err)
 	}
-	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 {
+	if doc.Kind != yaml.DocumentNode || len(doc.Content) != 1 || isNull(doc.Content[0]) {
 		p.add(0, "the file is empty; start it with apiVersion: %s and kind: %s", APIVersion, Kind)
 		return f
 	}
