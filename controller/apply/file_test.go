@@ -3,8 +3,8 @@ package apply
 import (
 	"bytes"
 	"errors"
-	"strings"
 	"os"
+	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
