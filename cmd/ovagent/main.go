@@ -59,7 +59,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("host", def.Host, "this host's name")
 	f.String("default-bridge", "ov0", "device of the default bridge network (empty: no default network)")
 	f.String("default-subnet", "", "subnet of the default bridge network (empty: picked from the pools)")
-	f.Int("mtu", 1500, "MTU of bridge networks that do not set one")
+	f.Int("mtu", 0, "MTU of bridge networks that do not set one (0: the uplink's, from the default route's interface)")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	addOverlayFlags(f)
