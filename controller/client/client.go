@@ -258,7 +258,7 @@ func (c *Client) Reconcile(ctx context.Context, host string, have []api.Endpoint
 // breaks (controller restart, network trouble) it reconnects by itself and resumes from the last
 // revision it delivered; a snapshot event then means "replace everything". It returns when ctx ends
 // (ctx.Err()), when fn returns an error (that error), or on an answer that retrying cannot fix
-// (unknown network, bad token).
+// (unknown network, bad token, bad request); everything else is retried with backoff.
 func (c *Client) WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error {
 	rev := fromRev
 	backoff := 100 * time.Millisecond
@@ -271,8 +271,8 @@ func (c *Client) WatchEndpoints(ctx context.Context, network string, fromRev int
 		if errors.As(err, &ferr) {
 			return ferr.err
 		}
-		if err != nil && !errors.Is(err, errdefs.ErrUnavailable) {
-			return err
+		if err != nil && (errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrUnauthorized) || errors.Is(err, errdefs.ErrInvalidArgument)) {
+			return err // retrying cannot fix these
 		}
 		t := time.NewTimer(backoff)
 		select {

@@ -55,6 +55,18 @@ func decodeEndpoint(kv *mvccpb.KeyValue) (api.Endpoint, error) {
 // address it returns that endpoint with created == false (whatever ip was asked). An address held by
 // another owner is a *TakenError.
 func (s *Store) Allocate(ctx context.Context, n Network, h Host, ep api.Endpoint, ip netip.Addr, moveCursor bool) (out api.Endpoint, created bool, err error) {
+	for attempt := 0; attempt < maxRetries; attempt++ {
+		out, created, again, err := s.allocateOnce(ctx, n, h, ep, ip, moveCursor)
+		if !again {
+			return out, created, err
+		}
+	}
+	return api.Endpoint{}, false, fmt.Errorf("allocate %s in network %q for %s: the owner's record keeps changing; retry: %w", ip, n.Name, ep.Container, errdefs.ErrConflict)
+}
+
+// allocateOnce is one attempt of Allocate; again says the state changed between the transaction and
+// its reads and the attempt should be repeated.
+func (s *Store) allocateOnce(ctx context.Context, n Network, h Host, ep api.Endpoint, ip netip.Addr, moveCursor bool) (out api.Endpoint, created, again bool, err error) {
 	ep.Network, ep.Host = n.Name, h.Name
 	ep.IP, ep.VTEP = ip.String(), h.Address
 	ep.Created = time.Now().UTC().Truncate(time.Millisecond)
@@ -81,49 +93,49 @@ func (s *Store) Allocate(ctx context.Context, n Network, h Host, ep api.Endpoint
 		return fmt.Sprintf("allocate %s in network %q for %s on %s", ip, n.Name, ep.Container, h.Name)
 	}
 	if err != nil {
-		return api.Endpoint{}, false, s.wrap(what(), err)
+		return api.Endpoint{}, false, false, s.wrap(what(), err)
 	}
 	if tr.Succeeded {
 		ep.Revision = tr.Header.Revision
-		return ep, true, nil
+		return ep, true, false, nil
 	}
 	get := func(i int) []*mvccpb.KeyValue { return tr.Responses[i].GetResponseRange().Kvs }
 	if kvs := get(0); len(kvs) == 0 {
-		return api.Endpoint{}, false, notFoundNetwork(n.Name)
+		return api.Endpoint{}, false, false, notFoundNetwork(n.Name)
 	} else if kvs[0].CreateRevision != n.CreateRevision {
-		return api.Endpoint{}, false, fmt.Errorf("network %q was removed and created again meanwhile: %w %w", n.Name, ErrStale, errdefs.ErrConflict)
+		return api.Endpoint{}, false, false, fmt.Errorf("network %q was removed and created again meanwhile: %w %w", n.Name, ErrStale, errdefs.ErrConflict)
 	}
 	if kvs := get(1); len(kvs) == 0 {
-		return api.Endpoint{}, false, notFoundHost(h.Name)
+		return api.Endpoint{}, false, false, notFoundHost(h.Name)
 	} else if kvs[0].CreateRevision != h.CreateRevision {
-		return api.Endpoint{}, false, fmt.Errorf("host %q was removed and registered again meanwhile: %w %w", h.Name, ErrStale, errdefs.ErrConflict)
+		return api.Endpoint{}, false, false, fmt.Errorf("host %q was removed and registered again meanwhile: %w %w", h.Name, ErrStale, errdefs.ErrConflict)
 	}
 	if kvs := get(2); len(kvs) > 0 {
 		held, err := netip.ParseAddr(string(kvs[0].Value))
 		if err != nil {
-			return api.Endpoint{}, false, fmt.Errorf("store: corrupt owner record %s: %v", kvs[0].Key, err)
+			return api.Endpoint{}, false, false, fmt.Errorf("store: corrupt owner record %s: %v", kvs[0].Key, err)
 		}
 		ctx2, cancel := s.timeout(ctx)
 		resp, err := s.cli.Get(ctx2, endpointKey(n.Name, held))
 		cancel()
 		if err != nil {
-			return api.Endpoint{}, false, s.wrap(what(), err)
+			return api.Endpoint{}, false, false, s.wrap(what(), err)
 		}
 		if len(resp.Kvs) == 0 { // released between the two reads: start over
-			return s.Allocate(ctx, n, h, ep, ip, moveCursor)
+			return api.Endpoint{}, false, true, nil
 		}
 		cur, err := decodeEndpoint(resp.Kvs[0])
-		return cur, false, err
+		return cur, false, false, err
 	}
 	if kvs := get(3); len(kvs) > 0 {
 		holder, err := decodeEndpoint(kvs[0])
 		if err != nil {
-			return api.Endpoint{}, false, err
+			return api.Endpoint{}, false, false, err
 		}
-		return api.Endpoint{}, false, &TakenError{Holder: holder}
+		return api.Endpoint{}, false, false, &TakenError{Holder: holder}
 	}
 	// Everything changed back between the transaction and its Else reads: try again.
-	return s.Allocate(ctx, n, h, ep, ip, moveCursor)
+	return api.Endpoint{}, false, true, nil
 }
 
 // Release frees the address (network, host, container) holds and returns it. Releasing what is not
