@@ -24,8 +24,8 @@ type Config struct {
 	// Root is the state directory: one subdirectory per container. Default "/run/ovrt".
 	Root string
 	// Binary is the program started as each container's init and exec helper; it must call Init
-	// first thing in main. Default "/proc/self/exe" (the running program). Containers run a sealed
-	// in-memory copy of it, never the file itself.
+	// first thing in main. Default "/proc/self/exe" (the running program). Helpers run it from a
+	// detached read-only bind mount (or a sealed memfd copy), never from the writable file.
 	Binary string
 	// Log receives the runtime's own messages. Default: discard.
 	Log *slog.Logger
@@ -57,7 +57,7 @@ type Runtime struct {
 	log *slog.Logger
 
 	mu  sync.Mutex
-	exe *os.File // sealed memfd copy of cfg.Binary, made on first use
+	exe *os.File // protected cfg.Binary (protectedExe), made on first use
 }
 
 // New returns a Runtime; empty fields of cfg take their defaults.
@@ -78,12 +78,15 @@ func New(cfg Config) (*Runtime, error) {
 	return &Runtime{cfg: cfg, log: cfg.Log.With("component", "runtime")}, nil
 }
 
-// sealed returns the sealed memfd of the runtime binary, making it once.
+// sealed returns the protected runtime binary, making it once.
 func (r *Runtime) sealed() (*os.File, error) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.exe == nil {
-		f, err := sealedExe(r.cfg.Binary)
+		if err := os.MkdirAll(r.cfg.Root, 0o711); err != nil {
+			return nil, fmt.Errorf("state directory: %w", err)
+		}
+		f, err := protectedExe(r.cfg.Binary, r.cfg.Root)
 		if err != nil {
 			return nil, err
 		}

@@ -12,8 +12,10 @@ import (
 	"strings"
 	"syscall"
 	"testing"
+	"time"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/testutil"
@@ -503,5 +505,56 @@ func TestParseSignal(t *testing.T) {
 		if _, err := ParseSignal(bad); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("ParseSignal(%q): %v, want ErrInvalidArgument", bad, err)
 		}
+	}
+}
+
+// TestRuntimeBinaryCannotBeOverwritten replays CVE-2019-5736: take hold of the container init's
+// executable through /proc/<pid>/exe while the init runs the runtime binary, then try to open it
+// for writing once the container process has replaced it. Even the host's root must fail.
+func TestRuntimeBinaryCannotBeOverwritten(t *testing.T) {
+	testutil.RequireRoot(t)
+	// A copy of this test binary as the runtime binary: unlike the test binary, nothing else runs it,
+	// so once the init has exec'd the container process it is free to be opened for writing.
+	self, err := os.ReadFile("/proc/self/exe")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(t.TempDir(), "ovrt")
+	if err := os.WriteFile(bin, self, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	rt, err := New(Config{Root: t.TempDir(), Binary: bin})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := newBundle(t, spec.Options{ID: "cve", Args: []string{"sleep", "1000"}}, nil)
+	c := create(t, rt, "cve", dir, CreateOptions{})
+	exe, err := os.OpenFile(fmt.Sprintf("/proc/%d/exe", c.Pid()), unix.O_PATH, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer exe.Close()
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Once the init has exec'd sleep, the runtime binary is no longer busy.
+	testutil.Eventually(t, 30*time.Second, func() error {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", c.Pid()))
+		if !strings.HasPrefix(string(b), "sleep") {
+			return fmt.Errorf("init still runs %q", b)
+		}
+		return nil
+	})
+	w, err := os.OpenFile(fmt.Sprintf("/proc/self/fd/%d", exe.Fd()), os.O_WRONLY, 0)
+	if err == nil {
+		// Rewrite the ELF magic's first byte with itself: harmless, but must be refused.
+		_, err = w.WriteAt([]byte{0x7f}, 0)
+		w.Close()
+	}
+	if err == nil {
+		t.Fatal("the runtime binary the init ran from can be written through /proc/<pid>/exe")
+	}
+	if !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EPERM) {
+		t.Errorf("write: %v, want EROFS (read-only bind) or EPERM (sealed memfd)", err)
 	}
 }

@@ -20,7 +20,7 @@ const (
 	envMode  = "_OVRT_INIT"  // "create" or "exec"
 	envSetns = "_OVRT_SETNS" // read by the C constructor: "user:FD,mnt:FD"
 	fdSync   = 3             // socketpair end: config in, one syncMsg out
-	fdExe    = 4             // the sealed memfd the helper runs from (closed before execve)
+	fdExe    = 4             // the protected binary the helper runs from (closed before execve)
 	fdFirst  = 5             // further files (exec fifo, console socket, namespace fds)
 )
 
@@ -152,23 +152,69 @@ func (h *helper) kill() {
 	h.sync.Close()
 }
 
-// sealedExe returns a memfd holding a copy of path, sealed against every change, to run container
-// helpers from. A process inside the container that opens /proc/<pid>/exe of a helper gets this
-// memfd, which it cannot write, grow or shrink; the runtime binary on disk is never reachable.
+// protectedExe returns a file to run container helpers from that a process inside the container
+// cannot modify, even through /proc/<pid>/exe of a helper (CVE-2019-5736): a read-only bind mount of
+// the binary, opened O_PATH and detached at once, so it is reachable from nowhere but that fd (as
+// runc's bindfd); where mounting is not allowed, a sealed memfd copy.
+func protectedExe(path, dir string) (*os.File, error) {
+	if f, err := roBindExe(path, dir); err == nil {
+		return f, nil
+	}
+	return sealedExe(path)
+}
+
+func roBindExe(path, dir string) (*os.File, error) {
+	tmp, err := os.CreateTemp(dir, ".ovrt-exe-")
+	if err != nil {
+		return nil, err
+	}
+	name := tmp.Name()
+	tmp.Close()
+	defer os.Remove(name)
+	if err := unix.Mount(path, name, "", unix.MS_BIND, ""); err != nil {
+		return nil, err
+	}
+	defer unix.Unmount(name, unix.MNT_DETACH)
+	if err := unix.Mount("", name, "", unix.MS_BIND|unix.MS_REMOUNT|unix.MS_RDONLY|unix.MS_NOSUID|unix.MS_NODEV, ""); err != nil {
+		return nil, err
+	}
+	fd, err := unix.Open(name, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Flags&unix.ST_RDONLY == 0 {
+		unix.Close(fd)
+		return nil, fmt.Errorf("bind mount of %s is not read-only", path)
+	}
+	return os.NewFile(uintptr(fd), "ovrt-exe"), nil
+}
+
+// sealedExe returns a memfd holding a copy of path, sealed against every change. A process inside
+// the container that opens /proc/<pid>/exe of a helper gets this memfd, which it cannot write, grow
+// or shrink.
 func sealedExe(path string) (*os.File, error) {
 	src, err := os.Open(path)
 	if err != nil {
 		return nil, fmt.Errorf("open runtime binary %s: %w", path, err)
 	}
 	defer src.Close()
+	fi, err := src.Stat()
+	if err != nil {
+		return nil, err
+	}
 	fd, err := unix.MemfdCreate("ovrt", unix.MFD_CLOEXEC|unix.MFD_ALLOW_SEALING)
 	if err != nil {
 		return nil, fmt.Errorf("memfd_create: %w", err)
 	}
 	f := os.NewFile(uintptr(fd), "ovrt-memfd")
-	if _, err := io.Copy(f, src); err != nil {
-		f.Close()
-		return nil, fmt.Errorf("copy runtime binary to memfd: %w", err)
+	for left := fi.Size(); left > 0; {
+		n, err := unix.Sendfile(fd, int(src.Fd()), nil, int(left))
+		if err != nil || n == 0 {
+			f.Close()
+			return nil, fmt.Errorf("copy runtime binary to memfd: %v", err)
+		}
+		left -= int64(n)
 	}
 	seals := unix.F_SEAL_SEAL | unix.F_SEAL_SHRINK | unix.F_SEAL_GROW | unix.F_SEAL_WRITE
 	if _, err := unix.FcntlInt(f.Fd(), unix.F_ADD_SEALS, seals); err != nil {
