@@ -2,7 +2,7 @@
 # links, mounts and cgroups (and remove them again).
 GO        ?= go
 BIN       := bin
-CMDS      := ovrt ovagent ovcontroller ovctl ovlab
+CMDS      := ovrt ovagent ovshim ovcontroller ovctl ovlab
 TESTFLAGS ?= -count=1 -timeout 80m
 
 .PHONY: all build deps test bench demo demo-runtime clean vet

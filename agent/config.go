@@ -25,7 +25,8 @@ type Config struct {
 	// the agent's own binary when it exists, else runc from PATH.
 	Runtime string
 	// ShimCommand is the command line that starts a shim; the agent appends the shim's flags.
-	// Default: the agent's own binary with the hidden "shim" subcommand.
+	// Default: ovshim next to the agent's binary when it exists (small, quick to start), else the
+	// agent's own binary with the hidden "shim" subcommand.
 	ShimCommand []string
 	// Host is this host's name, reported by /v1/version. Default os.Hostname().
 	Host string
@@ -54,6 +55,9 @@ func DefaultConfig() Config {
 	var shimCmd []string
 	if self, err := os.Executable(); err == nil {
 		shimCmd = []string{self, "shim"}
+		if p := filepath.Join(filepath.Dir(self), "ovshim"); fileExists(p) {
+			shimCmd = []string{p}
+		}
 	}
 	return Config{
 		Root:           "/var/lib/ov",

@@ -18,9 +18,9 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/agent"
+	"github.com/ovnet/ov/cmd/internal/shimcmd"
 	"github.com/ovnet/ov/network"
 	"github.com/ovnet/ov/runtime/image"
-	"github.com/ovnet/ov/runtime/shim"
 )
 
 func main() {
@@ -67,7 +67,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	v.SetEnvPrefix("OV")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()
-	cmd.AddCommand(newShimCmd())
+	cmd.AddCommand(shimcmd.New(true))
 	return cmd
 }
 
@@ -189,41 +189,4 @@ func lookPath(name string) (string, error) {
 		}
 	}
 	return "", errors.New("not found in PATH")
-}
-
-func newShimCmd() *cobra.Command {
-	var cfg shim.Config
-	var debugLog string
-	cmd := &cobra.Command{
-		Use:    "shim",
-		Short:  "the per-container shim (started by ovagent)",
-		Hidden: true,
-		Args:   cobra.NoArgs,
-		RunE: func(cmd *cobra.Command, _ []string) error {
-			cfg.Log = slog.New(slog.DiscardHandler)
-			if debugLog != "" {
-				if f, err := os.OpenFile(debugLog, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600); err == nil {
-					defer f.Close()
-					cfg.Log = slog.New(slog.NewTextHandler(f, &slog.HandlerOptions{Level: slog.LevelDebug}))
-				}
-			}
-			// Signals to the agent's process group never reach the shim (own session); ignore the
-			// ones a terminal could still send.
-			signal.Ignore(syscall.SIGHUP, syscall.SIGINT, syscall.SIGTERM, syscall.SIGPIPE)
-			ready := os.NewFile(3, "ready")
-			return shim.Run(context.Background(), cfg, ready)
-		},
-	}
-	f := cmd.Flags()
-	f.StringVar(&cfg.ID, "id", "", "container ID")
-	f.StringVar(&cfg.Bundle, "bundle", "", "OCI bundle directory")
-	f.StringVar(&cfg.Runtime, "runtime", "", "OCI runtime binary")
-	f.StringVar(&cfg.RuntimeRoot, "runtime-root", "", "the runtime's --root")
-	f.StringVar(&cfg.Socket, "socket", "", "unix socket of the shim's API")
-	f.StringVar(&cfg.LogPath, "log-path", "", "json-lines log of the container's output")
-	f.StringVar(&cfg.ExitFile, "exit-file", "", "file the exit status is written to")
-	f.BoolVar(&cfg.Tty, "tty", false, "the container has a terminal")
-	f.BoolVar(&cfg.Stdin, "stdin", false, "keep the container's stdin open")
-	f.StringVar(&debugLog, "debug-log", "", "the shim's own log file")
-	return cmd
 }

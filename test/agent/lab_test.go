@@ -24,7 +24,7 @@ var (
 	buildErr  error
 )
 
-// binaries builds ovagent, ovctl and ovrt once per test process.
+// binaries builds ovagent, ovshim, ovctl and ovrt once per test process.
 func binaries(t *testing.T) (agent, ctl string) {
 	t.Helper()
 	buildOnce.Do(func() {
@@ -32,7 +32,7 @@ func binaries(t *testing.T) (agent, ctl string) {
 		if buildErr != nil {
 			return
 		}
-		for _, c := range []string{"ovagent", "ovctl", "ovrt"} {
+		for _, c := range []string{"ovagent", "ovshim", "ovctl", "ovrt"} {
 			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, c), "github.com/ovnet/ov/cmd/"+c).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", c, err, out)
