@@ -164,7 +164,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"",
 		"`ovbench-ipam` (make bench): one controller with its embedded single-member etcd, " + fs + ", on loopback.",
 		"API: `POST /v1/networks/N/endpoints` through `controller/client` (HTTP/1.1 keep-alive, JSON, admin token), each a new owner in a /16;",
-		"the controller picks the candidate from its watch cache and commits one transaction (create-if-absent on the address and owner keys, guarded by the network's and host's create revisions, cursor bump).",
+		"the controller picks the candidate from its watch cache and commits one transaction (create-if-absent on the address and owner keys, guarded by the network's create revision and the host record's revision, cursor bump).",
 		"Reference: the same transaction sent straight to the same etcd with the etcd Go client, same concurrency, same run.",
 		fmt.Sprintf("Each row: %d rounds of %v for each side, alternating; the median round of each side is shown.", rounds, dur),
 		"",
@@ -187,7 +187,7 @@ func bareTxn(ctx context.Context, cli *clientv3.Client, n store.Network, h store
 	ok := "/ov/v1/owners/" + n.Name + "/" + h.Name + "/" + container
 	tr, err := cli.Txn(ctx).If(
 		clientv3.Compare(clientv3.CreateRevision("/ov/v1/networks/"+n.Name), "=", n.CreateRevision),
-		clientv3.Compare(clientv3.CreateRevision("/ov/v1/hosts/"+h.Name), "=", h.CreateRevision),
+		clientv3.Compare(clientv3.ModRevision("/ov/v1/hosts/"+h.Name), "=", h.Revision),
 		clientv3.Compare(clientv3.CreateRevision(ok), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(ek), "=", 0),
 	).Then(

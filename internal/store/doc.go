@@ -8,8 +8,8 @@
 //     errdefs.ErrConflict / ErrAlreadyExists, never silently overwritten;
 //   - an address is held by exactly one key (/ov/v1/endpoints/<network>/<ip>) and its owner by one key
 //     (/ov/v1/owners/<network>/<host>/<container>); both are created and deleted in the same transaction,
-//     guarded by the network's and the host's CreateRevision, so no address outlives its network or host
-//     registration and no two owners share one;
+//     guarded by the network's CreateRevision and the host record's ModRevision, so no address outlives
+//     its network or host registration, no endpoint carries a stale VTEP, and no two owners share one;
 //   - nothing outside this package knows a key.
 //
 // Errors: etcd that cannot be reached (or has no leader) is errdefs.ErrUnavailable.

@@ -49,7 +49,8 @@ func decodeEndpoint(kv *mvccpb.KeyValue) (api.Endpoint, error) {
 }
 
 // Allocate gives ep (network, host, container) the address ip in one transaction that succeeds only
-// if the network and the host are still the incarnations n and h, the address is free and the owner
+// if the network is still the incarnation n (same create revision) and the host record is still h
+// (same mod revision, so the endpoint's VTEP is the host's current address), the address is free and the owner
 // holds nothing yet; with moveCursor (ip came from next-fit, not from the user) it also moves the
 // network's cursor to ip. When the owner already holds an
 // address it returns that endpoint with created == false (whatever ip was asked). An address held by
@@ -79,7 +80,7 @@ func (s *Store) allocateOnce(ctx context.Context, n Network, h Host, ep api.Endp
 	ctx2, cancel := s.timeout(ctx)
 	tr, err := s.cli.Txn(ctx2).If(
 		clientv3.Compare(clientv3.CreateRevision(nk), "=", n.CreateRevision),
-		clientv3.Compare(clientv3.CreateRevision(hk), "=", h.CreateRevision),
+		clientv3.Compare(clientv3.ModRevision(hk), "=", h.Revision),
 		clientv3.Compare(clientv3.CreateRevision(ok), "=", 0),
 		clientv3.Compare(clientv3.CreateRevision(ek), "=", 0),
 	).Then(then...).Else(
@@ -107,8 +108,8 @@ func (s *Store) allocateOnce(ctx context.Context, n Network, h Host, ep api.Endp
 	}
 	if kvs := get(1); len(kvs) == 0 {
 		return api.Endpoint{}, false, false, notFoundHost(h.Name)
-	} else if kvs[0].CreateRevision != h.CreateRevision {
-		return api.Endpoint{}, false, false, fmt.Errorf("host %q was removed and registered again meanwhile: %w %w", h.Name, ErrStale, errdefs.ErrConflict)
+	} else if kvs[0].ModRevision != h.Revision {
+		return api.Endpoint{}, false, false, fmt.Errorf("host %q changed meanwhile (address, labels, heartbeat or a new registration): %w %w", h.Name, ErrStale, errdefs.ErrConflict)
 	}
 	if kvs := get(2); len(kvs) > 0 {
 		held, err := netip.ParseAddr(string(kvs[0].Value))

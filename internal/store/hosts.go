@@ -18,8 +18,8 @@ type Host struct {
 	api.Host
 	// TokenHash is the hex SHA-256 of the host's own token (the token itself is never stored).
 	TokenHash string `json:"tokenHash,omitempty"`
-	// CreateRevision identifies this registration: allocations for the host compare it, so that no
-	// address is allocated for a host that was removed meanwhile.
+	// CreateRevision identifies this registration. (Allocations compare the host's ModRevision,
+	// Revision, which also changes with every re-registration and heartbeat.)
 	CreateRevision int64 `json:"-"`
 }
 

@@ -116,8 +116,9 @@ func TestWatchResumeAfterCompaction(t *testing.T) {
 	}
 }
 
-// TestAllocateGuards: an allocation compares the create revisions of the network and the host it was
-// planned against, so it cannot land in a network or for a host that was removed (and recreated).
+// TestAllocateGuards: an allocation compares the network's create revision and the host record's
+// revision it was planned against, so it cannot land in a network or for a host that was removed (and
+// recreated), nor carry the address of a host that moved.
 func TestAllocateGuards(t *testing.T) {
 	s := open(t)
 	ctx := context.Background()
@@ -143,6 +144,14 @@ func TestAllocateGuards(t *testing.T) {
 		t.Fatalf("allocate against the old incarnation: %v, want stale", err)
 	}
 	n2, _ := s.GetNetwork(ctx, "n")
+	moved := h
+	moved.Address = "192.168.80.99"
+	if _, err := s.UpdateHost(ctx, moved); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.Allocate(ctx, n2, h, api.Endpoint{Container: "a"}, ip, true); !errors.Is(err, store.ErrStale) {
+		t.Fatalf("allocate with the host's old address: %v, want stale (the VTEP would be wrong)", err)
+	}
 	if _, err := s.DeleteHost(ctx, "h"); err != nil {
 		t.Fatal(err)
 	}
