@@ -42,30 +42,27 @@ type File struct {
 // leaves it out); the other empty fields mean "keep what the cluster has, or let the controller choose".
 type Network struct {
 	api.Network
-	Line  int            // line of the list item
-	Lines map[string]int // line of each field the file sets, by its YAML key ("subnet", "labels", ...)
+	Source
 }
 
 // Host is one entry of the file's hosts list.
 type Host struct {
 	api.Host
-	Line  int
-	Lines map[string]int
+	Source
+}
+
+// Source says where an entry of the file is.
+type Source struct {
+	Line  int            // line of the list item
+	Lines map[string]int // line of each field the file sets, by its YAML key ("subnet", "labels", ...)
 }
 
 // line returns the line of field, or of the item when the file does not set the field.
-func (n *Network) line(field string) int {
-	if l, ok := n.Lines[field]; ok {
+func (s Source) line(field string) int {
+	if l, ok := s.Lines[field]; ok {
 		return l
 	}
-	return n.Line
-}
-
-func (h *Host) line(field string) int {
-	if l, ok := h.Lines[field]; ok {
-		return l
-	}
-	return h.Line
+	return s.Line
 }
 
 // Problem is one thing wrong with a file, at a line (0 when no line applies).
@@ -381,7 +378,7 @@ func itemName(n *yaml.Node, kind string) (name, what string) {
 
 func (p *parser) host(item *yaml.Node) Host {
 	item = resolve(item)
-	h := Host{Line: item.Line, Lines: map[string]int{}}
+	h := Host{Source: Source{Line: item.Line, Lines: map[string]int{}}}
 	name, what := itemName(item, "host")
 	bad := len(p.items)
 	p.mapping(item, what, hostFields, func(k, v *yaml.Node) {
@@ -418,7 +415,7 @@ func (p *parser) host(item *yaml.Node) Host {
 
 func (p *parser) network(item *yaml.Node) Network {
 	item = resolve(item)
-	n := Network{Line: item.Line, Lines: map[string]int{}}
+	n := Network{Source: Source{Line: item.Line, Lines: map[string]int{}}}
 	n.Driver = api.DriverOverlay
 	name, what := itemName(item, "network")
 	bad := len(p.items)

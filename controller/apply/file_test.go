@@ -59,7 +59,7 @@ func TestParseDefaults(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	want := []Network{{Network: api.Network{Name: "a", Driver: api.DriverOverlay}, Line: 4, Lines: map[string]int{"name": 4}}}
+	want := []Network{{Network: api.Network{Name: "a", Driver: api.DriverOverlay}, Source: Source{Line: 4, Lines: map[string]int{"name": 4}}}}
 	if d := cmp.Diff(want, f.Networks); d != "" {
 		t.Errorf("(-want +got):\n%s", d)
 	}
