@@ -25,6 +25,7 @@ type server struct {
 	URL   string
 	Admin *client.Client
 	Join  *client.Client
+	HTTP  *httptest.Server
 }
 
 func testLog() *slog.Logger {
@@ -59,7 +60,7 @@ func startController(t testing.TB, endpoints []string, requestTimeout time.Durat
 		<-done
 		st.Close()
 	})
-	return &server{URL: hs.URL, Admin: newClient(t, hs.URL, adminToken), Join: newClient(t, hs.URL, joinToken)}
+	return &server{URL: hs.URL, Admin: newClient(t, hs.URL, adminToken), Join: newClient(t, hs.URL, joinToken), HTTP: hs}
 }
 
 func newClient(t testing.TB, url, token string) *client.Client {

@@ -117,6 +117,12 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 	if c.cfg.Token != "" {
 		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
+	if !(method == http.MethodPost && path == "/v1/networks") {
+		// Every other call is idempotent (allocation per owner, release, register, reconcile...):
+		// let the transport resend it when a kept-alive connection turns out closed (controller
+		// restarted). The empty value marks the request without sending a header.
+		req.Header["Idempotency-Key"] = nil
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
