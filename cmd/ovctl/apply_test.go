@@ -68,8 +68,14 @@ func startTestController(t *testing.T) (string, *ctlclient.Client) {
 // ovctl runs the ovctl command line in-process and returns what it printed.
 func ovctl(t *testing.T, args ...string) (string, error) {
 	t.Helper()
+	return ovctlStdin(t, "", args...)
+}
+
+func ovctlStdin(t *testing.T, stdin string, args ...string) (string, error) {
+	t.Helper()
 	root := newRootCmd()
 	var out bytes.Buffer
+	root.SetIn(strings.NewReader(stdin))
 	root.SetArgs(args)
 	root.SetOut(&out)
 	root.SetErr(&out)
@@ -169,11 +175,17 @@ func TestApplyIntegration(t *testing.T) {
 		t.Errorf("second apply wrote to the cluster:\n%s", cmp.Diff(before, after))
 	}
 
-	// A broken file: its first change is valid, its last network overlaps the hand-made one. Nothing changes.
+	// The same file from standard input, named <stdin> in messages.
 	data, err := os.ReadFile(example)
 	if err != nil {
 		t.Fatal(err)
 	}
+	out, err = ovctlStdin(t, string(data), append([]string{"apply", "-f", "-"}, flags...)...)
+	if err != nil || !strings.HasSuffix(out, "No changes: the cluster already matches <stdin>.\n") {
+		t.Errorf("apply -f -: %v\n%s", err, out)
+	}
+
+	// A broken file: its first change is valid, its last network overlaps the hand-made one. Nothing changes.
 	text := strings.Replace(string(data), "labels: {tier: web}", "labels: {tier: api}", 1) +
 		"  - name: extra\n    subnet: 10.99.0.0/16\n"
 	broken := filepath.Join(t.TempDir(), "cluster.yaml")
