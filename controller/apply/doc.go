@@ -7,7 +7,7 @@
 // Invariants:
 //   - A file with any error changes nothing: the whole file is parsed, validated and planned against the
 //     current cluster state before the first change, and every problem is reported with file:line.
-//   - Applying the same file twice changes nothing the second time (the plan is all "=" lines).
+//   - Applying the same file twice changes nothing the second time (the plan has only "=" and "!" lines).
 //   - Apply creates and updates networks and sets the labels of registered hosts; it deletes only with
 //     Prune, and then only networks that carry the label ov.apply/managed=true (which apply puts on every
 //     network it creates or adopts) and that the file no longer names. Hosts belong to their agents:
