@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"reflect"
 	"slices"
 	"strings"
 	"sync"
@@ -26,6 +27,12 @@ type Driver struct {
 
 	mu          sync.Mutex
 	lastChanges int // kernel changes made by the last reconcile (for tests and logs)
+	// The chains the last complete firewall pass left, and when. A reconcile Run does on a Kick skips
+	// the iptables pass (one iptables exec per chain and jump: tens of milliseconds, on the path of
+	// every new peer's neighbour and FDB entries) while the wanted chains are these and the pass is
+	// younger than Resync; Reconcile and Run's periodic resync always do it.
+	fwSpecs []chainSpec
+	fwAt    time.Time
 }
 
 // New returns a Driver for cfg. It touches nothing in the kernel until Reconcile or Run.
@@ -74,6 +81,7 @@ func (d *Driver) Run(ctx context.Context, desired func() State) error {
 	wait := time.Duration(0)
 	for {
 		t := time.NewTimer(wait)
+		full := true
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -81,8 +89,9 @@ func (d *Driver) Run(ctx context.Context, desired func() State) error {
 		case <-t.C:
 		case <-d.kick:
 			t.Stop()
+			full = false
 		}
-		if err := d.Reconcile(ctx, desired()); err != nil {
+		if err := d.reconcile(ctx, desired(), full); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -129,7 +138,11 @@ func ownedEvent(e netlink.Event) bool {
 // VXLAN devices, veth pairs, neighbour and FDB entries and iptables rules. Networks without local
 // endpoints are torn down on this host. It carries on past a failing network or endpoint and returns
 // every failure joined; calling it again retries.
-func (d *Driver) Reconcile(ctx context.Context, s State) error {
+func (d *Driver) Reconcile(ctx context.Context, s State) error { return d.reconcile(ctx, s, true) }
+
+// reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
+// pass, younger than Resync, left them.
+func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 	s = withoutLocalPeers(s, d.cfg.LocalIP)
 	if err := s.Validate(); err != nil {
 		return err
@@ -154,7 +167,7 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error {
 
 	// Rules first: a device must never carry traffic before its accept, drop and NOTRACK rules exist.
 	var errs []error
-	if err := p.firewall(active); err != nil {
+	if err := p.firewall(active, full); err != nil {
 		errs = append(errs, err)
 	}
 	if len(active) > 0 {
@@ -182,8 +195,20 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error {
 	return err
 }
 
-func (p *pass) firewall(active []NetworkState) error {
+func (p *pass) firewall(active []NetworkState, full bool) error {
 	specs := wantedChains(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
+	if !full && time.Since(p.d.fwAt) < p.d.cfg.Resync && reflect.DeepEqual(specs, p.d.fwSpecs) {
+		return nil
+	}
+	p.d.fwAt = time.Time{}
+	if err := p.firewallPass(active, specs); err != nil {
+		return err
+	}
+	p.d.fwSpecs, p.d.fwAt = specs, time.Now()
+	return nil
+}
+
+func (p *pass) firewallPass(active []NetworkState, specs []chainSpec) error {
 	var n int
 	var err error
 	if len(active) == 0 {

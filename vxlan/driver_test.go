@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -29,7 +30,7 @@ type world struct {
 	d   *vxlan.Driver
 }
 
-func newWorld(t *testing.T, underlayMTU int) *world {
+func newWorld(t *testing.T, underlayMTU int, opts ...func(*vxlan.Config)) *world {
 	t.Helper()
 	w := &world{nl: netlink.NewFake(), ipt: iptables.NewFake()}
 	eth := &vnl.Device{LinkAttrs: vnl.LinkAttrs{Name: "eth0", MTU: underlayMTU}}
@@ -45,6 +46,9 @@ func newWorld(t *testing.T, underlayMTU int) *world {
 	cfg.IsolateFrom = []string{"docker0"}
 	cfg.Netlink = w.nl
 	cfg.IPTables = w.ipt
+	for _, o := range opts {
+		o(&cfg)
+	}
 	d, err := vxlan.New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -590,5 +594,93 @@ func TestRunKickAndRetry(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatalf("Run returned %v after cancel, want nil", err)
+	}
+}
+
+// countingIPT counts every iptables call, reads included.
+type countingIPT struct {
+	iptables.Client
+	n atomic.Int64
+}
+
+func (c *countingIPT) ChainExists(table, chain string) (bool, error) {
+	c.n.Add(1)
+	return c.Client.ChainExists(table, chain)
+}
+
+func (c *countingIPT) List(table, chain string) ([]string, error) {
+	c.n.Add(1)
+	return c.Client.List(table, chain)
+}
+
+func (c *countingIPT) Exists(table, chain string, rulespec ...string) (bool, error) {
+	c.n.Add(1)
+	return c.Client.Exists(table, chain, rulespec...)
+}
+
+// A kicked reconcile programs a new peer without an iptables pass when the rules would not change
+// (the pass costs tens of milliseconds of iptables execs before the peer's entries), and still
+// updates the rules first when they would (a peer on a new host, whose VXLAN traffic INPUT must accept).
+func TestRunKickSkipsUnchangedFirewall(t *testing.T) {
+	var ipt *countingIPT
+	w := newWorld(t, 1500, func(c *vxlan.Config) {
+		ipt = &countingIPT{Client: c.IPTables}
+		c.IPTables = ipt
+		c.Resync = time.Hour
+	})
+	var mu sync.Mutex
+	cur := states[1].state // front: c1 here, pB on 192.168.77.2
+	set := func(peers ...vxlan.Peer) {
+		mu.Lock()
+		defer mu.Unlock()
+		ns := cur.Networks[0]
+		ns.Peers = peers
+		cur = vxlan.State{Networks: []vxlan.NetworkState{ns}}
+	}
+	desired := func() vxlan.State { mu.Lock(); defer mu.Unlock(); return cur }
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- w.d.Run(ctx, desired) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Run returned %v after cancel, want nil", err)
+		}
+	}()
+	has := func(line string) func() error {
+		return func() error {
+			if !strings.Contains(w.render(), line) {
+				return fmt.Errorf("no %q in:\n%s", line, w.render())
+			}
+			return nil
+		}
+	}
+	testutil.Eventually(t, 10*time.Second, func() error {
+		if diff := cmp.Diff(states[1].want, w.render()); diff != "" {
+			return fmt.Errorf("(-want +got):\n%s", diff)
+		}
+		return nil
+	})
+
+	before := ipt.n.Load()
+	sameHost := vxlan.Peer{IP: a("10.1.0.7"), VTEP: pB.VTEP}
+	set(pB, sameHost)
+	w.d.Kick()
+	testutil.Eventually(t, 10*time.Second, has("neigh ovvx-100 10.1.0.7 lladdr 02:42:0a:01:00:07"))
+	if n := ipt.n.Load() - before; n != 0 {
+		t.Errorf("a peer on a known host cost %d iptables calls; want none", n)
+	}
+
+	newHost := vxlan.Peer{IP: a("10.1.0.8"), VTEP: a("192.168.77.9")}
+	set(pB, sameHost, newHost)
+	w.d.Kick()
+	testutil.Eventually(t, 10*time.Second, has("-A OV-OVERLAY-IN -s 192.168.77.9/32 -p udp -m udp --dport 4789 -j ACCEPT"))
+	testutil.Eventually(t, 10*time.Second, has("fdb ovvx-100 02:42:0a:01:00:08 dst 192.168.77.9"))
+
+	// Reconcile (not kicked) always checks the rules: drift is repaired at once.
+	must(t, w.ipt.Delete("nat", "POSTROUTING", "-j", vxlan.ChainNAT))
+	must(t, w.d.Reconcile(ctx, desired()))
+	if err := has("-A POSTROUTING -j " + vxlan.ChainNAT)(); err != nil {
+		t.Error(err)
 	}
 }
