@@ -82,17 +82,27 @@ labels: {zone: a, rack: r1}
 		{"unquoted octal", strings.Replace(good, `"0600"`, "0600", 1), []string{`:2: socket-mode: written "0600" but the daemon reads "384"`}},
 		{"wrong type", strings.Replace(good, "mtu: 9000", "mtu: big", 1), []string{`:3: mtu: "big" is not a valid --mtu (int)`}},
 		{"bad duration", strings.Replace(good, "5s", "5 seconds", 1), []string{`:5: etcd-timeout: "5 seconds" is not a valid`}},
-		{"upper-case label key", strings.Replace(good, "zone: a", "Zone: a", 1), []string{`:7: labels: written "Zone=a,rack=r1" but the daemon reads "rack=r1,zone=a"`}},
-		{"nested value", strings.Replace(good, "mtu: 9000", "mtu: {a: {b: 1}}", 1), []string{`:3: mtu: the value must be a scalar`}},
+		{"upper-case label key", strings.Replace(good, "zone: a", "Zone: a", 1), []string{`:7: labels: written ["Zone=a" "rack=r1"] but the daemon reads ["rack=r1" "zone=a"]`}},
+		{"nested value", strings.Replace(good, "mtu: 9000", "mtu: {a: {b: 1}}", 1), []string{`:3: mtu: write a single value`}},
 		{"flag missing", strings.Replace(good, "mtu: 9000\n", "", 1), []string{"flag --mtu is missing"}},
 		{"not a mapping", "- a\n- b\n", []string{"one mapping"}},
+		{"prose that looks like a key is left alone", good + "# etcd-timeout2: x\n", nil},
+		{"one scalar for a list flag", strings.Replace(good, "# etcd-endpoints: [https://e1:2379]", "etcd-endpoints: https://e1:2379", 1), nil},
+		{"list for a string flag", strings.Replace(good, "root: /srv/ov", "root: [/srv/ov]", 1), []string{`:1: root: write a single value`}},
+		{"comma-separated scalar for a list flag", strings.Replace(good, "# etcd-endpoints: [https://e1:2379]", "etcd-endpoints: https://e1:2379,https://e2:2379", 1), []string{`:6: etcd-endpoints: written ["https://e1:2379" "https://e2:2379"] but the daemon reads ["https://e1:2379,https://e2:2379"]; write one item per line`}},
+		{"scalar for a map flag", strings.Replace(good, "labels: {zone: a, rack: r1}", "labels: zone=a", 1), []string{`:7: labels: write a map`}},
+		{"unknown and missing", strings.Replace(good, "mtu: 9000", "mtux: 9000", 1), []string{`:3: key "mtux" is not a flag`, "flag --mtu is missing"}},
+		{"commented-out key with a bad value", strings.Replace(good, "mtu: 9000", "# mtu: big", 1), []string{`:3: mtu: "big" is not a valid --mtu (int): strconv.ParseInt: parsing "big": invalid syntax (in a commented-out example)`}},
+		{"commented-out list with a bad item", strings.Replace(good, "# etcd-endpoints: [https://e1:2379]", "# etcd-endpoints:\n#   - https://e1:2379\n#   - [nested]", 1), []string{`:6: etcd-endpoints: write a list of single values`}},
+		{"commented-out list is read as a list", strings.Replace(good, "# etcd-endpoints: [https://e1:2379]", "# etcd-endpoints:\n#   - https://e1:2379\n#   - https://e2:2379\n# Prose after it stays a comment.", 1), nil},
+		{"commented-out octal", strings.Replace(good, `socket-mode: "0600"`, "# socket-mode: 0600", 1), []string{`:2: socket-mode: written "0600" but the daemon reads "384"`}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "daemon.yaml")
 			if err := os.WriteFile(path, []byte(tc.file), 0o600); err != nil {
 				t.Fatal(err)
 			}
-			got, err := ConfigProblems(path, testFlags(), readLike)
+			got, err := ConfigProblems(path, testFlags, readLike)
 			if err != nil {
 				t.Fatal(err)
 			}

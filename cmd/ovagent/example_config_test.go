@@ -4,13 +4,15 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/spf13/pflag"
+
 	"github.com/ovnet/ov/deploy"
 )
 
 // TestExampleConfig: deploy/examples/agent.yaml is read by ovagent as written, names only its flags,
-// and lists every flag.
+// and lists every flag; its commented-out examples are valid too.
 func TestExampleConfig(t *testing.T) {
-	problems, err := deploy.ConfigProblems("../../deploy/examples/agent.yaml", newRootCmd().Flags(), readConfigFile)
+	problems, err := deploy.ConfigProblems("../../deploy/examples/agent.yaml", func() *pflag.FlagSet { return newRootCmd().Flags() }, readConfigFile)
 	if err != nil {
 		t.Fatal(err)
 	}
