@@ -12,9 +12,11 @@ import (
 	"sort"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/runtime/image"
 	"github.com/ovnet/ov/runtime/shim"
 	"golang.org/x/sys/unix"
 )
@@ -27,7 +29,6 @@ type Agent struct {
 	mu         sync.Mutex
 	containers map[string]*container // by ID
 	names      map[string]string     // name -> ID, including names reserved by creates in progress
-	networks   map[string]api.Network
 	netMu      sync.Mutex // serialises network create/delete/connect against each other
 	wg         sync.WaitGroup
 	ctx        context.Context
@@ -65,11 +66,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent"), containers: map[string]*container{},
-		names: map[string]string{}, networks: map[string]api.Network{}, ctx: ctx, cancel: cancel}
-	if err := a.loadNetworks(); err != nil {
-		cancel()
-		return nil, err
-	}
+		names: map[string]string{}, ctx: ctx, cancel: cancel}
 	if err := a.recover(); err != nil {
 		cancel()
 		return nil, err
@@ -127,8 +124,66 @@ func (a *Agent) recover() error {
 		}
 		a.monitor(c)
 	}
-	a.log.Info("state loaded", "containers", len(a.containers), "networks", len(a.networks))
+	a.prune()
+	a.log.Info("state loaded", "containers", len(a.containers))
 	return nil
+}
+
+// prune drops what drivers and the namespace directory hold for containers without a record (a
+// crash between their first step and their record, or in the middle of a remove).
+func (a *Agent) prune() {
+	known := func(id string) bool {
+		_, ok := a.containers[id]
+		return ok
+	}
+	for name, d := range a.cfg.Drivers {
+		if p, ok := d.(Pruner); ok {
+			if err := p.Prune(a.ctx, known); err != nil {
+				a.log.Warn("prune network endpoints", "driver", name, "err", err)
+			}
+		}
+	}
+	// Shims of unknown containers: delete their containers (which ends the shims).
+	socks, _ := filepath.Glob(filepath.Join(a.cfg.RunDir, "shims", "*.sock"))
+	for _, sock := range socks {
+		short := strings.TrimSuffix(filepath.Base(sock), ".sock")
+		if len(short) != 12 || a.knownPrefix(short) {
+			continue
+		}
+		a.log.Info("deleting the container of an orphaned shim", "container", short)
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		if _, err := shim.NewClient(sock).Delete(ctx, true); err != nil {
+			_ = os.Remove(sock)
+		}
+		cancel()
+	}
+	if a.cfg.Images != nil {
+		if lister, ok := a.cfg.Images.(interface {
+			Prepared(context.Context) ([]image.Prepared, error)
+		}); ok {
+			prepared, _ := lister.Prepared(a.ctx)
+			for _, p := range prepared {
+				if !known(p.ContainerID) {
+					a.log.Info("releasing the rootfs of an unknown container", "container", api.ShortID(p.ContainerID))
+					if err := a.cfg.Images.Release(a.ctx, p.ContainerID); err != nil {
+						a.log.Warn("release rootfs", "container", api.ShortID(p.ContainerID), "err", err)
+					}
+				}
+			}
+		}
+	}
+	if a.cfg.Netns == nil {
+		return
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.cfg.RunDir, "netns"))
+	for _, e := range entries {
+		if len(e.Name()) == 64 && !known(e.Name()) {
+			a.log.Info("removing the network namespace of an unknown container", "container", api.ShortID(e.Name()))
+			if err := a.cfg.Netns.RemoveNetns(a.ctx, e.Name()); err != nil {
+				a.log.Warn("remove netns", "container", api.ShortID(e.Name()), "err", err)
+			}
+		}
+	}
 }
 
 // exitFromFile reads the exit file a shim left; without one the shim died without recording.
@@ -190,6 +245,15 @@ func (a *Agent) monitor(c *container) {
 			}
 		}
 	}()
+}
+
+func (a *Agent) knownPrefix(short string) bool {
+	for id := range a.containers {
+		if strings.HasPrefix(id, short) {
+			return true
+		}
+	}
+	return false
 }
 
 // lookup finds a container by ID, unique ID prefix or name.

@@ -2,6 +2,7 @@ package agent
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/netip"
 
@@ -101,4 +102,23 @@ func PortsFromSpecs(specs []string) ([]api.PortMapping, error) {
 		out = append(out, p)
 	}
 	return out, nil
+}
+
+var _ Pruner = Bridge{}
+
+// Prune implements Pruner: it detaches endpoints of unknown containers and removes their namespaces.
+func (b Bridge) Prune(ctx context.Context, known func(string) bool) error {
+	var errs []error
+	seen := map[string]bool{}
+	for _, e := range b.D.Endpoints("") {
+		if known(e.Container) || seen[e.Container] {
+			continue
+		}
+		seen[e.Container] = true
+		errs = append(errs, b.D.DetachAll(ctx, e.Container))
+		if e.Netns == b.D.NetnsPath(e.Container) {
+			errs = append(errs, b.D.RemoveNetns(ctx, e.Container))
+		}
+	}
+	return errors.Join(errs...)
 }

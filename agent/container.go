@@ -376,6 +376,31 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 	c.mu.Lock()
 	c.removing = true
 	c.mu.Unlock()
+	t0 := time.Now()
+	// Once no process of the container is left, its runtime state, its network and its rootfs come
+	// down in parallel; a running container is killed (by the shim) first.
+	var tShim, tNet, tRoot time.Duration
+	var wg sync.WaitGroup
+	teardown := func() {
+		wg.Add(2)
+		go func() {
+			defer wg.Done()
+			a.teardownNetwork(rec)
+			tNet = time.Since(t0)
+		}()
+		go func() {
+			defer wg.Done()
+			if a.cfg.Images != nil && !filepath.IsAbs(rec.Image) {
+				if err := a.cfg.Images.Release(context.Background(), rec.ID); err != nil {
+					a.log.Warn("release rootfs", "container", api.ShortID(rec.ID), "err", err)
+				}
+			}
+			tRoot = time.Since(t0)
+		}()
+	}
+	if !running {
+		teardown()
+	}
 	if _, err := c.shim.Delete(ctx, true); err != nil {
 		// No shim: clean up after the runtime ourselves.
 		a.log.Warn("shim delete failed; deleting through the runtime", "container", api.ShortID(rec.ID), "err", err)
@@ -388,25 +413,17 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 		}
 		_ = os.Remove(a.shimSocket(rec.ID))
 	}
+	tShim = time.Since(t0)
 	select {
 	case <-c.exited:
 	default:
 		close(c.exited)
 	}
-	// The container is gone: its network and its rootfs come down in parallel.
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		a.teardownNetwork(rec)
-	}()
-	if a.cfg.Images != nil && !filepath.IsAbs(rec.Image) {
-		if err := a.cfg.Images.Release(context.Background(), rec.ID); err != nil {
-			a.log.Warn("release rootfs", "container", api.ShortID(rec.ID), "err", err)
-		}
+	if running {
+		teardown()
 	}
-	_ = os.RemoveAll(a.bundleDir(rec.ID))
 	wg.Wait()
+	_ = os.RemoveAll(a.bundleDir(rec.ID))
 	if err := os.RemoveAll(a.containerDir(rec.ID)); err != nil {
 		a.log.Warn("remove container state", "container", api.ShortID(rec.ID), "err", err)
 	}
@@ -417,7 +434,7 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 	}
 	a.mu.Unlock()
 	close(c.removed)
-	a.log.Info("container removed", "container", api.ShortID(rec.ID))
+	a.log.Info("container removed", "container", api.ShortID(rec.ID), "shim", tShim, "network", tNet, "rootfs", tRoot, "total", time.Since(t0))
 	return nil
 }
 

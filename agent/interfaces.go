@@ -55,3 +55,9 @@ type NetworkDriver interface {
 	Attach(ctx context.Context, req AttachRequest) (api.ContainerEndpoint, error)
 	Detach(ctx context.Context, network, containerID string) error
 }
+
+// Pruner is implemented by drivers that can drop what they hold for containers the agent does not
+// know (left behind by a crash in the middle of a create or remove). The agent calls it at start-up.
+type Pruner interface {
+	Prune(ctx context.Context, known func(containerID string) bool) error
+}

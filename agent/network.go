@@ -157,9 +157,6 @@ func (a *Agent) teardownNetwork(rec api.Container) {
 	}
 }
 
-// loadNetworks is where the agent would read network state of its own; the drivers keep theirs.
-func (a *Agent) loadNetworks() error { return nil }
-
 // Networks lists every network of every driver, plus host and none.
 func (a *Agent) Networks(ctx context.Context) ([]api.Network, error) {
 	out := []api.Network{{Name: api.DriverHost, Driver: api.DriverHost}, {Name: api.DriverNone, Driver: api.DriverNone}}

@@ -2,6 +2,8 @@ package agent
 
 import (
 	"fmt"
+	"os"
+	"path/filepath"
 	"strings"
 	"syscall"
 	"testing"
@@ -204,4 +206,32 @@ func TestAgentRestart(t *testing.T) {
 	if n := len(l.ps(true)); n != 0 {
 		t.Errorf("%d containers left after rm -f", n)
 	}
+}
+
+// TestAgentPrunesOrphans loses a container's record while the agent is down (as a crash in the middle
+// of a create or remove would): the restarted agent removes the orphan's container, shim, veth,
+// address, namespace and rootfs, which the lab's leak checks verify.
+func TestAgentPrunesOrphans(t *testing.T) {
+	l := newLab(t)
+	id := l.runD("--name", "orphan", "-p", "18082:80", "busybox", "httpd", "-f", "-p", "80", "-h", "/etc")
+	ip := l.ip("orphan")
+	l.kill9()
+	if err := os.RemoveAll(filepath.Join(l.dir, "lib", "containers", id)); err != nil {
+		t.Fatal(err)
+	}
+	l.start()
+	if n := len(l.ps(true)); n != 0 {
+		t.Fatalf("ps -a lists %d containers, want none", n)
+	}
+	if out, _ := l.inNetns("ip", "-o", "link", "show", "type", "veth"); strings.TrimSpace(out) != "" {
+		t.Errorf("the orphan's veth is left:\n%s", out)
+	}
+	if out, _ := l.inNetns("iptables-save"); strings.Contains(out, ip+"/") || strings.Contains(out, ip+":") {
+		t.Errorf("rules naming the orphan's address %s are left", ip)
+	}
+	if _, err := os.Stat(filepath.Join(l.dir, "run", "netns", id)); err == nil {
+		t.Errorf("the orphan's network namespace is left")
+	}
+	// The address and the host port are free again.
+	l.runD("--name", "heir", "-p", "18082:80", "--ip", ip, "busybox", "sleep", "300")
 }
