@@ -29,7 +29,7 @@ type Agent struct {
 	mu         sync.Mutex
 	containers map[string]*container // by ID
 	names      map[string]string     // name -> ID, including names reserved by creates in progress
-	netMu      sync.Mutex // serialises network create/delete/connect against each other
+	netMu      sync.Mutex            // serialises network create/delete/connect against each other
 	wg         sync.WaitGroup
 	ctx        context.Context
 	cancel     context.CancelFunc
