@@ -87,23 +87,6 @@ func (b Bridge) Detach(ctx context.Context, network, containerID string) error {
 	return b.D.Detach(ctx, network, containerID)
 }
 
-// PortsFromSpecs parses -p values (network.ParsePortSpecs) into the wire form.
-func PortsFromSpecs(specs []string) ([]api.PortMapping, error) {
-	ms, err := network.ParsePortSpecs(specs)
-	if err != nil {
-		return nil, err
-	}
-	var out []api.PortMapping
-	for _, m := range ms {
-		p := api.PortMapping{HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocol: m.Proto}
-		if m.HostIP.IsValid() {
-			p.HostIP = m.HostIP.String()
-		}
-		out = append(out, p)
-	}
-	return out, nil
-}
-
 var _ Pruner = Bridge{}
 
 // Prune implements Pruner: it detaches endpoints of unknown containers and removes their namespaces.

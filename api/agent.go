@@ -239,6 +239,13 @@ type ImageLoadProgress struct {
 	Refs    []string `json:"refs,omitempty"`
 }
 
+// ImageRemoved is the answer of DELETE /v1/images/{ref}: what was untagged and deleted.
+type ImageRemoved struct {
+	Untagged []string `json:"untagged,omitempty"`
+	Deleted  string   `json:"deleted,omitempty"` // image ID, when the image itself went
+	Layers   []string `json:"layers,omitempty"`  // diff IDs of the layers deleted with it
+}
+
 // NetworkConnect is the body of POST /v1/networks/{name}/connect and /disconnect.
 type NetworkConnect struct {
 	Container string `json:"container"`

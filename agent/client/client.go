@@ -17,7 +17,6 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/runtime/image"
 	"github.com/ovnet/ov/runtime/shim"
 )
 
@@ -241,8 +240,8 @@ func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
 }
 
 // RemoveImage removes an image or one of its tags.
-func (c *Client) RemoveImage(ctx context.Context, ref string) (image.Removed, error) {
-	var out image.Removed
+func (c *Client) RemoveImage(ctx context.Context, ref string) (api.ImageRemoved, error) {
+	var out api.ImageRemoved
 	err := c.do(ctx, http.MethodDelete, "/images/"+ref, nil, nil, &out)
 	return out, err
 }

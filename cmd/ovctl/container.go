@@ -18,10 +18,10 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/agent"
 	"github.com/ovnet/ov/agent/client"
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/network"
 	"github.com/ovnet/ov/runtime/shim"
 )
 
@@ -75,11 +75,17 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 	if f.entrypoint != "" {
 		req.Entrypoint = []string{f.entrypoint}
 	}
-	ports, err := agent.PortsFromSpecs(f.ports)
+	ports, err := network.ParsePortSpecs(f.ports)
 	if err != nil {
 		return req, err
 	}
-	req.Ports = ports
+	for _, m := range ports {
+		p := api.PortMapping{HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocol: m.Proto}
+		if m.HostIP.IsValid() {
+			p.HostIP = m.HostIP.String()
+		}
+		req.Ports = append(req.Ports, p)
+	}
 	for _, v := range f.volumes {
 		m, err := api.ParseMount(v)
 		if err != nil {
