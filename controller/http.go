@@ -374,7 +374,10 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 		}
 		moved := cur.Address != req.Address
 		next := cur
-		next.Address, next.Labels, next.LastSeen = req.Address, req.Labels, time.Now().UTC()
+		next.Address, next.LastSeen = req.Address, time.Now().UTC()
+		if req.Labels != nil { // an agent with no --labels keeps the labels set by ovctl apply
+			next.Labels = req.Labels
+		}
 		out, err := c.st.UpdateHost(ctx, next)
 		if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrNotFound) {
 			continue

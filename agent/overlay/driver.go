@@ -170,13 +170,24 @@ func (d *Driver) Run(ctx context.Context) error {
 	}
 }
 
-// joinLoop registers the host (retrying until it succeeds), then heartbeats.
+// joinLoop registers the host (retrying until it succeeds), then heartbeats; when the controller no
+// longer knows the host (it was removed with ovctl node rm while this agent ran), it joins again.
 func (d *Driver) joinLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		d.joinWithRetry(ctx)
+		if !d.heartbeatUntilLost(ctx) {
+			return
+		}
+	}
+}
+
+// joinWithRetry calls join until it succeeds or ctx ends.
+func (d *Driver) joinWithRetry(ctx context.Context) {
 	backoff := 200 * time.Millisecond
 	for {
 		err := d.join(ctx)
-		if err == nil {
-			break
+		if err == nil || ctx.Err() != nil {
+			return
 		}
 		d.mu.Lock()
 		d.joinErr = err
@@ -189,15 +200,33 @@ func (d *Driver) joinLoop(ctx context.Context) {
 		}
 		backoff = min(2*backoff, 5*time.Second)
 	}
+}
+
+// heartbeatUntilLost heartbeats every Config.Heartbeat. It returns true when the controller no longer
+// knows the host (after forgetting the host token and stopping the watches), false when ctx ends.
+func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 	t := time.NewTicker(d.cfg.Heartbeat)
 	defer t.Stop()
 	for {
 		select {
 		case <-ctx.Done():
-			return
+			return false
 		case <-t.C:
 		}
-		d.heartbeat(ctx)
+		err := d.heartbeat(ctx)
+		if !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		d.log.Warn("the controller no longer knows this host (removed?); joining again", "err", err)
+		d.mu.Lock()
+		d.ctl, d.joinErr = nil, err
+		d.st.HostToken = ""
+		for name, cancel := range d.watches {
+			cancel()
+			delete(d.watches, name)
+		}
+		d.mu.Unlock()
+		return true
 	}
 }
 
@@ -246,6 +275,22 @@ func (d *Driver) join(ctx context.Context) error {
 	for _, ep := range released {
 		d.log.Info("controller released an address this host no longer uses", "network", ep.Network, "container", ep.Container, "ip", ep.IP)
 	}
+	// Claim again what this host's containers hold: a no-op normally (same owner, same address), but
+	// after the host was removed from the cluster (ovctl node rm) or etcd was restored from an older
+	// snapshot, the allocations are gone and must come back before anyone else gets the addresses.
+	for _, ep := range d.haveEndpoints() {
+		if _, err := ctl.Allocate(ctx, ep); err != nil {
+			if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrAlreadyExists) {
+				d.log.Error("the address of a running container was given to another container while this host was away; restart the container to give it a new address", "network", ep.Network, "container", ep.Container, "ip", ep.IP, "err", err)
+				continue
+			}
+			if errors.Is(err, errdefs.ErrNotFound) {
+				d.log.Warn("a container is on an overlay network the cluster no longer has", "network", ep.Network, "container", ep.Container)
+				continue
+			}
+			return fmt.Errorf("claim the address %s of container %s on network %q: %w", ep.IP, api.ShortID(ep.Container), ep.Network, err)
+		}
+	}
 	d.mu.Lock()
 	d.ctl, d.joinErr = ctl, nil
 	d.mu.Unlock()
@@ -275,16 +320,18 @@ func (d *Driver) haveEndpoints() []api.Endpoint {
 	return out
 }
 
-func (d *Driver) heartbeat(ctx context.Context) {
+// heartbeat tells the controller the host is alive, refreshes the host list and retries failed
+// releases. It returns the heartbeat's error.
+func (d *Driver) heartbeat(ctx context.Context) error {
 	ctl := d.controller()
 	if ctl == nil {
-		return
+		return nil
 	}
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	if _, err := ctl.Heartbeat(hctx, d.cfg.Host); err != nil {
 		d.log.Debug("heartbeat", "err", err)
-		return
+		return err
 	}
 	d.refreshHosts(hctx)
 	d.mu.Lock()
@@ -298,6 +345,7 @@ func (d *Driver) heartbeat(ctx context.Context) {
 			d.mu.Unlock()
 		}
 	}
+	return nil
 }
 
 // refreshHosts learns the other hosts: their VTEP addresses and gossip seeds.
@@ -442,24 +490,10 @@ func (d *Driver) CreateNetwork(ctx context.Context, n api.Network) (api.Network,
 	return out, nil
 }
 
-// DeleteNetwork deletes an overlay network through the controller (refused while it has endpoints).
+// DeleteNetwork refuses: an overlay network belongs to the cluster, and a host's token may not delete
+// it. ovctl sends the deletion to the controller with the admin token instead.
 func (d *Driver) DeleteNetwork(ctx context.Context, name string) error {
-	ctl, err := d.ready()
-	if err != nil {
-		return err
-	}
-	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
-	defer cancel()
-	if err := ctl.DeleteNetwork(rctx, name, false); err != nil {
-		return unreachable(fmt.Sprintf("delete overlay network %q", name), err)
-	}
-	d.mu.Lock()
-	if ns, ok := d.st.Networks[name]; ok && len(ns.Local) == 0 {
-		delete(d.st.Networks, name)
-		_ = d.st.save(d.cfg.StatePath)
-	}
-	d.mu.Unlock()
-	return nil
+	return fmt.Errorf("network %q is an overlay network of the cluster: delete it through the controller with the admin token (ovctl --controller URL --token TOKEN network rm %s): %w", name, name, errdefs.ErrUnauthorized)
 }
 
 // Attach gives the container an address on the network (from the controller), connects its namespace

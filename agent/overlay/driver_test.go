@@ -109,10 +109,17 @@ func (c tokenClient) RegisterHost(ctx context.Context, h api.Host) (api.Host, er
 	h.Token = "ovh." + h.Name
 	return h, nil
 }
-func (f *fakeController) Heartbeat(ctx context.Context, host string) (api.Host, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.hosts[host], f.check()
+func (c tokenClient) Heartbeat(ctx context.Context, host string) (api.Host, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.check(); err != nil {
+		return api.Host{}, err
+	}
+	h, ok := c.hosts[host]
+	if !ok || c.token != "ovh."+host {
+		return api.Host{}, fmt.Errorf("the token is not valid for this cluster (wrong token, or the host was removed): %w", errdefs.ErrUnauthorized)
+	}
+	return h, nil
 }
 func (f *fakeController) ListHosts(ctx context.Context) ([]api.Host, error) {
 	f.mu.Lock()
@@ -427,4 +434,24 @@ func TestRejoinUsesHostTokenAndReportsEndpoints(t *testing.T) {
 	if len(ctl.reports) != 1 || len(ctl.reports[0]) != 1 || ctl.reports[0][0].Container != "c1" || ctl.reports[0][0].IP != "10.20.0.2" {
 		t.Fatalf("reconcile reports %v, want exactly c1 with 10.20.0.2", ctl.reports)
 	}
+}
+
+// TestRemovedHostRejoinsAndReclaims: a host removed from the cluster while its agent runs (ovctl node
+// rm) joins again and claims the addresses of its running containers before anyone else gets them.
+func TestRemovedHostRejoinsAndReclaims(t *testing.T) {
+	ctl := newFakeController()
+	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
+	if _, err := h.d.Attach(context.Background(), agent.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err != nil {
+		t.Fatal(err)
+	}
+	ctl.mu.Lock()
+	delete(ctl.hosts, "host1")
+	ctl.endpoints = map[string]api.Endpoint{}
+	ctl.mu.Unlock()
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if got := ctl.held(); len(got) != 1 || got[0] != "front/host1/c1=10.20.0.2" {
+			return fmt.Errorf("held after the host was removed: %v, want c1's address claimed again", got)
+		}
+		return nil
+	})
 }

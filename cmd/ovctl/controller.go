@@ -109,6 +109,14 @@ func (g *globals) network(ctx context.Context, name string) (api.Network, error)
 // deleteNetwork removes a network from the agent, or, when the agent does not have it, from the
 // controller.
 func (g *globals) deleteNetwork(ctx context.Context, name string, force bool) error {
+	// An overlay network belongs to the cluster: only the controller (with the admin token) deletes it.
+	if n, nerr := g.agent().Network(ctx, name); nerr == nil && n.Driver == api.DriverOverlay {
+		c, cerr := g.controller()
+		if cerr != nil {
+			return fmt.Errorf("network %q is an overlay network, deleted through the controller: %w", name, cerr)
+		}
+		return c.DeleteNetwork(ctx, name, force)
+	}
 	err := g.agent().DeleteNetwork(ctx, name)
 	if err == nil || !(errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrUnavailable)) {
 		return err
