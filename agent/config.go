@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"strings"
 
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -30,6 +31,9 @@ type Config struct {
 	ShimCommand []string
 	// Host is this host's name, reported by /v1/version. Default os.Hostname().
 	Host string
+	// CgroupParent is the cgroup under which each container gets its own (CgroupParent/<ID>), in every
+	// hierarchy. Default "/ov". Two agents on one machine (the lab) need different parents.
+	CgroupParent string
 	// DefaultNetwork is the network a container joins when it names none. Default "bridge".
 	DefaultNetwork string
 	// Images is the image store. Nil: only absolute rootfs directories can be run.
@@ -67,6 +71,7 @@ func DefaultConfig() Config {
 		ShimCommand:    shimCmd,
 		Host:           host,
 		DefaultNetwork: "bridge",
+		CgroupParent:   "/ov",
 		Log:            slog.New(slog.DiscardHandler),
 	}
 }
@@ -86,6 +91,12 @@ func (c *Config) Validate() error {
 	}
 	if c.SocketMode == 0 {
 		c.SocketMode = 0o600
+	}
+	if c.CgroupParent == "" {
+		c.CgroupParent = "/ov"
+	}
+	if !strings.HasPrefix(c.CgroupParent, "/") || strings.Contains(c.CgroupParent, "..") {
+		return fmt.Errorf("agent: --cgroup-parent %q must be an absolute cgroup path such as /ov: %w", c.CgroupParent, errdefs.ErrInvalidArgument)
 	}
 	if c.Runtime == "" {
 		return fmt.Errorf("agent: no OCI runtime configured; set runtime to ovrt or /usr/sbin/runc: %w", errdefs.ErrInvalidArgument)

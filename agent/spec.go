@@ -24,6 +24,7 @@ type specInput struct {
 	HostNet  bool
 	Hostname string
 	Bundle   string // where hostname/hosts/resolv.conf files are written
+	Cgroup   string // the container's cgroup path (CgroupParent/ID)
 }
 
 // command returns entrypoint + cmd as docker combines them.
@@ -84,7 +85,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		ID: in.ID, Args: args, Env: mergeEnv(in.Image.Env, c.Env), Cwd: firstNonEmpty(c.WorkingDir, in.Image.WorkingDir),
 		Hostname: in.Hostname, Terminal: c.Tty, NetNSPath: netns, ReadOnly: c.ReadOnly, Privileged: c.Privileged,
 		CapAdd: c.CapAdd, CapDrop: c.CapDrop, User: firstNonEmpty(c.User, in.Image.User), Rootfs: in.Rootfs,
-		Memory: c.Memory, CPUs: float64(c.NanoCPUs) / 1e9, PidsLimit: c.PidsLimit,
+		Memory: c.Memory, CPUs: float64(c.NanoCPUs) / 1e9, PidsLimit: c.PidsLimit, CgroupsPath: in.Cgroup,
 	}
 	for _, m := range c.Mounts {
 		opts := []string{"rbind", "rprivate"}

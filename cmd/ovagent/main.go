@@ -57,6 +57,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("socket-mode", "0600", "permission bits of the API socket")
 	f.String("runtime", def.Runtime, "OCI runtime binary the shims drive (ovrt or /usr/sbin/runc)")
 	f.String("host", def.Host, "this host's name")
+	f.String("cgroup-parent", def.CgroupParent, "cgroup under which every container gets its own (PARENT/<id>)")
 	f.String("default-bridge", "ov0", "device of the default bridge network (empty: no default network)")
 	f.String("default-subnet", "", "subnet of the default bridge network (empty: picked from the pools)")
 	f.Int("mtu", 0, "MTU of bridge networks that do not set one (0: the uplink's, from the default route's interface)")
@@ -111,6 +112,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cfg.Socket = v.GetString("socket")
 	cfg.Runtime = v.GetString("runtime")
 	cfg.Host = v.GetString("host")
+	cfg.CgroupParent = v.GetString("cgroup-parent")
 	var mode uint32
 	if _, err := fmt.Sscanf(v.GetString("socket-mode"), "%o", &mode); err != nil {
 		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))

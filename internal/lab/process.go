@@ -101,6 +101,7 @@ func (l *Lab) StartAgent(ctx context.Context, name string) error {
 		"--root", h.Dir,
 		"--run-dir", h.RunDir,
 		"--socket", h.Socket,
+		"--cgroup-parent", l.CgroupParent(h),
 		"--controller", l.ControllerURL,
 		"--join-token", l.JoinToken,
 		"--underlay-address", h.Addr,
