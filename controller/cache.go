@@ -16,8 +16,6 @@ import (
 type cache struct {
 	log   *slog.Logger
 	mu    sync.Mutex
-	ready chan struct{} // closed after the first snapshot
-	once  sync.Once
 	nets  map[string]*netState
 	hosts map[string]store.Host
 	rev   int64 // last revision applied
@@ -36,7 +34,7 @@ type netState struct {
 }
 
 func newCache(log *slog.Logger) *cache {
-	return &cache{log: log, ready: make(chan struct{}), nets: map[string]*netState{}, hosts: map[string]store.Host{}}
+	return &cache{log: log, nets: map[string]*netState{}, hosts: map[string]store.Host{}}
 }
 
 // state returns the netState of name, creating an empty one. Callers hold c.mu.
@@ -64,7 +62,6 @@ func (c *cache) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
 		}
 	}
 	c.rev = rev
-	c.once.Do(func() { close(c.ready) })
 	c.log.Debug("cache snapshot", "revision", rev, "keys", len(kvs))
 	return nil
 }
@@ -80,9 +77,7 @@ func (c *cache) Event(ev *clientv3.Event) error {
 	kind, name, ip := store.ParseKey(string(ev.Kv.Key))
 	switch kind {
 	case store.KindNetwork:
-		if st := c.nets[name]; st != nil {
-			delete(c.nets, name)
-		}
+		delete(c.nets, name)
 	case store.KindHost:
 		delete(c.hosts, name)
 	case store.KindEndpoint:
