@@ -141,10 +141,10 @@ func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoin
 	}
 	if ep.IP != "" {
 		want, _ := netip.ParseAddr(ep.IP)
-		if err := n.Range.Check(want); err != nil {
-			return api.Endpoint{}, false, fmt.Errorf("network %q: %w", n.Name, err)
-		}
 		for attempt := 0; ; attempt++ {
+			if err := n.Range.Check(want); err != nil {
+				return api.Endpoint{}, false, fmt.Errorf("network %q: %w", n.Name, err)
+			}
 			out, created, err := c.st.Allocate(ctx, n, h, ep, want, false)
 			if errors.Is(err, store.ErrStale) && attempt < 3 {
 				if n, h, err = c.refresh(ctx, n.Name, h.Name); err != nil {
