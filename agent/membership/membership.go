@@ -94,9 +94,10 @@ type meta struct {
 
 // Membership tracks the liveness of the cluster's hosts.
 type Membership struct {
-	cfg     Config
-	log     *slog.Logger
-	changes chan struct{}
+	cfg       Config
+	log       *slog.Logger
+	changes   chan struct{}
+	rejoinNow chan struct{} // SetSeeds learned new seeds
 
 	mu      sync.Mutex
 	members map[string]Member
@@ -110,10 +111,11 @@ func New(cfg Config) (*Membership, error) {
 		return nil, err
 	}
 	return &Membership{
-		cfg:     cfg,
-		log:     cfg.Log.With("component", "membership"),
-		changes: make(chan struct{}, 1),
-		members: map[string]Member{},
+		cfg:       cfg,
+		log:       cfg.Log.With("component", "membership"),
+		changes:   make(chan struct{}, 1),
+		rejoinNow: make(chan struct{}, 1),
+		members:   map[string]Member{},
 	}, nil
 }
 
@@ -128,11 +130,20 @@ func (m *Membership) kick() {
 }
 
 // SetSeeds sets the gossip addresses ("ip:port") of other hosts to join; the run loop joins those that
-// are not alive members.
+// are not alive members, at once when the list changed and then every RejoinInterval.
 func (m *Membership) SetSeeds(seeds []string) {
+	seeds = slices.Clone(seeds)
+	slices.Sort(seeds)
 	m.mu.Lock()
-	m.seeds = slices.Clone(seeds)
+	changed := !slices.Equal(m.seeds, seeds)
+	m.seeds = seeds
 	m.mu.Unlock()
+	if changed {
+		select {
+		case m.rejoinNow <- struct{}{}:
+		default:
+		}
+	}
 }
 
 // Members returns every host seen so far, sorted by name, this host included.
@@ -225,6 +236,7 @@ func (m *Membership) Run(ctx context.Context) error {
 		case <-ctx.Done():
 			return nil
 		case <-t.C:
+		case <-m.rejoinNow:
 		}
 	}
 }

@@ -156,7 +156,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 	d.wg.Add(3)
-	go func() { defer d.wg.Done(); _ = d.cfg.Members.Run(ctx) }()
+	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()
 	go func() { defer d.wg.Done(); d.joinLoop(ctx) }()
 	for {
@@ -166,6 +166,23 @@ func (d *Driver) Run(ctx context.Context) error {
 			return nil
 		case <-d.cfg.Members.Changes():
 			d.dp.Kick()
+		}
+	}
+}
+
+// runMembers runs gossip until ctx ends, starting it again (and saying why) when it fails, e.g. while
+// the gossip port is still held by a previous agent process.
+func (d *Driver) runMembers(ctx context.Context) {
+	for {
+		err := d.cfg.Members.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Error("gossip stopped; starting it again in 1s", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
 		}
 	}
 }

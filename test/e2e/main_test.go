@@ -48,6 +48,9 @@ func TestMain(m *testing.M) {
 		}
 		code := m.Run()
 		labsMu.Lock()
+		if code != 0 {
+			keepLogs(labs)
+		}
 		for _, l := range labs {
 			if err := l.Down(context.Background()); err != nil {
 				fmt.Println("lab down:", err)
@@ -58,6 +61,24 @@ func TestMain(m *testing.M) {
 		return code
 	}()
 	os.Exit(code)
+}
+
+// keepLogs copies the labs' controller and agent logs to /tmp/ov-e2e-logs, for a failed run.
+func keepLogs(ls []*lab.Lab) {
+	dst := "/tmp/ov-e2e-logs"
+	_ = os.RemoveAll(dst)
+	for _, l := range ls {
+		logs, _ := filepath.Glob(filepath.Join(l.Config.Dir, "*.log"))
+		more, _ := filepath.Glob(filepath.Join(l.Config.Dir, "*", "*.log"))
+		for _, f := range append(logs, more...) {
+			rel, _ := filepath.Rel(l.Config.Dir, f)
+			out := filepath.Join(dst, l.Config.Prefix, strings.ReplaceAll(rel, "/", "-"))
+			if b, err := os.ReadFile(f); err == nil && os.MkdirAll(filepath.Dir(out), 0o755) == nil {
+				_ = os.WriteFile(out, b, 0o644)
+			}
+		}
+	}
+	fmt.Println("e2e: the labs' logs are kept in", dst)
 }
 
 // build compiles ov's binaries and a busybox image for the lab.
