@@ -99,6 +99,7 @@ func (a *Agent) recover() error {
 	if err != nil {
 		return err
 	}
+	var exited []*container
 	for _, e := range entries {
 		var rec api.Container
 		if err := readJSONFile(filepath.Join(a.containerDir(e.Name()), "container.json"), &rec); err != nil {
@@ -106,10 +107,13 @@ func (a *Agent) recover() error {
 			continue
 		}
 		c := &container{rec: rec, shim: shim.NewClient(a.shimSocket(rec.ID)), exited: make(chan struct{}), removed: make(chan struct{})}
+		a.mu.Lock()
 		a.containers[rec.ID] = c
 		a.names[rec.Name] = rec.ID
+		a.mu.Unlock()
 		if rec.State.Status == api.StateExited {
 			close(c.exited)
+			exited = append(exited, c)
 			continue
 		}
 		st, err := c.shim.State(a.ctx)
@@ -120,11 +124,15 @@ func (a *Agent) recover() error {
 		_ = a.saveRecord(c)
 		if c.rec.State.Status == api.StateExited {
 			close(c.exited)
+			exited = append(exited, c)
 			continue
 		}
 		a.monitor(c)
 	}
 	a.prune()
+	for _, c := range exited {
+		a.autoRemove(c) // --rm containers that exited while the agent was away
+	}
 	a.log.Info("state loaded", "containers", len(a.containers))
 	return nil
 }
@@ -133,6 +141,8 @@ func (a *Agent) recover() error {
 // crash between their first step and their record, or in the middle of a remove).
 func (a *Agent) prune() {
 	known := func(id string) bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
 		_, ok := a.containers[id]
 		return ok
 	}
@@ -247,7 +257,24 @@ func (a *Agent) monitor(c *container) {
 	}()
 }
 
+// autoRemove removes an exited --rm container in the background.
+func (a *Agent) autoRemove(c *container) {
+	rec := c.snapshot()
+	if !rec.Config.AutoRemove {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		if err := a.Remove(a.ctx, rec.ID, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+			a.log.Error("auto-remove", "container", api.ShortID(rec.ID), "err", err)
+		}
+	}()
+}
+
 func (a *Agent) knownPrefix(short string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
 	for id := range a.containers {
 		if strings.HasPrefix(id, short) {
 			return true

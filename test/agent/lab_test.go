@@ -33,7 +33,11 @@ func binaries(t *testing.T) (agent, ctl string) {
 			return
 		}
 		for _, c := range []string{"ovagent", "ovshim", "ovctl", "ovrt"} {
-			out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, c), "github.com/ovnet/ov/cmd/"+c).CombinedOutput()
+			args := []string{"build", "-o", filepath.Join(binDir, c)}
+			if os.Getenv("OV_TEST_RACE") != "" && c != "ovrt" {
+				args = append(args, "-race") // OV_TEST_RACE=1: agent, shim and ovctl with the race detector
+			}
+			out, err := exec.Command("go", append(args, "github.com/ovnet/ov/cmd/"+c)...).CombinedOutput()
 			if err != nil {
 				buildErr = fmt.Errorf("go build %s: %v\n%s", c, err, out)
 				return
@@ -255,6 +259,9 @@ func (l *lab) cleanup() {
 		}
 		_ = l.cmd.Process.Signal(syscall.SIGTERM)
 		_ = l.cmd.Wait()
+	}
+	if strings.Contains(l.agentLog(), "DATA RACE") {
+		t.Errorf("the race detector reported a data race in the agent (OV_TEST_RACE)")
 	}
 	if t.Failed() {
 		t.Logf("agent log:\n%s", l.agentLog())
