@@ -31,6 +31,8 @@ type Container struct {
 	waitOnce sync.Once
 	exit     ExitStatus
 	waitErr  error
+	// execs are the processes this process exec'd into the container (our children).
+	execs []*Process
 }
 
 // ExitStatus is how a process ended.
@@ -208,6 +210,9 @@ func (c *Container) Delete(force bool) error {
 	st := c.status()
 	if st == specs.StateRunning && !force {
 		return fmt.Errorf("delete %s: container is running; stop it with kill or delete with --force: %w", c.rec.ID, errdefs.ErrConflict)
+	}
+	for _, p := range c.execs {
+		go p.Wait() // reaped as soon as the kill below ends them
 	}
 	if st != specs.StateStopped {
 		if err := c.killAndWait(); err != nil {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"sync"
 	"syscall"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
@@ -32,10 +33,17 @@ type Process struct {
 	// Pid is the process's pid on the host.
 	Pid int
 	h   *helper
+
+	once sync.Once
+	exit ExitStatus
+	err  error
 }
 
-// Wait waits for the exec'd process and returns how it ended.
-func (p *Process) Wait() (ExitStatus, error) { return waitCmd(p.h.cmd) }
+// Wait waits for the exec'd process and returns how it ended. Calling it again returns the same.
+func (p *Process) Wait() (ExitStatus, error) {
+	p.once.Do(func() { p.exit, p.err = waitCmd(p.h.cmd) })
+	return p.exit, p.err
+}
 
 // execOrder is the order in which exec joins the container's namespaces. The spawning thread joins
 // the first five (its children are born inside them); the C constructor of the helper joins user,
@@ -63,6 +71,12 @@ func (c *Container) Exec(opts ExecOptions) (*Process, error) {
 	}
 	if p.Terminal && opts.ConsoleSocket == "" {
 		return nil, fmt.Errorf("exec in %s: process.terminal is true but no console socket was given: %w", id, errdefs.ErrInvalidArgument)
+	}
+	var filter <-chan compiled
+	if c.rec.Spec.Linux != nil {
+		filter = compileSeccomp(c.rec.Spec.Linux.Seccomp)
+	} else {
+		filter = compileSeccomp(nil)
 	}
 	exe, err := c.rt.sealed()
 	if err != nil {
@@ -116,6 +130,12 @@ func (c *Container) Exec(opts ExecOptions) (*Process, error) {
 			return nil, fmt.Errorf("exec in %s: %w", id, err)
 		}
 	}
+	res := <-filter
+	if res.err != nil {
+		h.kill()
+		return nil, fmt.Errorf("exec in %s: linux.seccomp: %w", id, res.err)
+	}
+	cfg.Seccomp = res.prog
 	if err := h.send(cfg); err != nil {
 		h.kill()
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
@@ -123,7 +143,11 @@ func (c *Container) Exec(opts ExecOptions) (*Process, error) {
 	m, err := h.receive()
 	switch {
 	case errors.Is(err, io.EOF):
-		return &Process{Pid: h.cmd.Process.Pid, h: h}, nil // executed: the sync socket closed on exec
+		// Executed: the sync socket closed on exec. It is our child: Delete reaps it if need be,
+		// since the container's pid namespace cannot finish dying while it is an unreaped zombie.
+		p := &Process{Pid: h.cmd.Process.Pid, h: h}
+		c.execs = append(c.execs, p)
+		return p, nil
 	case err != nil:
 		h.kill()
 		return nil, fmt.Errorf("exec in %s: %w", id, err)

@@ -116,12 +116,7 @@ func runHelper(mode string, sync *os.File) error {
 	if err != nil {
 		return err
 	}
-	var filter *seccomp.Filter
-	if s.Linux.Seccomp != nil {
-		if filter, err = seccomp.Compile(s.Linux.Seccomp); err != nil {
-			return err
-		}
-	}
+	filter := cfg.Seccomp
 	if mode == "create" {
 		// Report ready, then block until Start opens the fifo for reading.
 		if err := json.NewEncoder(sync).Encode(syncMsg{Ready: true}); err != nil {
@@ -148,9 +143,18 @@ func runHelper(mode string, sync *os.File) error {
 // finalize switches to the process's user, capabilities and security settings and executes it, in
 // the order that keeps each step possible: bounding set (needs CAP_SETPCAP), user and groups with
 // PR_SET_KEEPCAPS (so setuid does not clear the permitted set), working directory (checked as that
-// user), the five capability sets, no_new_privs, and seccomp last, right before execve.
-func finalize(p *specs.Process, c caps, filter *seccomp.Filter, exe string, env []string) error {
+// user), the five capability sets, no_new_privs, and seccomp last, right before execve (first when
+// no_new_privs is off, since loading then needs CAP_SYS_ADMIN).
+func finalize(p *specs.Process, c caps, filter *seccomp.Program, exe string, env []string) error {
 	last := lastCap()
+	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the process may be about to
+	// lose: load it now (the profile must then allow the few calls below, as Docker's does).
+	if filter != nil && !p.NoNewPrivileges {
+		if err := filter.Load(); err != nil {
+			return err
+		}
+		filter = nil
+	}
 	if p.Capabilities != nil {
 		if err := dropBounding(c.bounding, last); err != nil {
 			return err

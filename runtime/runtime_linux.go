@@ -127,6 +127,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if s.Process.Terminal && opts.ConsoleSocket == "" {
 		return nil, fmt.Errorf("create %s: process.terminal is true but no console socket was given (--console-socket): %w", id, errdefs.ErrInvalidArgument)
 	}
+	filter := compileSeccomp(s.Linux.Seccomp)
 	if err := os.MkdirAll(r.cfg.Root, 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: state directory: %w", id, err)
 	}
@@ -222,6 +223,11 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if err := cg.Add(pid); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
+	res := <-filter
+	if res.err != nil {
+		return nil, fmt.Errorf("create %s: linux.seccomp: %w", id, res.err)
+	}
+	cfg.Seccomp = res.prog
 	if err := h.send(cfg); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}

@@ -428,11 +428,19 @@ func TestExecJoinsNamespaces(t *testing.T) {
 	var out, errOut bytes.Buffer
 	p := *c.Spec().Process
 	p.Args = []string{"sh", "-c", "echo hostname=$(hostname); echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); ls /only-here && echo root=ok; read x; echo in=$x; exit 5"}
-	proc, err := c.Exec(ExecOptions{Process: p, Stdin: strings.NewReader("hello\n"), Stdout: &out, Stderr: &errOut})
+	stdin, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer w.Close()
+	proc, err := c.Exec(ExecOptions{Process: p, Stdin: stdin, Stdout: &out, Stderr: &errOut})
+	stdin.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The process waits for its input: its namespaces can be read meanwhile.
 	got, want := nsLinks(t, proc.Pid), nsLinks(t, c.Pid())
+	w.Write([]byte("hello\n"))
 	for ns := range want {
 		if got[ns] != want[ns] {
 			t.Errorf("exec'd process is in %s namespace %s, the container's is %s", ns, got[ns], want[ns])
@@ -556,5 +564,22 @@ func TestRuntimeBinaryCannotBeOverwritten(t *testing.T) {
 	}
 	if !errors.Is(err, unix.EROFS) && !errors.Is(err, unix.EPERM) {
 		t.Errorf("write: %v, want EROFS (read-only bind) or EPERM (sealed memfd)", err)
+	}
+}
+
+// TestSeccompWithoutNoNewPrivs: without no_new_privs the filter must be loaded while the process
+// still holds CAP_SYS_ADMIN, before it becomes an unprivileged user; it must still be in force.
+func TestSeccompWithoutNoNewPrivs(t *testing.T) {
+	rt := newRuntime(t)
+	script := `grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | sed 's/:[[:space:]]*/=/'; echo uid=$(id -u)`
+	dir := newBundle(t, spec.Options{ID: "nnp", User: "1000:1000", Args: []string{"sh", "-c", script}},
+		func(s *specs.Spec) { s.Process.NoNewPrivileges = false })
+	out, errOut, st := run(t, rt, "nnp", dir)
+	if st.Code != 0 {
+		t.Fatalf("exit %d; stderr:\n%s", st.Code, errOut)
+	}
+	f := facts(out)
+	if f["NoNewPrivs"] != "0" || f["Seccomp"] != "2" || f["uid"] != "1000" {
+		t.Errorf("got %v, want NoNewPrivs 0, Seccomp 2 (filter), uid 1000", f)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovnet/ov/runtime/seccomp"
 )
 
 // Environment variables and file descriptors between the runtime and its helper (the init of a
@@ -37,6 +39,29 @@ type initConfig struct {
 	FifoFD int `json:"fifoFd,omitempty"`
 	// ConsoleFD is a connected unix socket to send the pty master over; 0 means no terminal.
 	ConsoleFD int `json:"consoleFd,omitempty"`
+	// Seccomp is the container's seccomp filter, compiled by the runtime; nil for none.
+	Seccomp *seccomp.Program `json:"seccomp,omitempty"`
+}
+
+// compiled is the result of compiling a seccomp profile in the background.
+type compiled struct {
+	prog *seccomp.Program
+	err  error
+}
+
+// compileSeccomp compiles the profile on another goroutine, so that it overlaps with the cgroup
+// set-up and the helper's start; receive from the channel when the config is due.
+func compileSeccomp(p *specs.LinuxSeccomp) <-chan compiled {
+	ch := make(chan compiled, 1)
+	if p == nil {
+		ch <- compiled{}
+		return ch
+	}
+	go func() {
+		prog, err := seccomp.CompileProgram(p)
+		ch <- compiled{prog, err}
+	}()
+	return ch
 }
 
 // syncMsg is the helper's answer: ready (create: set up and waiting for Start) or an error.

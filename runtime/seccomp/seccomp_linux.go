@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime"
 	"strings"
+	"unsafe"
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
@@ -13,9 +15,18 @@ import (
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
-// Filter is a compiled seccomp filter, ready to load.
+// Filter is a compiled seccomp filter.
 type Filter struct {
-	f *libseccomp.ScmpFilter
+	f     *libseccomp.ScmpFilter
+	flags uint // seccomp(2) flags the profile asks for
+}
+
+// Program is a filter in the kernel's format (an array of struct sock_filter) with the seccomp(2)
+// flags to load it with. It is plain data: a runtime compiles it in one process and loads it in
+// another, which then needs neither libseccomp nor the time to compile.
+type Program struct {
+	BPF   []byte `json:"bpf"`
+	Flags uint   `json:"flags,omitempty"`
 }
 
 // Compile turns the profile p into a filter. A nil profile is an error: the caller decides whether a
@@ -53,19 +64,17 @@ func Compile(p *specs.LinuxSeccomp) (*Filter, error) {
 			return nil, fmt.Errorf("seccomp: add architecture %q: %w", a, err)
 		}
 	}
+	var flags uint
 	for _, fl := range p.Flags {
 		switch fl {
 		case specs.LinuxSeccompFlagLog:
-			err = f.SetLogBit(true)
+			flags |= unix.SECCOMP_FILTER_FLAG_LOG
 		case specs.LinuxSeccompFlagSpecAllow:
-			err = f.SetSSB(true)
+			flags |= unix.SECCOMP_FILTER_FLAG_SPEC_ALLOW
 		case specs.LinuxSeccompFlagWaitKillableRecv:
-			err = f.SetWaitKill(true)
+			// Only meaningful with a notification listener, which ovrt does not support.
 		default:
 			return nil, fmt.Errorf("seccomp: unknown flag %q: %w", fl, errdefs.ErrInvalidArgument)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("seccomp: flag %q: %w", fl, err)
 		}
 	}
 	for i, sc := range p.Syscalls {
@@ -91,7 +100,7 @@ func Compile(p *specs.LinuxSeccomp) (*Filter, error) {
 		}
 	}
 	ok = true
-	return &Filter{f: f}, nil
+	return &Filter{f: f, flags: flags}, nil
 }
 
 // addRule adds one syscall's rule. Conditions on different arguments are ANDed in one rule; several
@@ -185,9 +194,8 @@ func action(a specs.LinuxSeccompAction, errnoRet *uint) (libseccomp.ScmpAction, 
 	return libseccomp.ActInvalid, fmt.Errorf("unknown action %q: %w", a, errdefs.ErrInvalidArgument)
 }
 
-// BPF returns the filter's program as the kernel will receive it (struct sock_filter array), for
-// inspection and tests.
-func (f *Filter) BPF() ([]byte, error) {
+// Program exports the filter in the kernel's format.
+func (f *Filter) Program() (*Program, error) {
 	// libseccomp before 2.6 exports only to a file descriptor.
 	fd, err := unix.MemfdCreate("seccomp-bpf", unix.MFD_CLOEXEC)
 	if err != nil {
@@ -198,17 +206,42 @@ func (f *Filter) BPF() ([]byte, error) {
 	if err := f.f.ExportBPF(m); err != nil {
 		return nil, fmt.Errorf("seccomp: export: %w", err)
 	}
-	return io.ReadAll(io.NewSectionReader(m, 0, 1<<30))
+	b, err := io.ReadAll(io.NewSectionReader(m, 0, 1<<30))
+	if err != nil {
+		return nil, fmt.Errorf("seccomp: export: %w", err)
+	}
+	return &Program{BPF: b, Flags: f.flags}, nil
 }
 
-// Load installs the filter on the calling OS thread (no TSYNC); the caller must have locked the thread
-// and must either hold CAP_SYS_ADMIN or have set no_new_privs. The filter is inherited across execve.
-func (f *Filter) Load() error {
-	if err := f.f.Load(); err != nil {
-		return fmt.Errorf("seccomp: load filter: %w", err)
+// Release frees the filter's libseccomp memory.
+func (f *Filter) Release() { f.f.Release() }
+
+// CompileProgram is Compile followed by Program.
+func CompileProgram(p *specs.LinuxSeccomp) (*Program, error) {
+	f, err := Compile(p)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Release()
+	return f.Program()
+}
+
+// Load installs the program on the calling OS thread (never TSYNC); the caller must have locked the
+// thread and must either hold CAP_SYS_ADMIN or have set no_new_privs. The filter is inherited across
+// execve.
+func (p *Program) Load() error {
+	const insn = int(unsafe.Sizeof(unix.SockFilter{}))
+	n := len(p.BPF) / insn
+	if n == 0 || len(p.BPF)%insn != 0 || n > 0xffff {
+		return fmt.Errorf("seccomp: program of %d bytes is not a BPF program: %w", len(p.BPF), errdefs.ErrInvalidArgument)
+	}
+	filters := make([]unix.SockFilter, n)
+	copy(unsafe.Slice((*byte)(unsafe.Pointer(&filters[0])), len(p.BPF)), p.BPF)
+	prog := unix.SockFprog{Len: uint16(n), Filter: &filters[0]}
+	_, _, errno := unix.RawSyscall(unix.SYS_SECCOMP, unix.SECCOMP_SET_MODE_FILTER, uintptr(p.Flags), uintptr(unsafe.Pointer(&prog)))
+	runtime.KeepAlive(filters)
+	if errno != 0 {
+		return fmt.Errorf("seccomp: load filter: %w", errno)
 	}
 	return nil
 }
-
-// Release frees the filter's libseccomp memory; a loaded filter stays in the kernel.
-func (f *Filter) Release() { f.f.Release() }

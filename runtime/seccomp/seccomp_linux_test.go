@@ -21,10 +21,11 @@ func TestCompileDockerDefault(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer f.Release()
-	bpf, err := f.BPF()
+	prog, err := f.Program()
 	if err != nil {
 		t.Fatal(err)
 	}
+	bpf := prog.BPF
 	// struct sock_filter is 8 bytes; Docker's profile compiles to hundreds of instructions.
 	if len(bpf)%8 != 0 || len(bpf)/8 < 100 {
 		t.Errorf("BPF program of %d bytes, want hundreds of 8-byte instructions", len(bpf))
