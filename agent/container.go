@@ -192,7 +192,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	ok = true
 	a.monitor(c)
 	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
-		"network", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "total", time.Since(t0))
+		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
 	return c.snapshot(), nil
 }
 

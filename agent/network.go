@@ -75,6 +75,7 @@ func (a *Agent) findNetwork(ctx context.Context, name string) (api.Network, stri
 type attachResult struct {
 	endpoints []api.ContainerEndpoint
 	err       error
+	took      time.Duration
 }
 
 // netnsFor returns the network namespace the container's runtime joins: "" for host and none (the
@@ -128,12 +129,13 @@ func (a *Agent) attachAsync(ctx context.Context, id, name string, req api.Contai
 		}
 	})
 	go func() {
+		t0 := time.Now()
 		ep, err := d.Attach(ctx, AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports})
 		if err != nil {
 			out <- attachResult{err: err}
 			return
 		}
-		out <- attachResult{endpoints: []api.ContainerEndpoint{ep}}
+		out <- attachResult{endpoints: []api.ContainerEndpoint{ep}, took: time.Since(t0)}
 	}()
 }
 
