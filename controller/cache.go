@@ -167,8 +167,8 @@ func (c *cache) pick(n store.Network) (a, prev netip.Addr, err error) {
 	return a, prev, nil
 }
 
-// unpick gives back a candidate that was not used because the owner already held an address: the
-// cursor goes back to where it was, unless it moved on meanwhile.
+// unpick gives back a candidate that was not used (the owner already held an address, or the
+// attempt failed): the cursor goes back to where it was, unless it moved on meanwhile.
 func (c *cache) unpick(network string, a, prev netip.Addr) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

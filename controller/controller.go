@@ -178,14 +178,14 @@ func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoin
 		case errors.As(err, &taken):
 			c.cache.settle(n.Name, ip, taken.Holder.Revision, false)
 			continue
-		case errors.Is(err, store.ErrStale):
-			c.cache.settle(n.Name, ip, 0, false)
+		case errors.Is(err, store.ErrStale): // the candidate was not used: pick it again
+			c.cache.unpick(n.Name, ip, prev)
 			if n, h, err = c.refresh(ctx, n.Name, h.Name); err != nil {
 				return api.Endpoint{}, false, err
 			}
 			continue
 		default:
-			c.cache.settle(n.Name, ip, 0, false)
+			c.cache.unpick(n.Name, ip, prev)
 			return api.Endpoint{}, false, err
 		}
 	}
