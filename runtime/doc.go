@@ -9,8 +9,9 @@
 // fifo, the cgroup) are the whole truth; nothing is kept in memory between calls.
 //
 // Invariants:
-//   - The container's init is a sealed in-memory copy of Config.Binary (memfd with write seals), so a
-//     container process can never overwrite the runtime executable on the host (CVE-2019-5736).
+//   - The container's init and exec helpers run Config.Binary from a detached read-only bind mount
+//     (or a sealed memfd copy), so a container process can never overwrite the runtime executable
+//     on the host through /proc/<pid>/exe (CVE-2019-5736).
 //   - Binaries that create containers must call Init first thing in main: the container's init and
 //     exec helpers are that same program started in a special mode.
 //   - Every mount the container makes happens inside its own mount namespace after "/" was made
