@@ -46,6 +46,7 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 	fl.StringVar(&n.IPRange, "ip-range", "", "part of the subnet containers get addresses from")
 	fl.BoolVar(&n.Internal, "internal", false, "no outbound NAT: containers reach only their network")
 	fl.IntVar(&n.MTU, "mtu", 0, "MTU (default: the agent's)")
+	fl.Uint32Var(&n.VNI, "vni", 0, "overlay only: VXLAN network identifier (default: picked by the controller)")
 	fl.StringToStringVar(&n.Labels, "label", nil, "labels KEY=VALUE")
 	return cmd
 }
