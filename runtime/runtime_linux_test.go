@@ -583,3 +583,46 @@ func TestSeccompWithoutNoNewPrivs(t *testing.T) {
 		t.Errorf("got %v, want NoNewPrivs 0, Seccomp 2 (filter), uid 1000", f)
 	}
 }
+
+// TestJoinNamespaces joins namespaces by path: a network namespace made outside (as the agent
+// does) and another container's network and uts namespaces (as `--network container:<name>`).
+func TestJoinNamespaces(t *testing.T) {
+	rt := newRuntime(t)
+	ns := testutil.Netns(t, "ovrtj")
+	link := testutil.UniqueName("dj")
+	testutil.Run(t, "ip", "-n", ns, "link", "add", link, "type", "veth", "peer", "name", link+"p")
+	show := []string{"sh", "-c", "echo links=$(ls /sys/class/net | tr '\\n' ' '); echo hostname=$(hostname)"}
+
+	out, errOut, st := run(t, rt, "joinnet", newBundle(t, spec.Options{ID: "joinnet", Hostname: "j1", Args: show, NetNSPath: "/run/netns/" + ns}, nil))
+	if st.Code != 0 {
+		t.Fatalf("exit %d: %s", st.Code, errOut)
+	}
+	if f := facts(out); !strings.Contains(" "+f["links"]+" ", " "+link+" ") || f["hostname"] != "j1" {
+		t.Errorf("container in netns %s: %v; want the link %s and its own hostname j1", ns, f, link)
+	}
+
+	a := create(t, rt, "joina", newBundle(t, spec.Options{ID: "joina", Hostname: "hosta", Args: []string{"sleep", "1000"}}, nil), CreateOptions{})
+	dir := newBundle(t, spec.Options{ID: "joinb", Hostname: "ignored", Args: show,
+		NetNSPath: fmt.Sprintf("/proc/%d/ns/net", a.Pid())}, func(s *specs.Spec) {
+		for i, n := range s.Linux.Namespaces {
+			if n.Type == specs.UTSNamespace {
+				s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/uts", a.Pid())
+			}
+		}
+	})
+	b := create(t, rt, "joinb", dir, CreateOptions{})
+	for _, n := range []string{"net", "uts"} {
+		la, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", a.Pid(), n))
+		lb, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", b.Pid(), n))
+		if la == "" || la != lb {
+			t.Errorf("%s namespace: container b is in %q, want container a's %q", n, lb, la)
+		}
+	}
+	for _, n := range []string{"pid", "mnt", "ipc"} {
+		la, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", a.Pid(), n))
+		lb, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", b.Pid(), n))
+		if la == lb {
+			t.Errorf("%s namespace shared between the containers, want one each", n)
+		}
+	}
+}
