@@ -178,7 +178,7 @@ func newRun(g *globals) *cobra.Command {
 				return nil
 			}
 			done := make(chan struct{})
-			go forward(c, sigc, done)
+			go forward(func(sig syscall.Signal) { _ = c.Kill(sig, false) }, sigc, done)
 			st, err := c.Wait()
 			close(done)
 			if derr := c.Delete(true); err == nil {
@@ -195,8 +195,8 @@ func newRun(g *globals) *cobra.Command {
 	return c
 }
 
-// forward passes the signals ovrt receives on to the container's init, as runc run does.
-func forward(c *runtime.Container, sigc <-chan os.Signal, done <-chan struct{}) {
+// forward passes the signals ovrt receives on to the container's process, as runc does.
+func forward(send func(syscall.Signal), sigc <-chan os.Signal, done <-chan struct{}) {
 	for {
 		select {
 		case <-done:
@@ -206,7 +206,7 @@ func forward(c *runtime.Container, sigc <-chan os.Signal, done <-chan struct{}) 
 			if !ok || sig == syscall.SIGCHLD || sig == syscall.SIGURG || sig == syscall.SIGPIPE {
 				continue
 			}
-			_ = c.Kill(sig, false)
+			send(sig)
 		}
 	}
 }
@@ -265,6 +265,11 @@ func newExec(g *globals) *cobra.Command {
 					p.Capabilities = &cp
 				}
 			}
+			sigc := make(chan os.Signal, 16)
+			if !detach {
+				signal.Notify(sigc)
+				defer signal.Stop(sigc)
+			}
 			proc, err := ct.Exec(runtime.ExecOptions{Process: p, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ConsoleSocket: consoleSocket})
 			if err != nil {
 				return err
@@ -275,6 +280,9 @@ func newExec(g *globals) *cobra.Command {
 			if detach {
 				return nil
 			}
+			done := make(chan struct{})
+			defer close(done)
+			go forward(func(sig syscall.Signal) { _ = syscall.Kill(proc.Pid, sig) }, sigc, done)
 			st, err := proc.Wait()
 			if err != nil {
 				return err
