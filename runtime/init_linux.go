@@ -72,6 +72,14 @@ func runHelper(mode string, sync *os.File) error {
 		newNS[n] = true
 	}
 	s, p := cfg.Spec, cfg.Process
+	if mode == "create" && newNS[string(specs.CgroupNamespace)] {
+		// The runtime put us in the container's cgroup before sending the config: a cgroup
+		// namespace made now is rooted there. It belongs to this thread, which mounts the cgroup
+		// filesystem below and execs the container's process.
+		if err := unix.Unshare(unix.CLONE_NEWCGROUP); err != nil {
+			return fmt.Errorf("create cgroup namespace: %w", err)
+		}
+	}
 	if mode == "create" {
 		if err := setupRootfs(s, cfg.Rootfs, cfg.CgroupPath, newNS); err != nil {
 			return err

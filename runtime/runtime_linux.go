@@ -183,7 +183,9 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	req := spawnReq{
 		mode: "create", exe: exe, extra: []*os.File{fifo},
 		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
-		sys: &syscall.SysProcAttr{Cloneflags: b.clone},
+		// The cgroup namespace is made by the init itself once it is in its cgroup (see Init):
+		// made at clone time its root would be the runtime's cgroup.
+		sys: &syscall.SysProcAttr{Cloneflags: b.clone &^ unix.CLONE_NEWCGROUP},
 	}
 	if b.clone&unix.CLONE_NEWUSER != 0 {
 		req.sys.UidMappings = idMaps(s.Linux.UIDMappings)

@@ -131,8 +131,10 @@ done
 echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null; echo procsys_write=$?
 touch /sys/ovrt-test 2>/dev/null; echo sys_write=$?
 echo uid=$(id -u)
+echo cgpaths=$(cut -d: -f3 /proc/self/cgroup | sort -u | tr '\n' ' ')
+echo pidsmax=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)
 `
-	dir := newBundle(t, spec.Options{ID: "iso", Hostname: "isolated", Args: []string{"sh", "-c", script}}, nil)
+	dir := newBundle(t, spec.Options{ID: "iso", Hostname: "isolated", PidsLimit: 99, Args: []string{"sh", "-c", script}}, nil)
 	out, errOut, st := run(t, rt, "iso", dir)
 	if st.Code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", st.Code, errOut)
@@ -147,6 +149,8 @@ echo uid=$(id -u)
 		"Seccomp":       "2", // filter mode
 		"unshare_eperm": "yes",
 		"uid":           "0",
+		"cgpaths":       "/",  // its own cgroup namespace, rooted at its cgroup
+		"pidsmax":       "99", // /sys/fs/cgroup shows its own cgroup
 	}
 	for k, v := range want {
 		if f[k] != v {
