@@ -431,7 +431,8 @@ func TestExecJoinsNamespaces(t *testing.T) {
 	}
 	var out, errOut bytes.Buffer
 	p := *c.Spec().Process
-	p.Args = []string{"sh", "-c", "echo hostname=$(hostname); echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); ls /only-here && echo root=ok; read x; echo in=$x; exit 5"}
+	p.Args = []string{"sh", "-c", "echo hostname=$(hostname); echo pid1=$(cat /proc/1/cmdline | tr '\\0' ' '); ls /only-here && echo root=ok; " +
+		"grep -E '^(CapEff|NoNewPrivs|Seccomp):' /proc/self/status | sed 's/:[[:space:]]*/=/'; read x; echo in=$x; exit 5"}
 	stdin, w, err := os.Pipe()
 	if err != nil {
 		t.Fatal(err)
@@ -458,7 +459,8 @@ func TestExecJoinsNamespaces(t *testing.T) {
 		t.Errorf("exit code %d, want 5; stderr: %s", st.Code, errOut.String())
 	}
 	f := facts(out.String())
-	for k, v := range map[string]string{"hostname": "execbox", "pid1": "sleep 1000", "root": "ok", "in": "hello"} {
+	for k, v := range map[string]string{"hostname": "execbox", "pid1": "sleep 1000", "root": "ok", "in": "hello",
+		"CapEff": "00000000a80425fb", "NoNewPrivs": "1", "Seccomp": "2"} {
 		if f[k] != v {
 			t.Errorf("%s = %q, want %q; output:\n%s", k, f[k], v, out.String())
 		}
