@@ -79,6 +79,7 @@ type lab struct {
 	sock     string
 	agentBin string
 	ctlBin   string
+	runtime  string
 	cmd      *exec.Cmd
 	mu       sync.Mutex
 	ids      map[string]bool // every container ID the test made
@@ -88,6 +89,12 @@ type lab struct {
 // newLab starts an agent in a fresh namespace with a busybox image imported as "busybox".
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	return newLabRuntime(t, testRuntime())
+}
+
+// newLabRuntime is newLab with the agent driving the OCI runtime binary rt.
+func newLabRuntime(t *testing.T, rt string) *lab {
+	t.Helper()
 	testutil.RequireRoot(t)
 	agentBin, ctlBin := binaries(t)
 	ns := testutil.Netns(t, "ova")
@@ -96,7 +103,7 @@ func newLab(t *testing.T) *lab {
 		t.Fatal(err)
 	}
 	l := &lab{t: t, ns: ns, dir: dir, sock: filepath.Join(dir, "run", "agent.sock"), agentBin: agentBin, ctlBin: ctlBin,
-		ids: map[string]bool{}, ips: map[string]bool{}}
+		runtime: rt, ids: map[string]bool{}, ips: map[string]bool{}}
 	t.Cleanup(func() {
 		l.cleanup()
 		os.RemoveAll(dir)
@@ -119,7 +126,7 @@ func (l *lab) start() {
 	defer logf.Close()
 	cmd := exec.Command("nsenter", "--net=/run/netns/"+l.ns, l.agentBin,
 		"--root", filepath.Join(l.dir, "lib"), "--run-dir", filepath.Join(l.dir, "run"),
-		"--runtime", testRuntime(), "--log-level", "debug", "--mtu", "1500")
+		"--runtime", l.runtime, "--log-level", "debug", "--mtu", "1500")
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
 		l.t.Fatal(err)
