@@ -8,6 +8,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -302,19 +303,9 @@ func ParseSignal(s string) (syscall.Signal, error) {
 	if len(name) < 3 || !(name[:3] == "SIG" || name[:3] == "sig") {
 		name = "SIG" + name
 	}
-	sig := unix.SignalNum(upper(name))
+	sig := unix.SignalNum(strings.ToUpper(name))
 	if sig == 0 {
 		return 0, fmt.Errorf("unknown signal %q (use a name such as TERM or KILL, or a number): %w", s, errdefs.ErrInvalidArgument)
 	}
 	return sig, nil
-}
-
-func upper(s string) string {
-	b := []byte(s)
-	for i, ch := range b {
-		if 'a' <= ch && ch <= 'z' {
-			b[i] = ch - 'a' + 'A'
-		}
-	}
-	return string(b)
 }

@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 
@@ -118,7 +119,7 @@ func (c *Container) Exec(opts ExecOptions) (*Process, error) {
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
 	}
 	unix.Close(fd)
-	req.setns = joinComma(setns)
+	req.setns = strings.Join(setns, ",")
 	h, err := spawn(req)
 	if err != nil {
 		return nil, fmt.Errorf("exec in %s: %w", id, err)
@@ -166,15 +167,4 @@ func sameNS(f *os.File, other string) (bool, error) {
 		return false, err
 	}
 	return a.Dev == b.Dev && a.Ino == b.Ino, nil
-}
-
-func joinComma(s []string) string {
-	out := ""
-	for i, x := range s {
-		if i > 0 {
-			out += ","
-		}
-		out += x
-	}
-	return out
 }
