@@ -89,6 +89,8 @@ type lab struct {
 // newLab starts an agent in a fresh namespace with a busybox image imported as "busybox".
 func newLab(t *testing.T) *lab {
 	t.Helper()
+	testutil.RequireRoot(t)
+	binaries(t) // testRuntime names the ovrt it builds
 	return newLabRuntime(t, testRuntime())
 }
 
