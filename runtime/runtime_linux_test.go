@@ -497,6 +497,32 @@ func TestUserNamespace(t *testing.T) {
 	if strings.Count(out, "200000") != 2 || !strings.Contains(out, "uid=0") || !strings.Contains(out, "write=ok") {
 		t.Errorf("output:\n%s\nwant uid and gid maps 0 -> 200000, uid 0 and a writable /tmp", out)
 	}
+
+	// exec joins the user namespace (first), then the mount namespace.
+	var cfg specs.Spec
+	b, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err := json.Unmarshal(b, &cfg); err != nil {
+		t.Fatal(err)
+	}
+	cfg.Process.Args = []string{"sleep", "1000"}
+	writeSpec(t, dir, &cfg)
+	c := create(t, rt, "userns2", dir, CreateOptions{})
+	if err := c.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := *c.Spec().Process
+	p.Args = []string{"sh", "-c", "cat /proc/self/uid_map; echo uid=$(id -u)"}
+	var execOut bytes.Buffer
+	proc, err := c.Exec(ExecOptions{Process: p, Stdout: &execOut, Stderr: &execOut})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st, err := proc.Wait(); err != nil || st.Code != 0 {
+		t.Fatalf("exec: %+v %v: %s", st, err, execOut.String())
+	}
+	if !strings.Contains(execOut.String(), "200000") || !strings.Contains(execOut.String(), "uid=0") {
+		t.Errorf("exec'd process output:\n%s\nwant the container's map 0 -> 200000 and uid 0", execOut.String())
+	}
 }
 
 func TestParseSignal(t *testing.T) {
