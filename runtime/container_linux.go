@@ -56,6 +56,9 @@ func (c *Container) Pid() int { return c.rec.Pid }
 func (c *Container) Spec() *specs.Spec { return c.rec.Spec }
 
 func (c *Container) status() specs.ContainerState {
+	if c.rec.Pid == 0 {
+		return specs.StateCreating
+	}
 	if !alive(c.rec.Pid, c.rec.StartTime) {
 		return specs.StateStopped
 	}
@@ -79,7 +82,7 @@ func (c *Container) State() State {
 			st.Annotations[k] = v
 		}
 	}
-	if st.Status == specs.StateStopped {
+	if st.Status == specs.StateStopped || st.Status == specs.StateCreating {
 		st.Pid = 0
 	}
 	if c.cg != nil {
@@ -179,8 +182,8 @@ func (c *Container) Kill(sig syscall.Signal, all bool) error {
 		}
 		return nil
 	}
-	if c.status() == specs.StateStopped {
-		return fmt.Errorf("kill %s: container is not running: %w", c.rec.ID, errdefs.ErrConflict)
+	if st := c.status(); st == specs.StateStopped || st == specs.StateCreating {
+		return fmt.Errorf("kill %s: container is %s, not running: %w", c.rec.ID, st, errdefs.ErrConflict)
 	}
 	fd, err := c.pidfd()
 	if err != nil {
@@ -209,13 +212,13 @@ func (c *Container) Processes() ([]int, error) {
 // container is refused (errdefs.ErrConflict) unless force, which kills it first.
 func (c *Container) Delete(force bool) error {
 	st := c.status()
-	if st == specs.StateRunning && !force {
-		return fmt.Errorf("delete %s: container is running; stop it with kill or delete with --force: %w", c.rec.ID, errdefs.ErrConflict)
+	if (st == specs.StateRunning || st == specs.StateCreating) && !force {
+		return fmt.Errorf("delete %s: container is %s; stop it with kill or delete with --force: %w", c.rec.ID, st, errdefs.ErrConflict)
 	}
 	for _, p := range c.execs {
 		go p.Wait() // reaped as soon as the kill below ends them
 	}
-	if st != specs.StateStopped {
+	if st == specs.StateCreated || st == specs.StateRunning {
 		if err := c.killAndWait(); err != nil {
 			return fmt.Errorf("delete %s: %w", c.rec.ID, err)
 		}

@@ -152,6 +152,12 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if cgPath == "" {
 		cgPath = "/ovrt/" + id
 	}
+	// A record without a pid says "creating": if this process dies half-way, state shows it and
+	// delete --force can still find and remove the cgroup.
+	rec := &record{ID: id, Bundle: b.dir, Rootfs: b.rootfs, CgroupPath: cgPath, Spec: s, NewNS: b.newNS}
+	if err := writeRecord(dir, rec); err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
+	}
 	cg, err := cgroup.New(cgroup.Config{Path: cgPath, Resources: s.Linux.Resources})
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -246,10 +252,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if !ok {
 		return nil, fmt.Errorf("create %s: container init exited during setup", id)
 	}
-	rec := &record{
-		ID: id, Bundle: b.dir, Rootfs: b.rootfs, Pid: pid, StartTime: start, Created: time.Now().UTC(),
-		CgroupPath: cgPath, Spec: s, NewNS: b.newNS,
-	}
+	rec.Pid, rec.StartTime, rec.Created = pid, start, time.Now().UTC()
 	if err := writeRecord(dir, rec); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}

@@ -652,3 +652,41 @@ func TestJoinNamespaces(t *testing.T) {
 		}
 	}
 }
+
+// TestInterruptedCreate: a create that died half-way (its process killed) leaves a record without
+// a pid; state says "creating" and delete --force removes what it made.
+func TestInterruptedCreate(t *testing.T) {
+	rt := newRuntime(t)
+	id, cgPath := "halfway", "/ovrt-test/"+testutil.UniqueName("halfway")
+	dir := filepath.Join(rt.cfg.Root, id)
+	if err := os.MkdirAll(dir, 0o711); err != nil {
+		t.Fatal(err)
+	}
+	if err := writeRecord(dir, &record{ID: id, CgroupPath: cgPath}); err != nil {
+		t.Fatal(err)
+	}
+	cg, err := cgroup.New(cgroup.Config{Path: cgPath})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cg.Delete() })
+	c, err := rt.Load(id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s := c.State(); s.Status != specs.StateCreating || s.Pid != 0 {
+		t.Errorf("state %+v, want creating without pid", s)
+	}
+	if err := c.Delete(false); !errors.Is(err, errdefs.ErrConflict) {
+		t.Errorf("delete without force: %v, want ErrConflict", err)
+	}
+	if err := c.Delete(true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("state directory left: %v", err)
+	}
+	if _, err := cgroup.Load(cgPath); !errors.Is(err, errdefs.ErrNotFound) {
+		t.Errorf("cgroup left: %v", err)
+	}
+}
