@@ -4,6 +4,8 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -98,6 +100,15 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 	if err != nil {
 		return nil, err
 	}
+	if c.Privileged || slices.ContainsFunc(c.CapAdd, func(c string) bool { return strings.EqualFold(c, "ALL") }) {
+		// "All capabilities" means all that the agent itself may hand out (like containerd's
+		// WithAllCurrentCapabilities): a sandboxed host can lack some in its bounding set, and the
+		// runtime cannot raise what is not there.
+		if bnd, ok := boundingSet(); ok && s.Process.Capabilities != nil {
+			pc := s.Process.Capabilities
+			pc.Bounding, pc.Effective, pc.Permitted = keepCaps(pc.Bounding, bnd), keepCaps(pc.Effective, bnd), keepCaps(pc.Permitted, bnd)
+		}
+	}
 	if err := writeEtcFiles(s, in); err != nil {
 		return nil, err
 	}
@@ -128,6 +139,40 @@ func writeEtcFiles(s *specs.Spec, in specInput) error {
 		s.Mounts = append(s.Mounts, specs.Mount{Destination: "/etc/" + name, Type: "bind", Source: p, Options: opts})
 	}
 	return nil
+}
+
+// boundingSet returns the capability bounding set of the agent's process, by capability name.
+func boundingSet() (map[string]bool, bool) {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		return nil, false
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapBnd:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				return nil, false
+			}
+			out := map[string]bool{}
+			for i, name := range spec.AllCapabilities() { // in number order
+				if mask&(1<<uint(i)) != 0 {
+					out[name] = true
+				}
+			}
+			return out, true
+		}
+	}
+	return nil, false
+}
+
+func keepCaps(caps []string, allowed map[string]bool) []string {
+	out := caps[:0:0]
+	for _, c := range caps {
+		if allowed[c] {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 func hostsFile(hostname, ip string) string {

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -100,6 +101,39 @@ func TestContainers(t *testing.T) {
 		if !strings.Contains(out, "0000000000000000") {
 			t.Errorf("--cap-drop ALL: got %q", out)
 		}
+		capEff := func(args ...string) uint64 {
+			t.Helper()
+			out := l.must(append(append([]string{"run", "--rm", "--network", "none"}, args...), "busybox", "sh", "-c", "grep CapEff /proc/self/status")...)
+			f := strings.Fields(out)
+			v, err := strconv.ParseUint(f[len(f)-1], 16, 64)
+			if err != nil {
+				t.Fatalf("CapEff %q", out)
+			}
+			return v
+		}
+		const capNetAdmin, capSysAdmin, capNetRaw = 1 << 12, 1 << 21, 1 << 13
+		if c := capEff(); c&capNetRaw == 0 || c&capNetAdmin != 0 || c&capSysAdmin != 0 {
+			t.Errorf("default capabilities %#x: want NET_RAW, not NET_ADMIN or SYS_ADMIN", c)
+		}
+		if c := capEff("--cap-add", "NET_ADMIN", "--cap-drop", "NET_RAW"); c&capNetAdmin == 0 || c&capNetRaw != 0 {
+			t.Errorf("--cap-add NET_ADMIN --cap-drop NET_RAW: %#x", c)
+		}
+		if c := capEff("--privileged"); c&capSysAdmin == 0 {
+			t.Errorf("--privileged: %#x lacks SYS_ADMIN", c)
+		}
+		// --cpus, seen from the host: the container's cgroup gets a CFS quota of half the period.
+		id := l.runD("--network", "none", "--cpus", "0.5", "busybox", "sleep", "60")
+		var quota string
+		for _, p := range []string{"/sys/fs/cgroup/cpu/ov/" + id + "/cpu.cfs_quota_us", "/sys/fs/cgroup/cpu,cpuacct/ov/" + id + "/cpu.cfs_quota_us", "/sys/fs/cgroup/ov/" + id + "/cpu.max"} {
+			if b, err := os.ReadFile(p); err == nil {
+				quota = strings.TrimSpace(string(b))
+				break
+			}
+		}
+		if quota != "50000" && quota != "50000 100000" {
+			t.Errorf("--cpus 0.5: CFS quota %q, want 50000 (of 100000)", quota)
+		}
+		l.must("rm", "-f", id)
 		// Limits, by their effect: a fork past --pids-limit fails, an allocation past --memory is
 		// killed (137), the same allocation without a limit succeeds.
 		out, errs, _ := l.ctl("run", "--rm", "--network", "none", "--pids-limit", "10", "busybox", "sh", "-c",
