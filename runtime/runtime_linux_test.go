@@ -593,20 +593,32 @@ func TestRuntimeBinaryCannotBeOverwritten(t *testing.T) {
 	}
 }
 
-// TestSeccompWithoutNoNewPrivs: without no_new_privs the filter must be loaded while the process
-// still holds CAP_SYS_ADMIN, before it becomes an unprivileged user; it must still be in force.
-func TestSeccompWithoutNoNewPrivs(t *testing.T) {
+// TestUserCapabilitiesAndSeccompWithoutNoNewPrivs runs as a non-root user with one capability in
+// all five sets (ambient, so it survives execve as non-root), and without no_new_privs: the filter
+// must then be loaded while the process still holds CAP_SYS_ADMIN, and still be in force.
+func TestUserCapabilitiesAndSeccompWithoutNoNewPrivs(t *testing.T) {
 	rt := newRuntime(t)
-	script := `grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | sed 's/:[[:space:]]*/=/'; echo uid=$(id -u)`
+	script := `grep -E '^(NoNewPrivs|Seccomp|Cap...):' /proc/self/status | sed 's/:[[:space:]]*/=/'; echo uid=$(id -u) gid=$(id -g) groups=$(id -G)`
 	dir := newBundle(t, spec.Options{ID: "nnp", User: "1000:1000", Args: []string{"sh", "-c", script}},
-		func(s *specs.Spec) { s.Process.NoNewPrivileges = false })
+		func(s *specs.Spec) {
+			s.Process.NoNewPrivileges = false
+			s.Process.User.AdditionalGids = []uint32{1000, 2000}
+			one := []string{"CAP_NET_BIND_SERVICE"}
+			s.Process.Capabilities = &specs.LinuxCapabilities{Bounding: one, Effective: one, Permitted: one, Inheritable: one, Ambient: one}
+		})
 	out, errOut, st := run(t, rt, "nnp", dir)
 	if st.Code != 0 {
 		t.Fatalf("exit %d; stderr:\n%s", st.Code, errOut)
 	}
 	f := facts(out)
-	if f["NoNewPrivs"] != "0" || f["Seccomp"] != "2" || f["uid"] != "1000" {
-		t.Errorf("got %v, want NoNewPrivs 0, Seccomp 2 (filter), uid 1000", f)
+	const netBind = "0000000000000400" // CAP_NET_BIND_SERVICE = 10
+	for k, v := range map[string]string{
+		"NoNewPrivs": "0", "Seccomp": "2", "uid": "1000 gid=1000 groups=1000 2000",
+		"CapInh": netBind, "CapPrm": netBind, "CapEff": netBind, "CapBnd": netBind, "CapAmb": netBind,
+	} {
+		if f[k] != v {
+			t.Errorf("%s = %q, want %q\n%s", k, f[k], v, out)
+		}
 	}
 }
 
