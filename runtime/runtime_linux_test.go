@@ -131,10 +131,14 @@ done
 echo 1 > /proc/sys/kernel/ns_last_pid 2>/dev/null; echo procsys_write=$?
 touch /sys/ovrt-test 2>/dev/null; echo sys_write=$?
 echo uid=$(id -u)
+echo nofile=$(ulimit -n)
+echo cwd=$(pwd)
+echo foo=$FOO
 echo cgpaths=$(cut -d: -f3 /proc/self/cgroup | sort -u | tr '\n' ' ')
 echo pidsmax=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max)
 `
-	dir := newBundle(t, spec.Options{ID: "iso", Hostname: "isolated", PidsLimit: 99, Args: []string{"sh", "-c", script}}, nil)
+	dir := newBundle(t, spec.Options{ID: "iso", Hostname: "isolated", PidsLimit: 99, Cwd: "/tmp", Env: []string{"FOO=bar"},
+		Args: []string{"sh", "-c", script}}, nil)
 	out, errOut, st := run(t, rt, "iso", dir)
 	if st.Code != 0 {
 		t.Fatalf("exit %d, stderr:\n%s", st.Code, errOut)
@@ -149,6 +153,9 @@ echo pidsmax=$(cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgrou
 		"Seccomp":       "2", // filter mode
 		"unshare_eperm": "yes",
 		"uid":           "0",
+		"nofile":        "1024", // Docker's RLIMIT_NOFILE soft limit
+		"cwd":           "/tmp",
+		"foo":           "bar",
 		"cgpaths":       "/",  // its own cgroup namespace, rooted at its cgroup
 		"pidsmax":       "99", // /sys/fs/cgroup shows its own cgroup
 	}
