@@ -339,13 +339,25 @@ func TestLabOverlay(t *testing.T) {
 			t.Fatal("1451-byte DF packet crossed an overlay of MTU 1450")
 		}
 	})
-	t.Run("second reconcile changes nothing", func(t *testing.T) {
+	t.Run("second reconcile changes nothing, also from a new driver (agent restart)", func(t *testing.T) {
 		for i, d := range ds {
 			if err := d.Reconcile(context.Background(), c.stateFor(i)); err != nil {
 				t.Fatal(err)
 			}
 			if n := vxlan.LastChanges(d); n != 0 {
 				t.Errorf("host %d: second reconcile made %d changes", i, n)
+			}
+			cfg := vxlan.DefaultConfig()
+			cfg.HostNetns, cfg.LocalIP = lab.Hosts[i].Path, lab.Hosts[i].Addr
+			fresh, err := vxlan.New(cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := fresh.Reconcile(context.Background(), c.stateFor(i)); err != nil {
+				t.Fatal(err)
+			}
+			if n := vxlan.LastChanges(fresh); n != 0 {
+				t.Errorf("host %d: a new driver's first reconcile of an unchanged state made %d changes", i, n)
 			}
 		}
 	})
