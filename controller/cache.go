@@ -11,14 +11,16 @@ import (
 	"github.com/ovnet/ov/internal/store"
 )
 
-// cache mirrors the /ov/v1/ tree: networks, hosts, which addresses are taken and each network's
-// cursor. It is a hint for picking candidates and checking tokens, never the source of truth.
+// cache mirrors the parts of the /ov/v1/ tree a controller needs: networks, hosts, which addresses
+// are taken and each network's cursor, each kept by its own list-watch (the owner keys are not
+// watched: nothing here needs them). It is a hint for picking candidates and checking tokens, never
+// the source of truth.
 type cache struct {
 	log   *slog.Logger
 	mu    sync.Mutex
 	nets  map[string]*netState
 	hosts map[string]store.Host
-	rev   int64 // last revision applied
+	epRev int64 // last revision the endpoints watch applied
 }
 
 // netState is what the cache and this controller know about one network's addresses.
@@ -32,6 +34,9 @@ type netState struct {
 	etcdCursor netip.Addr              // the cursor key as last seen
 	etcdRev    int64                   // its ModRevision
 }
+
+// cachedKinds are the kinds of keys the cache watches, one list-watch each.
+var cachedKinds = []store.KeyKind{store.KindNetwork, store.KindHost, store.KindEndpoint, store.KindCursor}
 
 func newCache(log *slog.Logger) *cache {
 	return &cache{log: log, nets: map[string]*netState{}, hosts: map[string]store.Host{}}
@@ -47,48 +52,75 @@ func (c *cache) state(name string) *netState {
 	return st
 }
 
-func (c *cache) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
+// kindWatcher feeds one kind's list-watch into the cache.
+type kindWatcher struct {
+	c    *cache
+	kind store.KeyKind
+}
+
+// Snapshot replaces what the cache knows of the watcher's kind (and only that).
+func (w kindWatcher) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
+	c := w.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	old := c.nets
-	c.nets, c.hosts = map[string]*netState{}, map[string]store.Host{}
+	switch w.kind {
+	case store.KindNetwork:
+		for _, st := range c.nets {
+			st.known = false
+		}
+	case store.KindHost:
+		c.hosts = map[string]store.Host{}
+	case store.KindEndpoint:
+		for _, st := range c.nets {
+			st.taken = map[netip.Addr]struct{}{}
+		}
+		c.epRev = rev
+	case store.KindCursor:
+		for _, st := range c.nets {
+			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
+		}
+	}
 	for _, kv := range kvs {
 		c.put(kv)
 	}
-	// Keep this controller's own cursors and in-flight candidates across a re-list.
-	for name, o := range old {
-		if st, ok := c.nets[name]; ok {
-			st.cursor, st.cursorRev, st.inflight = o.cursor, o.cursorRev, o.inflight
-		}
-	}
-	c.rev = rev
-	c.log.Debug("cache snapshot", "revision", rev, "keys", len(kvs))
+	c.log.Debug("cache snapshot", "prefix", store.KindPrefix(w.kind), "revision", rev, "keys", len(kvs))
 	return nil
 }
 
-func (c *cache) Event(ev *clientv3.Event) error {
+func (w kindWatcher) Event(ev *clientv3.Event) error {
+	c := w.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.rev = ev.Kv.ModRevision
+	if w.kind == store.KindEndpoint {
+		c.epRev = ev.Kv.ModRevision
+	}
 	if ev.Type == clientv3.EventTypePut {
 		c.put(ev.Kv)
 		return nil
 	}
 	kind, name, ip := store.ParseKey(string(ev.Kv.Key))
+	st := c.nets[name]
 	switch kind {
 	case store.KindNetwork:
-		delete(c.nets, name)
+		if st != nil {
+			st.known, st.net = false, store.Network{}
+			st.cursor, st.cursorRev = netip.Addr{}, 0
+		}
 	case store.KindHost:
 		delete(c.hosts, name)
 	case store.KindEndpoint:
-		if st := c.nets[name]; st != nil {
+		if st != nil {
 			delete(st.taken, ip)
+		}
+	case store.KindCursor:
+		if st != nil {
+			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
 		}
 	}
 	return nil
 }
 
-func (c *cache) Progress(int64) error { return nil }
+func (w kindWatcher) Progress(int64) error { return nil }
 
 // put applies one key. Callers hold c.mu.
 func (c *cache) put(kv *mvccpb.KeyValue) {
@@ -187,7 +219,7 @@ func (c *cache) settle(network string, a netip.Addr, rev int64, ours bool) {
 	defer c.mu.Unlock()
 	st := c.state(network)
 	delete(st.inflight, a)
-	if rev > c.rev {
+	if rev > c.epRev {
 		st.taken[a] = struct{}{}
 	}
 	if ours && rev > st.cursorRev {

@@ -100,13 +100,25 @@ func New(cfg Config) (*Controller, error) {
 	return &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}, nil
 }
 
-// Run keeps the cache current (list, then watch, re-list after compaction) until ctx ends.
+// Run keeps the cache current (list, then watch, re-list after compaction; one list-watch per kind
+// of key it needs) until ctx ends.
 func (c *Controller) Run(ctx context.Context) error {
-	err := c.st.ListWatch(ctx, store.Root, 0, false, c.cache)
-	if ctx.Err() != nil {
-		return nil
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(cachedKinds))
+	for _, k := range cachedKinds {
+		go func() {
+			errs <- c.st.ListWatch(ctx, store.KindPrefix(k), 0, false, kindWatcher{c: c.cache, kind: k})
+		}()
 	}
-	return err
+	var first error
+	for range cachedKinds {
+		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
 }
 
 // network returns the network from the cache, or from etcd when the cache does not have it (yet).

@@ -29,9 +29,6 @@ const (
 	cursorsPfx   = root + "cursors/"
 )
 
-// Root is the prefix of every key ov writes.
-const Root = root
-
 func networkKey(name string) string         { return networksPfx + name }
 func vniKey(vni uint32) string              { return fmt.Sprintf("%s%d", vnisPfx, vni) }
 func hostKey(name string) string            { return hostsPfx + name }
@@ -58,8 +55,23 @@ const (
 	KindCursor
 )
 
-// ParseKey tells what a key is: its kind, the network or host name, and the address for endpoints and
-// cursors are not parsed (their value holds it).
+// KindPrefix is the prefix under which every key of kind lives ("" for KindOther), for watchers
+// that want one kind only.
+func KindPrefix(kind KeyKind) string {
+	switch kind {
+	case KindNetwork:
+		return networksPfx
+	case KindHost:
+		return hostsPfx
+	case KindEndpoint:
+		return endpointsPfx
+	case KindCursor:
+		return cursorsPfx
+	}
+	return ""
+}
+
+// ParseKey tells what a key is: its kind, the network or host name, and for endpoints the address.
 func ParseKey(key string) (kind KeyKind, name string, ip netip.Addr) {
 	switch {
 	case strings.HasPrefix(key, networksPfx):
