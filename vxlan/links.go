@@ -116,8 +116,10 @@ func (p *pass) ensureLink(h netlink.Handle, want vnl.Link, ok func(vnl.Link) boo
 			return nil, fmt.Errorf("create %s %s: %w", want.Type(), name, err)
 		}
 		p.change("created link", "link", name)
-		if have, err = linkByName(h, name); err != nil || have == nil {
-			return nil, fmt.Errorf("find %s %s after creating it: %v", want.Type(), name, err)
+		if have, err = linkByName(h, name); err != nil {
+			return nil, err
+		} else if have == nil {
+			return nil, fmt.Errorf("%s %s vanished right after it was created (someone else deletes ov's links?): %w", want.Type(), name, errdefs.ErrConflict)
 		}
 	}
 	return have, nil
@@ -363,11 +365,14 @@ func (p *pass) endpoint(n Network, e Endpoint, mtu, bridge int) error {
 			return fmt.Errorf("create veth %s (container end %s): %w", hostName, e.IfName, err)
 		}
 		p.change("created veth", "link", hostName, "container", e.ContainerID)
-		if hv, err = linkByName(p.h, hostName); err != nil || hv == nil {
-			return fmt.Errorf("find veth %s after creating it: %v", hostName, err)
+		if hv, err = linkByName(p.h, hostName); err != nil {
+			return err
 		}
-		if cv, err = linkByName(ch, e.IfName); err != nil || cv == nil {
-			return fmt.Errorf("find %s in the container after creating it: %v", e.IfName, err)
+		if cv, err = linkByName(ch, e.IfName); err != nil {
+			return err
+		}
+		if hv == nil || cv == nil {
+			return fmt.Errorf("veth %s / %s vanished right after it was created (container gone?): %w", hostName, e.IfName, errdefs.ErrConflict)
 		}
 	}
 	if err := p.tune(p.h, hv, mtu, nil, bridge); err != nil {
