@@ -81,6 +81,7 @@ type lab struct {
 	ctlBin   string
 	runtime  string
 	cmd      *exec.Cmd
+	exited   chan struct{} // closed when the agent process has exited
 	mu       sync.Mutex
 	ids      map[string]bool // every container ID the test made
 	ips      map[string]bool // every container address the test saw
@@ -134,9 +135,14 @@ func (l *lab) start() {
 		l.t.Fatal(err)
 	}
 	l.cmd = cmd
-	testutil.Eventually(l.t, 20*time.Second, func() error {
-		if cmd.ProcessState != nil {
-			return fmt.Errorf("agent exited: %s", l.agentLog())
+	exited := make(chan struct{})
+	l.exited = exited
+	go func() { _ = cmd.Wait(); close(exited) }()
+	testutil.Eventually(l.t, 60*time.Second, func() error {
+		select {
+		case <-exited:
+			l.t.Fatalf("the agent exited: %s", l.agentLog())
+		default:
 		}
 		_, _, code := l.ctl("version")
 		if code != 0 {
@@ -154,7 +160,7 @@ func (l *lab) agentLog() string {
 // kill9 kills the agent with SIGKILL and reaps it.
 func (l *lab) kill9() {
 	_ = l.cmd.Process.Signal(syscall.SIGKILL)
-	_ = l.cmd.Wait()
+	<-l.exited
 }
 
 // ctl runs ovctl with args and returns stdout, stderr and the exit code.
@@ -260,14 +266,28 @@ func (l *lab) inNetns(name string, args ...string) (string, error) {
 // addresses. It removes what it finds so the machine stays clean even when the test failed.
 func (l *lab) cleanup() {
 	t := l.t
-	if l.cmd != nil && l.cmd.ProcessState == nil {
+	running := false
+	if l.exited != nil {
+		select {
+		case <-l.exited:
+		default:
+			running = true
+		}
+	}
+	if running {
 		if out, _, code := l.ctl("ps", "-a", "-q"); code == 0 {
 			for _, id := range strings.Fields(out) {
 				l.ctl("rm", "-f", id)
 			}
 		}
 		_ = l.cmd.Process.Signal(syscall.SIGTERM)
-		_ = l.cmd.Wait()
+		select {
+		case <-l.exited:
+		case <-time.After(30 * time.Second):
+			t.Errorf("the agent did not exit within 30s of SIGTERM")
+			_ = l.cmd.Process.Kill()
+			<-l.exited
+		}
 	}
 	if strings.Contains(l.agentLog(), "DATA RACE") {
 		t.Errorf("the race detector reported a data race in the agent (OV_TEST_RACE)")
