@@ -163,6 +163,21 @@ func (l *lab) kill9() {
 	<-l.exited
 }
 
+// term stops the agent with SIGTERM (graceful: it stops serving, containers keep running) and
+// waits for it to exit.
+func (l *lab) term() {
+	l.t.Helper()
+	_ = l.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-l.exited:
+	case <-time.After(30 * time.Second):
+		l.t.Fatalf("the agent did not exit within 30s of SIGTERM")
+	}
+	if l.cmd.ProcessState.ExitCode() != 0 {
+		l.t.Errorf("the agent exited %d after SIGTERM, want 0", l.cmd.ProcessState.ExitCode())
+	}
+}
+
 // ctl runs ovctl with args and returns stdout, stderr and the exit code.
 func (l *lab) ctl(args ...string) (string, string, int) {
 	return l.ctlIn("", args...)

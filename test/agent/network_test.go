@@ -201,6 +201,16 @@ func TestAgentRestart(t *testing.T) {
 	if out := l.must("exec", "srv", "cat", "/etc/hostname"); out != srvID[:12]+"\n" {
 		t.Errorf("exec after the restart: %q", out)
 	}
+	// A graceful stop (SIGTERM) leaves the containers running too.
+	l.term()
+	if _, err := os.Stat(l.sock); err == nil {
+		t.Errorf("the API socket is still there after SIGTERM")
+	}
+	l.start()
+	if c := l.inspect("srv"); c.State.Status != "running" {
+		t.Errorf("after SIGTERM and a restart srv is %s", c.State.Status)
+	}
+	testutil.Eventually(t, 20*time.Second, fetch)
 	l.must("stop", "-t", "1", "tick")
 	l.must("rm", "-f", "srv", "tick", "short")
 	if n := len(l.ps(true)); n != 0 {
