@@ -86,14 +86,10 @@ func (a *Agent) Handler() http.Handler {
 		proxyStream(w, conn, br, err)
 	})
 	mux.HandleFunc("GET "+v+"/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		tail := -1
-		if s := r.URL.Query().Get("tail"); s != "" && s != "all" {
-			n, err := strconv.Atoi(s)
-			if err != nil || n < 0 {
-				writeError(w, fmt.Errorf("logs: --tail %q is not a number: %w", s, errdefs.ErrInvalidArgument))
-				return
-			}
-			tail = n
+		tail, err := shim.ParseTail(r.URL.Query().Get("tail"))
+		if err != nil {
+			writeError(w, err)
+			return
 		}
 		if _, err := a.lookup(r.PathValue("id")); err != nil {
 			writeError(w, err)

@@ -419,13 +419,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Short: "Print a container's output (stdout and stderr)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n := -1
-			if tail != "" && tail != "all" {
-				v, err := strconv.Atoi(tail)
-				if err != nil || v < 0 {
-					return fmt.Errorf("--tail %q: give a number or all: %w", tail, errdefs.ErrInvalidArgument)
-				}
-				n = v
+			n, err := shim.ParseTail(tail)
+			if err != nil {
+				return err
 			}
 			rc, err := g.agent().Logs(cmd.Context(), args[0], follow, n)
 			if err != nil {

@@ -784,19 +784,15 @@ func (s *Shim) exec(req ExecRequest, in io.Reader, fw *FrameWriter) (int, error)
 // handleLogs streams the log: what the file holds (the last tail entries), then, with follow, live
 // output until the container exits.
 func (s *Shim) handleLogs(w http.ResponseWriter, r *http.Request) {
-	tail := -1
-	if v := r.URL.Query().Get("tail"); v != "" && v != "all" {
-		n, err := strconv.Atoi(v)
-		if err != nil || n < 0 {
-			writeError(w, fmt.Errorf("logs: --tail %q is not a number: %w", v, errdefs.ErrInvalidArgument))
-			return
-		}
-		tail = n
+	tail, err := ParseTail(r.URL.Query().Get("tail"))
+	if err != nil {
+		writeError(w, err)
+		return
 	}
 	follow := r.URL.Query().Get("follow") == "1"
 	var entries []LogEntry
 	s.ioMu.Lock()
-	_, err := ReadLog(s.cfg.LogPath, tail, func(e LogEntry) error { entries = append(entries, e); return nil })
+	_, err = ReadLog(s.cfg.LogPath, tail, func(e LogEntry) error { entries = append(entries, e); return nil })
 	var sub *subscriber
 	if err == nil && follow {
 		sub = s.subscribe()
