@@ -1,8 +1,8 @@
 package main
 
 import (
+	"encoding/json"
 	"fmt"
-	"os"
 	"sort"
 	"strings"
 	"text/tabwriter"
@@ -33,9 +33,11 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 				return err
 			}
 			if output == "json" {
-				return printJSON(hosts)
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				return enc.Encode(hosts)
 			}
-			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tLAST SEEN\tLABELS")
 			for _, h := range hosts {
 				var labels []string
@@ -63,7 +65,16 @@ func newNodeRmCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			return eachContainer(args, func(name string) error { return c.RemoveHost(cmd.Context(), name) })
+			var failed error
+			for _, name := range args {
+				if err := c.RemoveHost(cmd.Context(), name); err != nil {
+					fmt.Fprintln(cmd.ErrOrStderr(), "ovctl:", err)
+					failed = &exitError{code: 1}
+					continue
+				}
+				fmt.Fprintln(cmd.OutOrStdout(), name)
+			}
+			return failed
 		},
 	}
 }
