@@ -111,6 +111,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		return err
 	}
 
+	loadStart := loadavg()
 	var rows []string
 	var last50, lastRatio float64
 	for i, conc := range []int{1, 10, 50} {
@@ -173,6 +174,8 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		strings.Join(rows, "\n"),
 		"",
 		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.5 x bare etcd: %s (%.2f).", met(last50 >= 2000), last50, met(lastRatio >= 0.5), lastRatio),
+		"",
+		"Load average (1 min) before and after the run: " + loadStart + " and " + loadavg() + "; the machine is shared, and under load both columns drop alike (the ratio holds better than the rates).",
 		"",
 		"Machine: " + perfdoc.Machine(),
 	}, "\n")
@@ -259,4 +262,16 @@ func met(ok bool) string {
 		return "met"
 	}
 	return "not met"
+}
+
+// loadavg returns the 1-minute load average, or "?".
+func loadavg() string {
+	b, err := os.ReadFile("/proc/loadavg")
+	if err != nil {
+		return "?"
+	}
+	if f := strings.Fields(string(b)); len(f) > 0 {
+		return f[0]
+	}
+	return "?"
 }
