@@ -27,6 +27,10 @@ type Config struct {
 	Pools store.Pools
 	// HostDeadAfter: a host whose last heartbeat is older is reported dead. Default 30s.
 	HostDeadAfter time.Duration
+	// WatchHeartbeat is how often an idle endpoint watch stream carries a progress event; at the same
+	// pace the stream checks that its network still exists and ends when it does not (the client's
+	// reconnect then gets 404). Default 15s.
+	WatchHeartbeat time.Duration
 	// Log receives the controller's messages. Default slog.Default().
 	Log *slog.Logger
 }
@@ -40,8 +44,9 @@ func DefaultConfig() Config {
 			VNIMin:     4096,                                  // below: left for hand-picked VNIs
 			VNIMax:     1<<24 - 1,                             // the largest VXLAN VNI
 		},
-		HostDeadAfter: 30 * time.Second,
-		Log:           slog.Default(),
+		HostDeadAfter:  30 * time.Second,
+		WatchHeartbeat: 15 * time.Second,
+		Log:            slog.Default(),
 	}
 }
 
@@ -89,6 +94,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.HostDeadAfter == 0 {
 		cfg.HostDeadAfter = d.HostDeadAfter
+	}
+	if cfg.WatchHeartbeat == 0 {
+		cfg.WatchHeartbeat = d.WatchHeartbeat
 	}
 	if cfg.Log == nil {
 		cfg.Log = d.Log

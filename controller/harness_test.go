@@ -45,6 +45,7 @@ func startController(t testing.TB, endpoints []string, requestTimeout time.Durat
 	}
 	cfg := controller.DefaultConfig()
 	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, adminToken, joinToken, testLog()
+	cfg.WatchHeartbeat = 200 * time.Millisecond
 	c, err := controller.New(cfg)
 	if err != nil {
 		t.Fatal(err)

@@ -203,10 +203,8 @@ func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p pri
 	return nil
 }
 
-// watchHeartbeat is how often an idle watch stream carries a progress event.
-const watchHeartbeat = 15 * time.Second
-
-// watch streams endpoint events as newline-delimited JSON until the client goes away.
+// watch streams endpoint events as newline-delimited JSON until the client goes away, the network
+// is removed, or the controller shuts down.
 func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network string, fromRev int64) error {
 	if _, err := c.st.GetNetwork(r.Context(), network); err != nil {
 		return err
@@ -234,7 +232,7 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 	}
 	enc := json.NewEncoder(w)
 	last := fromRev
-	tick := time.NewTicker(watchHeartbeat)
+	tick := time.NewTicker(c.cfg.WatchHeartbeat)
 	defer tick.Stop()
 	for {
 		var ev api.EndpointEvent
@@ -244,6 +242,9 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 				last = ev.Revision
 			}
 		case <-tick.C:
+			if _, err := c.st.GetNetwork(ctx, network); errors.Is(err, errdefs.ErrNotFound) {
+				return nil // the network is gone: the client's reconnect gets 404
+			}
 			ev = api.EndpointEvent{Type: api.EventProgress, Revision: last}
 		case <-c.stopWatches:
 			return nil
