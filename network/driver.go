@@ -75,6 +75,9 @@ type Driver struct {
 
 	mu sync.Mutex
 	st *state
+	// applied is the rendering (ruleSet.String) of the rules last written in full by syncRules; ""
+	// when unknown (none written yet, or the last write failed).
+	applied string
 }
 
 // New loads the driver's state. It changes nothing on the host: call Reconcile to build the default
@@ -499,7 +502,7 @@ func (d *Driver) Attach(ctx context.Context, req AttachRequest) (Endpoint, error
 		_ = d.st.save(d.statePath)
 		return Endpoint{}, fmt.Errorf("container %s: attach to network %q: %w", req.Container, n.Name, err)
 	}
-	if err := d.syncRules(); err != nil {
+	if err := d.syncChangedRules(); err != nil {
 		return Endpoint{}, fmt.Errorf("container %s: network %q: iptables: %w", req.Container, n.Name, err)
 	}
 	d.log.Info("endpoint attached", "network", n.Name, "container", req.Container, "ip", ip.String(), "if", e.IfName)
@@ -618,7 +621,7 @@ func (d *Driver) detach(network, container string) error {
 	if err := d.ipam.Release(network, container); err != nil {
 		return fmt.Errorf("container %s: release address on network %q: %w", container, network, err)
 	}
-	if err := d.syncRules(); err != nil {
+	if err := d.syncChangedRules(); err != nil {
 		return fmt.Errorf("container %s: network %q: iptables: %w", container, network, err)
 	}
 	if e != nil {
@@ -640,9 +643,27 @@ func (d *Driver) DetachAll(ctx context.Context, container string) error {
 	return errors.Join(errs...)
 }
 
-// syncRules makes the iptables chains hold exactly the rules of the current state.
+// syncRules makes the iptables chains hold exactly the rules of the current state: it lists every
+// chain and the jumps and repairs whatever differs (a handful of runs of iptables).
 func (d *Driver) syncRules() error {
-	return rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).apply(d.ipt)
+	rs := rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom)
+	d.applied = ""
+	if err := rs.apply(d.ipt); err != nil {
+		return err
+	}
+	d.applied = rs.String()
+	return nil
+}
+
+// syncChangedRules is syncRules for Attach and Detach: when the rules of the current state are those
+// syncRules last wrote (a container without published ports changes no rule), it runs no iptables at
+// all. What another program changed in ov's chains meanwhile is repaired by the next full sync
+// (Reconcile, a network created or deleted) or by the next change of the rules.
+func (d *Driver) syncChangedRules() error {
+	if d.applied != "" && rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).String() == d.applied {
+		return nil
+	}
+	return d.syncRules()
 }
 
 // Reconcile converges the host to the state: the default network exists, every bridge exists with its

@@ -390,3 +390,60 @@ func TestReconcileDeletesOrphanBridges(t *testing.T) {
 		t.Errorf("bridges after Reconcile (-want +got):\n%s", diff)
 	}
 }
+
+// TestAttachRunsIptablesOnlyForRuleChanges: attaching and detaching a container without published
+// ports changes no rule, so it runs no iptables at all (each run costs milliseconds on the path of
+// `ovctl run`); one with published ports writes its rules, and its detach removes them; a rule deleted
+// behind the driver's back is restored by the next change of the rules or by Reconcile.
+func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
+	ipt := iptables.NewFake()
+	d := newTestDriver(t, newFakeKernel(), ipt, t.TempDir())
+	base := render(d, ipt)
+	runs := func() int { return ipt.Calls + ipt.Reads }
+
+	before := runs()
+	ns := mustNetns(t, d, "plain")
+	if _, err := d.Attach(ctx, AttachRequest{Network: DefaultNetwork, Container: "plain", Netns: ns}); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Detach(ctx, DefaultNetwork, "plain"); err != nil {
+		t.Fatal(err)
+	}
+	if n := runs() - before; n != 0 {
+		t.Errorf("attach + detach without published ports ran iptables %d times; want 0", n)
+	}
+
+	web, err := ParsePortSpecs([]string{"8080:80"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ns = mustNetns(t, d, "web")
+	ep, err := d.Attach(ctx, AttachRequest{Network: DefaultNetwork, Container: "web", Netns: ns, Ports: web})
+	if err != nil {
+		t.Fatal(err)
+	}
+	dnat := "-A OV-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination " + ep.IP().String() + ":80"
+	if !strings.Contains(render(d, ipt), dnat) {
+		t.Fatalf("after attach with -p 8080:80, no rule %q in:\n%s", dnat, render(d, ipt))
+	}
+	// Another program deletes one of ov's rules; the next rule change (here the detach) repairs it.
+	if err := ipt.DeleteById("filter", ChainForward, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Detach(ctx, DefaultNetwork, "web"); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(base, render(d, ipt)); diff != "" {
+		t.Errorf("after detach of the published container (-want +got):\n%s", diff)
+	}
+	// A rule removed behind the driver's back while no rule changes: Reconcile puts it back.
+	if err := ipt.DeleteById("nat", ChainPostrouting, 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := d.Reconcile(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(base, render(d, ipt)); diff != "" {
+		t.Errorf("after Reconcile (-want +got):\n%s", diff)
+	}
+}

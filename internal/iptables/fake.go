@@ -23,6 +23,9 @@ type Fake struct {
 	tables map[string]*fakeTable
 	// Calls counts the mutating calls (NewChain, Insert, Delete, DeleteById, ClearAndDeleteChain).
 	Calls int
+	// Reads counts the calls that only look (ChainExists, List, Exists): with the real client each
+	// is a run of the iptables binary too.
+	Reads int
 }
 
 type fakeTable struct {
@@ -91,6 +94,7 @@ func (f *Fake) Append(table, chain string, rulespec ...string) error {
 func (f *Fake) ChainExists(table, chain string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	ft, err := f.table(table)
 	if err != nil {
 		return false, err
@@ -153,6 +157,7 @@ func lastTwo(r Rule) string {
 func (f *Fake) List(table, chain string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	ft, rules, err := f.chain(table, chain)
 	if err != nil {
 		return nil, err
@@ -173,6 +178,7 @@ func (f *Fake) List(table, chain string) ([]string, error) {
 func (f *Fake) Exists(table, chain string, rulespec ...string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	_, rules, err := f.chain(table, chain)
 	if err != nil {
 		return false, err
