@@ -149,12 +149,15 @@ func runHelper(mode string, sync *os.File) error {
 }
 
 // finalize switches to the process's user, capabilities and security settings and executes it, in
-// the order that keeps each step possible: bounding set (needs CAP_SETPCAP), user and groups with
+// the order that keeps each step possible: default signal actions and an empty mask, bounding set (needs CAP_SETPCAP), user and groups with
 // PR_SET_KEEPCAPS (so setuid does not clear the permitted set), working directory (checked as that
 // user), the five capability sets, no_new_privs, and seccomp last, right before execve (first when
 // no_new_privs is off, since loading then needs CAP_SYS_ADMIN).
 func finalize(p *specs.Process, c caps, filter *seccomp.Program, exe string, env []string) error {
 	last := lastCap()
+	if err := resetSignals(); err != nil {
+		return err
+	}
 	// Without no_new_privs, loading a filter needs CAP_SYS_ADMIN, which the process may be about to
 	// lose: load it now (the profile must then allow the few calls below, as Docker's does).
 	if filter != nil && !p.NoNewPrivileges {

@@ -328,15 +328,16 @@ func contains(s []int, v int) bool {
 	return false
 }
 
-func TestConsoleSocket(t *testing.T) {
-	id := testutil.UniqueName("tty")
-	e := newEnv(t, id, []string{"sh", "-c", "tty; echo hi"}, func(s *specs.Spec) { s.Process.Terminal = true })
+// consoleSocket listens on a new console socket and returns its path and a channel that yields the
+// pty master the runtime sends (nil when none came).
+func consoleSocket(t *testing.T) (string, <-chan *os.File) {
+	t.Helper()
 	sock := filepath.Join(t.TempDir(), "console.sock")
 	l, err := net.ListenUnix("unix", &net.UnixAddr{Name: sock, Net: "unix"})
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer l.Close()
+	t.Cleanup(func() { l.Close() })
 	got := make(chan *os.File, 1)
 	go func() {
 		defer close(got)
@@ -357,21 +358,89 @@ func TestConsoleSocket(t *testing.T) {
 			}
 		}
 	}()
+	return sock, got
+}
+
+// createWithConsole creates the container with a console socket and returns the pty master and a
+// channel that yields the init's wait status. ovrt runs with SIGINT and SIGHUP ignored, as under the
+// agent's shim (a daemon that must survive its terminal): the container must not inherit that.
+func (e *env) createWithConsole(id string) (*os.File, <-chan syscall.WaitStatus) {
+	t := e.t
+	t.Helper()
+	sock, got := consoleSocket(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	e.must("create", "--bundle", e.bundle, "--console-socket", sock, "--pid-file", pidFile, id)
+	cmd := exec.Command("sh", "-c", `trap "" INT HUP; exec "$0" "$@"`, ovrtBin, "--root", e.root,
+		"create", "--bundle", e.bundle, "--console-socket", sock, "--pid-file", pidFile, id)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ovrt create: %v: %s", err, out)
+	}
 	master := <-got
 	if master == nil {
 		t.Fatal("no pty master received on the console socket")
 	}
-	defer master.Close()
+	t.Cleanup(func() { master.Close() })
 	b, _ := os.ReadFile(pidFile)
 	pid, _ := strconv.Atoi(string(b))
-	exited := reap(pid)
+	return master, reap(pid)
+}
+
+func TestConsoleSocket(t *testing.T) {
+	id := testutil.UniqueName("tty")
+	e := newEnv(t, id, []string{"sh", "-c", "tty; echo hi"}, func(s *specs.Spec) { s.Process.Terminal = true })
+	master, exited := e.createWithConsole(id)
 	e.must("start", id)
 	<-exited
 	out, _ := io.ReadAll(master) // ends with EIO once the last slave fd closed
 	if !strings.Contains(string(out), "/dev/pts/0") || !strings.Contains(string(out), "hi") {
 		t.Errorf("terminal output %q, want the tty name /dev/pts/0 and hi", out)
+	}
+}
+
+// TestConsoleCtrlC types Ctrl-C on the container's terminal: the line discipline must send SIGINT
+// to the container's foreground process, which needs the pty to be its controlling terminal (the
+// init a session leader, TIOCSCTTY on the slave) with ISIG on, as with runc.
+func TestConsoleCtrlC(t *testing.T) {
+	id := testutil.UniqueName("ctrlc")
+	script := `trap "echo GOT-INT; exit 7" INT; echo ready; while :; do sleep 1; done`
+	e := newEnv(t, id, []string{"sh", "-c", script}, func(s *specs.Spec) { s.Process.Terminal = true })
+	master, exited := e.createWithConsole(id)
+	e.must("start", id)
+	out := make(chan string, 1)
+	ready := make(chan struct{})
+	go func() {
+		var buf bytes.Buffer
+		b := make([]byte, 256)
+		for {
+			n, err := master.Read(b)
+			buf.Write(b[:n])
+			if ready != nil && strings.Contains(buf.String(), "ready") {
+				close(ready)
+				ready = nil
+			}
+			if err != nil { // EIO once the last slave fd closed
+				out <- buf.String()
+				return
+			}
+		}
+	}()
+	select {
+	case <-ready:
+	case ws := <-exited:
+		t.Fatalf("the container exited (%v) before it was ready: %q", ws, <-out)
+	}
+	if _, err := master.Write([]byte{3}); err != nil {
+		t.Fatal(err)
+	}
+	var ws syscall.WaitStatus
+	select {
+	case ws = <-exited:
+	case <-time.After(20 * time.Second):
+		master.Write([]byte("\n")) // let the reader see something, then give up
+		t.Fatalf("Ctrl-C on the terminal did not interrupt the container's shell")
+	}
+	screen := <-out
+	if !ws.Exited() || ws.ExitStatus() != 7 || !strings.Contains(screen, "GOT-INT") {
+		t.Errorf("after Ctrl-C the container ended with %v and the terminal shows %q; want GOT-INT and exit 7", ws, screen)
 	}
 }
 

@@ -70,28 +70,26 @@ func (s *screen) waitFor(t *testing.T, from int, want string) int {
 
 // TestInteractiveTerminal drives `ovctl run -it` from a real terminal: the container sees the
 // terminal's size, Ctrl-C interrupts the container's foreground process (not ovctl), and ovctl exits
-// with the shell's exit code. The Ctrl-C step runs with runc: ovrt does not yet make the pty the
-// controlling terminal of the container's process (its shell gets no SIGINT from the line discipline).
+// with the shell's exit code, with ovrt and with runc.
 func TestInteractiveTerminal(t *testing.T) {
 	for _, tc := range []struct {
-		name  string
-		rt    string
-		ctrlC bool
+		name string
+		rt   string
 	}{
-		{"runc", "/usr/sbin/runc", true},
-		{"default runtime", "", false},
+		{"runc", "/usr/sbin/runc"},
+		{"default runtime", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rt := tc.rt
 			if rt == "" {
 				rt = testRuntime()
 			}
-			interactive(t, newLabRuntime(t, rt), tc.ctrlC)
+			interactive(t, newLabRuntime(t, rt))
 		})
 	}
 }
 
-func interactive(t *testing.T, l *lab, ctrlC bool) {
+func interactive(t *testing.T, l *lab) {
 	master, slave := openPty(t)
 	if err := unix.IoctlSetWinsize(int(slave.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: 33, Col: 101}); err != nil {
 		t.Fatal(err)
@@ -127,15 +125,13 @@ func interactive(t *testing.T, l *lab, ctrlC bool) {
 	off := scr.waitFor(t, 0, "# ")
 	send("stty size\r")
 	off = scr.waitFor(t, off, "33 101")
-	if ctrlC {
-		send("sleep 60\r")
-		off = scr.waitFor(t, off, "sleep 60")
-		time.Sleep(300 * time.Millisecond)
-		send("\x03") // Ctrl-C: SIGINT to the container's foreground process group
-		off = scr.waitFor(t, off, "^C")
-		send("echo status=$?\r")
-		scr.waitFor(t, off, "status=130")
-	}
+	send("sleep 60\r")
+	off = scr.waitFor(t, off, "sleep 60")
+	time.Sleep(300 * time.Millisecond)
+	send("\x03") // Ctrl-C: SIGINT to the container's foreground process group
+	off = scr.waitFor(t, off, "^C")
+	send("echo status=$?\r")
+	scr.waitFor(t, off, "status=130")
 	send("exit 7\r")
 	select {
 	case r := <-done:
