@@ -319,6 +319,54 @@ func TestExec(t *testing.T) {
 	}
 }
 
+// TestCgroupNamespace checks, with Docker's default spec (its cgroup namespace and "cgroup" mount),
+// that the container's init and an exec'd process see their own cgroup as "/" in every hierarchy
+// (v1 and cgroup2 lines of /proc/self/cgroup), and that /sys/fs/cgroup shows the container's own
+// limits, while the host sees them in the container's cgroup.
+func TestCgroupNamespace(t *testing.T) {
+	id := testutil.UniqueName("cgns")
+	e := newEnv(t, id, []string{"sleep", "1000"}, func(s *specs.Spec) {
+		limit := int64(77)
+		s.Linux.Resources.Pids = &specs.LinuxPids{Limit: &limit}
+	})
+	pidFile := filepath.Join(t.TempDir(), "pid")
+	e.must("create", "--bundle", e.bundle, "--pid-file", pidFile, id)
+	b, _ := os.ReadFile(pidFile)
+	initPid, _ := strconv.Atoi(string(b))
+	exited := reap(initPid)
+	defer func() { e.must("delete", "--force", id); <-exited }()
+	e.must("start", id)
+
+	cgPath := e.state(id).CgroupPath
+	host, err := os.ReadFile(fmt.Sprintf("/proc/%d/cgroup", initPid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(host), ":"+cgPath+"\n") {
+		t.Fatalf("the host sees the init in cgroups\n%s\nwant %s", host, cgPath)
+	}
+	script := `cat /proc/1/cgroup; echo ---; cat /proc/self/cgroup; echo ---; cat /sys/fs/cgroup/pids/pids.max 2>/dev/null || cat /sys/fs/cgroup/pids.max`
+	out, code := e.ovrt(nil, "exec", id, "sh", "-c", script)
+	parts := strings.Split(out, "---\n")
+	if code != 0 || len(parts) != 3 {
+		t.Fatalf("exec: exit %d: %s", code, out)
+	}
+	for i, who := range []string{"init", "exec'd process"} {
+		lines := strings.Fields(parts[i])
+		if len(lines) == 0 {
+			t.Errorf("%s: empty /proc/self/cgroup", who)
+		}
+		for _, l := range lines {
+			if !strings.HasSuffix(l, ":/") {
+				t.Errorf("%s: cgroup line %q, want its own cgroup shown as / (a cgroup namespace rooted at %s)", who, l, cgPath)
+			}
+		}
+	}
+	if got := strings.TrimSpace(parts[2]); got != "77" {
+		t.Errorf("pids.max under /sys/fs/cgroup in the container = %q, want the container's limit 77", got)
+	}
+}
+
 func contains(s []int, v int) bool {
 	for _, x := range s {
 		if x == v {
