@@ -75,9 +75,9 @@ func (c *Container) Exec(opts ExecOptions) (*Process, error) {
 	}
 	var filter <-chan compiled
 	if c.rec.Spec.Linux != nil {
-		filter = compileSeccomp(c.rec.Spec.Linux.Seccomp)
+		filter = compileSeccomp(c.rt.seccompCache(), c.rec.Spec.Linux.Seccomp)
 	} else {
-		filter = compileSeccomp(nil)
+		filter = compileSeccomp(c.rt.seccompCache(), nil)
 	}
 	exe, err := c.rt.sealed()
 	if err != nil {

@@ -127,7 +127,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if s.Process.Terminal && opts.ConsoleSocket == "" {
 		return nil, fmt.Errorf("create %s: process.terminal is true but no console socket was given (--console-socket): %w", id, errdefs.ErrInvalidArgument)
 	}
-	filter := compileSeccomp(s.Linux.Seccomp)
+	filter := compileSeccomp(r.seccompCache(), s.Linux.Seccomp)
 	if err := os.MkdirAll(r.cfg.Root, 0o711); err != nil {
 		return nil, fmt.Errorf("create %s: state directory: %w", id, err)
 	}

@@ -49,16 +49,17 @@ type compiled struct {
 	err  error
 }
 
-// compileSeccomp compiles the profile on another goroutine, so that it overlaps with the cgroup
-// set-up and the helper's start; receive from the channel when the config is due.
-func compileSeccomp(p *specs.LinuxSeccomp) <-chan compiled {
+// compileSeccomp compiles the profile (or reads it from the cache) on another goroutine, so that it
+// overlaps with the cgroup set-up and the helper's start; receive from the channel when the config is
+// due.
+func compileSeccomp(cache seccomp.Cache, p *specs.LinuxSeccomp) <-chan compiled {
 	ch := make(chan compiled, 1)
 	if p == nil {
 		ch <- compiled{}
 		return ch
 	}
 	go func() {
-		prog, err := seccomp.CompileProgram(p)
+		prog, err := cache.Program(p)
 		ch <- compiled{prog, err}
 	}()
 	return ch
