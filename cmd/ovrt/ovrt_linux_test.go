@@ -409,19 +409,24 @@ func consoleSocket(t *testing.T) (string, <-chan *os.File) {
 	return sock, got
 }
 
-// createWithConsole creates the container with a console socket and returns the pty master and a
-// channel that yields the init's wait status. ovrt runs with SIGINT and SIGHUP ignored, as under the
-// agent's shim (a daemon that must survive its terminal): the container must not inherit that.
-func (e *env) createWithConsole(id string) (*os.File, <-chan syscall.WaitStatus) {
+// ignoringInt runs ovrt with SIGINT and SIGHUP ignored, as under the agent's shim (a daemon that
+// must survive its terminal): the container's processes must not inherit that.
+func (e *env) ignoringInt(args ...string) {
+	e.t.Helper()
+	cmd := exec.Command("sh", append([]string{"-c", `trap "" INT HUP; exec "$0" "$@"`, ovrtBin, "--root", e.root}, args...)...)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		e.t.Fatalf("ovrt %s: %v: %s", strings.Join(args, " "), err, out)
+	}
+}
+
+// withConsole runs ovrt (create, or exec --tty --detach) with a console socket and a pid file, and
+// returns the pty master and a channel that yields the process's wait status.
+func (e *env) withConsole(args ...string) (*os.File, <-chan syscall.WaitStatus) {
 	t := e.t
 	t.Helper()
 	sock, got := consoleSocket(t)
 	pidFile := filepath.Join(t.TempDir(), "pid")
-	cmd := exec.Command("sh", "-c", `trap "" INT HUP; exec "$0" "$@"`, ovrtBin, "--root", e.root,
-		"create", "--bundle", e.bundle, "--console-socket", sock, "--pid-file", pidFile, id)
-	if out, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("ovrt create: %v: %s", err, out)
-	}
+	e.ignoringInt(append([]string{args[0], "--console-socket", sock, "--pid-file", pidFile}, args[1:]...)...)
 	master := <-got
 	if master == nil {
 		t.Fatal("no pty master received on the console socket")
@@ -435,7 +440,7 @@ func (e *env) createWithConsole(id string) (*os.File, <-chan syscall.WaitStatus)
 func TestConsoleSocket(t *testing.T) {
 	id := testutil.UniqueName("tty")
 	e := newEnv(t, id, []string{"sh", "-c", "tty; echo hi"}, func(s *specs.Spec) { s.Process.Terminal = true })
-	master, exited := e.createWithConsole(id)
+	master, exited := e.withConsole("create", "--bundle", e.bundle, id)
 	e.must("start", id)
 	<-exited
 	out, _ := io.ReadAll(master) // ends with EIO once the last slave fd closed
@@ -444,15 +449,34 @@ func TestConsoleSocket(t *testing.T) {
 	}
 }
 
-// TestConsoleCtrlC types Ctrl-C on the container's terminal: the line discipline must send SIGINT
-// to the container's foreground process, which needs the pty to be its controlling terminal (the
-// init a session leader, TIOCSCTTY on the slave) with ISIG on, as with runc.
+// TestConsoleCtrlC types Ctrl-C on the terminal of a container's process (its init, and a process
+// exec'd with --tty): the line discipline must send SIGINT to the foreground process, which needs
+// the pty to be its controlling terminal with ISIG on, and SIGINT not ignored.
 func TestConsoleCtrlC(t *testing.T) {
-	id := testutil.UniqueName("ctrlc")
 	script := `trap "echo GOT-INT; exit 7" INT; echo ready; while :; do sleep 1; done`
-	e := newEnv(t, id, []string{"sh", "-c", script}, func(s *specs.Spec) { s.Process.Terminal = true })
-	master, exited := e.createWithConsole(id)
-	e.must("start", id)
+	for _, tc := range []string{"create", "exec"} {
+		t.Run(tc, func(t *testing.T) {
+			id := testutil.UniqueName("ctrlc")
+			var master *os.File
+			var exited <-chan syscall.WaitStatus
+			if tc == "create" {
+				e := newEnv(t, id, []string{"sh", "-c", script}, func(s *specs.Spec) { s.Process.Terminal = true })
+				master, exited = e.withConsole("create", "--bundle", e.bundle, id)
+				e.must("start", id)
+			} else {
+				e := newEnv(t, id, []string{"sleep", "1000"}, nil)
+				e.must("run", "--bundle", e.bundle, "--detach", id)
+				master, exited = e.withConsole("exec", "--tty", "--detach", id, "sh", "-c", script)
+			}
+			interrupt(t, master, exited)
+		})
+	}
+}
+
+// interrupt waits for the script to print ready on the terminal, types Ctrl-C and expects the
+// script's INT trap to run.
+func interrupt(t *testing.T, master *os.File, exited <-chan syscall.WaitStatus) {
+	t.Helper()
 	out := make(chan string, 1)
 	ready := make(chan struct{})
 	go func() {
@@ -474,7 +498,7 @@ func TestConsoleCtrlC(t *testing.T) {
 	select {
 	case <-ready:
 	case ws := <-exited:
-		t.Fatalf("the container exited (%v) before it was ready: %q", ws, <-out)
+		t.Fatalf("the process exited (%v) before it was ready: %q", ws, <-out)
 	}
 	if _, err := master.Write([]byte{3}); err != nil {
 		t.Fatal(err)
@@ -483,12 +507,11 @@ func TestConsoleCtrlC(t *testing.T) {
 	select {
 	case ws = <-exited:
 	case <-time.After(20 * time.Second):
-		master.Write([]byte("\n")) // let the reader see something, then give up
-		t.Fatalf("Ctrl-C on the terminal did not interrupt the container's shell")
+		t.Fatalf("Ctrl-C on the terminal did not interrupt the shell")
 	}
 	screen := <-out
 	if !ws.Exited() || ws.ExitStatus() != 7 || !strings.Contains(screen, "GOT-INT") {
-		t.Errorf("after Ctrl-C the container ended with %v and the terminal shows %q; want GOT-INT and exit 7", ws, screen)
+		t.Errorf("after Ctrl-C the process ended with %v and the terminal shows %q; want GOT-INT and exit 7", ws, screen)
 	}
 }
 
