@@ -27,9 +27,10 @@ type Agent struct {
 	log *slog.Logger
 
 	mu         sync.Mutex
-	containers map[string]*container // by ID
-	names      map[string]string     // name -> ID, including names reserved by creates in progress
-	netMu      sync.Mutex            // serialises network create/delete/connect against each other
+	containers map[string]*container    // by ID
+	names      map[string]string        // name -> ID, including names reserved by creates in progress
+	netMu      sync.Mutex               // serialises network create/delete/connect against each other
+	teardowns  map[string]chan struct{} // removed containers whose resources are still coming down
 	wg         sync.WaitGroup
 	ctx        context.Context
 	cancel     context.CancelFunc
@@ -66,7 +67,7 @@ func New(cfg Config) (*Agent, error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent"), containers: map[string]*container{},
-		names: map[string]string{}, ctx: ctx, cancel: cancel}
+		names: map[string]string{}, teardowns: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
 	if err := a.recover(); err != nil {
 		cancel()
 		return nil, err
@@ -102,7 +103,13 @@ func (a *Agent) recover() error {
 	var exited []*container
 	for _, e := range entries {
 		var rec api.Container
-		if err := readJSONFile(filepath.Join(a.containerDir(e.Name()), "container.json"), &rec); err != nil {
+		if err := readJSONFile(filepath.Join(a.containerDir(e.Name()), "container.json"), &rec); errors.Is(err, os.ErrNotExist) {
+			// A remove (or a create) was interrupted after the record went: prune drops the rest.
+			a.log.Info("removing the directory of a container without a record", "dir", e.Name())
+			_ = os.RemoveAll(a.containerDir(e.Name()))
+			_ = os.RemoveAll(a.bundleDir(e.Name()))
+			continue
+		} else if err != nil {
 			a.log.Warn("skip unreadable container record", "dir", e.Name(), "err", err)
 			continue
 		}
@@ -250,9 +257,7 @@ func (a *Agent) monitor(c *container) {
 		}
 		a.log.Info("container exited", "container", api.ShortID(id), "exitCode", st.ExitCode)
 		if auto {
-			if err := a.Remove(a.ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-				a.log.Error("auto-remove", "container", api.ShortID(id), "err", err)
-			}
+			a.autoRemoveNow(id)
 		}
 	}()
 }
@@ -266,9 +271,7 @@ func (a *Agent) autoRemove(c *container) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
-		if err := a.Remove(a.ctx, rec.ID, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
-			a.log.Error("auto-remove", "container", api.ShortID(rec.ID), "err", err)
-		}
+		a.autoRemoveNow(rec.ID)
 	}()
 }
 

@@ -88,6 +88,13 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	if err != nil {
 		return api.Container{}, err
 	}
+	if req.IP != "" || len(req.Ports) > 0 {
+		// The address or host port may belong to a container removed a moment ago that is still
+		// detaching (see Remove).
+		if err := a.waitTeardowns(ctx); err != nil {
+			return api.Container{}, err
+		}
+	}
 	hostname := req.Hostname
 	if hostname == "" {
 		hostname = id[:12]
@@ -340,19 +347,42 @@ func (a *Agent) Wait(ctx context.Context, ref string, removed bool) (api.Exit, e
 	return api.Exit{ExitCode: st.ExitCode, Error: st.Error}, nil
 }
 
-// Remove deletes a container and everything made for it. A running container is refused unless
-// force, which kills it.
+// Remove deletes a container and everything made for it, and returns once all of it is gone. A
+// running container is refused unless force, which kills it.
 func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
-	c, err := a.lookup(ref)
+	done, err := a.remove(ctx, ref, force)
 	if err != nil {
 		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// autoRemoveNow removes an exited --rm container without waiting for its teardown: the container is
+// gone (ps, wait --removed, its name) at once, its network and rootfs follow (see remove).
+func (a *Agent) autoRemoveNow(id string) {
+	if _, err := a.remove(a.ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		a.log.Error("auto-remove", "container", api.ShortID(id), "err", err)
+	}
+}
+
+// remove deletes the container from the agent once no process of it is left, and tears down what
+// was made for it in the background; done is closed when that is finished.
+func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan struct{}, err error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return nil, err
 	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	c.mu.Lock()
 	if c.removing {
 		c.mu.Unlock()
-		return fmt.Errorf("container %s: already removed: %w", api.ShortID(c.rec.ID), errdefs.ErrNotFound)
+		return nil, fmt.Errorf("container %s: already removed: %w", api.ShortID(c.rec.ID), errdefs.ErrNotFound)
 	}
 	rec := c.rec
 	c.mu.Unlock()
@@ -367,40 +397,29 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 			case <-c.exited:
 				running = false
 			case <-ctx.Done():
-				return ctx.Err()
+				return nil, ctx.Err()
 			}
 		}
 	}
 	if running && !force {
-		return fmt.Errorf("container %s is %s; stop it first or use rm -f: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
+		return nil, fmt.Errorf("container %s is %s; stop it first or use rm -f: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
 	}
 	c.mu.Lock()
 	c.removing = true
 	c.mu.Unlock()
 	t0 := time.Now()
-	// Once no process of the container is left, its runtime state, its network and its rootfs come
-	// down in parallel; a running container is killed (by the shim) first.
-	var tShim, tNet, tRoot time.Duration
-	var wg sync.WaitGroup
-	teardown := func() {
-		wg.Add(2)
-		go func() {
-			defer wg.Done()
-			a.teardownNetwork(rec)
-			tNet = time.Since(t0)
-		}()
-		go func() {
-			defer wg.Done()
-			if a.cfg.Images != nil && !filepath.IsAbs(rec.Image) {
-				if err := a.cfg.Images.Release(context.Background(), rec.ID); err != nil {
-					a.log.Warn("release rootfs", "container", api.ShortID(rec.ID), "err", err)
-				}
-			}
-			tRoot = time.Since(t0)
-		}()
+	// The container is gone (from ps, for wait --removed, for its name) once no process of it is
+	// left and its record is deleted; its network, its rootfs and its directories come down in the
+	// background, in parallel, started at once when it had already exited. Operations that could
+	// collide with what they still hold (a static address, a host port, a network or image removal)
+	// wait for them (waitTeardowns); a crash in between leaves things that prune removes at start-up.
+	td := a.beginTeardown(rec.ID)
+	shimDone := make(chan struct{})
+	background := func() {
+		go a.teardown(rec, t0, shimDone, td)
 	}
 	if !running {
-		teardown()
+		background()
 	}
 	if _, err := c.shim.Delete(ctx, true); err != nil {
 		// No shim: clean up after the runtime ourselves.
@@ -414,19 +433,17 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 		}
 		_ = os.Remove(a.shimSocket(rec.ID))
 	}
-	tShim = time.Since(t0)
+	close(shimDone)
 	select {
 	case <-c.exited:
 	default:
 		close(c.exited)
 	}
 	if running {
-		teardown()
+		background()
 	}
-	wg.Wait()
-	_ = os.RemoveAll(a.bundleDir(rec.ID))
-	if err := os.RemoveAll(a.containerDir(rec.ID)); err != nil {
-		a.log.Warn("remove container state", "container", api.ShortID(rec.ID), "err", err)
+	if err := os.Remove(filepath.Join(a.containerDir(rec.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("remove container record", "container", api.ShortID(rec.ID), "err", err)
 	}
 	a.mu.Lock()
 	delete(a.containers, rec.ID)
@@ -435,7 +452,72 @@ func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
 	}
 	a.mu.Unlock()
 	close(c.removed)
+	a.log.Debug("container gone", "container", api.ShortID(rec.ID), "took", time.Since(t0))
+	return td, nil
+}
+
+// beginTeardown registers the background teardown of container id (see Remove); the caller must run
+// teardown, which marks it done. The agent's shutdown (Close) waits for it.
+func (a *Agent) beginTeardown(id string) chan struct{} {
+	done := make(chan struct{})
+	a.wg.Add(1)
+	a.mu.Lock()
+	a.teardowns[id] = done
+	a.mu.Unlock()
+	return done
+}
+
+// teardown detaches the networks of a removed container and releases its rootfs (in parallel), then,
+// once the runtime has deleted it (shimDone), removes its directories and closes done.
+func (a *Agent) teardown(rec api.Container, t0 time.Time, shimDone <-chan struct{}, done chan struct{}) {
+	defer a.wg.Done()
+	var tNet, tRoot, tShim time.Duration
+	var wg sync.WaitGroup
+	wg.Add(2)
+	go func() {
+		defer wg.Done()
+		a.teardownNetwork(rec)
+		tNet = time.Since(t0)
+	}()
+	go func() {
+		defer wg.Done()
+		if a.cfg.Images != nil && !filepath.IsAbs(rec.Image) {
+			if err := a.cfg.Images.Release(context.Background(), rec.ID); err != nil {
+				a.log.Warn("release rootfs", "container", api.ShortID(rec.ID), "err", err)
+			}
+		}
+		tRoot = time.Since(t0)
+	}()
+	<-shimDone
+	tShim = time.Since(t0)
+	wg.Wait()
+	_ = os.RemoveAll(a.bundleDir(rec.ID))
+	if err := os.RemoveAll(a.containerDir(rec.ID)); err != nil {
+		a.log.Warn("remove container state", "container", api.ShortID(rec.ID), "err", err)
+	}
+	a.mu.Lock()
+	delete(a.teardowns, rec.ID)
+	a.mu.Unlock()
+	close(done)
 	a.log.Info("container removed", "container", api.ShortID(rec.ID), "shim", tShim, "network", tNet, "rootfs", tRoot, "total", time.Since(t0))
+}
+
+// waitTeardowns waits until the background teardowns of removed containers (started before the call)
+// are done, so that their addresses, host ports, networks and images are free.
+func (a *Agent) waitTeardowns(ctx context.Context) error {
+	a.mu.Lock()
+	pending := make([]chan struct{}, 0, len(a.teardowns))
+	for _, ch := range a.teardowns {
+		pending = append(pending, ch)
+	}
+	a.mu.Unlock()
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 

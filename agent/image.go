@@ -75,6 +75,10 @@ func (a *Agent) RemoveImage(ctx context.Context, ref string) (image.Removed, err
 	if err != nil {
 		return image.Removed{}, err
 	}
+	// A container removed a moment ago may still hold its rootfs of the image.
+	if err := a.waitTeardowns(ctx); err != nil {
+		return image.Removed{}, err
+	}
 	return st.Remove(ctx, ref)
 }
 

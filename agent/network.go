@@ -216,6 +216,10 @@ func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
 	if err != nil {
 		return err
 	}
+	// Containers removed a moment ago may still be detaching.
+	if err := a.waitTeardowns(ctx); err != nil {
+		return err
+	}
 	if users := a.networkUsers(name); len(users) > 0 {
 		return fmt.Errorf("network %q is used by containers %v; disconnect or remove them first: %w", name, users, errdefs.ErrConflict)
 	}
@@ -271,6 +275,12 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 	_, driver, err := a.findNetwork(ctx, netName)
 	if err != nil {
 		return api.Container{}, err
+	}
+	if req.IP != "" {
+		// The address may belong to a container removed a moment ago that is still detaching.
+		if err := a.waitTeardowns(ctx); err != nil {
+			return api.Container{}, err
+		}
 	}
 	ep, err := a.cfg.Drivers[driver].Attach(ctx, AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: netns, IP: req.IP})
 	if err != nil {
