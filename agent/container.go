@@ -409,38 +409,39 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	c.mu.Unlock()
 	t0 := time.Now()
 	// The container is gone (from ps, for wait --removed, for its name) once no process of it is
-	// left and its record is deleted; its network, its rootfs and its directories come down in the
-	// background, in parallel, started at once when it had already exited. Operations that could
+	// left and its record is deleted; its network, its rootfs, its directories and, when it had
+	// already exited, its runtime state (an empty cgroup, the shim) come down in the background, in
+	// parallel. Operations that could
 	// collide with what they still hold (a static address, a host port, a network or image removal)
 	// wait for them (waitTeardowns); a crash in between leaves things that prune removes at start-up.
 	td := a.beginTeardown(rec.ID)
-	shimDone := make(chan struct{})
-	background := func() {
-		go a.teardown(rec, t0, shimDone, td)
-	}
-	if !running {
-		background()
-	}
-	if _, err := c.shim.Delete(ctx, true); err != nil {
-		// No shim: clean up after the runtime ourselves.
-		a.log.Warn("shim delete failed; deleting through the runtime", "container", api.ShortID(rec.ID), "err", err)
-		if rec.State.Pid > 0 && running {
-			_ = syscall.Kill(rec.State.Pid, syscall.SIGKILL)
+	// The runtime delete (through the shim) also ends the shim; a running container is killed by it
+	// first, so for one it must finish before the container counts as gone.
+	bg := context.WithoutCancel(ctx)
+	deleteRuntime := func() {
+		if _, err := c.shim.Delete(bg, true); err != nil {
+			// No shim: clean up after the runtime ourselves.
+			a.log.Warn("shim delete failed; deleting through the runtime", "container", api.ShortID(rec.ID), "err", err)
+			if rec.State.Pid > 0 && running {
+				_ = syscall.Kill(rec.State.Pid, syscall.SIGKILL)
+			}
+			out, rerr := exec.CommandContext(bg, a.cfg.Runtime, "--root", a.runtimeRoot(), "delete", "--force", rec.ID).CombinedOutput()
+			if rerr != nil && !strings.Contains(string(out), "does not exist") && !strings.Contains(string(out), "not found") {
+				a.log.Warn("runtime delete", "container", api.ShortID(rec.ID), "err", rerr, "out", strings.TrimSpace(string(out)))
+			}
+			_ = os.Remove(a.shimSocket(rec.ID))
 		}
-		out, rerr := exec.CommandContext(ctx, a.cfg.Runtime, "--root", a.runtimeRoot(), "delete", "--force", rec.ID).CombinedOutput()
-		if rerr != nil && !strings.Contains(string(out), "does not exist") && !strings.Contains(string(out), "not found") {
-			a.log.Warn("runtime delete", "container", api.ShortID(rec.ID), "err", rerr, "out", strings.TrimSpace(string(out)))
-		}
-		_ = os.Remove(a.shimSocket(rec.ID))
 	}
-	close(shimDone)
+	if running {
+		deleteRuntime()
+		go a.teardown(rec, t0, nil, td)
+	} else {
+		go a.teardown(rec, t0, deleteRuntime, td)
+	}
 	select {
 	case <-c.exited:
 	default:
 		close(c.exited)
-	}
-	if running {
-		background()
 	}
 	if err := os.Remove(filepath.Join(a.containerDir(rec.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
 		a.log.Warn("remove container record", "container", api.ShortID(rec.ID), "err", err)
@@ -467,13 +468,21 @@ func (a *Agent) beginTeardown(id string) chan struct{} {
 	return done
 }
 
-// teardown detaches the networks of a removed container and releases its rootfs (in parallel), then,
-// once the runtime has deleted it (shimDone), removes its directories and closes done.
-func (a *Agent) teardown(rec api.Container, t0 time.Time, shimDone <-chan struct{}, done chan struct{}) {
+// teardown detaches the networks of a removed container and releases its rootfs, in parallel with
+// deleteRuntime (when not nil: the container had exited), then removes its directories and closes
+// done.
+func (a *Agent) teardown(rec api.Container, t0 time.Time, deleteRuntime func(), done chan struct{}) {
 	defer a.wg.Done()
 	var tNet, tRoot, tShim time.Duration
 	var wg sync.WaitGroup
-	wg.Add(2)
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if deleteRuntime != nil {
+			deleteRuntime()
+		}
+		tShim = time.Since(t0)
+	}()
 	go func() {
 		defer wg.Done()
 		a.teardownNetwork(rec)
@@ -488,8 +497,6 @@ func (a *Agent) teardown(rec api.Container, t0 time.Time, shimDone <-chan struct
 		}
 		tRoot = time.Since(t0)
 	}()
-	<-shimDone
-	tShim = time.Since(t0)
 	wg.Wait()
 	_ = os.RemoveAll(a.bundleDir(rec.ID))
 	if err := os.RemoveAll(a.containerDir(rec.ID)); err != nil {
