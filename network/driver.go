@@ -94,7 +94,7 @@ func New(cfg Config) (*Driver, error) {
 	d.log = d.log.With("component", "network")
 	var err error
 	if d.ipt == nil {
-		if d.ipt, err = iptables.New(); err != nil {
+		if d.ipt, err = iptables.NewTables(); err != nil {
 			return nil, err
 		}
 	}
@@ -643,8 +643,9 @@ func (d *Driver) DetachAll(ctx context.Context, container string) error {
 	return errors.Join(errs...)
 }
 
-// syncRules makes the iptables chains hold exactly the rules of the current state: it lists every
-// chain and the jumps and repairs whatever differs (a handful of runs of iptables).
+// syncRules makes the iptables chains hold exactly the rules of the current state: it reads every
+// chain and the jumps and repairs whatever differs (with the real client: one iptables-save per table,
+// and one atomic iptables-restore per table that needs edits).
 func (d *Driver) syncRules() error {
 	rs := rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom)
 	d.applied = ""
@@ -657,8 +658,8 @@ func (d *Driver) syncRules() error {
 
 // syncChangedRules is syncRules for Attach and Detach: when the rules of the current state are those
 // syncRules last wrote (a container without published ports changes no rule), it runs no iptables at
-// all. What another program changed in ov's chains meanwhile is repaired by the next full sync
-// (Reconcile, a network created or deleted) or by the next change of the rules.
+// all. What another program changed in ov's chains meanwhile is repaired by the next change of the
+// rules or the next full sync (Reconcile, a network created or deleted).
 func (d *Driver) syncChangedRules() error {
 	if d.applied != "" && rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).String() == d.applied {
 		return nil

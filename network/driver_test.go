@@ -418,9 +418,13 @@ func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns = mustNetns(t, d, "web")
+	calls := ipt.Calls
 	ep, err := d.Attach(ctx, AttachRequest{Network: DefaultNetwork, Container: "web", Netns: ns, Ports: web})
 	if err != nil {
 		t.Fatal(err)
+	}
+	if n := ipt.Calls - calls; n != 2 {
+		t.Errorf("attach with -p made %d iptables changes; want 2 (one atomic restore per table)", n)
 	}
 	dnat := "-A OV-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination " + ep.IP().String() + ":80"
 	if !strings.Contains(render(d, ipt), dnat) {

@@ -128,13 +128,46 @@ func (rs ruleSet) String() string {
 	return b.String()
 }
 
-// apply makes the driver's chains hold exactly rs and puts the jumps in place.
+// apply makes the driver's chains hold exactly rs and puts the jumps in place: with a client that
+// can (iptables.Restorer), one read and at most one atomic write per table (iptables.SyncTable), else
+// chain by chain (iptables.SyncChain, EnsureJump).
 func (rs ruleSet) apply(c iptables.Client) error {
+	if r, ok := c.(iptables.Restorer); ok {
+		return rs.applyTables(r)
+	}
 	for _, ch := range chains {
 		if _, err := iptables.SyncChain(c, ch.table, ch.chain, rs[ch]); err != nil {
 			return err
 		}
 	}
+	return ensureJumps(c)
+}
+
+func (rs ruleSet) applyTables(r iptables.Restorer) error {
+	var tables []string
+	byTable := map[string][]iptables.ChainRules{}
+	for _, ch := range chains {
+		if _, ok := byTable[ch.table]; !ok {
+			tables = append(tables, ch.table)
+		}
+		byTable[ch.table] = append(byTable[ch.table], iptables.ChainRules{Chain: ch.chain, Rules: rs[ch]})
+	}
+	for _, t := range tables {
+		var js []iptables.Jump
+		for _, j := range jumps {
+			if j.table == t {
+				js = append(js, iptables.Jump{From: j.from, To: j.to, Match: j.match})
+			}
+		}
+		if _, err := iptables.SyncTable(r, t, byTable[t], js); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ensureJumps puts the jumps into the built-in chains where they are missing.
+func ensureJumps(c iptables.Client) error {
 	for _, j := range jumps {
 		if err := iptables.EnsureJump(c, j.table, j.from, j.to, j.match...); err != nil {
 			return err

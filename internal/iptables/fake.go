@@ -33,7 +33,10 @@ type fakeTable struct {
 	chains map[string][]Rule
 }
 
-var _ Client = (*Fake)(nil)
+var (
+	_ Client   = (*Fake)(nil)
+	_ Restorer = (*Fake)(nil)
+)
 
 // NewFake returns an empty Fake: every table with its built-in chains, policy ACCEPT, no rules.
 func NewFake() *Fake {
@@ -291,4 +294,93 @@ func (f *Fake) String() string {
 		b.WriteString("COMMIT\n")
 	}
 	return b.String()
+}
+
+// Save implements Restorer.
+func (f *Fake) Save(table string) (map[string][]Rule, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Reads++
+	ft, err := f.table(table)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string][]Rule{}
+	for c, rules := range ft.chains {
+		out[c] = slices.Clone(rules)
+	}
+	return out, nil
+}
+
+// Restore implements Restorer: the lines are applied to a copy of the table, which replaces the table
+// only when every line succeeded; one mutating call.
+func (f *Fake) Restore(table string, lines []string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.Calls++
+	ft, err := f.table(table)
+	if err != nil {
+		return err
+	}
+	tmp := &fakeTable{policy: ft.policy, chains: map[string][]Rule{}}
+	for c, rules := range ft.chains {
+		tmp.chains[c] = slices.Clone(rules)
+	}
+	for _, l := range lines {
+		if err := f.restoreLine(tmp, l); err != nil {
+			return fmt.Errorf("fake iptables: restore %q: %w", l, err)
+		}
+	}
+	ft.chains = tmp.chains
+	return nil
+}
+
+func (f *Fake) restoreLine(ft *fakeTable, l string) error {
+	if name, ok := strings.CutPrefix(l, ":"); ok {
+		c := strings.Fields(name)[0]
+		if _, builtin := ft.policy[c]; !builtin {
+			ft.chains[c] = nil // created, or flushed as iptables-restore --noflush does
+		}
+		return nil
+	}
+	fl := strings.Fields(l)
+	if len(fl) < 2 {
+		return fmt.Errorf("short line")
+	}
+	rules, ok := ft.chains[fl[1]]
+	if !ok {
+		return fmt.Errorf("chain %s does not exist", fl[1])
+	}
+	pos := 0
+	spec := fl[2:]
+	if fl[0] == "-I" || fl[0] == "-D" {
+		if len(fl) < 3 {
+			return fmt.Errorf("no position")
+		}
+		if _, err := fmt.Sscan(fl[2], &pos); err != nil {
+			return err
+		}
+		spec = fl[3:]
+	}
+	switch fl[0] {
+	case "-A":
+		pos = len(rules) + 1
+		fallthrough
+	case "-I":
+		if pos < 1 || pos > len(rules)+1 {
+			return fmt.Errorf("index %d out of range (%d rules)", pos, len(rules))
+		}
+		if err := f.checkTarget(ft, spec); err != nil {
+			return err
+		}
+		ft.chains[fl[1]] = slices.Insert(rules, pos-1, join(spec))
+	case "-D":
+		if pos < 1 || pos > len(rules) {
+			return fmt.Errorf("index %d out of range (%d rules)", pos, len(rules))
+		}
+		ft.chains[fl[1]] = slices.Delete(rules, pos-1, pos)
+	default:
+		return fmt.Errorf("unknown command %s", fl[0])
+	}
+	return nil
 }

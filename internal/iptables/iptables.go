@@ -99,33 +99,52 @@ func SyncChain(c Client, table, chain string, rules []Rule) (int, error) {
 			return 0, err
 		}
 	}
+	changes := 0
+	for _, e := range plan(cur, rules) {
+		if e.insert {
+			if err := c.Insert(table, chain, e.pos, e.rule.Spec()...); err != nil {
+				return changes, fmt.Errorf("iptables: insert %q into %s/%s: %w", e.rule, table, chain, err)
+			}
+		} else if err := c.DeleteById(table, chain, e.pos); err != nil {
+			return changes, fmt.Errorf("iptables: delete stale rule %q from %s/%s: %w", e.rule, table, chain, err)
+		}
+		changes++
+	}
+	return changes, nil
+}
+
+// edit is one step that turns a chain into the wanted one: insert rule at 1-based position pos, or
+// delete the rule at pos; positions count after the edits before it.
+type edit struct {
+	insert bool
+	pos    int
+	rule   Rule
+}
+
+// plan returns the edits that make chain content cur hold exactly rules, in order (see SyncChain).
+func plan(cur, rules []Rule) []edit {
+	cur = slices.Clone(cur)
 	want := make([]Rule, len(rules))
 	for i, r := range rules {
 		want[i] = Rule(strings.Join(r.Spec(), " "))
 	}
-	changes := 0
+	var out []edit
 	for i, j := 0, 0; i < len(want) || j < len(cur); {
 		switch {
 		case i < len(want) && j < len(cur) && cur[j] == want[i]:
 			i, j = i+1, j+1
 		case i < len(want) && (j >= len(cur) || !slices.Contains(cur[j+1:], want[i]) || slices.Contains(want[i+1:], cur[j])):
 			// want[i] is not further down, or cur[j] is still wanted later: insert want[i] here.
-			if err := c.Insert(table, chain, j+1, want[i].Spec()...); err != nil {
-				return changes, fmt.Errorf("iptables: insert %q into %s/%s: %w", want[i], table, chain, err)
-			}
+			out = append(out, edit{insert: true, pos: j + 1, rule: want[i]})
 			cur = slices.Insert(cur, j, want[i])
 			i, j = i+1, j+1
-			changes++
 		default:
 			// cur[j] is wanted nowhere after this point.
-			if err := c.DeleteById(table, chain, j+1); err != nil {
-				return changes, fmt.Errorf("iptables: delete stale rule %q from %s/%s: %w", cur[j], table, chain, err)
-			}
+			out = append(out, edit{pos: j + 1, rule: cur[j]})
 			cur = slices.Delete(cur, j, j+1)
-			changes++
 		}
 	}
-	return changes, nil
+	return out
 }
 
 // EnsureJump makes sure chain `from` (a built-in chain) holds the rule "match... -j to", and inserts it

@@ -91,6 +91,75 @@ func conformance(t *testing.T, c iptables.Client) {
 	if ok, err := c.ChainExists(table, chain); err != nil || ok {
 		t.Errorf("chain exists after DeleteChain: %v %v", ok, err)
 	}
+	if r, ok := c.(iptables.Restorer); ok {
+		restoreConformance(t, c, r, table, chain)
+	}
+}
+
+// restoreConformance: SyncTable converges two chains (one jumping to the other, both created by the
+// first call) and a jump from a built-in chain to exactly the wanted rules from any start, writes them
+// in the canonical form SyncChain compares with, and changes nothing (no Restore) when all matches.
+func restoreConformance(t *testing.T, c iptables.Client, r iptables.Restorer, table, chain string) {
+	t.Helper()
+	const other = "OV-TEST-2"
+	jumps := []iptables.Jump{{From: "FORWARD", To: chain}}
+	steps := []struct {
+		name string
+		sets []iptables.ChainRules
+	}{
+		{"create both", []iptables.ChainRules{
+			{Chain: other, Rules: []iptables.Rule{"-o ovt0 -j DROP"}},
+			{Chain: chain, Rules: []iptables.Rule{
+				"-j " + other,
+				"-d 10.99.0.2/32 ! -i ovt0 -o ovt0 -p tcp -m tcp --dport 80 -j ACCEPT",
+				"-i ovt0 ! -o ovt0 -j ACCEPT",
+			}},
+		}},
+		{"insert, remove and reorder", []iptables.ChainRules{
+			{Chain: other, Rules: nil},
+			{Chain: chain, Rules: []iptables.Rule{
+				"-i ovt0 ! -o ovt0 -j ACCEPT",
+				"-j " + other,
+				"-o ovt0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT",
+			}},
+		}},
+		{"empty", []iptables.ChainRules{{Chain: other}, {Chain: chain}}},
+	}
+	for _, s := range steps {
+		if _, err := iptables.SyncTable(r, table, s.sets, jumps); err != nil {
+			t.Fatalf("SyncTable, %s: %v", s.name, err)
+		}
+		for _, set := range s.sets {
+			got, err := iptables.Rules(c, table, set.Chain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if diff := cmp.Diff(set.Rules, got); diff != "" {
+				t.Errorf("SyncTable, %s: %s (-want +got):\n%s", s.name, set.Chain, diff)
+			}
+			if n, err := iptables.SyncChain(c, table, set.Chain, set.Rules); err != nil || n != 0 {
+				t.Errorf("SyncTable, %s: SyncChain after it made %d changes (%v); want 0", s.name, n, err)
+			}
+		}
+		if n, err := iptables.SyncTable(r, table, s.sets, jumps); err != nil || n != 0 {
+			t.Errorf("SyncTable, %s: second call made %d edits (%v); want 0", s.name, n, err)
+		}
+		lines, err := c.List(table, "FORWARD")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n := strings.Count(strings.Join(lines, "\n"), "-j "+chain); n != 1 {
+			t.Errorf("SyncTable, %s: FORWARD is %q; want one jump to %s", s.name, lines, chain)
+		}
+	}
+	if err := iptables.RemoveJump(c, table, "FORWARD", chain); err != nil {
+		t.Fatal(err)
+	}
+	for _, ch := range []string{chain, other} {
+		if err := iptables.DeleteChain(c, table, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 func TestConformanceFake(t *testing.T) {
@@ -107,7 +176,7 @@ func TestConformanceReal(t *testing.T) {
 	if _, inside := testutil.InsideNetns(t); !inside {
 		return
 	}
-	c, err := iptables.New()
+	c, err := iptables.NewTables()
 	if err != nil {
 		t.Fatal(err)
 	}
