@@ -123,7 +123,8 @@ type Driver struct {
 	released []api.Endpoint // releases that failed, retried with the heartbeat
 	wg       sync.WaitGroup
 
-	links func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
+	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
+	routes func() ([]hostRoute, error)              // the host's routes (a seam for tests)
 }
 
 var _ agent.NetworkDriver = (*Driver)(nil)
@@ -145,6 +146,7 @@ func New(cfg Config) (*Driver, error) {
 		watches: map[string]context.CancelFunc{},
 		joinErr: errors.New("the agent is starting"),
 		links:   links,
+		routes:  hostRoutes,
 	}, nil
 }
 
@@ -535,6 +537,11 @@ func (d *Driver) Attach(ctx context.Context, req agent.AttachRequest) (api.Conta
 		return api.ContainerEndpoint{}, fmt.Errorf("overlay network %q: no such network; see ovctl network ls: %w", req.Network, errdefs.ErrNotFound)
 	}
 	n := ns.Network
+	if subnet, err := netip.ParsePrefix(n.Subnet); err == nil && !d.serves(req.Network) {
+		if err := d.checkRoutes(req.Network, subnet); err != nil {
+			return api.ContainerEndpoint{}, err
+		}
+	}
 	ep, err := ctl.Allocate(rctx, api.Endpoint{Network: req.Network, Host: d.cfg.Host, Container: req.Container, IP: req.IP})
 	if err != nil {
 		return api.ContainerEndpoint{}, unreachable(fmt.Sprintf("allocate an address on overlay network %q", req.Network), err)
@@ -579,6 +586,14 @@ func (d *Driver) Attach(ctx context.Context, req agent.AttachRequest) (api.Conta
 		Gateway:   n.Gateway,
 		MAC:       vxlan.MACFromIP(netip.MustParseAddr(ep.IP)).String(),
 	}, nil
+}
+
+// serves reports whether this host has containers on the network already (its bridge and routes exist).
+func (d *Driver) serves(network string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	ns, ok := d.st.Networks[network]
+	return ok && len(ns.Local) > 0
 }
 
 // program reconciles the data plane now and checks that the container's interface exists; a failure

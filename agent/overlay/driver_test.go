@@ -254,6 +254,9 @@ func newHarness(t *testing.T, ctl *fakeController, path string) *harness {
 		h.dp.mu.Unlock()
 		return names, nil
 	}
+	d.routes = func() ([]hostRoute, error) {
+		return []hostRoute{{Dst: netip.MustParsePrefix("192.168.77.0/24"), Dev: "eth0"}}, nil
+	}
 	h.d = d
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
@@ -454,4 +457,24 @@ func TestRemovedHostRejoinsAndReclaims(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestSubnetOverlappingAHostRouteIsRefused: a host refuses to serve an overlay network whose subnet
+// overlaps one of its routes, before allocating anything; ov's own overlay bridges do not count.
+func TestSubnetOverlappingAHostRouteIsRefused(t *testing.T) {
+	ctl := newFakeController()
+	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
+	h.d.routes = func() ([]hostRoute, error) {
+		return []hostRoute{
+			{Dst: netip.MustParsePrefix("10.20.0.0/24"), Dev: "ovbr-4096"}, // ov's own: fine
+			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "wg0"},
+		}, nil
+	}
+	_, err := h.d.Attach(context.Background(), agent.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"})
+	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "10.0.0.0/8 via wg0") || !strings.Contains(err.Error(), "--subnet") {
+		t.Fatalf("Attach with an overlapping host route = %v, want a conflict naming the route and the fix", err)
+	}
+	if got := ctl.held(); len(got) != 0 {
+		t.Fatalf("addresses allocated although the host refused the network: %v", got)
+	}
 }

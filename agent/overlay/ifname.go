@@ -2,8 +2,35 @@ package overlay
 
 import (
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
+
+	"github.com/ovnet/ov/internal/errdefs"
 )
+
+// hostRoute is a route of the host: where it leads and through which device.
+type hostRoute struct {
+	Dst netip.Prefix
+	Dev string
+}
+
+// checkRoutes refuses an overlay subnet that overlaps a route of this host (other than ov's own
+// overlay bridges): containers on the network would shadow, or be shadowed by, what the host reaches
+// through that route.
+func (d *Driver) checkRoutes(network string, subnet netip.Prefix) error {
+	routes, err := d.routes()
+	if err != nil {
+		return err
+	}
+	for _, r := range routes {
+		if strings.HasPrefix(r.Dev, "ovbr-") || !r.Dst.Overlaps(subnet) {
+			continue
+		}
+		return fmt.Errorf("overlay network %q: its subnet %s overlaps the route to %s via %s on host %s, so this host cannot serve it; create the network with another --subnet, or change the host's routes: %w", network, subnet, r.Dst, r.Dev, d.cfg.Host, errdefs.ErrConflict)
+	}
+	return nil
+}
 
 // freeIfName picks the first ethN that is neither in the namespace nor in taken.
 func (d *Driver) freeIfName(path string, taken []string) (string, error) {

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"fmt"
+	"net/netip"
 
 	vnl "github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
@@ -28,4 +29,29 @@ func links(path string) ([]string, error) {
 		names = append(names, l.Attrs().Name)
 	}
 	return names, nil
+}
+
+// hostRoutes lists the IPv4 routes of the main table of the namespace the agent runs in (the host's).
+func hostRoutes() ([]hostRoute, error) {
+	rs, err := vnl.RouteList(nil, vnl.FAMILY_V4)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's routes: %w", err)
+	}
+	var out []hostRoute
+	for _, r := range rs {
+		if r.Dst == nil {
+			continue // the default route overlaps everything and says nothing
+		}
+		ip, ok := netip.AddrFromSlice(r.Dst.IP)
+		if !ok {
+			continue
+		}
+		bits, _ := r.Dst.Mask.Size()
+		dev := ""
+		if l, err := vnl.LinkByIndex(r.LinkIndex); err == nil {
+			dev = l.Attrs().Name
+		}
+		out = append(out, hostRoute{Dst: netip.PrefixFrom(ip.Unmap(), bits), Dev: dev})
+	}
+	return out, nil
 }
