@@ -467,6 +467,7 @@ func TestSubnetOverlappingAHostRouteIsRefused(t *testing.T) {
 	h.d.routes = func() ([]hostRoute, error) {
 		return []hostRoute{
 			{Dst: netip.MustParsePrefix("10.20.0.0/24"), Dev: "ovbr-4096"}, // ov's own: fine
+			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "eth0"},         // a default route: fine
 			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "wg0"},
 		}, nil
 	}

@@ -24,7 +24,7 @@ func (d *Driver) checkRoutes(network string, subnet netip.Prefix) error {
 		return err
 	}
 	for _, r := range routes {
-		if strings.HasPrefix(r.Dev, "ovbr-") || !r.Dst.Overlaps(subnet) {
+		if r.Dst.Bits() == 0 || strings.HasPrefix(r.Dev, "ovbr-") || !r.Dst.Overlaps(subnet) {
 			continue
 		}
 		return fmt.Errorf("overlay network %q: its subnet %s overlaps the route to %s via %s on host %s, so this host cannot serve it; create the network with another --subnet, or change the host's routes: %w", network, subnet, r.Dst, r.Dev, d.cfg.Host, errdefs.ErrConflict)

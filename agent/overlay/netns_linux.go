@@ -47,6 +47,9 @@ func hostRoutes() ([]hostRoute, error) {
 			continue
 		}
 		bits, _ := r.Dst.Mask.Size()
+		if bits == 0 {
+			continue // a default route, however it is spelled
+		}
 		dev := ""
 		if l, err := vnl.LinkByIndex(r.LinkIndex); err == nil {
 			dev = l.Attrs().Name

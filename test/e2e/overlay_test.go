@@ -286,3 +286,24 @@ func TestKernelStateMatchesDesign(t *testing.T) {
 	}
 	testutil.Eventually(t, 20*time.Second, func() error { return ping(l, a, b.IP) })
 }
+
+// TestSubnetOverlappingHostRoute: a host refuses an overlay subnet that overlaps one of its routes (here
+// the underlay itself), with a clear error, and allocates nothing.
+func TestSubnetOverlappingHostRoute(t *testing.T) {
+	l := sharedLab(t)
+	bad := netipHalf(l.Config.Subnet.String())
+	networkOn(t, l, "clash", "--subnet", bad)
+	out, err := ctlOut(l, "host1", "run", "-d", "--name", "clash-a", "--network", "clash", "busybox", "sleep", "100000")
+	t.Cleanup(func() { _, _ = ctlOut(l, "host1", "rm", "-f", "clash-a") })
+	if err == nil || !strings.Contains(err.Error(), "overlaps the route to "+l.Config.Subnet.String()) || !strings.Contains(err.Error(), "exit status 125") {
+		t.Fatalf("run on an overlay subnet overlapping the underlay: %v %s; want exit 125 naming the route", err, out)
+	}
+	if ps := ctl(t, l, "host1", "ps", "-a"); strings.Contains(ps, "clash-a") {
+		t.Fatalf("a refused container is listed:\n%s", ps)
+	}
+}
+
+// netipHalf returns the upper half of a /24 such as 192.168.79.0/24: 192.168.79.128/25.
+func netipHalf(p string) string {
+	return strings.TrimSuffix(p, ".0/24") + ".128/25"
+}
