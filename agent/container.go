@@ -417,8 +417,10 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	td := a.beginTeardown(rec.ID)
 	// The runtime delete (through the shim) also ends the shim; a running container is killed by it
 	// first, so for one it must finish before the container counts as gone.
-	bg := context.WithoutCancel(ctx)
 	deleteRuntime := func() {
+		// Not cancelled with the request (or the agent's shutdown, which waits for it), but bounded.
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
 		if _, err := c.shim.Delete(bg, true); err != nil {
 			// No shim: clean up after the runtime ourselves.
 			a.log.Warn("shim delete failed; deleting through the runtime", "container", api.ShortID(rec.ID), "err", err)
