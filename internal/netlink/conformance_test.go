@@ -127,6 +127,38 @@ func conformance(t *testing.T, nss netlink.Namespaces, host, ctr string) {
 		must(t, h.LinkDel(vx))
 		must(t, h.LinkDel(find(t, h, "tbr0")))
 	})
+
+	t.Run("macvlan on a vxlan, one created in another namespace, gone with its parent", func(t *testing.T) {
+		must(t, h.LinkAdd(&vnl.Vxlan{LinkAttrs: vnl.LinkAttrs{Name: "tvx1", MTU: 1400},
+			VxlanId: 78, SrcAddr: net.IP{192, 168, 99, 1}, Port: 4789, Proxy: true}))
+		vx := find(t, h, "tvx1")
+		gwMAC := net.HardwareAddr{0x02, 0, 0, 0, 0, 9}
+		must(t, h.LinkAdd(&vnl.Macvlan{LinkAttrs: vnl.LinkAttrs{Name: "tgw1", MTU: 1400, HardwareAddr: gwMAC, ParentIndex: vx.Attrs().Index},
+			Mode: vnl.MACVLAN_MODE_BRIDGE}))
+		fd, release, err := nss.Fd(ctr)
+		must(t, err)
+		mac := net.HardwareAddr{0x02, 0x42, 10, 9, 1, 2}
+		err = h.LinkAdd(&vnl.Macvlan{LinkAttrs: vnl.LinkAttrs{Name: "eth1", MTU: 1400, HardwareAddr: mac, ParentIndex: vx.Attrs().Index,
+			Namespace: vnl.NsFd(fd)}, Mode: vnl.MACVLAN_MODE_BRIDGE})
+		release()
+		must(t, err)
+		if l := findOpt(t, h, "eth1"); l != nil {
+			t.Fatal("the macvlan created for the other namespace is in the caller's")
+		}
+		for _, l := range []vnl.Link{find(t, h, "tgw1"), find(t, c, "eth1")} {
+			m, ok := l.(*vnl.Macvlan)
+			if !ok || m.Mode != vnl.MACVLAN_MODE_BRIDGE || m.Attrs().ParentIndex != vx.Attrs().Index || m.Attrs().MTU != 1400 {
+				t.Fatalf("macvlan %s: %T mode %v parent %d (want %d) mtu %d", l.Attrs().Name, l, m.Mode, l.Attrs().ParentIndex, vx.Attrs().Index, l.Attrs().MTU)
+			}
+		}
+		if got := find(t, c, "eth1").Attrs().HardwareAddr.String(); got != mac.String() {
+			t.Fatalf("container macvlan MAC %s, want %s", got, mac)
+		}
+		must(t, h.LinkDel(vx))
+		if findOpt(t, h, "tgw1") != nil || findOpt(t, c, "eth1") != nil {
+			t.Fatal("deleting the vxlan left a macvlan on it")
+		}
+	})
 }
 
 func checkFDB(t *testing.T, h netlink.Handle, ix int, want ...string) {

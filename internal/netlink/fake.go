@@ -15,8 +15,9 @@ import (
 
 // Fake is an in-memory Namespaces for unit tests. Namespaces exist once added with AddNamespace
 // (the empty path, the current namespace, always exists). It models what ov relies on: link names
-// are unique per namespace (EEXIST), deleting one end of a veth deletes the other, deleting a link
-// drops its addresses, routes and neighbours, FDB entries are keyed by (link, MAC, dst) with NeighSet
+// are unique per namespace (EEXIST), deleting one end of a veth deletes the other, a macvlan may be
+// created in another namespace (LinkAttrs.Namespace) than its parent (ParentIndex, in the caller's
+// namespace) and goes when its parent goes, deleting a link drops its addresses, routes and neighbours, FDB entries are keyed by (link, MAC, dst) with NeighSet
 // replacing every dst of a MAC and NeighAppend adding one.
 type Fake struct {
 	mu     sync.Mutex
@@ -28,8 +29,9 @@ type Fake struct {
 }
 
 type fakeLink struct {
-	link  vnl.Link // private copy
-	macOK bool     // the MAC was chosen by the caller (rendered), not generated
+	link     vnl.Link // private copy
+	macOK    bool     // the MAC was chosen by the caller (rendered), not generated
+	parentNS string   // macvlan: the namespace of its parent (ParentIndex)
 }
 
 type fakeNS struct {
@@ -142,6 +144,10 @@ func copyLink(l vnl.Link) vnl.Link {
 	case *vnl.Veth:
 		c := *v
 		return &c
+	case *vnl.Macvlan:
+		c := *v
+		c.MACAddrs = nil
+		return &c
 	case *vnl.Device:
 		c := *v
 		return &c
@@ -224,6 +230,9 @@ func (h *fakeHandle) LinkAdd(link vnl.Link) error {
 	}
 	c := copyLink(link)
 	ca := c.Attrs()
+	if m, ok := c.(*vnl.Macvlan); ok && ca.MTU == 0 && ns.links[m.ParentIndex] != nil {
+		ca.MTU = ns.links[m.ParentIndex].link.Attrs().MTU // the kernel's default: the parent's
+	}
 	if ca.MTU == 0 {
 		ca.MTU = 1500
 	}
@@ -273,6 +282,34 @@ func (h *fakeHandle) LinkAdd(link vnl.Link) error {
 		ca.Namespace = peerPath
 		v.PeerNamespace, v.PeerHardwareAddr, v.PeerMTU = nil, nil, 0
 		pns.links[pa.Index] = &fakeLink{link: peer, macOK: peerMACOK}
+	} else if _, ok := c.(*vnl.Macvlan); ok {
+		parent := ns.links[ca.ParentIndex]
+		if parent == nil {
+			return fmt.Errorf("fake netlink: macvlan %q: parent %d not found: %w", a.Name, ca.ParentIndex, unix.ENODEV)
+		}
+		dst := ns
+		if a.Namespace != nil {
+			fd, ok := a.Namespace.(vnl.NsFd)
+			if !ok {
+				return fmt.Errorf("fake netlink: macvlan %q: namespace must be an NsFd: %w", a.Name, unix.EINVAL)
+			}
+			p, ok := h.f.fds[int(fd)]
+			if !ok || h.f.spaces[p] == nil {
+				return fmt.Errorf("fake netlink: macvlan %q: bad namespace fd %d: %w", a.Name, fd, unix.EBADF)
+			}
+			dst = h.f.spaces[p]
+			if dst.byName(a.Name) != nil {
+				return fmt.Errorf("fake netlink: link %q: %w", a.Name, unix.EEXIST)
+			}
+		}
+		if ca.MTU > parent.link.Attrs().MTU {
+			return fmt.Errorf("fake netlink: macvlan %q: MTU %d above its parent's %d: %w", a.Name, ca.MTU, parent.link.Attrs().MTU, unix.EINVAL)
+		}
+		ca.Namespace = nil
+		ca.Index = h.f.nextIx
+		h.f.nextIx++
+		dst.links[ca.Index] = &fakeLink{link: c, macOK: macOK, parentNS: h.path}
+		return nil
 	} else {
 		ca.Index = h.f.nextIx
 		h.f.nextIx++
@@ -316,6 +353,13 @@ func (f *Fake) delLocked(path string, ix int) {
 		a := fl.link.Attrs()
 		if pns := f.spaces[a.Namespace.(string)]; pns != nil && pns.links[a.ParentIndex] != nil {
 			f.delLocked(a.Namespace.(string), a.ParentIndex)
+		}
+	}
+	for p, other := range f.spaces { // the macvlans on it, wherever they are
+		for oix, l := range other.links {
+			if l.parentNS == path && l.link.Attrs().ParentIndex == ix {
+				f.delLocked(p, oix)
+			}
 		}
 	}
 }
@@ -593,6 +637,12 @@ func (f *Fake) Render(path string) string {
 				peer = pns.links[a.ParentIndex].link.Attrs().Name
 			}
 			s += fmt.Sprintf(" peer=%s@%q", peer, a.Namespace)
+		case *vnl.Macvlan:
+			parent := "?"
+			if pns := f.spaces[fl.parentNS]; pns != nil && pns.links[a.ParentIndex] != nil {
+				parent = pns.links[a.ParentIndex].link.Attrs().Name
+			}
+			s += fmt.Sprintf(" parent=%s@%q mode=%d", parent, fl.parentNS, v.Mode)
 		}
 		lines = append(lines, s)
 	}
