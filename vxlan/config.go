@@ -33,16 +33,16 @@ type Config struct {
 	// Defaults 200ms and 30s.
 	MinBackoff, MaxBackoff time.Duration
 	// IsolateFrom lists iptables interface patterns that overlay traffic is never forwarded to, besides
-	// other overlay bridges, which are always isolated. Default: ov's local bridge networks ("ov0",
+	// the other overlay networks' gateways (ovgw+), which are always isolated. Default: ov's local bridge networks ("ov0",
 	// "ov-+", see docs/networking.md) and Docker's default bridge ("docker0").
 	IsolateFrom []string
 	// Watch makes Run subscribe to the kernel's link and neighbour notifications in HostNetns and
 	// reconcile as soon as one of ov's devices or entries changes (e.g. deleted by hand), rather than
 	// at the next Resync. Needs a Netlink that implements netlink.Watcher. Default true.
 	Watch bool
-	// NoTrack exempts VXLAN packets (UDP Port) and traffic within each overlay subnet (except to the
-	// gateway) from connection tracking, with NOTRACK rules in the raw table (chain OV-OVERLAY-RAW):
-	// fewer per-packet costs, notably when br_netfilter sends bridged frames through iptables.
+	// NoTrack exempts VXLAN packets (UDP Port) from connection tracking, with a NOTRACK rule in the
+	// raw table (chain OV-OVERLAY-RAW): fewer per-packet costs on the tunnel. (Traffic within an
+	// overlay network never reaches the host's netfilter: the containers' macvlans switch it.)
 	// Default true.
 	NoTrack bool
 	// IPForward turns on net.ipv4.ip_forward in HostNetns when a non-internal network is set up, so

@@ -1,13 +1,16 @@
 // Package vxlan is ov's overlay data plane on one host: it converges the host's kernel to the desired
 // overlay state, level-triggered. Given the whole State (every overlay network the host serves, its
 // local endpoints, its remote peers and the VTEPs of the other hosts serving it), Driver.Reconcile
-// computes the bridges, VXLAN devices, veth pairs, neighbour and FDB entries and iptables rules the
-// host should have, compares them with what the kernel has and fixes the difference.
+// computes the VXLAN devices, gateway and container macvlans, neighbour and FDB entries and iptables
+// rules the host should have, compares them with what the kernel has and fixes the difference.
 //
 // What it owns on a host (and removes when the State no longer asks for it):
-//   - links named ovbr-<vni> (bridge), ovvx-<vni> (VXLAN) and ovep<hash> (host end of a veth), in the
-//     host network namespace given by Config.HostNetns;
-//   - the container ends of those veths (named by Endpoint.IfName inside Endpoint.NetNSPath);
+//   - links named ovvx-<vni> (VXLAN) and ovgw-<vni> (the host's gateway: a bridge-mode macvlan on
+//     ovvx-<vni> holding the gateway address), in the host network namespace given by Config.HostNetns;
+//   - each local container's interface: a bridge-mode macvlan on ovvx-<vni>, created inside
+//     Endpoint.NetNSPath and named Endpoint.IfName (deleted when the container leaves the network, or
+//     with ovvx-<vni>, or with the container's namespace);
+//   - the links of the previous design, ovbr-<vni> (bridge) and ovep<hash> (veth), deleted on sight;
 //   - the self FDB entries with a dst and the ARP entries on every ovvx-<vni>: exactly one entry
 //     per remote endpoint plus one all-zero FDB entry per other VTEP serving the network;
 //   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter), OV-OVERLAY-NAT (nat) and

@@ -33,6 +33,9 @@ type Driver struct {
 	// younger than Resync; Reconcile and Run's periodic resync always do it.
 	fwSpecs []chainSpec
 	fwAt    time.Time
+	// The containers the last reconcile set up, to take the macvlan out of one that leaves a network
+	// while it keeps running (its interface lives in its namespace, out of sight of the host's).
+	attached map[endpointKey]endpointLoc
 }
 
 // New returns a Driver for cfg. It touches nothing in the kernel until Reconcile or Run.
@@ -126,16 +129,22 @@ func (d *Driver) watch(ctx context.Context, w netlink.Watcher) {
 }
 
 // ownedEvent tells whether a kernel change touches what the driver owns: its links, and the ARP and
-// self FDB entries of its VXLAN devices (not the bridges' learned entries, which change all the time).
+// self FDB entries of its VXLAN devices (not the learned entries of the previous design's bridges),
+// and the links of the previous design, to delete.
 func ownedEvent(e netlink.Event) bool {
 	if !e.Neigh {
-		return strings.HasPrefix(e.Link, "ovbr-") || strings.HasPrefix(e.Link, "ovvx-") || strings.HasPrefix(e.Link, "ovep")
+		for _, prefix := range []string{"ovgw-", "ovvx-", legacyBridgePrefix, legacyVethPrefix} {
+			if strings.HasPrefix(e.Link, prefix) {
+				return true
+			}
+		}
+		return false
 	}
 	return strings.HasPrefix(e.Link, "ovvx-") && (!e.FDB || e.FDBSelf)
 }
 
-// Reconcile makes the kernel of the host match s exactly: it creates, fixes and removes bridges,
-// VXLAN devices, veth pairs, neighbour and FDB entries and iptables rules. Networks without local
+// Reconcile makes the kernel of the host match s exactly: it creates, fixes and removes VXLAN
+// devices, gateway and container macvlans, neighbour and FDB entries and iptables rules. Networks without local
 // endpoints are torn down on this host. It carries on past a failing network or endpoint and returns
 // every failure joined; calling it again retries.
 func (d *Driver) Reconcile(ctx context.Context, s State) error { return d.reconcile(ctx, s, true) }
@@ -170,6 +179,21 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 	if err := p.firewall(active, full); err != nil {
 		errs = append(errs, err)
 	}
+	// Stale links go before the networks are set up: the previous design's bridges hold the gateway
+	// addresses and their veths the containers' interface names that the macvlans take over.
+	if err := p.removeStale(active); err != nil {
+		errs = append(errs, err)
+	}
+	now := map[endpointKey]endpointLoc{}
+	for _, ns := range active {
+		for _, e := range ns.Endpoints {
+			now[endpointKey{ns.Network.VNI, e.ContainerID}] = endpointLoc{e.NetNSPath, e.IfName}
+		}
+	}
+	if err := p.detachGone(d.attached, now); err != nil {
+		errs = append(errs, err)
+	}
+	d.attached = now
 	if len(active) > 0 {
 		mtu, err := p.underlayMTU()
 		if err != nil {
@@ -183,9 +207,6 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 				errs = append(errs, fmt.Errorf("overlay network %q (VNI %d): %w", ns.Network.Name, ns.Network.VNI, err))
 			}
 		}
-	}
-	if err := p.removeStale(active); err != nil {
-		errs = append(errs, err)
 	}
 	d.lastChanges = p.changes
 	err = errors.Join(errs...)

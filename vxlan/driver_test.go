@@ -111,17 +111,16 @@ var states = []struct {
 		}}},
 		want: `# netns 
 addr eth0 192.168.77.1/24
-addr ovbr-100 10.1.0.1/24
+addr ovgw-100 10.1.0.1/24
 fdb ovvx-100 00:00:00:00:00:00 dst 192.168.77.2 flags=0x2 state=0x80
 fdb ovvx-100 02:42:0a:01:00:03 dst 192.168.77.2 flags=0x2 state=0x80
 link eth0 device mtu=1500
-link ovbr-100 bridge mtu=1450 up mac=6e:04:3f:10:82:20
-link ovep31e607de07 veth mtu=1450 up master=ovbr-100 peer=eth0@"/c1"
-link ovvx-100 vxlan mtu=1450 up master=ovbr-100 vni=100 local=192.168.77.1 port=4789 learning=false proxy=true
+link ovgw-100 macvlan mtu=1450 up mac=6e:04:3f:10:82:20 parent=ovvx-100@"" mode=bridge
+link ovvx-100 vxlan mtu=1450 up vni=100 local=192.168.77.1 port=4789 learning=false proxy=true
 neigh ovvx-100 10.1.0.3 lladdr 02:42:0a:01:00:03 flags=0x0 state=0x80
 # netns /c1
 addr eth0 10.1.0.2/24
-link eth0 veth mtu=1450 up mac=02:42:0a:01:00:02 peer=ovep31e607de07@""
+link eth0 macvlan mtu=1450 up mac=02:42:0a:01:00:02 parent=ovvx-100@"" mode=bridge
 route default via 10.1.0.1 dev eth0
 # netns /c2
 
@@ -135,9 +134,6 @@ route default via 10.1.0.1 dev eth0
 -A PREROUTING -j OV-OVERLAY-RAW
 -A OUTPUT -j OV-OVERLAY-RAW
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
--A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -146,7 +142,7 @@ COMMIT
 :POSTROUTING ACCEPT
 :OV-OVERLAY-NAT -
 -A POSTROUTING -j OV-OVERLAY-NAT
--A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -156,12 +152,11 @@ COMMIT
 :OV-OVERLAY-IN -
 -A INPUT -j OV-OVERLAY-IN
 -A FORWARD -j OV-OVERLAY-FWD
--A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
--A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
--A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
--A OV-OVERLAY-FWD -o ovbr+ -j DROP
+-A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovgw+ -j DROP
 -A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
 COMMIT
@@ -177,8 +172,8 @@ COMMIT
 		}}},
 		want: `# netns 
 addr eth0 192.168.77.1/24
-addr ovbr-100 10.1.0.1/24
-addr ovbr-200 10.2.0.1/24
+addr ovgw-100 10.1.0.1/24
+addr ovgw-200 10.2.0.1/24
 fdb ovvx-100 00:00:00:00:00:00 dst 192.168.77.2 flags=0x2 state=0x80
 fdb ovvx-100 00:00:00:00:00:00 dst 192.168.77.3 flags=0x2 state=0x80
 fdb ovvx-100 02:42:0a:01:00:03 dst 192.168.77.2 flags=0x2 state=0x80
@@ -186,26 +181,23 @@ fdb ovvx-100 02:42:0a:01:00:04 dst 192.168.77.3 flags=0x2 state=0x80
 fdb ovvx-200 00:00:00:00:00:00 dst 192.168.77.3 flags=0x2 state=0x80
 fdb ovvx-200 02:42:0a:02:00:09 dst 192.168.77.3 flags=0x2 state=0x80
 link eth0 device mtu=1500
-link ovbr-100 bridge mtu=1450 up mac=6e:04:3f:10:82:20
-link ovbr-200 bridge mtu=1400 up mac=e6:7c:1b:47:df:3f
-link ovep1b20416569 veth mtu=1450 up master=ovbr-100 peer=eth1@"/c3"
-link ovep31e607de07 veth mtu=1450 up master=ovbr-100 peer=eth0@"/c1"
-link ovepcaac06f73a veth mtu=1400 up master=ovbr-200 peer=eth0@"/c2"
-link ovvx-100 vxlan mtu=1450 up master=ovbr-100 vni=100 local=192.168.77.1 port=4789 learning=false proxy=true
-link ovvx-200 vxlan mtu=1400 up master=ovbr-200 vni=200 local=192.168.77.1 port=4789 learning=false proxy=true
+link ovgw-100 macvlan mtu=1450 up mac=6e:04:3f:10:82:20 parent=ovvx-100@"" mode=bridge
+link ovgw-200 macvlan mtu=1400 up mac=e6:7c:1b:47:df:3f parent=ovvx-200@"" mode=bridge
+link ovvx-100 vxlan mtu=1450 up vni=100 local=192.168.77.1 port=4789 learning=false proxy=true
+link ovvx-200 vxlan mtu=1400 up vni=200 local=192.168.77.1 port=4789 learning=false proxy=true
 neigh ovvx-100 10.1.0.3 lladdr 02:42:0a:01:00:03 flags=0x0 state=0x80
 neigh ovvx-100 10.1.0.4 lladdr 02:42:0a:01:00:04 flags=0x0 state=0x80
 neigh ovvx-200 10.2.0.9 lladdr 02:42:0a:02:00:09 flags=0x0 state=0x80
 # netns /c1
 addr eth0 10.1.0.2/24
-link eth0 veth mtu=1450 up mac=02:42:0a:01:00:02 peer=ovep31e607de07@""
+link eth0 macvlan mtu=1450 up mac=02:42:0a:01:00:02 parent=ovvx-100@"" mode=bridge
 route default via 10.1.0.1 dev eth0
 # netns /c2
 addr eth0 10.2.0.2/24
-link eth0 veth mtu=1400 up mac=02:42:0a:02:00:02 peer=ovepcaac06f73a@""
+link eth0 macvlan mtu=1400 up mac=02:42:0a:02:00:02 parent=ovvx-200@"" mode=bridge
 # netns /c3
 addr eth1 10.1.0.5/24
-link eth1 veth mtu=1450 up mac=02:42:0a:01:00:05 peer=ovep1b20416569@""
+link eth1 macvlan mtu=1450 up mac=02:42:0a:01:00:05 parent=ovvx-100@"" mode=bridge
 route default via 10.1.0.1 dev eth1
 # iptables
 *raw
@@ -215,12 +207,6 @@ route default via 10.1.0.1 dev eth1
 -A PREROUTING -j OV-OVERLAY-RAW
 -A OUTPUT -j OV-OVERLAY-RAW
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
--A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
--A OV-OVERLAY-RAW -s 10.2.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -d 10.2.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -s 10.2.0.0/24 -d 10.2.0.0/24 -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -229,7 +215,7 @@ COMMIT
 :POSTROUTING ACCEPT
 :OV-OVERLAY-NAT -
 -A POSTROUTING -j OV-OVERLAY-NAT
--A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -239,15 +225,13 @@ COMMIT
 :OV-OVERLAY-IN -
 -A INPUT -j OV-OVERLAY-IN
 -A FORWARD -j OV-OVERLAY-FWD
--A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
--A OV-OVERLAY-FWD -i ovbr-200 -o ovbr-200 -j ACCEPT
--A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
--A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
--A OV-OVERLAY-FWD -i ovbr-200 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovbr-200 -j DROP
--A OV-OVERLAY-FWD -o ovbr+ -j DROP
+-A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw-200 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovgw-200 -j DROP
+-A OV-OVERLAY-FWD -o ovgw+ -j DROP
 -A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
 -A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
@@ -264,13 +248,12 @@ COMMIT
 		}}},
 		want: `# netns 
 addr eth0 192.168.77.1/24
-addr ovbr-100 10.1.0.1/24
+addr ovgw-100 10.1.0.1/24
 fdb ovvx-100 00:00:00:00:00:00 dst 192.168.77.3 flags=0x2 state=0x80
 fdb ovvx-100 02:42:0a:01:00:04 dst 192.168.77.3 flags=0x2 state=0x80
 link eth0 device mtu=1500
-link ovbr-100 bridge mtu=1450 up mac=6e:04:3f:10:82:20
-link ovep1b20416569 veth mtu=1450 up master=ovbr-100 peer=eth1@"/c3"
-link ovvx-100 vxlan mtu=1450 up master=ovbr-100 vni=100 local=192.168.77.1 port=4789 learning=false proxy=true
+link ovgw-100 macvlan mtu=1450 up mac=6e:04:3f:10:82:20 parent=ovvx-100@"" mode=bridge
+link ovvx-100 vxlan mtu=1450 up vni=100 local=192.168.77.1 port=4789 learning=false proxy=true
 neigh ovvx-100 10.1.0.4 lladdr 02:42:0a:01:00:04 flags=0x0 state=0x80
 # netns /c1
 
@@ -278,7 +261,7 @@ neigh ovvx-100 10.1.0.4 lladdr 02:42:0a:01:00:04 flags=0x0 state=0x80
 
 # netns /c3
 addr eth1 10.1.0.5/24
-link eth1 veth mtu=1450 up mac=02:42:0a:01:00:05 peer=ovep1b20416569@""
+link eth1 macvlan mtu=1450 up mac=02:42:0a:01:00:05 parent=ovvx-100@"" mode=bridge
 route default via 10.1.0.1 dev eth1
 # iptables
 *raw
@@ -288,9 +271,6 @@ route default via 10.1.0.1 dev eth1
 -A PREROUTING -j OV-OVERLAY-RAW
 -A OUTPUT -j OV-OVERLAY-RAW
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
--A OV-OVERLAY-RAW -s 10.1.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -d 10.1.0.1/32 -j RETURN
--A OV-OVERLAY-RAW -s 10.1.0.0/24 -d 10.1.0.0/24 -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -299,7 +279,7 @@ COMMIT
 :POSTROUTING ACCEPT
 :OV-OVERLAY-NAT -
 -A POSTROUTING -j OV-OVERLAY-NAT
--A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovbr-100 -j MASQUERADE
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -309,12 +289,11 @@ COMMIT
 :OV-OVERLAY-IN -
 -A INPUT -j OV-OVERLAY-IN
 -A FORWARD -j OV-OVERLAY-FWD
--A OV-OVERLAY-FWD -i ovbr-100 -o ovbr-100 -j ACCEPT
--A OV-OVERLAY-FWD -o ovbr+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-OVERLAY-FWD -i ovbr+ -o ovbr+ -j DROP
--A OV-OVERLAY-FWD -i ovbr-100 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovbr-100 -j ACCEPT
--A OV-OVERLAY-FWD -o ovbr+ -j DROP
+-A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -j ACCEPT
+-A OV-OVERLAY-FWD -o ovgw+ -j DROP
 -A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
 COMMIT
@@ -371,8 +350,19 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		break_ func(t *testing.T, w *world)
 	}{
 		{"vxlan device deleted", func(t *testing.T, w *world) { delLink(t, w, "", "ovvx-100") }},
-		{"bridge deleted", func(t *testing.T, w *world) { delLink(t, w, "", "ovbr-200") }},
-		{"host veth deleted", func(t *testing.T, w *world) { delLink(t, w, "", vxlan.VethName("c1", 100)) }},
+		{"gateway deleted", func(t *testing.T, w *world) { delLink(t, w, "", "ovgw-200") }},
+		{"container macvlan on the wrong parent", func(t *testing.T, w *world) {
+			delLink(t, w, "/c1", "eth0")
+			addMacvlan(t, w, "/c1", "eth0", findLink(t, w, "", "ovgw-100").Attrs().Index, vnl.MACVLAN_MODE_BRIDGE, vxlan.MACFromIP(c1.IP))
+		}},
+		{"container macvlan in the wrong mode, wrong MAC", func(t *testing.T, w *world) {
+			delLink(t, w, "/c1", "eth0")
+			addMacvlan(t, w, "/c1", "eth0", findLink(t, w, "", "ovvx-100").Attrs().Index, vnl.MACVLAN_MODE_VEPA, vxlan.MACFromIP(c3.IP))
+		}},
+		{"container MAC changed", func(t *testing.T, w *world) {
+			h, _ := w.nl.Handle("/c3")
+			must(t, h.LinkSetHardwareAddr(findLink(t, w, "/c3", "eth1"), vxlan.MACFromIP(c1.IP)))
+		}},
 		{"container end deleted", func(t *testing.T, w *world) { delLink(t, w, "/c3", "eth1") }},
 		{"learned and stale entries", func(t *testing.T, w *world) {
 			h, _ := w.nl.Handle("")
@@ -431,6 +421,17 @@ func findLink(t *testing.T, w *world, ns, name string) vnl.Link {
 	return nil
 }
 
+// addMacvlan creates, from the host namespace, a macvlan on parent inside namespace ns.
+func addMacvlan(t *testing.T, w *world, ns, name string, parent int, mode vnl.MacvlanMode, mac net.HardwareAddr) {
+	t.Helper()
+	h, err := w.nl.Handle("")
+	must(t, err)
+	fd, release, err := w.nl.Fd(ns)
+	must(t, err)
+	defer release()
+	must(t, h.LinkAdd(&vnl.Macvlan{LinkAttrs: vnl.LinkAttrs{Name: name, MTU: 1400, HardwareAddr: mac, ParentIndex: parent, Namespace: vnl.NsFd(fd)}, Mode: mode}))
+}
+
 func delLink(t *testing.T, w *world, ns, name string) {
 	t.Helper()
 	h, err := w.nl.Handle(ns)
@@ -477,7 +478,7 @@ func TestDerivedMTU(t *testing.T) {
 			n := front
 			n.MTU = tc.netMTU
 			must(t, w.d.Reconcile(context.Background(), vxlan.State{Networks: []vxlan.NetworkState{{Network: n, Endpoints: []vxlan.Endpoint{c1}}}}))
-			for _, l := range []struct{ ns, name string }{{"", "ovbr-100"}, {"", "ovvx-100"}, {"", vxlan.VethName("c1", 100)}, {"/c1", "eth0"}} {
+			for _, l := range []struct{ ns, name string }{{"", "ovgw-100"}, {"", "ovvx-100"}, {"/c1", "eth0"}} {
 				if got := findLink(t, w, l.ns, l.name).Attrs().MTU; got != tc.want {
 					t.Errorf("MTU of %s = %d, want %d", l.name, got, tc.want)
 				}
@@ -683,4 +684,23 @@ func TestRunKickSkipsUnchangedFirewall(t *testing.T) {
 	if err := has("-A POSTROUTING -j " + vxlan.ChainNAT)(); err != nil {
 		t.Error(err)
 	}
+}
+
+// A host set up by the previous design (a bridge per network, a veth pair per container, the VXLAN
+// device enslaved to the bridge) converges to the macvlan design: the bridge and veths go, the
+// gateway address moves to ovgw-<vni>, the container gets a macvlan of the same name.
+func TestUpgradeFromBridgeDesign(t *testing.T) {
+	w := newWorld(t, 1500)
+	h, err := w.nl.Handle("")
+	must(t, err)
+	must(t, w.nl.AddLink("", &vnl.Bridge{LinkAttrs: vnl.LinkAttrs{Name: "ovbr-100", MTU: 1450}}, "10.1.0.1/24"))
+	br := findLink(t, w, "", "ovbr-100")
+	must(t, h.LinkAdd(&vnl.Vxlan{LinkAttrs: vnl.LinkAttrs{Name: "ovvx-100", MTU: 1450, MasterIndex: br.Attrs().Index},
+		VxlanId: 100, SrcAddr: net.IP{192, 168, 77, 1}, Port: 4789, Proxy: true}))
+	fd, release, err := w.nl.Fd("/c1")
+	must(t, err)
+	must(t, h.LinkAdd(&vnl.Veth{LinkAttrs: vnl.LinkAttrs{Name: "ovep31e607de07", MTU: 1450, MasterIndex: br.Attrs().Index},
+		PeerName: "eth0", PeerNamespace: vnl.NsFd(fd), PeerHardwareAddr: vxlan.MACFromIP(c1.IP)}))
+	release()
+	w.apply(t, states[1].state, states[1].want)
 }

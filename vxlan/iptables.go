@@ -15,7 +15,7 @@ const (
 	ChainInput   = "OV-OVERLAY-IN"  // filter: VXLAN only from known VTEPs
 	ChainForward = "OV-OVERLAY-FWD" // filter: forwarding within, out of and between overlay networks
 	ChainNAT     = "OV-OVERLAY-NAT" // nat: MASQUERADE of traffic leaving a non-internal network
-	ChainRaw     = "OV-OVERLAY-RAW" // raw: no connection tracking for VXLAN and traffic within a network
+	ChainRaw     = "OV-OVERLAY-RAW" // raw: no connection tracking for the VXLAN packets
 )
 
 type chainSpec struct {
@@ -40,46 +40,37 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 	}
 	in = append(in, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
 
-	// Bridged traffic inside a network (seen here when br_netfilter is loaded) is accepted first.
-	for _, ns := range nets {
-		br := BridgeName(ns.Network.VNI)
-		fwd = append(fwd, []string{"-i", br, "-o", br, "-j", "ACCEPT"})
-	}
+	// Traffic between the containers of a network never reaches netfilter (the macvlans of a VXLAN
+	// device switch it among themselves, the device tunnels it): these rules see only what is routed
+	// through a gateway interface ovgw-<vni>, into or out of a network.
 	fwd = append(fwd,
-		[]string{"-o", "ovbr+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
-		[]string{"-i", "ovbr+", "-o", "ovbr+", "-j", "DROP"}) // isolation between overlay networks
+		[]string{"-o", "ovgw+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
+		[]string{"-i", "ovgw+", "-o", "ovgw+", "-j", "DROP"}) // isolation between overlay networks
 	for _, ns := range nets {
-		br := BridgeName(ns.Network.VNI)
+		gw := GatewayName(ns.Network.VNI)
 		for _, other := range isolateFrom {
-			fwd = append(fwd, []string{"-i", br, "-o", other, "-j", "DROP"})
+			fwd = append(fwd, []string{"-i", gw, "-o", other, "-j", "DROP"})
 		}
 		verdict := "ACCEPT"
 		if ns.Network.Internal {
 			verdict = "DROP"
 		}
-		fwd = append(fwd, []string{"-i", br, "-j", verdict})
+		fwd = append(fwd, []string{"-i", gw, "-j", verdict})
 		if !ns.Network.Internal {
-			nat = append(nat, []string{"-s", ns.Network.Subnet.Masked().String(), "!", "-o", br, "-j", "MASQUERADE"})
+			nat = append(nat, []string{"-s", ns.Network.Subnet.Masked().String(), "!", "-o", gw, "-j", "MASQUERADE"})
 		}
 	}
-	fwd = append(fwd, []string{"-o", "ovbr+", "-j", "DROP"}) // nothing else enters an overlay network
+	fwd = append(fwd, []string{"-o", "ovgw+", "-j", "DROP"}) // nothing else enters an overlay network
 
 	specs := []chainSpec{
 		{table: "filter", chain: ChainInput, from: []string{"INPUT"}, rules: toRules(in)},
 		{table: "filter", chain: ChainForward, from: []string{"FORWARD"}, rules: toRules(fwd)},
 		{table: "nat", chain: ChainNAT, from: []string{"POSTROUTING"}, rules: toRules(nat)},
 	}
-	// Connection tracking buys nothing for the tunnel packets (stateless rules) and for frames bridged
-	// within a network (accepted by interface); skipping it shortens every packet's path. Traffic from
-	// and to the gateway (the host itself) and leaving the subnet (MASQUERADE) stays tracked.
+	// Connection tracking buys nothing for the tunnel packets (stateless rules): skipping it shortens
+	// every packet's path. Traffic routed through a gateway stays tracked (RELATED,ESTABLISHED,
+	// MASQUERADE).
 	raw = append(raw, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "NOTRACK"})
-	for _, ns := range nets {
-		n := ns.Network
-		raw = append(raw,
-			[]string{"-s", n.Gateway.String() + "/32", "-j", "RETURN"},
-			[]string{"-d", n.Gateway.String() + "/32", "-j", "RETURN"},
-			[]string{"-s", n.Subnet.Masked().String(), "-d", n.Subnet.Masked().String(), "-j", "NOTRACK"})
-	}
 	rawSpec := chainSpec{table: "raw", chain: ChainRaw, from: []string{"PREROUTING", "OUTPUT"}, rules: toRules(raw)}
 	if noTrack {
 		specs = append(specs, rawSpec)

@@ -312,9 +312,18 @@ func TestLabOverlay(t *testing.T) {
 	})
 	t.Run("learning off, proxy on, no group", func(t *testing.T) {
 		out := sh(t, h0.Name, "ip", "-d", "link", "show", "ovvx-100")
-		for _, want := range []string{"vxlan id 100 local 192.168.77.10", "dstport 4789", "nolearning", "proxy", "mtu 1450", "master ovbr-100"} {
+		for _, want := range []string{"vxlan id 100 local 192.168.77.10", "dstport 4789", "nolearning", "proxy", "mtu 1450"} {
 			if !strings.Contains(out, want) {
 				t.Errorf("ip -d link show ovvx-100 lacks %q:\n%s", want, out)
+			}
+		}
+		if strings.Contains(out, "master") {
+			t.Errorf("vxlan device is enslaved:\n%s", out)
+		}
+		gw := sh(t, h0.Name, "ip", "-d", "addr", "show", "ovgw-100")
+		for _, want := range []string{"ovgw-100@ovvx-100", "macvlan mode bridge", "mtu 1450", "inet 10.1.0.1/24"} {
+			if !strings.Contains(gw, want) {
+				t.Errorf("ip -d addr show ovgw-100 lacks %q:\n%s", want, gw)
 			}
 		}
 		if regexp.MustCompile(`vxlan id .* group `).MatchString(out) {
@@ -426,7 +435,22 @@ func TestLabOverlay(t *testing.T) {
 			t.Errorf("host 1 served front only through B; still has:\n%s", got)
 		}
 	})
-	t.Run("last endpoints removed: bridges, devices, rules gone", func(t *testing.T) {
+	t.Run("two containers on one host; one leaves the network while running and loses its interface", func(t *testing.T) {
+		F := c.add(t, "F", 0, front, "10.1.0.9")
+		c.reconcileAll(t, ds)
+		if err := reachable(t, F, A.ip, 1450); err != nil {
+			t.Fatalf("F -> A on the same host: %v", err)
+		}
+		c.remove(F)
+		c.reconcileAll(t, ds)
+		if out := sh(t, lab.Prefix+"F", "ip", "-o", "link", "show"); strings.Contains(out, "eth0") {
+			t.Errorf("F left front but still has its interface:\n%s", out)
+		}
+		if out := sh(t, lab.Prefix+"A", "ip", "-o", "link", "show"); !strings.Contains(out, "eth0") {
+			t.Errorf("A lost its interface when F left:\n%s", out)
+		}
+	})
+	t.Run("last endpoints removed: gateways, devices, rules gone", func(t *testing.T) {
 		c.remove(A)
 		c.remove(D)
 		c.remove(E)
@@ -434,7 +458,7 @@ func TestLabOverlay(t *testing.T) {
 		if got := ovObjects(t, h0.Name); got != "" {
 			t.Errorf("host 0 has no endpoints left but still has:\n%s", got)
 		}
-		if got := ovObjects(t, lab.Hosts[2].Name); !strings.Contains(got, "ovbr-200") || strings.Contains(got, "ovbr-100") {
+		if got := ovObjects(t, lab.Hosts[2].Name); !strings.Contains(got, "ovgw-200") || strings.Contains(got, "ovgw-100") {
 			t.Errorf("host 2 (C on back) has:\n%s", got)
 		}
 		c.remove(C)

@@ -66,19 +66,18 @@ func (p *pass) underlayMTU() (int, error) {
 	return 0, fmt.Errorf("vxlan: local address %s is on no interface of the host network namespace %q; set Config.LocalIP to this host's underlay address: %w", p.d.cfg.LocalIP, p.d.cfg.HostNetns, errdefs.ErrInvalidArgument)
 }
 
-// network sets up one network: bridge, VXLAN device, ARP and FDB entries, local endpoints.
+// network sets up one network: VXLAN device, gateway macvlan, ARP and FDB entries, local endpoints.
 func (p *pass) network(ns NetworkState, underlayMTU int) error {
 	n := ns.Network
 	mtu := n.MTU
 	if mtu == 0 {
 		mtu = underlayMTU - 50
 	}
-	br, err := p.bridge(n, mtu)
+	vx, err := p.vxlan(n, mtu)
 	if err != nil {
 		return err
 	}
-	vx, err := p.vxlan(n, mtu, br.Attrs().Index)
-	if err != nil {
+	if err := p.gateway(n, mtu, vx.Attrs().Index); err != nil {
 		return err
 	}
 	if err := p.neighbours(vx, ns); err != nil {
@@ -89,11 +88,17 @@ func (p *pass) network(ns NetworkState, underlayMTU int) error {
 	}
 	var errs []error
 	for _, e := range ns.Endpoints {
-		if err := p.endpoint(n, e, mtu, br.Attrs().Index); err != nil {
+		if err := p.endpoint(n, e, mtu, vx.Attrs().Index); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: %w", e.ContainerID, err))
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// isMacvlanOn tells whether l is a bridge-mode macvlan whose parent has index parent.
+func isMacvlanOn(l vnl.Link, parent int) bool {
+	m, ok := l.(*vnl.Macvlan)
+	return ok && m.Mode == vnl.MACVLAN_MODE_BRIDGE && m.Attrs().ParentIndex == parent
 }
 
 // ensureLink creates link unless a link of that name and the right kind exists (ok decides); a link
@@ -125,8 +130,8 @@ func (p *pass) ensureLink(h netlink.Handle, want vnl.Link, ok func(vnl.Link) boo
 	return have, nil
 }
 
-// tune sets MTU, MAC (if mac is given), master (if master != 0) and up on a link.
-func (p *pass) tune(h netlink.Handle, l vnl.Link, mtu int, mac net.HardwareAddr, master int) error {
+// tune sets MTU, MAC (if mac is given) and up on a link.
+func (p *pass) tune(h netlink.Handle, l vnl.Link, mtu int, mac net.HardwareAddr) error {
 	a := l.Attrs()
 	if a.MTU != mtu {
 		if err := h.LinkSetMTU(l, mtu); err != nil {
@@ -139,12 +144,6 @@ func (p *pass) tune(h netlink.Handle, l vnl.Link, mtu int, mac net.HardwareAddr,
 			return fmt.Errorf("set MAC %s on %s: %w", mac, a.Name, err)
 		}
 		p.change("set mac", "link", a.Name, "mac", mac)
-	}
-	if master != 0 && a.MasterIndex != master {
-		if err := h.LinkSetMasterByIndex(l, master); err != nil {
-			return fmt.Errorf("attach %s to its bridge: %w", a.Name, err)
-		}
-		p.change("set master", "link", a.Name)
 	}
 	if a.Flags&net.FlagUp == 0 {
 		if err := h.LinkSetUp(l); err != nil {
@@ -184,24 +183,27 @@ func (p *pass) addresses(h netlink.Handle, l vnl.Link, want netip.Prefix) error 
 	return nil
 }
 
-func (p *pass) bridge(n Network, mtu int) (vnl.Link, error) {
-	name := BridgeName(n.VNI)
-	mac := bridgeMAC(p.d.cfg.LocalIP, n.VNI)
-	want := &vnl.Bridge{LinkAttrs: vnl.LinkAttrs{Name: name, MTU: mtu, HardwareAddr: mac}}
-	br, err := p.ensureLink(p.h, want, func(l vnl.Link) bool { return l.Type() == "bridge" })
+// gateway makes the host's interface on the network: a bridge-mode macvlan on the VXLAN device with
+// a stable MAC and the gateway address. Containers reach it directly through the macvlan's bridge
+// mode; it routes the subnet in the host.
+func (p *pass) gateway(n Network, mtu, vx int) error {
+	name := GatewayName(n.VNI)
+	mac := gatewayMAC(p.d.cfg.LocalIP, n.VNI)
+	want := &vnl.Macvlan{LinkAttrs: vnl.LinkAttrs{Name: name, MTU: mtu, HardwareAddr: mac, ParentIndex: vx}, Mode: vnl.MACVLAN_MODE_BRIDGE}
+	gw, err := p.ensureLink(p.h, want, func(l vnl.Link) bool { return isMacvlanOn(l, vx) })
 	if err != nil {
-		return nil, err
+		return err
 	}
-	if err := p.tune(p.h, br, mtu, mac, 0); err != nil {
-		return nil, err
+	if err := p.tune(p.h, gw, mtu, mac); err != nil {
+		return err
 	}
-	return br, p.addresses(p.h, br, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
+	return p.addresses(p.h, gw, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()))
 }
 
-func (p *pass) vxlan(n Network, mtu, master int) (vnl.Link, error) {
+func (p *pass) vxlan(n Network, mtu int) (vnl.Link, error) {
 	local := net.IP(p.d.cfg.LocalIP.AsSlice())
 	want := &vnl.Vxlan{
-		LinkAttrs: vnl.LinkAttrs{Name: VXLANName(n.VNI), MTU: mtu, MasterIndex: master},
+		LinkAttrs: vnl.LinkAttrs{Name: VXLANName(n.VNI), MTU: mtu},
 		VxlanId:   int(n.VNI),
 		SrcAddr:   local,
 		Port:      p.d.cfg.Port,
@@ -217,7 +219,13 @@ func (p *pass) vxlan(n Network, mtu, master int) (vnl.Link, error) {
 	if err != nil {
 		return nil, err
 	}
-	return vx, p.tune(p.h, vx, mtu, nil, master)
+	if vx.Attrs().MasterIndex != 0 { // enslaved by someone (or by a bridge of ov before 0.x): the macvlans need it free
+		if err := p.h.LinkSetMasterByIndex(vx, 0); err != nil {
+			return nil, fmt.Errorf("release %s from its master: %w", vx.Attrs().Name, err)
+		}
+		p.change("released from master", "link", vx.Attrs().Name)
+	}
+	return vx, p.tune(p.h, vx, mtu, nil)
 }
 
 // neighbours makes the ARP entries of the VXLAN device exactly one permanent entry per remote peer.
@@ -316,69 +324,51 @@ func (p *pass) fdb(vx vnl.Link, ns NetworkState) error {
 	return nil
 }
 
-// endpoint sets up a local container: a veth pair, the host end on the bridge, the container end
-// named IfName with the address, MAC, MTU and default route.
-func (p *pass) endpoint(n Network, e Endpoint, mtu, bridge int) error {
+// endpoint sets up a local container: a bridge-mode macvlan on the VXLAN device (index vx), created
+// directly in the container's namespace and named IfName, with the address, MAC, MTU and default route.
+func (p *pass) endpoint(n Network, e Endpoint, mtu, vx int) error {
 	ch, err := p.d.nl.Handle(e.NetNSPath)
 	if err != nil {
 		return fmt.Errorf("container network namespace: %w", err)
 	}
 	defer ch.Close()
-	hostName := VethName(e.ContainerID, n.VNI)
-	hv, err := linkByName(p.h, hostName)
-	if err != nil {
-		return err
-	}
 	cv, err := linkByName(ch, e.IfName)
 	if err != nil {
 		return err
 	}
-	paired := hv != nil && cv != nil && hv.Attrs().ParentIndex == cv.Attrs().Index && cv.Attrs().ParentIndex == hv.Attrs().Index
-	if hv != nil && !paired {
-		if err := p.h.LinkDel(hv); err != nil {
-			return fmt.Errorf("delete veth %s whose container end is missing or wrong: %w", hostName, err)
+	if cv != nil && !isMacvlanOn(cv, vx) {
+		if _, ok := cv.(*vnl.Macvlan); !ok {
+			return fmt.Errorf("the container already has an interface %s (%s) that ov did not create; use another interface name: %w", e.IfName, cv.Type(), errdefs.ErrConflict)
 		}
-		p.change("deleted unpaired veth", "link", hostName)
-		hv = nil
-		if cv, err = linkByName(ch, e.IfName); err != nil {
-			return err
+		if err := ch.LinkDel(cv); err != nil {
+			return fmt.Errorf("delete macvlan %s whose parent or mode is wrong: %w", e.IfName, err)
 		}
+		p.change("deleted macvlan to recreate it", "link", e.IfName, "container", e.ContainerID)
+		cv = nil
 	}
-	if hv == nil {
-		if cv != nil {
-			return fmt.Errorf("the container already has an interface %s that ov did not create; use another interface name: %w", e.IfName, errdefs.ErrConflict)
-		}
+	if cv == nil {
 		fd, release, err := p.d.nl.Fd(e.NetNSPath)
 		if err != nil {
 			return err
 		}
-		veth := &vnl.Veth{
-			LinkAttrs:        vnl.LinkAttrs{Name: hostName, MTU: mtu, MasterIndex: bridge},
-			PeerName:         e.IfName,
-			PeerNamespace:    vnl.NsFd(fd),
-			PeerHardwareAddr: e.mac(),
-			PeerMTU:          uint32(mtu),
+		mv := &vnl.Macvlan{
+			LinkAttrs: vnl.LinkAttrs{Name: e.IfName, MTU: mtu, HardwareAddr: e.mac(), ParentIndex: vx, Namespace: vnl.NsFd(fd)},
+			Mode:      vnl.MACVLAN_MODE_BRIDGE,
 		}
-		err = p.h.LinkAdd(veth)
+		err = p.h.LinkAdd(mv)
 		release()
 		if err != nil {
-			return fmt.Errorf("create veth %s (container end %s): %w", hostName, e.IfName, err)
+			return fmt.Errorf("create macvlan %s in the container: %w", e.IfName, err)
 		}
-		p.change("created veth", "link", hostName, "container", e.ContainerID)
-		if hv, err = linkByName(p.h, hostName); err != nil {
-			return err
-		}
+		p.change("created macvlan", "link", e.IfName, "container", e.ContainerID)
 		if cv, err = linkByName(ch, e.IfName); err != nil {
 			return err
 		}
-		if hv == nil || cv == nil {
-			return fmt.Errorf("veth %s / %s vanished right after it was created (container gone?): %w", hostName, e.IfName, errdefs.ErrConflict)
+		if cv == nil {
+			return fmt.Errorf("macvlan %s vanished right after it was created (container gone?): %w", e.IfName, errdefs.ErrConflict)
 		}
 	}
-	if err := p.tune(p.h, hv, mtu, nil, bridge); err != nil {
-		return err
-	}
-	if err := p.tune(ch, cv, mtu, e.mac(), 0); err != nil {
+	if err := p.tune(ch, cv, mtu, e.mac()); err != nil {
 		return err
 	}
 	if err := p.addresses(ch, cv, netip.PrefixFrom(e.IP, n.Subnet.Bits())); err != nil {
@@ -408,22 +398,21 @@ func isZeroMask(m net.IPMask) bool {
 	return ones == 0
 }
 
-// removeStale deletes the host veths, VXLAN devices and bridges ov owns that active does not ask for.
+// removeStale deletes the gateways and VXLAN devices ov owns that active does not ask for (with a
+// VXLAN device go the macvlans of its containers), and the bridges and veths of the previous design
+// (ovbr-<vni>, ovep<hash>), which no network uses any more.
 func (p *pass) removeStale(active []NetworkState) error {
 	keep := map[string]bool{}
 	for _, ns := range active {
-		keep[BridgeName(ns.Network.VNI)] = true
+		keep[GatewayName(ns.Network.VNI)] = true
 		keep[VXLANName(ns.Network.VNI)] = true
-		for _, e := range ns.Endpoints {
-			keep[VethName(e.ContainerID, ns.Network.VNI)] = true
-		}
 	}
 	links, err := p.h.LinkList()
 	if err != nil {
 		return fmt.Errorf("list links: %w", err)
 	}
 	var errs []error
-	for _, prefix := range []string{"ovep", "ovvx-", "ovbr-"} { // ports before bridges
+	for _, prefix := range []string{legacyVethPrefix, legacyBridgePrefix, "ovgw-", "ovvx-"} {
 		for _, l := range links {
 			name := l.Attrs().Name
 			if !strings.HasPrefix(name, prefix) || keep[name] {
@@ -435,6 +424,35 @@ func (p *pass) removeStale(active []NetworkState) error {
 			}
 			p.change("deleted stale link", "link", name)
 		}
+	}
+	return errors.Join(errs...)
+}
+
+// detachGone deletes the macvlans of the containers set up by the previous pass that the State no
+// longer lists on a network that stays (a disconnected, still running container); those of networks
+// torn down on this host went with their VXLAN device, those of stopped containers with the namespace.
+func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
+	var errs []error
+	for k, loc := range prev {
+		if _, ok := now[k]; ok {
+			continue
+		}
+		vx, err := linkByName(p.h, VXLANName(k.vni))
+		if err != nil || vx == nil {
+			continue
+		}
+		ch, err := p.d.nl.Handle(loc.netns)
+		if err != nil {
+			continue // the container is gone, and its interface with it
+		}
+		if cv, err := linkByName(ch, loc.ifName); err == nil && cv != nil && isMacvlanOn(cv, vx.Attrs().Index) {
+			if err := ch.LinkDel(cv); err != nil && !errors.Is(err, unix.ENODEV) {
+				errs = append(errs, fmt.Errorf("container %s: delete macvlan %s of the network it left: %w", k.container, loc.ifName, err))
+			} else {
+				p.change("deleted macvlan of a detached container", "container", k.container, "link", loc.ifName)
+			}
+		}
+		ch.Close()
 	}
 	return errors.Join(errs...)
 }

@@ -2,7 +2,6 @@ package vxlan
 
 import (
 	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"net"
 	"net/netip"
@@ -14,9 +13,9 @@ import (
 // Network is one overlay network as the data plane needs it.
 type Network struct {
 	Name     string       // for messages and logs
-	VNI      uint32       // 1..16777215; names the bridge (ovbr-<vni>) and VXLAN device (ovvx-<vni>)
+	VNI      uint32       // 1..16777215; names the VXLAN device (ovvx-<vni>) and gateway (ovgw-<vni>)
 	Subnet   netip.Prefix // IPv4 subnet of the network
-	Gateway  netip.Addr   // address inside Subnet, put on the bridge of every host serving the network
+	Gateway  netip.Addr   // address inside Subnet, put on the gateway interface of every host serving the network
 	MTU      int          // 0: derived, underlay MTU - 50
 	Internal bool         // no MASQUERADE, no forwarding out of the network, no default route
 }
@@ -51,17 +50,27 @@ type State struct {
 	Networks []NetworkState
 }
 
-// BridgeName is the name of the bridge of the network with this VNI.
-func BridgeName(vni uint32) string { return fmt.Sprintf("ovbr-%d", vni) }
+// GatewayName is the name of the host's gateway interface (a macvlan on the VXLAN device) of the
+// network with this VNI.
+func GatewayName(vni uint32) string { return fmt.Sprintf("ovgw-%d", vni) }
 
 // VXLANName is the name of the VXLAN device of the network with this VNI.
 func VXLANName(vni uint32) string { return fmt.Sprintf("ovvx-%d", vni) }
 
-// VethName is the name of the host end of the veth of a container on the network with this VNI.
-func VethName(containerID string, vni uint32) string {
-	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", containerID, vni))
-	return "ovep" + hex.EncodeToString(sum[:5])
+// The links of the previous design (a Linux bridge per network, a veth pair per container), deleted
+// on sight.
+const (
+	legacyBridgePrefix = "ovbr-"
+	legacyVethPrefix   = "ovep"
+)
+
+// endpointKey and endpointLoc remember where a reconcile put a container's interface.
+type endpointKey struct {
+	vni       uint32
+	container string
 }
+
+type endpointLoc struct{ netns, ifName string }
 
 // MACFromIP derives an endpoint's MAC from its IPv4 address: 02:42:a.b.c.d (locally administered).
 func MACFromIP(ip netip.Addr) net.HardwareAddr {
@@ -69,9 +78,9 @@ func MACFromIP(ip netip.Addr) net.HardwareAddr {
 	return net.HardwareAddr{0x02, 0x42, a[0], a[1], a[2], a[3]}
 }
 
-// bridgeMAC is a stable per-host, per-network MAC for the bridge, so that the bridge does not take
-// the MAC of a port (which changes as containers come and go) and differs between hosts.
-func bridgeMAC(local netip.Addr, vni uint32) net.HardwareAddr {
+// gatewayMAC is a stable per-host, per-network MAC for the gateway interface: the same across
+// restarts and recreation (no ARP cache in the containers goes stale) and different between hosts.
+func gatewayMAC(local netip.Addr, vni uint32) net.HardwareAddr {
 	sum := sha256.Sum256(fmt.Appendf(nil, "%s/%d", local, vni))
 	mac := net.HardwareAddr(sum[:6])
 	mac[0] = (mac[0] | 0x02) &^ 0x01
@@ -98,7 +107,7 @@ func invalid(format string, args ...any) error {
 	return fmt.Errorf(format+": %w", append(args, errdefs.ErrInvalidArgument)...)
 }
 
-// Validate checks the state: every network well formed, VNIs and bridge names unique, endpoints and
+// Validate checks the state: every network well formed, VNIs unique, endpoints and
 // peers inside their subnet with unique IPs.
 func (s State) Validate() error {
 	vnis := map[uint32]string{}

@@ -220,8 +220,8 @@ func (h *fakeHandle) LinkAdd(link vnl.Link) error {
 	if a.Name == "" || len(a.Name) > 15 {
 		return fmt.Errorf("fake netlink: link name %q: %w", a.Name, unix.EINVAL)
 	}
-	if ns.byName(a.Name) != nil {
-		return fmt.Errorf("fake netlink: link %q: %w", a.Name, unix.EEXIST)
+	if _, other := link.(*vnl.Macvlan); (!other || a.Namespace == nil) && ns.byName(a.Name) != nil {
+		return fmt.Errorf("fake netlink: link %q: %w", a.Name, unix.EEXIST) // (a macvlan made elsewhere: checked there)
 	}
 	if a.MasterIndex != 0 {
 		if m := ns.links[a.MasterIndex]; m == nil || m.link.Type() != "bridge" {
@@ -642,7 +642,11 @@ func (f *Fake) Render(path string) string {
 			if pns := f.spaces[fl.parentNS]; pns != nil && pns.links[a.ParentIndex] != nil {
 				parent = pns.links[a.ParentIndex].link.Attrs().Name
 			}
-			s += fmt.Sprintf(" parent=%s@%q mode=%d", parent, fl.parentNS, v.Mode)
+			mode := fmt.Sprint(int(v.Mode))
+			if v.Mode == vnl.MACVLAN_MODE_BRIDGE {
+				mode = "bridge"
+			}
+			s += fmt.Sprintf(" parent=%s@%q mode=%s", parent, fl.parentNS, mode)
 		}
 		lines = append(lines, s)
 	}
