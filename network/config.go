@@ -41,9 +41,9 @@ type Config struct {
 	DefaultSubnet string
 	// AddressPools are tried in order for networks created without --subnet.
 	AddressPools []AddressPool
-	// IsolateFrom lists iptables interface patterns (e.g. "ovbr+") that traffic from a bridge network is
+	// IsolateFrom lists iptables interface patterns (e.g. "ovgw+") that traffic from a bridge network is
 	// never forwarded to, besides the other bridge networks, which are always isolated. Default: ov's
-	// overlay bridges ("ovbr+", see docs/overlay.md) and Docker's default bridge ("docker0").
+	// overlay gateways ("ovgw+", see docs/overlay.md) and Docker's default bridge ("docker0").
 	IsolateFrom []string
 	// MTU of bridges and veths of networks that do not set one; 0 derives it from the interface of the
 	// host's default route (1500 when there is none).
@@ -74,7 +74,7 @@ func DefaultConfig() Config {
 			{netip.MustParsePrefix("192.168.0.0/16"), 20},
 			{netip.MustParsePrefix("10.0.0.0/8"), 24},
 		},
-		IsolateFrom: []string{"ovbr+", "docker0"},
+		IsolateFrom: []string{"ovgw+", "docker0"},
 		MTU:         0, // derived from the uplink, so containers never send frames the uplink must fragment
 	}
 }

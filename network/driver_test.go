@@ -92,7 +92,7 @@ COMMIT
 -A OV-FORWARD -i ov0 ! -o ov0 -j ACCEPT
 -A OV-ISOLATION-1 -i ov0 ! -o ov0 -j OV-ISOLATION-2
 -A OV-ISOLATION-2 -o ov0 -j DROP
--A OV-ISOLATION-2 -o ovbr+ -j DROP
+-A OV-ISOLATION-2 -o ovgw+ -j DROP
 -A OV-ISOLATION-2 -o docker0 -j DROP
 COMMIT
 `
@@ -184,7 +184,7 @@ COMMIT
 -A OV-ISOLATION-2 -o ov0 -j DROP
 -A OV-ISOLATION-2 -o BR-front -j DROP
 -A OV-ISOLATION-2 -o BR-secret -j DROP
--A OV-ISOLATION-2 -o ovbr+ -j DROP
+-A OV-ISOLATION-2 -o ovgw+ -j DROP
 -A OV-ISOLATION-2 -o docker0 -j DROP
 COMMIT
 `

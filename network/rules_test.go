@@ -38,7 +38,7 @@ func TestRulesConvergeInAnyOrder(t *testing.T) {
 	want := make([]string, len(states))
 	for i, s := range states {
 		f := iptables.NewFake()
-		if err := rulesFor(s.nets, s.eps, []string{"ovbr+"}).apply(f); err != nil {
+		if err := rulesFor(s.nets, s.eps, []string{"ovgw+"}).apply(f); err != nil {
 			t.Fatal(err)
 		}
 		want[i] = f.String()
@@ -47,7 +47,7 @@ func TestRulesConvergeInAnyOrder(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 5; round++ {
 		for _, i := range rng.Perm(len(states)) {
-			if err := rulesFor(states[i].nets, states[i].eps, []string{"ovbr+"}).apply(f); err != nil {
+			if err := rulesFor(states[i].nets, states[i].eps, []string{"ovgw+"}).apply(f); err != nil {
 				t.Fatal(err)
 			}
 			if diff := cmp.Diff(want[i], f.String()); diff != "" {

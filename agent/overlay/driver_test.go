@@ -460,13 +460,13 @@ func TestRemovedHostRejoinsAndReclaims(t *testing.T) {
 }
 
 // TestSubnetOverlappingAHostRouteIsRefused: a host refuses to serve an overlay network whose subnet
-// overlaps one of its routes, before allocating anything; ov's own overlay bridges do not count.
+// overlaps one of its routes, before allocating anything; ov's own overlay gateways do not count.
 func TestSubnetOverlappingAHostRouteIsRefused(t *testing.T) {
 	ctl := newFakeController()
 	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
 	h.d.routes = func() ([]hostRoute, error) {
 		return []hostRoute{
-			{Dst: netip.MustParsePrefix("10.20.0.0/24"), Dev: "ovbr-4096"}, // ov's own: fine
+			{Dst: netip.MustParsePrefix("10.20.0.0/24"), Dev: "ovgw-4096"}, // ov's own: fine
 			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "eth0"},         // a default route: fine
 			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "wg0"},
 		}, nil

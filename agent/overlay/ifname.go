@@ -16,7 +16,8 @@ type hostRoute struct {
 }
 
 // checkRoutes refuses an overlay subnet that overlaps a route of this host (other than ov's own
-// overlay bridges): containers on the network would shadow, or be shadowed by, what the host reaches
+// overlay gateways ovgw-<vni>, and the bridges ovbr-<vni> of the previous design until the data plane
+// deletes them): containers on the network would shadow, or be shadowed by, what the host reaches
 // through that route.
 func (d *Driver) checkRoutes(network string, subnet netip.Prefix) error {
 	routes, err := d.routes()
@@ -24,7 +25,7 @@ func (d *Driver) checkRoutes(network string, subnet netip.Prefix) error {
 		return err
 	}
 	for _, r := range routes {
-		if r.Dst.Bits() == 0 || strings.HasPrefix(r.Dev, "ovbr-") || !r.Dst.Overlaps(subnet) {
+		if r.Dst.Bits() == 0 || strings.HasPrefix(r.Dev, "ovgw-") || strings.HasPrefix(r.Dev, "ovbr-") || !r.Dst.Overlaps(subnet) {
 			continue
 		}
 		return fmt.Errorf("overlay network %q: its subnet %s overlaps the route to %s via %s on host %s, so this host cannot serve it; create the network with another --subnet, or change the host's routes: %w", network, subnet, r.Dst, r.Dev, d.cfg.Host, errdefs.ErrConflict)
