@@ -138,8 +138,8 @@ func run(out string, seconds, rounds int) error {
 		}
 	}
 
-	// Context, not the goal's reference: the same kernel objects as ov's (container veth, bridge,
-	// VXLAN with nolearning/proxy and static entries) made by hand between y0 and y1, with no iptables
+	// Context, not the goal's reference: the same kernel objects as ov's (container and gateway
+	// macvlans in bridge mode on a VXLAN device with nolearning/proxy and static entries) made by hand between y0 and y1, with no iptables
 	// rules, so that what ov itself adds on top of the plumbing shows.
 	ctrY := map[int]string{}
 	for i, y := range hosts[4:] {
@@ -150,13 +150,12 @@ func run(out string, seconds, rounds int) error {
 		self := netip.MustParseAddr(fmt.Sprintf("10.98.0.%d", i+2))
 		peer := netip.MustParseAddr(fmt.Sprintf("10.98.0.%d", 3-i))
 		for _, args := range [][]string{
-			{"ip", "link", "add", "br0", "mtu", "1450", "type", "bridge"},
-			{"ip", "addr", "add", "10.98.0.1/24", "dev", "br0"},
 			{"ip", "link", "add", "vx", "mtu", "1450", "type", "vxlan", "id", "98", "dstport", "4789", "local", y.Addr.String(), "nolearning", "proxy"},
-			{"ip", "link", "set", "vx", "master", "br0", "up"},
-			{"ip", "link", "add", "ve", "mtu", "1450", "type", "veth", "peer", "name", "eth0", "mtu", "1450", "address", vxlan.MACFromIP(self).String(), "netns", ctrY[i]},
-			{"ip", "link", "set", "ve", "master", "br0", "up"},
-			{"ip", "link", "set", "br0", "up"},
+			{"ip", "link", "set", "vx", "up"},
+			{"ip", "link", "add", "link", "vx", "name", "gw", "mtu", "1450", "type", "macvlan", "mode", "bridge"},
+			{"ip", "addr", "add", "10.98.0.1/24", "dev", "gw"},
+			{"ip", "link", "set", "gw", "up"},
+			{"ip", "link", "add", "link", "vx", "name", "eth0", "netns", ctrY[i], "mtu", "1450", "address", vxlan.MACFromIP(self).String(), "type", "macvlan", "mode", "bridge"},
 			{"bridge", "fdb", "append", "00:00:00:00:00:00", "dev", "vx", "dst", other.String()},
 			{"bridge", "fdb", "append", vxlan.MACFromIP(peer).String(), "dev", "vx", "dst", other.String()},
 			{"ip", "neigh", "add", peer.String(), "lladdr", vxlan.MACFromIP(peer).String(), "dev", "vx", "nud", "permanent"},
@@ -179,7 +178,7 @@ func run(out string, seconds, rounds int) error {
 		{name: "ov overlay (container to container, 2 hosts)", client: ctr["A"], server: ctr["B"], dst: ipB, mtu: 1450},
 		{name: "VXLAN by hand (iproute2, 2 namespaces)", client: hosts[2].Path, server: hosts[3].Path, dst: netip.MustParseAddr("10.99.0.2"), mtu: 1450},
 		{name: "bare underlay (no tunnel)", client: hosts[0].Path, server: hosts[1].Path, dst: hosts[1].Addr, mtu: 1500},
-		{name: "ov's topology by hand (veth, bridge, VXLAN; no iptables)", client: ctrY[0], server: ctrY[1], dst: netip.MustParseAddr("10.98.0.3"), mtu: 1450},
+		{name: "ov's topology by hand (macvlan on VXLAN; no iptables)", client: ctrY[0], server: ctrY[1], dst: netip.MustParseAddr("10.98.0.3"), mtu: 1450},
 	}
 	loadavg := "unknown"
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
@@ -239,7 +238,7 @@ func run(out string, seconds, rounds int) error {
 	ref := median(paths[1].gbps)
 	var b strings.Builder
 	fmt.Fprintf(&b, "## Overlay throughput and latency\n\n")
-	fmt.Fprintf(&b, "iperf3 TCP, one stream, %d s per run, as fast as it goes (throughput) and at a fixed rate (CPU use of sender and receiver, as iperf3 reports it: the cost of the path, less sensitive than throughput to other load on the machine); ping RTT: median and 99th percentile of 1000 sequential 84-byte ICMP echoes; medians of %d interleaved rounds (path order alternating). Two hosts are network namespaces on one underlay bridge (MTU 1500); the overlay path crosses container veth, bridge, VXLAN, underlay, VXLAN, bridge, veth, with ov's iptables chains in place, FORWARD policy ACCEPT and br_netfilter on. Load average at the start: %s.\n\n", seconds, rounds, loadavg)
+	fmt.Fprintf(&b, "iperf3 TCP, one stream, %d s per run, as fast as it goes (throughput) and at a fixed rate (CPU use of sender and receiver, as iperf3 reports it: the cost of the path, less sensitive than throughput to other load on the machine); ping RTT: median and 99th percentile of 1000 sequential 84-byte ICMP echoes; medians of %d interleaved rounds (path order alternating). Two hosts are network namespaces on one underlay bridge (MTU 1500); the overlay path crosses container macvlan, VXLAN, underlay, VXLAN, container macvlan, with ov's iptables chains in place (which traffic within a network does not reach), FORWARD policy ACCEPT and br_netfilter on. Load average at the start: %s.\n\n", seconds, rounds, loadavg)
 	fmt.Fprintf(&b, "| path | MTU | TCP throughput (Gbit/s) | vs VXLAN by hand | CPU at %sbit/s (%% of a core, both ends) | ping RTT median (µs) | ping RTT p99 (µs) |\n|---|---|---|---|---|---|---|\n", fixedRate)
 	for _, p := range paths {
 		fmt.Fprintf(&b, "| %s | %d | %.2f | %.2f | %.1f | %.0f | %.0f |\n", p.name, p.mtu, median(p.gbps), median(p.gbps)/ref, median(p.cpu), median(p.rtt), median(p.p99))
