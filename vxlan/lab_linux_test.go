@@ -500,3 +500,45 @@ func TestLabJumboUnderlay(t *testing.T) {
 	}
 	_ = exec.Command
 }
+
+// A host built by the previous design (bridge ovbr-<vni> with the gateway address, the VXLAN device
+// enslaved to it, a veth pair per container) is converted by one reconcile: the bridge and the veth
+// are gone, the container has a macvlan of the same name and reaches the other host.
+func TestLabUpgradeFromBridgeDesign(t *testing.T) {
+	lab, ds := newLab(t, 2, 1500)
+	n := vxlan.Network{Name: "up", VNI: 4343, Subnet: pfx("10.4.0.0/24"), Gateway: a("10.4.0.1")}
+	c := &cluster{lab: lab}
+	A := c.add(t, "A", 0, n, "10.4.0.2")
+	B := c.add(t, "B", 1, n, "10.4.0.3")
+	h0 := lab.Hosts[0]
+	for _, args := range [][]string{
+		{"ip", "link", "add", "ovbr-4343", "mtu", "1450", "type", "bridge"},
+		{"ip", "addr", "add", "10.4.0.1/24", "dev", "ovbr-4343"},
+		{"ip", "link", "add", "ovvx-4343", "mtu", "1450", "type", "vxlan", "id", "4343", "local", h0.Addr.String(), "dstport", "4789", "nolearning", "proxy"},
+		{"ip", "link", "set", "ovvx-4343", "master", "ovbr-4343", "up"},
+		{"ip", "link", "add", "ovep0123456789", "mtu", "1450", "type", "veth", "peer", "name", "eth0", "netns", A.path, "mtu", "1450"},
+		{"ip", "link", "set", "ovep0123456789", "master", "ovbr-4343", "up"},
+		{"ip", "link", "set", "ovbr-4343", "up"},
+	} {
+		sh(t, h0.Name, args[0], args[1:]...)
+	}
+	c.reconcileAll(t, ds)
+	got := ovObjects(t, h0.Name)
+	if strings.Contains(got, "ovbr-") || strings.Contains(got, "ovep") || !strings.Contains(got, "ovgw-4343") {
+		t.Errorf("host 0 after the upgrade has:\n%s", got)
+	}
+	if out := sh(t, lab.Prefix+"A", "ip", "-d", "link", "show", "eth0"); !strings.Contains(out, "macvlan mode bridge") {
+		t.Errorf("A's eth0 is not a macvlan:\n%s", out)
+	}
+	if err := reachable(t, A, B.ip, 1450); err != nil {
+		t.Fatalf("A -> B after the upgrade: %v", err)
+	}
+	for i, d := range ds {
+		if err := d.Reconcile(context.Background(), vxlan.State{}); err != nil {
+			t.Fatal(err)
+		}
+		if got := ovObjects(t, lab.Hosts[i].Name); got != "" {
+			t.Errorf("host %d after teardown:\n%s", i, got)
+		}
+	}
+}
