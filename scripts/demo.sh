@@ -106,9 +106,9 @@ cat <<TXT
   started ovcontroller with an embedded etcd and one ovagent per host; the agents registered and gossip.
 - ovctl apply created the overlay networks front (10.20.0.0/24) and back (10.30.0.0/24, internal) in etcd,
   each with a cluster-wide VNI; the second apply found nothing to change.
-- Each ovctl run asked the controller for a unique address, built a bridge and a VXLAN device for the
-  network on its host (learning off, proxy on), and the other hosts programmed static neighbour and FDB
-  entries for the new container from the controller's endpoint watch.
+- Each ovctl run asked the controller for a unique address, built the network's VXLAN device on its host
+  (learning off, proxy on) with the gateway and the container as macvlans on it, and the other hosts
+  programmed static neighbour and FDB entries for the new container from the controller's endpoint watch.
 - client ($CLIENT, host2) pinged and fetched http://$WEB/ from web on host1; db on another network could not.
 TXT
 if [ -n "$KEEP" ]; then
