@@ -3,9 +3,9 @@ package ipam
 import (
 	"encoding/json"
 	"fmt"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"sort"
 	"sync"
 
@@ -165,34 +165,14 @@ func (l *Local) DropNetwork(network string) error {
 	return nil
 }
 
-// save writes the state atomically: temporary file, fsync, rename.
+// save writes the state atomically and flushes it to disk.
 func (l *Local) save() error {
 	b, err := json.MarshalIndent(&l.st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("ipam: encode state: %w", err)
 	}
-	dir := filepath.Dir(l.path)
-	if err := os.MkdirAll(dir, 0o700); err != nil {
-		return fmt.Errorf("ipam: create %s: %w", dir, err)
-	}
-	f, err := os.CreateTemp(dir, ".ipam-*.tmp")
-	if err != nil {
+	if err := atomicfile.WriteSync(l.path, b, 0o600); err != nil {
 		return fmt.Errorf("ipam: write %s: %w", l.path, err)
-	}
-	tmp := f.Name()
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(tmp, l.path)
-	}
-	if werr != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("ipam: write %s: %w", l.path, werr)
 	}
 	return nil
 }

@@ -4,8 +4,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"os"
-	"path/filepath"
 
 	"github.com/ovnet/ov/api"
 )
@@ -54,32 +54,13 @@ func loadState(path string) (*fileState, error) {
 	return st, nil
 }
 
-// save writes the state atomically (temp file, fsync, rename).
+// save writes the state atomically and flushes it to disk: it must survive a crash of the machine.
 func (st *fileState) save(path string) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return err
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o600)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(b); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
+	return atomicfile.WriteSync(path, b, 0o600)
 }
 
 func remoteKey(host, container string) string { return host + "/" + container }

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"net/netip"
 	"os"
 	"os/exec"
@@ -106,11 +107,7 @@ func (l *Lab) save() error {
 	if err != nil {
 		return err
 	}
-	tmp := l.statePath() + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, l.statePath())
+	return atomicfile.Write(l.statePath(), b, 0o600)
 }
 
 // Load reads the state of the lab kept in dir.
