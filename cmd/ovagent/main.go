@@ -6,7 +6,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"log/slog"
+	"github.com/ovnet/ov/cmd/internal/daemon"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -72,36 +72,10 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	return cmd
 }
 
-func readConfigFile(v *viper.Viper) error {
-	path := v.GetString("config")
-	if path == "" {
-		if _, err := os.Stat("/etc/ov/agent.yaml"); err != nil {
-			return nil
-		}
-		path = "/etc/ov/agent.yaml"
-	}
-	v.SetConfigFile(path)
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
-		return fmt.Errorf("read config %s: %w", path, err)
-	}
-	return nil
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-}
+func readConfigFile(v *viper.Viper) error { return daemon.ReadConfigFile(v, "/etc/ov/agent.yaml") }
 
 func run(ctx context.Context, v *viper.Viper) error {
-	log, err := newLogger(v.GetString("log-level"), v.GetString("log-format"))
+	log, err := daemon.NewLogger(v.GetString("log-level"), v.GetString("log-format"))
 	if err != nil {
 		return err
 	}

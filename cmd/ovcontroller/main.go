@@ -10,6 +10,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"github.com/ovnet/ov/cmd/internal/daemon"
 	"log/slog"
 	"net"
 	"net/http"
@@ -101,33 +102,7 @@ order of precedence. SIGTERM or SIGINT shuts down gracefully.`,
 	return cmd
 }
 
-func readConfigFile(v *viper.Viper) error {
-	path := v.GetString("config")
-	if path == "" {
-		if _, err := os.Stat(defaultConfigFile); err != nil {
-			return nil
-		}
-		path = defaultConfigFile
-	}
-	v.SetConfigFile(path)
-	v.SetConfigType("yaml")
-	if err := v.ReadInConfig(); err != nil {
-		return fmt.Errorf("read config %s: %w", path, err)
-	}
-	return nil
-}
-
-func newLogger(level, format string) (*slog.Logger, error) {
-	var l slog.Level
-	if err := l.UnmarshalText([]byte(level)); err != nil {
-		return nil, fmt.Errorf("--log-level %q: use debug, info, warn or error", level)
-	}
-	opts := &slog.HandlerOptions{Level: l}
-	if format == "json" {
-		return slog.New(slog.NewJSONHandler(os.Stderr, opts)), nil
-	}
-	return slog.New(slog.NewTextHandler(os.Stderr, opts)), nil
-}
+func readConfigFile(v *viper.Viper) error { return daemon.ReadConfigFile(v, defaultConfigFile) }
 
 // token returns the token from env (if set) or from file, creating the file with a fresh token when
 // it does not exist.
@@ -160,7 +135,7 @@ func token(log *slog.Logger, what, envValue, file string) (string, error) {
 }
 
 func run(ctx context.Context, v *viper.Viper) error {
-	log, err := newLogger(v.GetString("log-level"), v.GetString("log-format"))
+	log, err := daemon.NewLogger(v.GetString("log-level"), v.GetString("log-format"))
 	if err != nil {
 		return err
 	}
