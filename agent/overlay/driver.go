@@ -2,11 +2,14 @@ package overlay
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"log/slog"
 	"net"
 	"net/netip"
+	"reflect"
 	"slices"
 	"sort"
 	"strconv"
@@ -122,6 +125,10 @@ type Driver struct {
 	runCtx   context.Context
 	released []api.Endpoint // releases that failed, retried with the heartbeat
 	wg       sync.WaitGroup
+
+	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
+	gen    uint64     // under mu
+	saved  uint64     // under saveMu
 
 	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
 	routes func() ([]hostRoute, error)              // the host's routes (a seam for tests)
@@ -280,9 +287,8 @@ func (d *Driver) join(ctx context.Context) error {
 		}
 		d.mu.Lock()
 		d.st.HostToken = h.Token
-		err = d.st.save(d.cfg.StatePath)
 		d.mu.Unlock()
-		if err != nil {
+		if err := d.persist(); err != nil {
 			return fmt.Errorf("keep the host token: %w", err)
 		}
 		ctl = d.cfg.Connect(h.Token)
@@ -391,11 +397,11 @@ func (d *Driver) refreshHosts(ctx context.Context) {
 	changed := !equalHosts(d.st.Hosts, m)
 	if changed {
 		d.st.Hosts = m
-		_ = d.st.save(d.cfg.StatePath)
 	}
 	d.mu.Unlock()
 	if changed {
 		d.dp.Kick()
+		_ = d.persist()
 	}
 }
 
@@ -447,8 +453,8 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 		return nil, err
 	}
 	d.mu.Lock()
-	defer d.mu.Unlock()
 	seen := map[string]bool{}
+	changed := false
 	var out []api.Network
 	for _, n := range nets {
 		if n.Driver != api.DriverOverlay {
@@ -456,18 +462,24 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 		}
 		seen[n.Name] = true
 		out = append(out, n)
-		if ns, ok := d.st.Networks[n.Name]; ok {
-			ns.Network = n
-		} else {
+		if ns, ok := d.st.Networks[n.Name]; !ok {
 			d.st.Networks[n.Name] = &netState{Network: n}
+			changed = true
+		} else if !reflect.DeepEqual(ns.Network, n) {
+			ns.Network = n
+			changed = true
 		}
 	}
 	for name, ns := range d.st.Networks {
 		if !seen[name] && len(ns.Local) == 0 {
 			delete(d.st.Networks, name)
+			changed = true
 		}
 	}
-	_ = d.st.save(d.cfg.StatePath)
+	d.mu.Unlock()
+	if changed { // this runs for every network lookup of every `ovctl run`: write only news
+		_ = d.persist()
+	}
 	return out, nil
 }
 
@@ -564,10 +576,9 @@ func (d *Driver) Attach(ctx context.Context, req agent.AttachRequest) (api.Conta
 		ns.Remote = map[string]api.Endpoint{}
 	}
 	ns.Remote[remoteKey(ep.Host, ep.Container)] = ep
-	err = d.st.save(d.cfg.StatePath)
 	d.ensureWatchLocked(req.Network)
 	d.mu.Unlock()
-	if err == nil {
+	if err = d.persist(); err == nil {
 		err = d.program(ctx, req.Netns, ifName)
 	}
 	if err != nil {
@@ -625,6 +636,14 @@ func (d *Driver) ifNamesOf(container string) []string {
 
 // forget drops a local endpoint from the state; it reports whether there was one.
 func (d *Driver) forget(network, container string) (localEndpoint, bool) {
+	l, ok := d.forgetLocked(network, container)
+	if ok {
+		_ = d.persist()
+	}
+	return l, ok
+}
+
+func (d *Driver) forgetLocked(network, container string) (localEndpoint, bool) {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	ns, ok := d.st.Networks[network]
@@ -643,7 +662,6 @@ func (d *Driver) forget(network, container string) (localEndpoint, bool) {
 			delete(d.watches, network)
 		}
 	}
-	_ = d.st.save(d.cfg.StatePath)
 	return l, true
 }
 
@@ -746,13 +764,36 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		ns.Revision = ev.Revision
 	}
 	changed := ev.Type != api.EventProgress
-	if changed {
-		_ = d.st.save(d.cfg.StatePath)
-	}
 	d.mu.Unlock()
 	if changed {
-		d.dp.Kick()
+		d.dp.Kick() // program the kernel first; the watch replays from the saved revision after a crash
+		_ = d.persist()
 	}
+}
+
+// persist writes the state file (flushed to disk) without holding d.mu during the write, so that
+// desired() (the data plane's reconcile) never waits for an fsync. Every change of d.st is followed by
+// a persist; writes land in the order of their snapshots, a snapshot older than the file is dropped.
+func (d *Driver) persist() error {
+	d.mu.Lock()
+	b, err := json.MarshalIndent(d.st, "", "  ")
+	d.gen++
+	gen := d.gen
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode overlay state: %w", err)
+	}
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
+	if gen < d.saved {
+		return nil // a newer snapshot is already on disk
+	}
+	if err := atomicfile.WriteSync(d.cfg.StatePath, b, 0o600); err != nil {
+		d.log.Error("write overlay state", "path", d.cfg.StatePath, "err", err)
+		return fmt.Errorf("write overlay state %s: %w", d.cfg.StatePath, err)
+	}
+	d.saved = gen
+	return nil
 }
 
 // desired computes the whole overlay state this host should have. It must stay cheap: the data plane

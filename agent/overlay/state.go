@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ovnet/ov/internal/atomicfile"
 	"os"
 
 	"github.com/ovnet/ov/api"
@@ -52,15 +51,6 @@ func loadState(path string) (*fileState, error) {
 		st.Hosts = map[string]api.Host{}
 	}
 	return st, nil
-}
-
-// save writes the state atomically and flushes it to disk: it must survive a crash of the machine.
-func (st *fileState) save(path string) error {
-	b, err := json.MarshalIndent(st, "", "  ")
-	if err != nil {
-		return err
-	}
-	return atomicfile.WriteSync(path, b, 0o600)
 }
 
 func remoteKey(host, container string) string { return host + "/" + container }
