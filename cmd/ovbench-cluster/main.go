@@ -24,7 +24,6 @@ import (
 	"os/exec"
 	"os/signal"
 	"path/filepath"
-	"strings"
 	"syscall"
 	"time"
 
@@ -174,18 +173,7 @@ func busyboxImage(dir string) (string, error) {
 
 // ctl runs ovctl on a host of the lab and returns its standard output; it is killed when ctx ends.
 func (b *bench) ctl(ctx context.Context, host string, args ...string) (string, error) {
-	c, err := b.lab.Ctl(host, args...)
-	if err != nil {
-		return "", err
-	}
-	cmd := exec.CommandContext(ctx, c.Path, c.Args[1:]...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("ovctl %s on %s: %v: %s", strings.Join(args, " "), host, err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
+	return b.lab.CtlOutput(ctx, host, args...)
 }
 
 // container is a container of the lab on the bench network.

@@ -153,6 +153,23 @@ func (l *Lab) Ctl(name string, args ...string) (*exec.Cmd, error) {
 	return exec.Command("nsenter", argv...), nil
 }
 
+// CtlOutput runs ovctl on the named host (see Ctl) until it exits or ctx ends, and returns its standard
+// output; a failure's error carries the command and its standard error.
+func (l *Lab) CtlOutput(ctx context.Context, host string, args ...string) (string, error) {
+	c, err := l.Ctl(host, args...)
+	if err != nil {
+		return "", err
+	}
+	cmd := exec.CommandContext(ctx, c.Path, c.Args[1:]...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("ovctl %s on %s: %v: %s", strings.Join(args, " "), host, err, strings.TrimSpace(stderr.String()))
+	}
+	return string(out), nil
+}
+
 // Exec runs a command in the named host's network namespace and returns its combined output.
 func (l *Lab) Exec(name string, argv ...string) (string, error) {
 	h, err := l.Host(name)

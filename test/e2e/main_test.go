@@ -157,17 +157,7 @@ func sharedLab(t *testing.T) *lab.Lab {
 
 // ctlOut runs ovctl on a host of the lab and returns its standard output; the error carries stderr.
 func ctlOut(l *lab.Lab, host string, args ...string) (string, error) {
-	cmd, err := l.Ctl(host, args...)
-	if err != nil {
-		return "", err
-	}
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		return string(out), fmt.Errorf("ovctl %s on %s: %v: %s", strings.Join(args, " "), host, err, strings.TrimSpace(stderr.String()))
-	}
-	return string(out), nil
+	return l.CtlOutput(context.Background(), host, args...)
 }
 
 func ctl(t *testing.T, l *lab.Lab, host string, args ...string) string {
