@@ -2,8 +2,10 @@ package e2e
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/ovnet/ov/api"
 	"os/exec"
 	"strings"
 	"syscall"
@@ -15,21 +17,14 @@ import (
 
 // hostState reads a host's state from `ovctl node ls -o json` on host1.
 func hostState(out string, host string) string {
-	i := strings.Index(out, `"name": "`+host+`"`)
-	if i < 0 {
-		i = strings.Index(out, `"name":"`+host+`"`)
+	var hosts []api.Host
+	if err := json.Unmarshal([]byte(out), &hosts); err != nil {
+		return "unreadable node ls output: " + err.Error()
 	}
-	if i < 0 {
-		return ""
-	}
-	rest := out[i:]
-	j := strings.Index(rest, `"state":`)
-	if j < 0 {
-		return ""
-	}
-	v := strings.TrimLeft(rest[j+len(`"state":`):], ` "`)
-	if k := strings.IndexByte(v, '"'); k >= 0 {
-		return v[:k]
+	for _, h := range hosts {
+		if h.Name == host {
+			return h.State
+		}
 	}
 	return ""
 }
