@@ -12,7 +12,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
-	"github.com/ovnet/ov/controller/apply"
+	"github.com/ovnet/ov/internal/controller/apply"
 )
 
 // TestClusterExample: the example cluster file is one `ovctl apply -f` accepts, and describes the

@@ -28,7 +28,7 @@ bench_runtime() {
 
 # image: image store Load and Prepare/Release beside `tar -xf` and `cp -a` of the same rootfs.
 bench_image() {
-	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${IMAGE_RUNS:-15}" "$GO" test -count=1 -run '^TestBenchImage$' ./runtime/image
+	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${IMAGE_RUNS:-15}" "$GO" test -count=1 -run '^TestBenchImage$' ./internal/image
 }
 
 # overlay: iperf3 TCP throughput and ping RTT over ov's VXLAN overlay (vxlan.Driver on two lab hosts)
@@ -48,7 +48,7 @@ bench_ipam() {
 # bridge: network.Driver Attach/Detach of a container with a published port beside the same objects
 # made by hand with ip and iptables commands, inside a namespace playing the host.
 bench_bridge() {
-	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${BRIDGE_RUNS:-20}" "$GO" test -count=1 -run '^TestBenchBridge$' ./network
+	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${BRIDGE_RUNS:-20}" "$GO" test -count=1 -run '^TestBenchBridge$' ./internal/driver/bridge
 }
 
 # cluster: on a 3-host lab (internal/lab, real agents and controller), the time until a container

@@ -17,10 +17,10 @@ import (
 	"github.com/spf13/viper"
 	"golang.org/x/sys/unix"
 
-	"github.com/ovnet/ov/agent"
 	"github.com/ovnet/ov/cmd/internal/shimcmd"
-	"github.com/ovnet/ov/network"
-	"github.com/ovnet/ov/runtime/image"
+	"github.com/ovnet/ov/internal/agent"
+	"github.com/ovnet/ov/internal/driver/bridge"
+	"github.com/ovnet/ov/internal/image"
 )
 
 func main() {
@@ -111,22 +111,22 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	cfg.Images = images
 
-	ncfg := network.DefaultConfig()
+	ncfg := bridge.DefaultConfig()
 	ncfg.StateDir = filepath.Join(cfg.Root, "network")
 	ncfg.NetnsDir = filepath.Join(cfg.RunDir, "netns")
 	ncfg.DefaultBridge = v.GetString("default-bridge")
 	ncfg.DefaultSubnet = v.GetString("default-subnet")
 	ncfg.MTU = v.GetInt("mtu")
 	ncfg.Log = log
-	bridge, err := network.New(ncfg)
+	br, err := bridge.New(ncfg)
 	if err != nil {
 		return err
 	}
-	if err := bridge.Reconcile(ctx); err != nil {
+	if err := br.Reconcile(ctx); err != nil {
 		log.Error("network reconcile (continuing)", "err", err)
 	}
-	cfg.Netns = bridge
-	cfg.Drivers = map[string]agent.NetworkDriver{"bridge": agent.Bridge{D: bridge}}
+	cfg.Netns = br
+	cfg.Drivers = map[string]agent.NetworkDriver{"bridge": agent.Bridge{D: br}}
 	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
 	if err != nil {
 		return err

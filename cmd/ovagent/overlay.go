@@ -16,10 +16,10 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
-	"github.com/ovnet/ov/agent/membership"
-	"github.com/ovnet/ov/agent/overlay"
-	"github.com/ovnet/ov/controller/client"
-	"github.com/ovnet/ov/vxlan"
+	"github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/driver/overlay"
+	"github.com/ovnet/ov/internal/membership"
+	"github.com/ovnet/ov/internal/vxlan"
 )
 
 // addOverlayFlags declares the flags that join this host to a cluster.

@@ -13,7 +13,7 @@ import (
 	"github.com/hashicorp/memberlist"
 	"golang.org/x/sys/unix"
 
-	"github.com/ovnet/ov/agent/membership"
+	"github.com/ovnet/ov/internal/membership"
 	"github.com/ovnet/ov/internal/netlink"
 )
 

@@ -25,10 +25,10 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/controller"
-	"github.com/ovnet/ov/controller/client"
+	"github.com/ovnet/ov/internal/controller"
+	"github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/controller/store"
 	"github.com/ovnet/ov/internal/perfdoc"
-	"github.com/ovnet/ov/internal/store"
 )
 
 func main() {

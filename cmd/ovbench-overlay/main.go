@@ -26,8 +26,8 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/internal/perfdoc"
-	"github.com/ovnet/ov/vxlan"
-	"github.com/ovnet/ov/vxlan/vxlantest"
+	"github.com/ovnet/ov/internal/vxlan"
+	"github.com/ovnet/ov/internal/vxlan/vxlantest"
 )
 
 func main() {

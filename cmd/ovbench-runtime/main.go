@@ -20,10 +20,10 @@ import (
 	"strings"
 	"time"
 
+	"github.com/ovnet/ov/internal/ovrt/cgroup"
+	"github.com/ovnet/ov/internal/ovrt/spec"
 	"github.com/ovnet/ov/internal/perfdoc"
 	"github.com/ovnet/ov/internal/testutil"
-	"github.com/ovnet/ov/runtime/cgroup"
-	"github.com/ovnet/ov/runtime/spec"
 )
 
 func main() {

@@ -26,8 +26,8 @@ import (
 	"github.com/spf13/viper"
 	"go.etcd.io/etcd/client/pkg/v3/transport"
 
-	"github.com/ovnet/ov/controller"
-	"github.com/ovnet/ov/internal/store"
+	"github.com/ovnet/ov/internal/controller"
+	"github.com/ovnet/ov/internal/controller/store"
 )
 
 func main() {

@@ -10,8 +10,8 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/controller/client"
-	"github.com/ovnet/ov/internal/store/storetest"
+	"github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/controller/store/storetest"
 	"github.com/ovnet/ov/internal/testutil"
 )
 

@@ -8,7 +8,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/controller/apply"
+	"github.com/ovnet/ov/internal/controller/apply"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 

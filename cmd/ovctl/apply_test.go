@@ -19,12 +19,12 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/controller"
-	"github.com/ovnet/ov/controller/apply"
-	ctlclient "github.com/ovnet/ov/controller/client"
+	"github.com/ovnet/ov/internal/controller"
+	"github.com/ovnet/ov/internal/controller/apply"
+	ctlclient "github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/controller/store/storetest"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/internal/store"
-	"github.com/ovnet/ov/internal/store/storetest"
 )
 
 const (

@@ -18,11 +18,11 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/agent/client"
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/agent/client"
+	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/network"
-	"github.com/ovnet/ov/runtime/shim"
+	"github.com/ovnet/ov/internal/shim"
 )
 
 // runFlags are the flags of run and create.
@@ -75,7 +75,7 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 	if f.entrypoint != "" {
 		req.Entrypoint = []string{f.entrypoint}
 	}
-	ports, err := network.ParsePortSpecs(f.ports)
+	ports, err := bridge.ParsePortSpecs(f.ports)
 	if err != nil {
 		return req, err
 	}

@@ -8,7 +8,7 @@ import (
 	"strings"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/controller/client"
+	"github.com/ovnet/ov/internal/controller/client"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 

@@ -11,7 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
 
-	"github.com/ovnet/ov/agent/client"
+	"github.com/ovnet/ov/internal/agent/client"
 )
 
 // exitError makes ovctl exit with a given code (a container's exit code, or docker's 125/126/127).

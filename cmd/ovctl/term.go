@@ -7,7 +7,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ovnet/ov/runtime/shim"
+	"github.com/ovnet/ov/internal/shim"
 )
 
 // setupTerminal puts stdin in raw mode (when it is a terminal), sends the window size now and on

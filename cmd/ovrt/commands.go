@@ -15,7 +15,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/runtime"
+	"github.com/ovnet/ov/internal/ovrt"
 )
 
 // createFlags are the flags create and run share.
@@ -34,7 +34,7 @@ func (f *createFlags) add(c *cobra.Command) {
 	c.Flags().IntVar(&f.preserveFDs, "preserve-fds", 0, "not supported; must be 0")
 }
 
-func (f *createFlags) create(g *globals, id string) (*runtime.Container, error) {
+func (f *createFlags) create(g *globals, id string) (*ovrt.Container, error) {
 	if f.preserveFDs != 0 {
 		return nil, fmt.Errorf("--preserve-fds is not supported by ovrt")
 	}
@@ -42,7 +42,7 @@ func (f *createFlags) create(g *globals, id string) (*runtime.Container, error) 
 	if err != nil {
 		return nil, err
 	}
-	c, err := rt.Create(id, runtime.CreateOptions{
+	c, err := rt.Create(id, ovrt.CreateOptions{
 		Bundle: f.bundle, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ConsoleSocket: f.consoleSocket,
 	})
 	if err != nil {
@@ -119,7 +119,7 @@ func newKill(g *globals) *cobra.Command {
 			sig := syscall.SIGTERM
 			if len(args) == 2 {
 				var err error
-				if sig, err = runtime.ParseSignal(args[1]); err != nil {
+				if sig, err = ovrt.ParseSignal(args[1]); err != nil {
 					return err
 				}
 			}
@@ -270,7 +270,7 @@ func newExec(g *globals) *cobra.Command {
 				signal.Notify(sigc)
 				defer signal.Stop(sigc)
 			}
-			proc, err := ct.Exec(runtime.ExecOptions{Process: p, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ConsoleSocket: consoleSocket})
+			proc, err := ct.Exec(ovrt.ExecOptions{Process: p, Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, ConsoleSocket: consoleSocket})
 			if err != nil {
 				return err
 			}
@@ -379,7 +379,7 @@ func newList(g *globals) *cobra.Command {
 				return nil
 			case format == "json":
 				if states == nil {
-					states = []runtime.State{}
+					states = []ovrt.State{}
 				}
 				return printJSON(states)
 			}

@@ -13,12 +13,12 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/runtime"
+	"github.com/ovnet/ov/internal/ovrt"
 )
 
 func main() {
 	// The container init and exec helpers are this binary started in a special mode.
-	runtime.Init()
+	ovrt.Init()
 	os.Exit(execute(os.Args[1:]))
 }
 
@@ -122,11 +122,11 @@ func (g *globals) setup() error {
 	return nil
 }
 
-func (g *globals) runtime() (*runtime.Runtime, error) {
-	return runtime.New(runtime.Config{Root: g.root, Log: g.log})
+func (g *globals) runtime() (*ovrt.Runtime, error) {
+	return ovrt.New(ovrt.Config{Root: g.root, Log: g.log})
 }
 
-func (g *globals) load(id string) (*runtime.Container, error) {
+func (g *globals) load(id string) (*ovrt.Container, error) {
 	rt, err := g.runtime()
 	if err != nil {
 		return nil, err

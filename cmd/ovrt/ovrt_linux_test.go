@@ -19,8 +19,8 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovnet/ov/internal/ovrt"
 	"github.com/ovnet/ov/internal/testutil"
-	"github.com/ovnet/ov/runtime"
 )
 
 // ovrtBin is the ovrt binary built for these tests.
@@ -127,9 +127,9 @@ func (e *env) must(args ...string) string {
 	return out
 }
 
-func (e *env) state(id string) runtime.State {
+func (e *env) state(id string) ovrt.State {
 	e.t.Helper()
-	var s runtime.State
+	var s ovrt.State
 	if err := json.Unmarshal([]byte(e.must("state", id)), &s); err != nil {
 		e.t.Fatal(err)
 	}

@@ -9,7 +9,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/runtime/spec"
+	"github.com/ovnet/ov/internal/ovrt/spec"
 )
 
 func newSpec() *cobra.Command {

@@ -13,8 +13,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/ovnet/ov/internal/ovrt/spec"
 	"github.com/ovnet/ov/internal/perfdoc"
-	"github.com/ovnet/ov/runtime/spec"
 )
 
 // TestBenchEngine measures `ovctl run --rm IMAGE true` (default bridge network and --network none)

@@ -11,7 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/ovnet/ov/runtime/shim"
+	"github.com/ovnet/ov/internal/shim"
 )
 
 // New returns the shim's command; sub names it "shim" (an ovagent subcommand, hidden) rather than

@@ -1,0 +1,419 @@
+package agent
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/image"
+	"github.com/ovnet/ov/internal/shim"
+	"golang.org/x/sys/unix"
+)
+
+// Agent is the host's container engine. Its methods are safe for concurrent use.
+type Agent struct {
+	cfg Config
+	log *slog.Logger
+
+	mu         sync.Mutex
+	containers map[string]*container    // by ID
+	names      map[string]string        // name -> ID, including names reserved by creates in progress
+	netMu      sync.Mutex               // serialises network create/delete/connect against each other
+	teardowns  map[string]chan struct{} // removed containers whose resources are still coming down
+	wg         sync.WaitGroup
+	ctx        context.Context
+	cancel     context.CancelFunc
+}
+
+// container is the agent's view of one container. rec is guarded by mu; ops serialises lifecycle
+// operations (start, stop, remove, connect) on the container.
+type container struct {
+	ops      sync.Mutex
+	mu       sync.Mutex
+	rec      api.Container
+	shim     *shim.Client
+	exited   chan struct{} // closed when the agent has recorded the exit
+	removed  chan struct{} // closed when the container is gone
+	removing bool
+}
+
+func (c *container) snapshot() api.Container {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.rec
+}
+
+// New opens the agent's state (creating directories as needed) and reconnects to the shims of the
+// containers it finds. Call Serve to answer the API.
+func New(cfg Config) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	for _, d := range []string{cfg.Root, cfg.RunDir, filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.RunDir, "containers"), filepath.Join(cfg.RunDir, "shims"), filepath.Join(cfg.RunDir, "runtime")} {
+		if err := os.MkdirAll(d, 0o700); err != nil {
+			return nil, fmt.Errorf("agent: create state directory: %w", err)
+		}
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent"), containers: map[string]*container{},
+		names: map[string]string{}, teardowns: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
+	if err := a.recover(); err != nil {
+		cancel()
+		return nil, err
+	}
+	return a, nil
+}
+
+// Close stops the agent's background work (monitors of containers). Containers keep running.
+func (a *Agent) Close() {
+	a.cancel()
+	a.wg.Wait()
+}
+
+func (a *Agent) containerDir(id string) string { return filepath.Join(a.cfg.Root, "containers", id) }
+func (a *Agent) bundleDir(id string) string    { return filepath.Join(a.cfg.RunDir, "containers", id) }
+func (a *Agent) shimSocket(id string) string {
+	return filepath.Join(a.cfg.RunDir, "shims", api.ShortID(id)+".sock")
+}
+func (a *Agent) runtimeRoot() string { return filepath.Join(a.cfg.RunDir, "runtime") }
+
+func (a *Agent) saveRecord(c *container) error {
+	rec := c.snapshot()
+	return writeJSONFile(filepath.Join(a.containerDir(rec.ID), "container.json"), rec)
+}
+
+// recover loads every container record and reconnects to its shim; a container whose shim is gone
+// gets the status its exit file recorded.
+func (a *Agent) recover() error {
+	entries, err := os.ReadDir(filepath.Join(a.cfg.Root, "containers"))
+	if err != nil {
+		return err
+	}
+	var exited []*container
+	for _, e := range entries {
+		var rec api.Container
+		if err := readJSONFile(filepath.Join(a.containerDir(e.Name()), "container.json"), &rec); errors.Is(err, os.ErrNotExist) {
+			// A remove (or a create) was interrupted after the record went: prune drops the rest.
+			a.log.Info("removing the directory of a container without a record", "dir", e.Name())
+			_ = os.RemoveAll(a.containerDir(e.Name()))
+			_ = os.RemoveAll(a.bundleDir(e.Name()))
+			continue
+		} else if err != nil {
+			a.log.Warn("skip unreadable container record", "dir", e.Name(), "err", err)
+			continue
+		}
+		c := &container{rec: rec, shim: shim.NewClient(a.shimSocket(rec.ID)), exited: make(chan struct{}), removed: make(chan struct{})}
+		a.mu.Lock()
+		a.containers[rec.ID] = c
+		a.names[rec.Name] = rec.ID
+		a.mu.Unlock()
+		if rec.State.Status == api.StateExited {
+			close(c.exited)
+			exited = append(exited, c)
+			continue
+		}
+		st, err := c.shim.State(a.ctx)
+		if err != nil {
+			st = a.exitFromFile(rec.ID)
+		}
+		c.rec.State = mergeState(c.rec.State, st)
+		_ = a.saveRecord(c)
+		if c.rec.State.Status == api.StateExited {
+			close(c.exited)
+			exited = append(exited, c)
+			continue
+		}
+		a.monitor(c)
+	}
+	a.prune()
+	for _, c := range exited {
+		a.autoRemove(c) // --rm containers that exited while the agent was away
+	}
+	a.log.Info("state loaded", "containers", len(a.containers))
+	return nil
+}
+
+// prune drops what drivers and the namespace directory hold for containers without a record (a
+// crash between their first step and their record, or in the middle of a remove).
+func (a *Agent) prune() {
+	known := func(id string) bool {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		_, ok := a.containers[id]
+		return ok
+	}
+	for name, d := range a.cfg.Drivers {
+		if p, ok := d.(Pruner); ok {
+			if err := p.Prune(a.ctx, known); err != nil {
+				a.log.Warn("prune network endpoints", "driver", name, "err", err)
+			}
+		}
+	}
+	// Shims of unknown containers: delete their containers (which ends the shims).
+	socks, _ := filepath.Glob(filepath.Join(a.cfg.RunDir, "shims", "*.sock"))
+	for _, sock := range socks {
+		short := strings.TrimSuffix(filepath.Base(sock), ".sock")
+		if len(short) != 12 || a.knownPrefix(short) {
+			continue
+		}
+		a.log.Info("deleting the container of an orphaned shim", "container", short)
+		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
+		if _, err := shim.NewClient(sock).Delete(ctx, true); err != nil {
+			_ = os.Remove(sock)
+		}
+		cancel()
+	}
+	if a.cfg.Images != nil {
+		if lister, ok := a.cfg.Images.(interface {
+			Prepared(context.Context) ([]image.Prepared, error)
+		}); ok {
+			prepared, _ := lister.Prepared(a.ctx)
+			for _, p := range prepared {
+				if !known(p.ContainerID) {
+					a.log.Info("releasing the rootfs of an unknown container", "container", api.ShortID(p.ContainerID))
+					if err := a.cfg.Images.Release(a.ctx, p.ContainerID); err != nil {
+						a.log.Warn("release rootfs", "container", api.ShortID(p.ContainerID), "err", err)
+					}
+				}
+			}
+		}
+	}
+	if a.cfg.Netns == nil {
+		return
+	}
+	entries, _ := os.ReadDir(filepath.Join(a.cfg.RunDir, "netns"))
+	for _, e := range entries {
+		if len(e.Name()) == 64 && !known(e.Name()) {
+			a.log.Info("removing the network namespace of an unknown container", "container", api.ShortID(e.Name()))
+			if err := a.cfg.Netns.RemoveNetns(a.ctx, e.Name()); err != nil {
+				a.log.Warn("remove netns", "container", api.ShortID(e.Name()), "err", err)
+			}
+		}
+	}
+}
+
+// exitFromFile reads the exit file a shim left; without one the shim died without recording.
+func (a *Agent) exitFromFile(id string) api.ContainerState {
+	var st api.ContainerState
+	if err := readJSONFile(filepath.Join(a.containerDir(id), "exit.json"), &st); err == nil {
+		return st
+	}
+	return api.ContainerState{Status: api.StateExited, ExitCode: 255, Error: "the container's shim is gone and recorded no exit"}
+}
+
+// mergeState keeps what the agent knew (StartedAt) when the shim's report lacks it.
+func mergeState(old, st api.ContainerState) api.ContainerState {
+	if st.StartedAt.IsZero() {
+		st.StartedAt = old.StartedAt
+	}
+	if st.Pid == 0 {
+		st.Pid = old.Pid
+	}
+	return st
+}
+
+// monitor waits (through the shim) for the container to exit and records it.
+func (a *Agent) monitor(c *container) {
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		var st api.ContainerState
+		for {
+			var err error
+			st, err = c.shim.Wait(a.ctx)
+			if err == nil {
+				break
+			}
+			if a.ctx.Err() != nil {
+				return
+			}
+			// The shim is gone: it recorded the exit before going, or died.
+			st = a.exitFromFile(c.snapshot().ID)
+			break
+		}
+		c.mu.Lock()
+		c.rec.State = mergeState(c.rec.State, st)
+		auto := c.rec.Config.AutoRemove
+		id := c.rec.ID
+		c.mu.Unlock()
+		if err := a.saveRecord(c); err != nil && !errors.Is(err, os.ErrNotExist) {
+			a.log.Error("save container record", "container", api.ShortID(id), "err", err)
+		}
+		select {
+		case <-c.exited:
+		default:
+			close(c.exited)
+		}
+		a.log.Info("container exited", "container", api.ShortID(id), "exitCode", st.ExitCode)
+		if auto {
+			a.autoRemoveNow(id)
+		}
+	}()
+}
+
+// autoRemove removes an exited --rm container in the background.
+func (a *Agent) autoRemove(c *container) {
+	rec := c.snapshot()
+	if !rec.Config.AutoRemove {
+		return
+	}
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.autoRemoveNow(rec.ID)
+	}()
+}
+
+func (a *Agent) knownPrefix(short string) bool {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for id := range a.containers {
+		if strings.HasPrefix(id, short) {
+			return true
+		}
+	}
+	return false
+}
+
+// lookup finds a container by ID, unique ID prefix or name.
+func (a *Agent) lookup(ref string) (*container, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if ref == "" {
+		return nil, fmt.Errorf("no container named: %w", errdefs.ErrInvalidArgument)
+	}
+	if c, ok := a.containers[ref]; ok {
+		return c, nil
+	}
+	if id, ok := a.names[ref]; ok {
+		if c, ok := a.containers[id]; ok {
+			return c, nil
+		}
+	}
+	var found *container
+	for id, c := range a.containers {
+		if strings.HasPrefix(id, ref) {
+			if found != nil {
+				return nil, fmt.Errorf("container %q: the prefix matches several containers; give more of the ID: %w", ref, errdefs.ErrInvalidArgument)
+			}
+			found = c
+		}
+	}
+	if found == nil {
+		return nil, fmt.Errorf("container %q: no such container: %w", ref, errdefs.ErrNotFound)
+	}
+	return found, nil
+}
+
+// Inspect returns the container named by ref.
+func (a *Agent) Inspect(ctx context.Context, ref string) (api.Container, error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return api.Container{}, err
+	}
+	return c.snapshot(), nil
+}
+
+// List returns the containers, running ones only unless all, newest first.
+func (a *Agent) List(ctx context.Context, all bool) []api.Container {
+	a.mu.Lock()
+	cs := make([]*container, 0, len(a.containers))
+	for _, c := range a.containers {
+		cs = append(cs, c)
+	}
+	a.mu.Unlock()
+	out := []api.Container{}
+	for _, c := range cs {
+		rec := c.snapshot()
+		if all || rec.State.Status == api.StateRunning {
+			out = append(out, rec)
+		}
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Created.After(out[j].Created) })
+	return out
+}
+
+// Version describes the agent.
+func (a *Agent) Version() api.Version {
+	return api.Version{Version: "0.1.0", APIVersion: api.AgentAPIVersion, Runtime: a.cfg.Runtime, Host: a.cfg.Host}
+}
+
+func newID() string {
+	b := make([]byte, 32)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+var adjectives = []string{"brave", "calm", "eager", "fancy", "gentle", "happy", "jolly", "keen", "lucid", "merry", "nimble", "proud", "quiet", "swift", "witty", "zen"}
+var nouns = []string{"otter", "falcon", "lynx", "heron", "badger", "cobra", "dingo", "gecko", "ibis", "koala", "lemur", "marten", "newt", "puffin", "raven", "stoat"}
+
+// reserveName claims name (or a generated one) for id; it fails when the name is taken.
+func (a *Agent) reserveName(name, id string) (string, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if name != "" {
+		if other, ok := a.names[name]; ok {
+			return "", fmt.Errorf("container name %q is already in use by container %s; remove it or choose another --name: %w", name, api.ShortID(other), errdefs.ErrAlreadyExists)
+		}
+		a.names[name] = id
+		return name, nil
+	}
+	for i := 0; ; i++ {
+		b := make([]byte, 2)
+		_, _ = rand.Read(b)
+		n := adjectives[int(b[0])%len(adjectives)] + "_" + nouns[int(b[1])%len(nouns)]
+		if i > 8 {
+			n += "_" + id[:4]
+		}
+		if _, ok := a.names[n]; !ok {
+			a.names[n] = id
+			return n, nil
+		}
+	}
+}
+
+func (a *Agent) releaseName(name, id string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if a.names[name] == id {
+		delete(a.names, name)
+	}
+}
+
+// ReapAdopted reaps container processes that were reparented to the agent (it is a child
+// subreaper) because their shim died, and records their exit. Call it on SIGCHLD. It waits only for
+// pids that are containers' inits, never for children the agent started itself, so it cannot steal
+// an exit status from os/exec.
+func (a *Agent) ReapAdopted() {
+	a.mu.Lock()
+	cs := make([]*container, 0, len(a.containers))
+	for _, c := range a.containers {
+		cs = append(cs, c)
+	}
+	a.mu.Unlock()
+	for _, c := range cs {
+		rec := c.snapshot()
+		if rec.State.Pid <= 0 || rec.State.Status == api.StateExited {
+			continue
+		}
+		var info unix.Siginfo
+		if err := unix.Waitid(unix.P_PID, rec.State.Pid, &info, unix.WEXITED|unix.WNOHANG, nil); err != nil {
+			continue
+		}
+		if info.Signo == 0 { // not exited yet
+			continue
+		}
+		a.log.Warn("reaped a container whose shim is gone", "container", api.ShortID(rec.ID), "pid", rec.State.Pid)
+	}
+}

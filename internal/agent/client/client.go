@@ -1,0 +1,287 @@
+// Package client is the Go client of the agent's local API (/v1/... on its unix socket), used by ovctl
+// and by tests. Errors carry the errdefs class the agent answered with.
+package client
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/shim"
+)
+
+// DefaultSocket is where the agent listens by default.
+const DefaultSocket = "/run/ov/agent.sock"
+
+// Client talks to one agent.
+type Client struct {
+	socket string
+	hc     *http.Client
+}
+
+// New returns a client of the agent listening on socket.
+func New(socket string) *Client {
+	return &Client{socket: socket, hc: &http.Client{Transport: shim.UnixTransport(socket)}}
+}
+
+// ExitCodeError is an error the agent attached an exit code to (126/127 when the command of a
+// container could not be run).
+type ExitCodeError struct {
+	Code int
+	Err  error
+}
+
+func (e *ExitCodeError) Error() string { return e.Err.Error() }
+func (e *ExitCodeError) Unwrap() error { return e.Err }
+
+func (c *Client) url(path string, q url.Values) string {
+	u := "http://agent/" + api.AgentAPIVersion + path
+	if len(q) > 0 {
+		u += "?" + q.Encode()
+	}
+	return u
+}
+
+func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64, out any) error {
+	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
+	if err != nil {
+		return err
+	}
+	if size > 0 {
+		req.ContentLength = size
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return fmt.Errorf("cannot reach the agent at %s (is ovagent running, and are you root?): %v: %w", c.socket, err, errdefs.ErrUnavailable)
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode/100 != 2 {
+		err := shim.DecodeError(resp)
+		if code, cerr := strconv.Atoi(resp.Header.Get("X-Ov-Exit-Code")); cerr == nil {
+			return &ExitCodeError{Code: code, Err: err}
+		}
+		return err
+	}
+	if out != nil && resp.StatusCode != http.StatusNoContent {
+		return json.NewDecoder(resp.Body).Decode(out)
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	return nil
+}
+
+func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
+	var body io.Reader
+	if in != nil {
+		b, err := json.Marshal(in)
+		if err != nil {
+			return err
+		}
+		body = bytes.NewReader(b)
+	}
+	return c.send(ctx, method, path, q, body, 0, out)
+}
+
+// Version asks the agent who it is.
+func (c *Client) Version(ctx context.Context) (api.Version, error) {
+	var v api.Version
+	err := c.do(ctx, http.MethodGet, "/version", nil, nil, &v)
+	return v, err
+}
+
+// Create creates a container.
+func (c *Client) Create(ctx context.Context, req api.ContainerCreate) (api.Container, error) {
+	var out api.Container
+	err := c.do(ctx, http.MethodPost, "/containers", nil, req, &out)
+	return out, err
+}
+
+// Start starts a created container.
+func (c *Client) Start(ctx context.Context, id string) (api.Container, error) {
+	var out api.Container
+	err := c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/start", nil, nil, &out)
+	return out, err
+}
+
+// Inspect returns one container.
+func (c *Client) Inspect(ctx context.Context, id string) (api.Container, error) {
+	var out api.Container
+	err := c.do(ctx, http.MethodGet, "/containers/"+url.PathEscape(id), nil, nil, &out)
+	return out, err
+}
+
+// List lists running containers, or all.
+func (c *Client) List(ctx context.Context, all bool) ([]api.Container, error) {
+	q := url.Values{}
+	if all {
+		q.Set("all", "1")
+	}
+	var out []api.Container
+	err := c.do(ctx, http.MethodGet, "/containers", q, nil, &out)
+	return out, err
+}
+
+// Stop stops a container, killing it after timeout.
+func (c *Client) Stop(ctx context.Context, id string, timeout time.Duration) error {
+	q := url.Values{"timeout": {strconv.Itoa(int(timeout / time.Second))}}
+	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/stop", q, nil, nil)
+}
+
+// Kill sends a signal (name or number; empty: KILL).
+func (c *Client) Kill(ctx context.Context, id, signal string) error {
+	q := url.Values{}
+	if signal != "" {
+		q.Set("signal", signal)
+	}
+	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/kill", q, nil, nil)
+}
+
+// Remove removes a container (force: even a running one).
+func (c *Client) Remove(ctx context.Context, id string, force bool) error {
+	q := url.Values{}
+	if force {
+		q.Set("force", "1")
+	}
+	return c.do(ctx, http.MethodDelete, "/containers/"+url.PathEscape(id), q, nil, nil)
+}
+
+// Wait waits until the container exits (removed: until it is gone).
+func (c *Client) Wait(ctx context.Context, id string, removed bool) (api.Exit, error) {
+	q := url.Values{}
+	if removed {
+		q.Set("condition", "removed")
+	}
+	var out api.Exit
+	err := c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/wait", q, nil, &out)
+	return out, err
+}
+
+// Resize sets the size of the container's terminal.
+func (c *Client) Resize(ctx context.Context, id string, ws shim.Winsize) error {
+	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/resize", nil, ws, nil)
+}
+
+func (c *Client) dial(ctx context.Context) (net.Conn, error) {
+	var d net.Dialer
+	conn, err := d.DialContext(ctx, "unix", c.socket)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the agent at %s (is ovagent running, and are you root?): %v: %w", c.socket, err, errdefs.ErrUnavailable)
+	}
+	return conn, nil
+}
+
+// Attach opens the container's stream: frames of output (shim.FrameStdout, FrameStderr) ending with
+// a FrameExit; the caller writes FrameStdin, FrameCloseStdin and FrameResize frames.
+func (c *Client) Attach(ctx context.Context, id string) (net.Conn, *bufio.Reader, error) {
+	return shim.Upgrade(ctx, c.dial, "/"+api.AgentAPIVersion+"/containers/"+url.PathEscape(id)+"/attach", nil)
+}
+
+// Exec runs a process in a container; the stream is like Attach's.
+func (c *Client) Exec(ctx context.Context, id string, cfg api.ExecConfig) (net.Conn, *bufio.Reader, error) {
+	b, err := json.Marshal(cfg)
+	if err != nil {
+		return nil, nil, err
+	}
+	return shim.Upgrade(ctx, c.dial, "/"+api.AgentAPIVersion+"/containers/"+url.PathEscape(id)+"/exec", b)
+}
+
+// Logs returns the container's log as a stream of frames.
+func (c *Client) Logs(ctx context.Context, id string, follow bool, tail int) (io.ReadCloser, error) {
+	q := url.Values{}
+	if follow {
+		q.Set("follow", "1")
+	}
+	if tail >= 0 {
+		q.Set("tail", strconv.Itoa(tail))
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/containers/"+url.PathEscape(id)+"/logs", q), nil)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.hc.Do(req)
+	if err != nil {
+		return nil, fmt.Errorf("cannot reach the agent at %s: %v: %w", c.socket, err, errdefs.ErrUnavailable)
+	}
+	if resp.StatusCode != http.StatusOK {
+		defer resp.Body.Close()
+		return nil, shim.DecodeError(resp)
+	}
+	return resp.Body, nil
+}
+
+// LoadImages uploads a docker save or OCI archive.
+func (c *Client) LoadImages(ctx context.Context, r io.Reader, size int64) ([]api.Image, error) {
+	var out []api.Image
+	err := c.send(ctx, http.MethodPost, "/images/load", nil, r, size, &out)
+	return out, err
+}
+
+// ImportImage uploads a rootfs tarball as image ref.
+func (c *Client) ImportImage(ctx context.Context, r io.Reader, size int64, ref string) (api.Image, error) {
+	var out api.Image
+	err := c.send(ctx, http.MethodPost, "/images/import", url.Values{"ref": {ref}}, r, size, &out)
+	return out, err
+}
+
+// Images lists the agent's images.
+func (c *Client) Images(ctx context.Context) ([]api.Image, error) {
+	var out []api.Image
+	err := c.do(ctx, http.MethodGet, "/images", nil, nil, &out)
+	return out, err
+}
+
+// RemoveImage removes an image or one of its tags.
+func (c *Client) RemoveImage(ctx context.Context, ref string) (api.ImageRemoved, error) {
+	var out api.ImageRemoved
+	err := c.do(ctx, http.MethodDelete, "/images/"+ref, nil, nil, &out)
+	return out, err
+}
+
+// Networks lists networks.
+func (c *Client) Networks(ctx context.Context) ([]api.Network, error) {
+	var out []api.Network
+	err := c.do(ctx, http.MethodGet, "/networks", nil, nil, &out)
+	return out, err
+}
+
+// Network returns one network.
+func (c *Client) Network(ctx context.Context, name string) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodGet, "/networks/"+url.PathEscape(name), nil, nil, &out)
+	return out, err
+}
+
+// CreateNetwork creates a network.
+func (c *Client) CreateNetwork(ctx context.Context, n api.Network) (api.Network, error) {
+	var out api.Network
+	err := c.do(ctx, http.MethodPost, "/networks", nil, n, &out)
+	return out, err
+}
+
+// DeleteNetwork removes a network.
+func (c *Client) DeleteNetwork(ctx context.Context, name string) error {
+	return c.do(ctx, http.MethodDelete, "/networks/"+url.PathEscape(name), nil, nil, nil)
+}
+
+// Connect attaches a container to a network.
+func (c *Client) Connect(ctx context.Context, network string, req api.NetworkConnect) (api.Container, error) {
+	var out api.Container
+	err := c.do(ctx, http.MethodPost, "/networks/"+url.PathEscape(network)+"/connect", nil, req, &out)
+	return out, err
+}
+
+// Disconnect detaches a container from a network.
+func (c *Client) Disconnect(ctx context.Context, network string, req api.NetworkConnect) (api.Container, error) {
+	var out api.Container
+	err := c.do(ctx, http.MethodPost, "/networks/"+url.PathEscape(network)+"/disconnect", nil, req, &out)
+	return out, err
+}

@@ -1,0 +1,633 @@
+package agent
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"os/exec"
+	"path"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/image"
+	"github.com/ovnet/ov/internal/shim"
+)
+
+// undo collects the steps to roll back when a create fails half-way.
+type undo []func()
+
+func (u *undo) add(f func()) { *u = append(*u, f) }
+func (u undo) run() {
+	for i := len(u) - 1; i >= 0; i-- {
+		u[i]()
+	}
+}
+
+// CreateError is returned by Create when the runtime refused the container; ExitCode is what
+// `ovctl run` exits with (125, 126 or 127).
+type CreateError struct {
+	ExitCode int
+	Err      error
+}
+
+func (e *CreateError) Error() string { return e.Err.Error() }
+func (e *CreateError) Unwrap() error { return e.Err }
+
+// Create makes a container from req: name, rootfs, network, bundle and shim. It does not start it.
+func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Container, error) {
+	if err := req.Validate(); err != nil {
+		return api.Container{}, err
+	}
+	id := newID()
+	t0 := time.Now()
+	var u undo
+	ok := false
+	defer func() {
+		if !ok {
+			u.run()
+		}
+	}()
+	name, err := a.reserveName(req.Name, id)
+	if err != nil {
+		return api.Container{}, err
+	}
+	u.add(func() { a.releaseName(name, id) })
+
+	// The image: its run config now, its rootfs below (in parallel with the network).
+	var runCfg image.RunConfig
+	imageID := ""
+	rootfsDir := ""
+	if filepath.IsAbs(req.Image) {
+		if fi, err := os.Stat(req.Image); err != nil || !fi.IsDir() {
+			return api.Container{}, fmt.Errorf("image %q: not a rootfs directory: %w", req.Image, errdefs.ErrNotFound)
+		}
+		rootfsDir = req.Image
+	} else {
+		if a.cfg.Images == nil {
+			return api.Container{}, fmt.Errorf("image %q: this agent has no image store; give an absolute rootfs directory: %w", req.Image, errdefs.ErrNotFound)
+		}
+		img, err := a.cfg.Images.Get(ctx, req.Image)
+		if err != nil {
+			return api.Container{}, fmt.Errorf("image %q: %w", req.Image, err)
+		}
+		runCfg, imageID = img.Config, img.ID
+	}
+	mode, err := a.parseNetworkMode(req.Network)
+	if err != nil {
+		return api.Container{}, err
+	}
+	if req.IP != "" || len(req.Ports) > 0 {
+		// The address or host port may belong to a container removed a moment ago that is still
+		// detaching (see Remove).
+		if err := a.waitTeardowns(ctx); err != nil {
+			return api.Container{}, err
+		}
+	}
+	hostname := req.Hostname
+	if hostname == "" {
+		hostname = id[:12]
+	}
+	if mode.kind == modeHost && req.Hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	if err := os.MkdirAll(a.containerDir(id), 0o700); err != nil {
+		return api.Container{}, err
+	}
+	u.add(func() { _ = os.RemoveAll(a.containerDir(id)) })
+	bundle := a.bundleDir(id)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return api.Container{}, err
+	}
+	u.add(func() { _ = os.RemoveAll(bundle) })
+
+	// The rootfs (an overlay mount), the network namespace, the endpoints (veth, address, iptables)
+	// and the shim with `runtime create` overlap: the runtime needs the rootfs and the namespace, but
+	// not the endpoints, which only have to be ready before start.
+	var wg sync.WaitGroup
+	var rootErr error
+	if rootfsDir == "" {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			rootfsDir, rootErr = a.cfg.Images.Prepare(ctx, id, req.Image)
+		}()
+		u.add(func() {
+			if err := a.cfg.Images.Release(context.Background(), id); err != nil {
+				a.log.Warn("release rootfs", "container", api.ShortID(id), "err", err)
+			}
+		})
+	}
+	netns, netErr := a.netnsFor(ctx, id, mode, &u)
+	attached := make(chan attachResult, 1)
+	if netErr == nil {
+		a.attachAsync(ctx, id, name, req, mode, netns, &u, attached)
+	} else {
+		attached <- attachResult{}
+	}
+	tNet := time.Since(t0)
+	wg.Wait()
+	tRoot := time.Since(t0)
+	if rootErr != nil || netErr != nil {
+		<-attached
+		if rootErr != nil {
+			return api.Container{}, fmt.Errorf("prepare the rootfs of image %q: %w", req.Image, rootErr)
+		}
+		return api.Container{}, netErr
+	}
+	spec, err := buildSpec(specInput{ID: id, Create: req, Image: runCfg, Rootfs: rootfsDir, Netns: netns,
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id)})
+	if err != nil {
+		<-attached
+		return api.Container{}, err
+	}
+	if err := writeJSONFile(filepath.Join(bundle, "config.json"), spec); err != nil {
+		<-attached
+		return api.Container{}, err
+	}
+	rec := api.Container{
+		ID: id, Name: name, Image: req.Image, ImageID: imageID, Command: spec.Process.Args,
+		Created: time.Now().UTC(), Config: req, Rootfs: rootfsDir,
+		LogPath: filepath.Join(a.containerDir(id), id+"-json.log"),
+		State:   api.ContainerState{Status: api.StateCreated},
+	}
+	if mode.kind != modeHost {
+		rec.NetNS = netns
+	}
+	c := &container{rec: rec, shim: shim.NewClient(a.shimSocket(id)), exited: make(chan struct{}), removed: make(chan struct{})}
+	// The record goes to disk before the shim starts, so a crash in between leaves something that
+	// remove can clean up.
+	if err := a.saveRecord(c); err != nil {
+		<-attached
+		return api.Container{}, err
+	}
+	tSpec := time.Since(t0)
+	pid, shimErr := a.startShim(ctx, rec)
+	tShim := time.Since(t0)
+	res := <-attached
+	if shimErr != nil {
+		return api.Container{}, shimErr
+	}
+	u.add(func() { _, _ = c.shim.Delete(context.Background(), true) })
+	if res.err != nil {
+		return api.Container{}, res.err
+	}
+	if len(res.endpoints) > 0 {
+		if err := writeHosts(bundle, hostname, res.endpoints[0].IP); err != nil {
+			return api.Container{}, err
+		}
+	}
+	c.rec.State.Pid = pid
+	c.rec.Networks = res.endpoints
+	if err := a.saveRecord(c); err != nil {
+		return api.Container{}, err
+	}
+	a.mu.Lock()
+	a.containers[id] = c
+	a.mu.Unlock()
+	ok = true
+	a.monitor(c)
+	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
+		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
+	return c.snapshot(), nil
+}
+
+// startShim starts the container's shim, detached in its own session, and waits until it has
+// created the container (or failed to).
+func (a *Agent) startShim(ctx context.Context, rec api.Container) (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, err
+	}
+	defer r.Close()
+	bundle := a.bundleDir(rec.ID)
+	args := append([]string(nil), a.cfg.ShimCommand[1:]...)
+	args = append(args,
+		"--id", rec.ID,
+		"--bundle", bundle,
+		"--runtime", a.cfg.Runtime,
+		"--runtime-root", a.runtimeRoot(),
+		"--socket", a.shimSocket(rec.ID),
+		"--log-path", rec.LogPath,
+		"--exit-file", filepath.Join(a.containerDir(rec.ID), "exit.json"),
+		"--debug-log", filepath.Join(bundle, "shim.log"),
+	)
+	if rec.Config.Tty {
+		args = append(args, "--tty")
+	}
+	if rec.Config.OpenStdin {
+		args = append(args, "--stdin")
+	}
+	cmd := exec.Command(a.cfg.ShimCommand[0], args...)
+	cmd.Dir = "/"
+	cmd.ExtraFiles = []*os.File{w}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
+	if err := cmd.Start(); err != nil {
+		w.Close()
+		return 0, fmt.Errorf("start the shim of container %s: %w", api.ShortID(rec.ID), err)
+	}
+	w.Close()
+	// Reap the shim when it exits while this agent runs; after an agent restart it is init's.
+	go func() { _ = cmd.Wait() }()
+	var msg shim.ReadyMessage
+	if err := json.NewDecoder(r).Decode(&msg); err != nil {
+		return 0, fmt.Errorf("container %s: the shim died before reporting (see %s): %w", api.ShortID(rec.ID), filepath.Join(bundle, "shim.log"), errdefs.ErrUnavailable)
+	}
+	if msg.Error != "" {
+		return 0, &CreateError{ExitCode: msg.ExitCode, Err: fmt.Errorf("create container %s: %s: %w", api.ShortID(rec.ID), msg.Error, errdefs.ErrInvalidArgument)}
+	}
+	return msg.Pid, nil
+}
+
+// Start starts a created container.
+func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	st, err := c.shim.Start(ctx)
+	if err != nil {
+		return api.Container{}, &CreateError{ExitCode: shim.StartErrorCode(err.Error()), Err: err}
+	}
+	c.mu.Lock()
+	if c.rec.State.Status != api.StateExited {
+		c.rec.State = mergeState(c.rec.State, st)
+	}
+	c.mu.Unlock()
+	if err := a.saveRecord(c); err != nil {
+		return api.Container{}, err
+	}
+	return c.snapshot(), nil
+}
+
+// Kill sends a signal to the container's init.
+func (a *Agent) Kill(ctx context.Context, ref string, sig syscall.Signal) error {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return err
+	}
+	if c.snapshot().State.Status == api.StateExited {
+		return fmt.Errorf("kill container %s: it is not running: %w", api.ShortID(c.snapshot().ID), errdefs.ErrConflict)
+	}
+	return c.shim.Kill(ctx, int(sig))
+}
+
+// Stop sends SIGTERM (or the image's stop signal), waits up to timeout for the exit, then SIGKILL.
+func (a *Agent) Stop(ctx context.Context, ref string, timeout time.Duration) (api.Container, error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return api.Container{}, err
+	}
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	if err := a.stop(ctx, c, timeout); err != nil {
+		return api.Container{}, err
+	}
+	return c.snapshot(), nil
+}
+
+func (a *Agent) stop(ctx context.Context, c *container, timeout time.Duration) error {
+	select {
+	case <-c.exited:
+		return nil
+	default:
+	}
+	if err := c.shim.Kill(ctx, int(syscall.SIGTERM)); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+		return err
+	}
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	select {
+	case <-c.exited:
+		return nil
+	case <-t.C:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if err := c.shim.Kill(ctx, int(syscall.SIGKILL)); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+		return err
+	}
+	select {
+	case <-c.exited:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// Wait blocks until the container has exited (removed: until it is gone) and returns its exit.
+func (a *Agent) Wait(ctx context.Context, ref string, removed bool) (api.Exit, error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return api.Exit{}, err
+	}
+	ch := c.exited
+	if removed {
+		ch = c.removed
+	}
+	select {
+	case <-ch:
+	case <-ctx.Done():
+		return api.Exit{}, ctx.Err()
+	}
+	st := c.snapshot().State
+	return api.Exit{ExitCode: st.ExitCode, Error: st.Error}, nil
+}
+
+// Remove deletes a container and everything made for it, and returns once all of it is gone. A
+// running container is refused unless force, which kills it.
+func (a *Agent) Remove(ctx context.Context, ref string, force bool) error {
+	done, err := a.remove(ctx, ref, force)
+	if err != nil {
+		return err
+	}
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// autoRemoveNow removes an exited --rm container without waiting for its teardown: the container is
+// gone (ps, wait --removed, its name) at once, its network and rootfs follow (see remove).
+func (a *Agent) autoRemoveNow(id string) {
+	if _, err := a.remove(a.ctx, id, true); err != nil && !errors.Is(err, errdefs.ErrNotFound) {
+		a.log.Error("auto-remove", "container", api.ShortID(id), "err", err)
+	}
+}
+
+// remove deletes the container from the agent once no process of it is left, and tears down what
+// was made for it in the background; done is closed when that is finished.
+func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan struct{}, err error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return nil, err
+	}
+	c.ops.Lock()
+	defer c.ops.Unlock()
+	c.mu.Lock()
+	if c.removing {
+		c.mu.Unlock()
+		return nil, fmt.Errorf("container %s: already removed: %w", api.ShortID(c.rec.ID), errdefs.ErrNotFound)
+	}
+	rec := c.rec
+	c.mu.Unlock()
+	running := false
+	select {
+	case <-c.exited:
+	default:
+		running = true
+		// The shim may already know of an exit the monitor is about to record.
+		if st, err := c.shim.State(ctx); err == nil && st.Status == api.StateExited {
+			select {
+			case <-c.exited:
+				running = false
+			case <-ctx.Done():
+				return nil, ctx.Err()
+			}
+		}
+	}
+	if running && !force {
+		return nil, fmt.Errorf("container %s is %s; stop it first or use rm -f: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
+	}
+	c.mu.Lock()
+	c.removing = true
+	c.mu.Unlock()
+	t0 := time.Now()
+	// The container is gone (from ps, for wait --removed, for its name) once no process of it is
+	// left and its record is deleted; its network, its rootfs, its directories and, when it had
+	// already exited, its runtime state (an empty cgroup, the shim) come down in the background, in
+	// parallel. Operations that could
+	// collide with what they still hold (a static address, a host port, a network or image removal)
+	// wait for them (waitTeardowns); a crash in between leaves things that prune removes at start-up.
+	td := a.beginTeardown(rec.ID)
+	// The runtime delete (through the shim) also ends the shim; a running container is killed by it
+	// first, so for one it must finish before the container counts as gone.
+	deleteRuntime := func() {
+		// Not cancelled with the request (or the agent's shutdown, which waits for it), but bounded.
+		bg, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+		defer cancel()
+		if _, err := c.shim.Delete(bg, true); err != nil {
+			// No shim: clean up after the runtime ourselves.
+			a.log.Warn("shim delete failed; deleting through the runtime", "container", api.ShortID(rec.ID), "err", err)
+			if rec.State.Pid > 0 && running {
+				_ = syscall.Kill(rec.State.Pid, syscall.SIGKILL)
+			}
+			out, rerr := exec.CommandContext(bg, a.cfg.Runtime, "--root", a.runtimeRoot(), "delete", "--force", rec.ID).CombinedOutput()
+			if rerr != nil && !strings.Contains(string(out), "does not exist") && !strings.Contains(string(out), "not found") {
+				a.log.Warn("runtime delete", "container", api.ShortID(rec.ID), "err", rerr, "out", strings.TrimSpace(string(out)))
+			}
+			_ = os.Remove(a.shimSocket(rec.ID))
+		}
+	}
+	if running {
+		deleteRuntime()
+		go a.teardown(rec, t0, nil, td)
+	} else {
+		go a.teardown(rec, t0, deleteRuntime, td)
+	}
+	select {
+	case <-c.exited:
+	default:
+		close(c.exited)
+	}
+	if err := os.Remove(filepath.Join(a.containerDir(rec.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+		a.log.Warn("remove container record", "container", api.ShortID(rec.ID), "err", err)
+	}
+	a.mu.Lock()
+	delete(a.containers, rec.ID)
+	if a.names[rec.Name] == rec.ID {
+		delete(a.names, rec.Name)
+	}
+	a.mu.Unlock()
+	close(c.removed)
+	a.log.Debug("container gone", "container", api.ShortID(rec.ID), "took", time.Since(t0))
+	return td, nil
+}
+
+// beginTeardown registers the background teardown of container id (see Remove); the caller must run
+// teardown, which marks it done. The agent's shutdown (Close) waits for it.
+func (a *Agent) beginTeardown(id string) chan struct{} {
+	done := make(chan struct{})
+	a.wg.Add(1)
+	a.mu.Lock()
+	a.teardowns[id] = done
+	a.mu.Unlock()
+	return done
+}
+
+// teardown detaches the networks of a removed container and releases its rootfs, in parallel with
+// deleteRuntime (when not nil: the container had exited), then removes its directories and closes
+// done.
+func (a *Agent) teardown(rec api.Container, t0 time.Time, deleteRuntime func(), done chan struct{}) {
+	defer a.wg.Done()
+	var tNet, tRoot, tShim time.Duration
+	var wg sync.WaitGroup
+	wg.Add(3)
+	go func() {
+		defer wg.Done()
+		if deleteRuntime != nil {
+			deleteRuntime()
+		}
+		tShim = time.Since(t0)
+	}()
+	go func() {
+		defer wg.Done()
+		a.teardownNetwork(rec)
+		tNet = time.Since(t0)
+	}()
+	go func() {
+		defer wg.Done()
+		if a.cfg.Images != nil && !filepath.IsAbs(rec.Image) {
+			if err := a.cfg.Images.Release(context.Background(), rec.ID); err != nil {
+				a.log.Warn("release rootfs", "container", api.ShortID(rec.ID), "err", err)
+			}
+		}
+		tRoot = time.Since(t0)
+	}()
+	wg.Wait()
+	_ = os.RemoveAll(a.bundleDir(rec.ID))
+	if err := os.RemoveAll(a.containerDir(rec.ID)); err != nil {
+		a.log.Warn("remove container state", "container", api.ShortID(rec.ID), "err", err)
+	}
+	a.mu.Lock()
+	delete(a.teardowns, rec.ID)
+	a.mu.Unlock()
+	close(done)
+	a.log.Info("container removed", "container", api.ShortID(rec.ID), "shim", tShim, "network", tNet, "rootfs", tRoot, "total", time.Since(t0))
+}
+
+// waitTeardowns waits until the background teardowns of removed containers (started before the call)
+// are done, so that their addresses, host ports, networks and images are free.
+func (a *Agent) waitTeardowns(ctx context.Context) error {
+	a.mu.Lock()
+	pending := make([]chan struct{}, 0, len(a.teardowns))
+	for _, ch := range a.teardowns {
+		pending = append(pending, ch)
+	}
+	a.mu.Unlock()
+	for _, ch := range pending {
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
+
+// Resize sets the size of the container's terminal.
+func (a *Agent) Resize(ctx context.Context, ref string, ws shim.Winsize) error {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return err
+	}
+	return c.shim.Resize(ctx, ws)
+}
+
+// Attach opens the container's stream (see shim.Client.Attach).
+func (a *Agent) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader, error) {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	select {
+	case <-c.exited:
+		return nil, nil, fmt.Errorf("attach to container %s: it has exited: %w", api.ShortID(c.snapshot().ID), errdefs.ErrConflict)
+	default:
+	}
+	return c.shim.Attach(ctx)
+}
+
+// Exec runs a process in a running container and returns its stream.
+func (a *Agent) Exec(ctx context.Context, ref string, cfg api.ExecConfig) (net.Conn, *bufio.Reader, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, nil, err
+	}
+	c, err := a.lookup(ref)
+	if err != nil {
+		return nil, nil, err
+	}
+	rec := c.snapshot()
+	if rec.State.Status != api.StateRunning {
+		return nil, nil, fmt.Errorf("exec in container %s: it is %s, not running: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
+	}
+	var spec specs.Spec
+	if err := readJSONFile(filepath.Join(a.bundleDir(rec.ID), "config.json"), &spec); err != nil {
+		return nil, nil, fmt.Errorf("exec in container %s: read its spec: %w", api.ShortID(rec.ID), err)
+	}
+	p := *spec.Process
+	p.Args = cfg.Cmd
+	p.Terminal = cfg.Tty
+	p.Env = mergeEnv(p.Env, cfg.Env)
+	if cfg.Tty {
+		p.Env = mergeEnv(p.Env, []string{"TERM=xterm"})
+	}
+	if cfg.WorkingDir != "" {
+		p.Cwd = cfg.WorkingDir
+	}
+	if cfg.User != "" {
+		u, err := resolveUser(spec.Root.Path, cfg.User)
+		if err != nil {
+			return nil, nil, err
+		}
+		p.User = u
+	}
+	p.ConsoleSize = nil
+	return c.shim.Exec(ctx, shim.ExecRequest{Process: p, Stdin: cfg.Stdin})
+}
+
+// Logs writes the container's log as frames to w: the last tail entries (tail < 0: all), then with
+// follow the live output until the container exits or ctx ends.
+func (a *Agent) Logs(ctx context.Context, ref string, follow bool, tail int, w io.Writer) error {
+	c, err := a.lookup(ref)
+	if err != nil {
+		return err
+	}
+	rec := c.snapshot()
+	running := true
+	select {
+	case <-c.exited:
+		running = false
+	default:
+	}
+	if running {
+		rc, err := c.shim.Logs(ctx, follow, tail)
+		if err == nil {
+			defer rc.Close()
+			_, err = io.Copy(w, rc)
+			if follow && err == nil {
+				// Answer once the exit is recorded, so the next command sees it.
+				select {
+				case <-c.exited:
+				case <-ctx.Done():
+				}
+			}
+			return err
+		}
+		a.log.Warn("logs through the shim failed; reading the file", "container", api.ShortID(rec.ID), "err", err)
+	}
+	fw := shim.NewFrameWriter(w)
+	_, err = shim.ReadLog(rec.LogPath, tail, func(e shim.LogEntry) error {
+		t := shim.FrameStdout
+		if e.Stream == "stderr" {
+			t = shim.FrameStderr
+		}
+		return fw.Write(t, []byte(e.Log))
+	})
+	return err
+}

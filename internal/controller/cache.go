@@ -1,0 +1,228 @@
+package controller
+
+import (
+	"log/slog"
+	"net/netip"
+	"sync"
+
+	"go.etcd.io/etcd/api/v3/mvccpb"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/ovnet/ov/internal/controller/store"
+)
+
+// cache mirrors the parts of the /ov/v1/ tree a controller needs: networks, hosts, which addresses
+// are taken and each network's cursor, each kept by its own list-watch (the owner keys are not
+// watched: nothing here needs them). It is a hint for picking candidates and checking tokens, never
+// the source of truth.
+type cache struct {
+	log   *slog.Logger
+	mu    sync.Mutex
+	nets  map[string]*netState
+	hosts map[string]store.Host
+	epRev int64 // last revision the endpoints watch applied
+}
+
+// netState is what the cache and this controller know about one network's addresses.
+type netState struct {
+	net        store.Network
+	known      bool                    // net is set (the network exists as far as the cache knows)
+	taken      map[netip.Addr]struct{} // addresses with an endpoint key
+	inflight   map[netip.Addr]struct{} // candidates this controller is trying right now
+	cursor     netip.Addr              // where this controller's next search starts
+	cursorRev  int64                   // revision of the etcd cursor cursor was last taken from
+	etcdCursor netip.Addr              // the cursor key as last seen
+	etcdRev    int64                   // its ModRevision
+}
+
+// cachedKinds are the kinds of keys the cache watches, one list-watch each.
+var cachedKinds = []store.KeyKind{store.KindNetwork, store.KindHost, store.KindEndpoint, store.KindCursor}
+
+func newCache(log *slog.Logger) *cache {
+	return &cache{log: log, nets: map[string]*netState{}, hosts: map[string]store.Host{}}
+}
+
+// state returns the netState of name, creating an empty one. Callers hold c.mu.
+func (c *cache) state(name string) *netState {
+	st := c.nets[name]
+	if st == nil {
+		st = &netState{taken: map[netip.Addr]struct{}{}, inflight: map[netip.Addr]struct{}{}}
+		c.nets[name] = st
+	}
+	return st
+}
+
+// kindWatcher feeds one kind's list-watch into the cache.
+type kindWatcher struct {
+	c    *cache
+	kind store.KeyKind
+}
+
+// Snapshot replaces what the cache knows of the watcher's kind (and only that).
+func (w kindWatcher) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
+	c := w.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	switch w.kind {
+	case store.KindNetwork:
+		for _, st := range c.nets {
+			st.known = false
+		}
+	case store.KindHost:
+		c.hosts = map[string]store.Host{}
+	case store.KindEndpoint:
+		for _, st := range c.nets {
+			st.taken = map[netip.Addr]struct{}{}
+		}
+		c.epRev = rev
+	case store.KindCursor:
+		for _, st := range c.nets {
+			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
+		}
+	}
+	for _, kv := range kvs {
+		c.put(kv)
+	}
+	c.log.Debug("cache snapshot", "prefix", store.KindPrefix(w.kind), "revision", rev, "keys", len(kvs))
+	return nil
+}
+
+func (w kindWatcher) Event(ev *clientv3.Event) error {
+	c := w.c
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if w.kind == store.KindEndpoint {
+		c.epRev = ev.Kv.ModRevision
+	}
+	if ev.Type == clientv3.EventTypePut {
+		c.put(ev.Kv)
+		return nil
+	}
+	kind, name, ip := store.ParseKey(string(ev.Kv.Key))
+	st := c.nets[name]
+	switch kind {
+	case store.KindNetwork:
+		if st != nil {
+			st.known, st.net = false, store.Network{}
+			st.cursor, st.cursorRev = netip.Addr{}, 0
+		}
+	case store.KindHost:
+		delete(c.hosts, name)
+	case store.KindEndpoint:
+		if st != nil {
+			delete(st.taken, ip)
+		}
+	case store.KindCursor:
+		if st != nil {
+			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
+		}
+	}
+	return nil
+}
+
+func (w kindWatcher) Progress(int64) error { return nil }
+
+// put applies one key. Callers hold c.mu.
+func (c *cache) put(kv *mvccpb.KeyValue) {
+	kind, name, ip := store.ParseKey(string(kv.Key))
+	switch kind {
+	case store.KindNetwork:
+		n, err := store.DecodeNetwork(kv.Value, kv.ModRevision, kv.CreateRevision)
+		if err != nil {
+			c.log.Warn("cache: skipping bad network record", "key", string(kv.Key), "err", err)
+			return
+		}
+		st := c.state(name)
+		if st.known && st.net.CreateRevision != n.CreateRevision {
+			// Recreated: forget the old incarnation's cursor.
+			st.cursor, st.cursorRev = netip.Addr{}, 0
+		}
+		st.net, st.known = n, true
+	case store.KindHost:
+		h, err := store.DecodeHost(kv.Value, kv.ModRevision, kv.CreateRevision)
+		if err != nil {
+			c.log.Warn("cache: skipping bad host record", "key", string(kv.Key), "err", err)
+			return
+		}
+		c.hosts[name] = h
+	case store.KindEndpoint:
+		c.state(name).taken[ip] = struct{}{}
+	case store.KindCursor:
+		if a, err := netip.ParseAddr(string(kv.Value)); err == nil {
+			st := c.state(name)
+			st.etcdCursor, st.etcdRev = a, kv.ModRevision
+		}
+	}
+}
+
+// network returns the cached network, if any.
+func (c *cache) network(name string) (store.Network, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.nets[name]; st != nil && st.known {
+		return st.net, true
+	}
+	return store.Network{}, false
+}
+
+// host returns the cached host, if any.
+func (c *cache) host(name string) (store.Host, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	h, ok := c.hosts[name]
+	return h, ok
+}
+
+// pick chooses a candidate address in n: the next one after the cursor that is neither taken nor
+// in flight, and marks it in flight. The cursor follows the etcd cursor when another controller moved
+// it since this one last looked.
+func (c *cache) pick(n store.Network) (a, prev netip.Addr, err error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state(n.Name)
+	if st.etcdRev > st.cursorRev && st.etcdCursor.IsValid() {
+		st.cursor, st.cursorRev = st.etcdCursor, st.etcdRev
+	}
+	prev = st.cursor
+	a, err = n.Range.Next(st.cursor, func(a netip.Addr) bool {
+		if _, ok := st.taken[a]; ok {
+			return true
+		}
+		_, ok := st.inflight[a]
+		return ok
+	})
+	if err != nil {
+		return netip.Addr{}, netip.Addr{}, err
+	}
+	st.cursor = a
+	st.inflight[a] = struct{}{}
+	return a, prev, nil
+}
+
+// unpick gives back a candidate that was not used (the owner already held an address, or the
+// attempt failed): the cursor goes back to where it was, unless it moved on meanwhile.
+func (c *cache) unpick(network string, a, prev netip.Addr) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state(network)
+	delete(st.inflight, a)
+	if st.cursor == a {
+		st.cursor = prev
+	}
+}
+
+// settle ends a candidate. rev > 0 is the revision at which the address was seen held (by us or by
+// another owner); it marks the address taken unless the cache has already applied that revision (and
+// perhaps a later release).
+func (c *cache) settle(network string, a netip.Addr, rev int64, ours bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	st := c.state(network)
+	delete(st.inflight, a)
+	if rev > c.epRev {
+		st.taken[a] = struct{}{}
+	}
+	if ours && rev > st.cursorRev {
+		st.cursorRev = rev
+	}
+}

@@ -1,0 +1,237 @@
+package controller
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/netip"
+	"sync"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Config configures a Controller.
+type Config struct {
+	// Store is the etcd-backed state. Required.
+	Store *store.Store
+	// AdminToken authorises everything (ovctl). Required.
+	AdminToken string
+	// JoinToken lets an agent register a new host. Required.
+	JoinToken string
+	// Pools are the defaults for networks created without subnet or VNI. Default: 10.128.0.0/9 carved
+	// into /24 subnets, VNIs 4096-16777215.
+	Pools store.Pools
+	// HostDeadAfter: a host whose last heartbeat is older is reported dead. Default 30s.
+	HostDeadAfter time.Duration
+	// WatchHeartbeat is how often an idle endpoint watch stream carries a progress event; at the same
+	// pace the stream checks that its network still exists and ends when it does not (the client's
+	// reconnect then gets 404). Default 15s.
+	WatchHeartbeat time.Duration
+	// Log receives the controller's messages. Default slog.Default().
+	Log *slog.Logger
+}
+
+// DefaultConfig returns a Config with every default set and no store or tokens.
+func DefaultConfig() Config {
+	return Config{
+		Pools: store.Pools{
+			Subnet:     netip.MustParsePrefix("10.128.0.0/9"), // 32768 /24 networks, clear of 10.0.0.0/9 home/office use
+			SubnetBits: 24,                                    // 253 containers per network unless --subnet says otherwise
+			VNIMin:     4096,                                  // below: left for hand-picked VNIs
+			VNIMax:     1<<24 - 1,                             // the largest VXLAN VNI
+		},
+		HostDeadAfter:  30 * time.Second,
+		WatchHeartbeat: 15 * time.Second,
+		Log:            slog.Default(),
+	}
+}
+
+// Validate checks the configuration.
+func (c *Config) Validate() error {
+	switch {
+	case c.Store == nil:
+		return fmt.Errorf("controller: no store: %w", errdefs.ErrInvalidArgument)
+	case len(c.AdminToken) < 16:
+		return fmt.Errorf("controller: admin token is missing or shorter than 16 characters: %w", errdefs.ErrInvalidArgument)
+	case len(c.JoinToken) < 16:
+		return fmt.Errorf("controller: join token is missing or shorter than 16 characters: %w", errdefs.ErrInvalidArgument)
+	case c.AdminToken == c.JoinToken:
+		return fmt.Errorf("controller: the admin and join tokens must differ: %w", errdefs.ErrInvalidArgument)
+	case !c.Pools.Subnet.Addr().Is4() || c.Pools.SubnetBits < c.Pools.Subnet.Bits() || c.Pools.SubnetBits > 30:
+		return fmt.Errorf("controller: subnet pool %s cannot be carved into /%d networks: %w", c.Pools.Subnet, c.Pools.SubnetBits, errdefs.ErrInvalidArgument)
+	case c.Pools.VNIMin == 0 || c.Pools.VNIMin > c.Pools.VNIMax || c.Pools.VNIMax > 1<<24-1:
+		return fmt.Errorf("controller: VNI pool %d-%d is not within 1-16777215: %w", c.Pools.VNIMin, c.Pools.VNIMax, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+// Controller serves the cluster API.
+type Controller struct {
+	cfg   Config
+	st    *store.Store
+	log   *slog.Logger
+	cache *cache
+
+	stopOnce    sync.Once
+	stopWatches chan struct{} // closed by CloseWatches
+}
+
+// CloseWatches ends every open watch stream (their clients reconnect, to another controller if need
+// be); give it to http.Server.RegisterOnShutdown so that a graceful shutdown does not wait for them.
+func (c *Controller) CloseWatches() {
+	c.stopOnce.Do(func() { close(c.stopWatches) })
+}
+
+// New checks cfg and returns a Controller; call Run to keep its cache current.
+func New(cfg Config) (*Controller, error) {
+	d := DefaultConfig()
+	if !cfg.Pools.Subnet.IsValid() {
+		cfg.Pools = d.Pools
+	}
+	if cfg.HostDeadAfter == 0 {
+		cfg.HostDeadAfter = d.HostDeadAfter
+	}
+	if cfg.WatchHeartbeat == 0 {
+		cfg.WatchHeartbeat = d.WatchHeartbeat
+	}
+	if cfg.Log == nil {
+		cfg.Log = d.Log
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	log := cfg.Log.With("component", "controller")
+	return &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}, nil
+}
+
+// Run keeps the cache current (list, then watch, re-list after compaction; one list-watch per kind
+// of key it needs) until ctx ends.
+func (c *Controller) Run(ctx context.Context) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	errs := make(chan error, len(cachedKinds))
+	for _, k := range cachedKinds {
+		go func() {
+			errs <- c.st.ListWatch(ctx, store.KindPrefix(k), 0, false, kindWatcher{c: c.cache, kind: k})
+		}()
+	}
+	var first error
+	for range cachedKinds {
+		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
+			first = err
+			cancel()
+		}
+	}
+	return first
+}
+
+// network returns the network from the cache, or from etcd when the cache does not have it (yet).
+func (c *Controller) network(ctx context.Context, name string) (store.Network, error) {
+	if n, ok := c.cache.network(name); ok {
+		return n, nil
+	}
+	return c.st.GetNetwork(ctx, name)
+}
+
+func (c *Controller) host(ctx context.Context, name string) (store.Host, error) {
+	if h, ok := c.cache.host(name); ok {
+		return h, nil
+	}
+	return c.st.GetHost(ctx, name)
+}
+
+// Allocate gives the endpoint an address: the requested one (ep.IP) or the next free one. It is
+// idempotent per owner (network, host, container): the owner's current endpoint comes back, with
+// created == false.
+func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoint, bool, error) {
+	if err := ep.Validate(); err != nil {
+		return api.Endpoint{}, false, err
+	}
+	n, err := c.network(ctx, ep.Network)
+	if err != nil {
+		return api.Endpoint{}, false, err
+	}
+	h, err := c.host(ctx, ep.Host)
+	if err != nil {
+		return api.Endpoint{}, false, err
+	}
+	if ep.IP != "" {
+		want, _ := netip.ParseAddr(ep.IP)
+		for attempt := 0; ; attempt++ {
+			if err := n.Range.Check(want); err != nil {
+				return api.Endpoint{}, false, fmt.Errorf("network %q: %w", n.Name, err)
+			}
+			out, created, err := c.st.Allocate(ctx, n, h, ep, want, false)
+			if errors.Is(err, store.ErrStale) && attempt < 3 {
+				if n, h, err = c.refresh(ctx, n.Name, h.Name); err != nil {
+					return api.Endpoint{}, false, err
+				}
+				continue
+			}
+			if err != nil {
+				return api.Endpoint{}, false, err
+			}
+			if !created && out.IP != ep.IP {
+				return api.Endpoint{}, false, fmt.Errorf("network %q: container %s on host %s already holds %s, not %s; release it first: %w", n.Name, ep.Container, h.Name, out.IP, ep.IP, errdefs.ErrConflict)
+			}
+			return out, created, nil
+		}
+	}
+	for attempt := 0; attempt < 256; attempt++ {
+		ip, prev, err := c.cache.pick(n)
+		if err != nil {
+			return api.Endpoint{}, false, fmt.Errorf("network %q: %w", n.Name, err)
+		}
+		out, created, err := c.st.Allocate(ctx, n, h, ep, ip, true)
+		var taken *store.TakenError
+		switch {
+		case err == nil && created:
+			c.cache.settle(n.Name, ip, out.Revision, true)
+			return out, true, nil
+		case err == nil: // the owner already held an address; the candidate stays free
+			c.cache.unpick(n.Name, ip, prev)
+			return out, false, nil
+		case errors.As(err, &taken):
+			c.cache.settle(n.Name, ip, taken.Holder.Revision, false)
+			continue
+		case errors.Is(err, store.ErrStale): // the candidate was not used: pick it again
+			c.cache.unpick(n.Name, ip, prev)
+			if n, h, err = c.refresh(ctx, n.Name, h.Name); err != nil {
+				return api.Endpoint{}, false, err
+			}
+			continue
+		default:
+			c.cache.unpick(n.Name, ip, prev)
+			return api.Endpoint{}, false, err
+		}
+	}
+	return api.Endpoint{}, false, fmt.Errorf("network %q: no free address found after 256 tries against other controllers; retry: %w", n.Name, errdefs.ErrConflict)
+}
+
+// refresh re-reads a network and a host from etcd (after the cached ones turned out stale).
+func (c *Controller) refresh(ctx context.Context, network, host string) (store.Network, store.Host, error) {
+	n, err := c.st.GetNetwork(ctx, network)
+	if err != nil {
+		return store.Network{}, store.Host{}, err
+	}
+	h, err := c.st.GetHost(ctx, host)
+	if err != nil {
+		return store.Network{}, store.Host{}, err
+	}
+	return n, h, nil
+}
+
+// hostView renders a stored host for the API, with its state.
+func (c *Controller) hostView(h store.Host, now time.Time) api.Host {
+	out := h.Host
+	out.Token = ""
+	out.State = api.HostAlive
+	if now.Sub(h.LastSeen) > c.cfg.HostDeadAfter {
+		out.State = api.HostDead
+	}
+	return out
+}

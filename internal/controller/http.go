@@ -1,0 +1,476 @@
+package controller
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// Handler returns the HTTP handler of the API (docs/api.md).
+func (c *Controller) Handler() http.Handler {
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /v1/health", c.health)
+	route := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal) error) {
+		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			p, err := c.authenticate(r.Context(), r)
+			if err == nil {
+				err = h(w, r, p)
+			}
+			if err != nil {
+				c.writeError(w, r, err)
+			}
+		})
+	}
+	route("GET /v1/networks", c.listNetworks)
+	route("POST /v1/networks", c.createNetwork)
+	route("GET /v1/networks/{name}", c.getNetwork)
+	route("PUT /v1/networks/{name}", c.updateNetwork)
+	route("DELETE /v1/networks/{name}", c.deleteNetwork)
+	route("GET /v1/networks/{name}/endpoints", c.listEndpoints)
+	route("POST /v1/networks/{name}/endpoints", c.allocate)
+	route("DELETE /v1/networks/{name}/endpoints/{host}/{container}", c.release)
+	route("GET /v1/hosts", c.listHosts)
+	route("POST /v1/hosts", c.registerHost)
+	route("GET /v1/hosts/{name}", c.getHost)
+	route("DELETE /v1/hosts/{name}", c.removeHost)
+	route("POST /v1/hosts/{name}/heartbeat", c.heartbeat)
+	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
+	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
+	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+		c.writeError(w, r, fmt.Errorf("%s %s: no such API path; see docs/api.md: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
+	})
+	return mux
+}
+
+func (c *Controller) writeError(w http.ResponseWriter, r *http.Request, err error) {
+	status := errdefs.HTTPStatus(err)
+	if status >= 500 {
+		c.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	} else {
+		c.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+	}
+	writeJSON(w, status, api.Error{Code: errdefs.Code(err), Message: err.Error()})
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}
+
+func decode(r *http.Request, v any) error {
+	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(v); err != nil {
+		return fmt.Errorf("%s %s: request body is not valid JSON: %v: %w", r.Method, r.URL.Path, err, errdefs.ErrInvalidArgument)
+	}
+	return nil
+}
+
+func (c *Controller) health(w http.ResponseWriter, r *http.Request) {
+	if err := c.st.Health(r.Context()); err != nil {
+		c.writeError(w, r, err)
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+}
+
+// --- networks
+
+func (c *Controller) listNetworks(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(false, ""); err != nil {
+		return err
+	}
+	ns, err := c.st.ListNetworks(r.Context())
+	if err != nil {
+		return err
+	}
+	out := make([]api.Network, len(ns))
+	for i, n := range ns {
+		out[i] = n.Network
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (c *Controller) createNetwork(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(true, ""); err != nil {
+		return err
+	}
+	var n api.Network
+	if err := decode(r, &n); err != nil {
+		return err
+	}
+	if n.Driver == "" {
+		n.Driver = api.DriverOverlay
+	}
+	if err := n.Validate(); err != nil {
+		return err
+	}
+	if n.Driver != api.DriverOverlay {
+		return fmt.Errorf("network %q: the controller keeps overlay networks only; a %s network is local to one host: create it on that host's agent: %w", n.Name, n.Driver, errdefs.ErrInvalidArgument)
+	}
+	out, err := c.st.CreateNetwork(r.Context(), n, c.cfg.Pools)
+	if err != nil {
+		return err
+	}
+	c.log.Info("network created", "network", out.Name, "subnet", out.Subnet, "vni", out.VNI)
+	writeJSON(w, http.StatusCreated, out.Network)
+	return nil
+}
+
+func (c *Controller) getNetwork(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(false, ""); err != nil {
+		return err
+	}
+	n, err := c.st.GetNetwork(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, n.Network)
+	return nil
+}
+
+func (c *Controller) updateNetwork(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(true, ""); err != nil {
+		return err
+	}
+	var n api.Network
+	if err := decode(r, &n); err != nil {
+		return err
+	}
+	if n.Name == "" {
+		n.Name = r.PathValue("name")
+	}
+	if n.Name != r.PathValue("name") {
+		return fmt.Errorf("network %q: the body names network %q; a network cannot be renamed: %w", r.PathValue("name"), n.Name, errdefs.ErrInvalidArgument)
+	}
+	if n.MTU != 0 && (n.MTU < 576 || n.MTU > 65535) {
+		return fmt.Errorf("network %q: MTU %d is out of range; use 576-65535 or 0 to derive it: %w", n.Name, n.MTU, errdefs.ErrInvalidArgument)
+	}
+	out, err := c.st.UpdateNetwork(r.Context(), n)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, out.Network)
+	return nil
+}
+
+func (c *Controller) deleteNetwork(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(true, ""); err != nil {
+		return err
+	}
+	force, _ := strconv.ParseBool(r.URL.Query().Get("force"))
+	if err := c.st.DeleteNetwork(r.Context(), r.PathValue("name"), force); err != nil {
+		return err
+	}
+	c.log.Info("network removed", "network", r.PathValue("name"), "force", force)
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// --- endpoints
+
+func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(false, ""); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
+	q := r.URL.Query()
+	if watch, _ := strconv.ParseBool(q.Get("watch")); watch {
+		var rev int64
+		if s := q.Get("revision"); s != "" {
+			v, err := strconv.ParseInt(s, 10, 64)
+			if err != nil || v < 0 {
+				return fmt.Errorf("watch network %q: revision %q is not a non-negative integer: %w", name, s, errdefs.ErrInvalidArgument)
+			}
+			rev = v
+		}
+		return c.watch(w, r, name, rev)
+	}
+	eps, rev, err := c.st.ListEndpoints(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, api.EndpointList{Endpoints: eps, Revision: rev})
+	return nil
+}
+
+// watch streams endpoint events as newline-delimited JSON until the client goes away, the network
+// is removed, or the controller shuts down.
+func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network string, fromRev int64) error {
+	if _, err := c.st.GetNetwork(r.Context(), network); err != nil {
+		return err
+	}
+	ctx, cancel := context.WithCancel(r.Context())
+	defer cancel()
+	events := make(chan api.EndpointEvent, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.st.WatchEndpoints(ctx, network, fromRev, func(ev api.EndpointEvent) error {
+			select {
+			case events <- ev:
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ := w.(http.Flusher)
+	if flusher != nil {
+		flusher.Flush()
+	}
+	enc := json.NewEncoder(w)
+	last := fromRev
+	tick := time.NewTicker(c.cfg.WatchHeartbeat)
+	defer tick.Stop()
+	for {
+		var ev api.EndpointEvent
+		select {
+		case ev = <-events:
+			if ev.Revision > last {
+				last = ev.Revision
+			}
+		case <-tick.C:
+			if _, err := c.st.GetNetwork(ctx, network); errors.Is(err, errdefs.ErrNotFound) {
+				return nil // the network is gone: the client's reconnect gets 404
+			}
+			ev = api.EndpointEvent{Type: api.EventProgress, Revision: last}
+		case <-c.stopWatches:
+			return nil
+		case err := <-done:
+			if err != nil && !errors.Is(err, context.Canceled) {
+				c.log.Warn("endpoint watch ended", "network", network, "err", err)
+			}
+			return nil
+		}
+		if err := enc.Encode(ev); err != nil {
+			return nil // the client went away
+		}
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
+}
+
+func (c *Controller) allocate(w http.ResponseWriter, r *http.Request, p principal) error {
+	var ep api.Endpoint
+	if err := decode(r, &ep); err != nil {
+		return err
+	}
+	if ep.Network == "" {
+		ep.Network = r.PathValue("name")
+	}
+	if ep.Network != r.PathValue("name") {
+		return fmt.Errorf("allocate: the body names network %q, the path %q: %w", ep.Network, r.PathValue("name"), errdefs.ErrInvalidArgument)
+	}
+	if err := p.need(false, ep.Host); err != nil {
+		return err
+	}
+	out, created, err := c.Allocate(r.Context(), ep)
+	if err != nil {
+		return err
+	}
+	status := http.StatusOK
+	if created {
+		status = http.StatusCreated
+	}
+	writeJSON(w, status, out)
+	return nil
+}
+
+func (c *Controller) release(w http.ResponseWriter, r *http.Request, p principal) error {
+	host := r.PathValue("host")
+	if err := p.need(false, host); err != nil {
+		return err
+	}
+	if _, err := c.st.Release(r.Context(), r.PathValue("name"), host, r.PathValue("container")); err != nil {
+		return err
+	}
+	w.WriteHeader(http.StatusNoContent)
+	return nil
+}
+
+// --- hosts
+
+func (c *Controller) listHosts(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(false, ""); err != nil {
+		return err
+	}
+	hs, err := c.st.ListHosts(r.Context())
+	if err != nil {
+		return err
+	}
+	now := time.Now()
+	out := make([]api.Host, len(hs))
+	for i, h := range hs {
+		out[i] = c.hostView(h, now)
+	}
+	writeJSON(w, http.StatusOK, out)
+	return nil
+}
+
+func (c *Controller) getHost(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(false, ""); err != nil {
+		return err
+	}
+	h, err := c.st.GetHost(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c.hostView(h, time.Now()))
+	return nil
+}
+
+// registerHost creates a host (join or admin token: the answer carries the host's own token) or
+// updates it (its own token or admin: address, labels, heartbeat).
+func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p principal) error {
+	var req api.Host
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	if err := req.Validate(); err != nil {
+		return err
+	}
+	if p.role == roleHost && p.host != req.Name {
+		return p.need(false, req.Name)
+	}
+	ctx := r.Context()
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, err := c.st.GetHost(ctx, req.Name)
+		switch {
+		case errors.Is(err, errdefs.ErrNotFound):
+			if p.role != roleAdmin && p.role != roleJoin {
+				return fmt.Errorf("host %q is not registered (it was removed?); register again with the join token: %w", req.Name, errdefs.ErrUnauthorized)
+			}
+			token, hash := newHostToken(req.Name)
+			h := store.Host{Host: api.Host{Name: req.Name, Address: req.Address, Labels: req.Labels, LastSeen: time.Now().UTC()}, TokenHash: hash}
+			out, err := c.st.CreateHost(ctx, h)
+			if errors.Is(err, errdefs.ErrAlreadyExists) {
+				continue
+			}
+			if err != nil {
+				return err
+			}
+			c.log.Info("host registered", "host", req.Name, "address", req.Address)
+			view := c.hostView(out, time.Now())
+			view.Token = token
+			writeJSON(w, http.StatusCreated, view)
+			return nil
+		case err != nil:
+			return err
+		}
+		if p.role == roleJoin {
+			return fmt.Errorf("host %q is already registered; its agent must use the host token it received then (kept in its data directory), or remove the host first with ovctl node rm %s: %w", req.Name, req.Name, errdefs.ErrAlreadyExists)
+		}
+		moved := cur.Address != req.Address
+		next := cur
+		next.Address, next.LastSeen = req.Address, time.Now().UTC()
+		if req.Labels != nil { // an agent with no --labels keeps the labels set by ovctl apply
+			next.Labels = req.Labels
+		}
+		out, err := c.st.UpdateHost(ctx, next)
+		if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		if moved {
+			c.log.Info("host address changed", "host", req.Name, "from", cur.Address, "to", req.Address)
+			if err := c.st.RetagHost(ctx, req.Name, req.Address); err != nil {
+				return err
+			}
+		}
+		writeJSON(w, http.StatusOK, c.hostView(out, time.Now()))
+		return nil
+	}
+	return fmt.Errorf("register host %q: it keeps changing; retry: %w", req.Name, errdefs.ErrConflict)
+}
+
+func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p principal) error {
+	name := r.PathValue("name")
+	if err := p.need(false, name); err != nil {
+		return err
+	}
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, err := c.st.GetHost(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		cur.LastSeen = time.Now().UTC()
+		out, err := c.st.UpdateHost(r.Context(), cur)
+		if errors.Is(err, errdefs.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		writeJSON(w, http.StatusOK, c.hostView(out, time.Now()))
+		return nil
+	}
+	return fmt.Errorf("heartbeat of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)
+}
+
+func (c *Controller) removeHost(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(true, ""); err != nil {
+		return err
+	}
+	released, err := c.st.DeleteHost(r.Context(), r.PathValue("name"))
+	if err != nil {
+		return err
+	}
+	c.log.Info("host removed", "host", r.PathValue("name"), "released", len(released))
+	writeJSON(w, http.StatusOK, api.ReconcileResponse{Released: nonNil(released)})
+	return nil
+}
+
+func (c *Controller) hostEndpoints(w http.ResponseWriter, r *http.Request, p principal) error {
+	name := r.PathValue("name")
+	if err := p.need(false, name); err != nil {
+		return err
+	}
+	eps, err := c.st.HostEndpoints(r.Context(), name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, nonNil(eps))
+	return nil
+}
+
+func (c *Controller) reconcile(w http.ResponseWriter, r *http.Request, p principal) error {
+	name := r.PathValue("name")
+	if err := p.need(false, name); err != nil {
+		return err
+	}
+	var req api.ReconcileRequest
+	if err := decode(r, &req); err != nil {
+		return err
+	}
+	released, err := c.st.Reconcile(r.Context(), name, req.Endpoints)
+	if err != nil {
+		return err
+	}
+	if len(released) > 0 {
+		c.log.Info("reconcile released addresses", "host", name, "released", len(released))
+	}
+	writeJSON(w, http.StatusOK, api.ReconcileResponse{Released: nonNil(released)})
+	return nil
+}
+
+func nonNil(eps []api.Endpoint) []api.Endpoint {
+	if eps == nil {
+		return []api.Endpoint{}
+	}
+	return eps
+}

@@ -1,0 +1,163 @@
+// Package storetest starts real etcd for tests: an embedded member, or a cluster of /usr/bin/etcd
+// processes (Debian's etcd-server) whose members can be stopped and started again. Only tests use it.
+package storetest
+
+import (
+	"fmt"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/ovnet/ov/internal/controller/store"
+)
+
+// FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
+func FreePort(t testing.TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// Embedded starts an embedded single-member etcd on random loopback ports, stopped at the end of the
+// test, and returns it.
+func Embedded(t testing.TB, noFsync bool) *store.Embedded {
+	t.Helper()
+	var lastErr error
+	for attempt := 0; attempt < 5; attempt++ {
+		e, err := store.StartEmbedded(store.EmbedConfig{
+			Dir:           filepath.Join(t.TempDir(), "etcd"),
+			ClientURL:     fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+			PeerURL:       fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+			UnsafeNoFsync: noFsync,
+		})
+		if err == nil {
+			t.Cleanup(e.Close)
+			return e
+		}
+		lastErr = err // a port was taken meanwhile: try others
+	}
+	t.Fatal(lastErr)
+	return nil
+}
+
+// EtcdBinary is Debian's etcd server.
+const EtcdBinary = "/usr/bin/etcd"
+
+// Member is one /usr/bin/etcd process of a Cluster.
+type Member struct {
+	Name               string
+	ClientURL, PeerURL string
+	dir                string
+	args               []string
+	cmd                *exec.Cmd
+	log                *os.File
+}
+
+// Cluster is a set of etcd processes.
+type Cluster struct {
+	t       testing.TB
+	Members []*Member
+}
+
+// StartCluster starts an n-member etcd cluster of /usr/bin/etcd processes on loopback, skipping the
+// test when the binary is missing (install etcd-server). Members are killed at the end of the test.
+func StartCluster(t testing.TB, n int) *Cluster {
+	t.Helper()
+	if _, err := os.Stat(EtcdBinary); err != nil {
+		t.Skipf("SKIPPED: needs %s (Debian package etcd-server; make deps installs it)", EtcdBinary)
+	}
+	c := &Cluster{t: t}
+	var initial []string
+	base := t.TempDir()
+	for i := 0; i < n; i++ {
+		m := &Member{
+			Name:      fmt.Sprintf("m%d", i),
+			ClientURL: fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+			PeerURL:   fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
+			dir:       filepath.Join(base, fmt.Sprintf("m%d", i)),
+		}
+		initial = append(initial, m.Name+"="+m.PeerURL)
+		c.Members = append(c.Members, m)
+	}
+	for _, m := range c.Members {
+		m.args = []string{
+			"--name", m.Name, "--data-dir", m.dir,
+			"--listen-client-urls", m.ClientURL, "--advertise-client-urls", m.ClientURL,
+			"--listen-peer-urls", m.PeerURL, "--initial-advertise-peer-urls", m.PeerURL,
+			"--initial-cluster", strings.Join(initial, ","), "--initial-cluster-state", "new",
+			"--initial-cluster-token", filepath.Base(base),
+			"--heartbeat-interval", "100", "--election-timeout", "1500",
+		}
+		c.Start(m)
+	}
+	t.Cleanup(func() {
+		for _, m := range c.Members {
+			c.Stop(m)
+		}
+	})
+	return c
+}
+
+// Endpoints returns every member's client URL.
+func (c *Cluster) Endpoints() []string {
+	var out []string
+	for _, m := range c.Members {
+		out = append(out, m.ClientURL)
+	}
+	return out
+}
+
+// Start starts (or restarts) a member.
+func (c *Cluster) Start(m *Member) {
+	c.t.Helper()
+	f, err := os.OpenFile(m.dir+".log", os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		c.t.Fatal(err)
+	}
+	cmd := exec.Command(EtcdBinary, m.args...)
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.Env = append(os.Environ(), "ETCD_UNSUPPORTED_ARCH="+os.Getenv("ETCD_UNSUPPORTED_ARCH"))
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		c.t.Fatalf("start etcd member %s: %v", m.Name, err)
+	}
+	m.cmd, m.log = cmd, f
+}
+
+// Stop kills a member (SIGKILL: as a crash would) and waits for it.
+func (c *Cluster) Stop(m *Member) {
+	if m.cmd == nil {
+		return
+	}
+	_ = m.cmd.Process.Kill()
+	_ = m.cmd.Wait()
+	m.cmd = nil
+	_ = m.log.Close()
+}
+
+// WaitReady waits until a member answers a client connection, or fails the test.
+func WaitReady(t testing.TB, clientURL string, timeout time.Duration) {
+	t.Helper()
+	addr := strings.TrimPrefix(clientURL, "http://")
+	deadline := time.Now().Add(timeout)
+	for {
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err == nil {
+			conn.Close()
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("etcd at %s did not come up within %v: %v", clientURL, timeout, err)
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
