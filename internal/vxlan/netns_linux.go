@@ -3,36 +3,13 @@ package vxlan
 import (
 	"fmt"
 	"os"
-	"runtime"
 
 	"github.com/ovnet/ov/internal/iptables"
-	"github.com/vishvananda/netns"
+	"github.com/ovnet/ov/internal/netlink"
 )
 
-// inNetns runs fn on a fresh OS thread switched into the network namespace at path ("" = the current
-// one). Programs fn starts (exec) inherit that namespace. The thread is never handed back to the Go
-// scheduler: it ends with its goroutine, so no other code ever runs in the wrong namespace.
-func inNetns(path string, fn func() error) error {
-	if path == "" {
-		return fn()
-	}
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked on purpose, see above
-		target, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
-			return
-		}
-		defer target.Close()
-		if err := netns.Set(target); err != nil {
-			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+// inNetns runs fn inside the network namespace at path (see netlink.Do).
+func inNetns(path string, fn func() error) error { return netlink.Do(path, fn) }
 
 // nsIPTables runs every iptables command inside one network namespace.
 type nsIPTables struct {

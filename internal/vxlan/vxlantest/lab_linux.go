@@ -7,11 +7,10 @@ import (
 	"net/netip"
 	"os"
 	"os/exec"
-	"runtime"
 	"strings"
 	"time"
 
-	"github.com/vishvananda/netns"
+	"github.com/ovnet/ov/internal/netlink"
 	"golang.org/x/net/icmp"
 	"golang.org/x/net/ipv4"
 	"golang.org/x/sys/unix"
@@ -109,24 +108,7 @@ func (l *Lab) Close() {
 
 // InNetns runs fn on a fresh OS thread inside the network namespace at path; sockets fn opens stay
 // in that namespace. The thread is discarded afterwards.
-func InNetns(path string, fn func() error) error {
-	errc := make(chan error, 1)
-	go func() {
-		runtime.LockOSThread() // never unlocked: the thread dies with the goroutine
-		ns, err := netns.GetFromPath(path)
-		if err != nil {
-			errc <- err
-			return
-		}
-		defer ns.Close()
-		if err := netns.Set(ns); err != nil {
-			errc <- err
-			return
-		}
-		errc <- fn()
-	}()
-	return <-errc
-}
+func InNetns(path string, fn func() error) error { return netlink.Do(path, fn) }
 
 // Ping sends one ICMP echo of exactly size bytes (IP header included) with the Don't Fragment bit
 // from inside the namespace at path to dst and waits up to timeout for the reply.
