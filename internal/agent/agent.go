@@ -90,7 +90,7 @@ func (a *Agent) runtimeRoot() string { return filepath.Join(a.cfg.RunDir, "runti
 
 func (a *Agent) saveRecord(c *container) error {
 	rec := c.snapshot()
-	return writeJSONFile(filepath.Join(a.containerDir(rec.ID), "container.json"), rec)
+	return writeJSONFileSync(filepath.Join(a.containerDir(rec.ID), "container.json"), rec)
 }
 
 // recover loads every container record and reconnects to its shim; a container whose shim is gone
