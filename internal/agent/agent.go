@@ -113,7 +113,7 @@ func (a *Agent) recover() error {
 			a.log.Warn("skip unreadable container record", "dir", e.Name(), "err", err)
 			continue
 		}
-		c := &container{rec: rec, shim: shim.NewClient(a.shimSocket(rec.ID)), exited: make(chan struct{}), removed: make(chan struct{})}
+		c := a.newContainer(rec)
 		a.mu.Lock()
 		a.containers[rec.ID] = c
 		a.names[rec.Name] = rec.ID
