@@ -364,7 +364,7 @@ func (a *Agent) reserveName(name, id string) (string, error) {
 	defer a.mu.Unlock()
 	if name != "" {
 		if other, ok := a.names[name]; ok {
-			return "", fmt.Errorf("container name %q is already in use by container %s; remove it or choose another --name: %w", name, api.ShortID(other), errdefs.ErrAlreadyExists)
+			return "", fmt.Errorf("container name %q is already in use by container %s; remove it or choose another name: %w", name, api.ShortID(other), errdefs.ErrAlreadyExists)
 		}
 		a.names[name] = id
 		return name, nil

@@ -485,7 +485,7 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 		}
 	}
 	if running && !force {
-		return nil, fmt.Errorf("container %s is %s; stop it first or use rm -f: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
+		return nil, fmt.Errorf("container %s is %s; stop it first, or remove it with force (which kills it): %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
 	}
 	c.mu.Lock()
 	c.removing = true

@@ -448,7 +448,7 @@ func (s *Store) resolveLocked(ref string) (img *Image, tag string, err error) {
 	if t, err := NormalizeRef(ref); err == nil {
 		shown = t
 	}
-	return nil, "", errf(errdefs.ErrNotFound, "image %q not found; load it with ovctl image load -i FILE or ovctl image import ROOTFS.tar %s", shown, shown)
+	return nil, "", errf(errdefs.ErrNotFound, "image %q not found; load it with ovctl image load (from an image archive) or ovctl image import ROOTFS.tar %s", shown, shown)
 }
 
 func isHex(s string) bool {

@@ -125,7 +125,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	}
 	s := b.spec
 	if s.Process.Terminal && opts.ConsoleSocket == "" {
-		return nil, fmt.Errorf("create %s: process.terminal is true but no console socket was given (--console-socket): %w", id, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("create %s: process.terminal is true but no console socket was given: %w", id, errdefs.ErrInvalidArgument)
 	}
 	filter := compileSeccomp(r.seccompCache(), s.Linux.Seccomp)
 	dir, err := r.makeStateDir(id)

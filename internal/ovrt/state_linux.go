@@ -78,7 +78,7 @@ func readRecord(dir, id string) (*record, error) {
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("container %q: state file %s is corrupt (%v); delete the container with --force", id, filepath.Join(dir, stateFile), err)
+		return nil, fmt.Errorf("container %q: state file %s is corrupt (%v); delete the container with force", id, filepath.Join(dir, stateFile), err)
 	}
 	return &r, nil
 }
