@@ -13,6 +13,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/ovrt"
 )
 
@@ -134,7 +135,8 @@ func (g *globals) load(id string) (*ovrt.Container, error) {
 	return rt.Load(id)
 }
 
-// writePidFile writes pid to path atomically, as runc does (tools read it as soon as it exists).
+// writePidFile writes pid to path atomically, as runc does (tools read it as soon as it exists), and
+// without fsync, as runc does: the pid means nothing after a crash of the machine.
 func writePidFile(path string, pid int) error {
 	if path == "" {
 		return nil
@@ -143,11 +145,7 @@ func writePidFile(path string, pid int) error {
 	if err != nil {
 		return err
 	}
-	tmp := filepath.Join(filepath.Dir(abs), "."+filepath.Base(abs)+".tmp")
-	if err := os.WriteFile(tmp, []byte(fmt.Sprint(pid)), 0o644); err != nil {
-		return fmt.Errorf("--pid-file: %w", err)
-	}
-	if err := os.Rename(tmp, abs); err != nil {
+	if err := atomicfile.Write(abs, []byte(fmt.Sprint(pid)), 0o644); err != nil {
 		return fmt.Errorf("--pid-file: %w", err)
 	}
 	return nil

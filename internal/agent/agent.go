@@ -90,7 +90,7 @@ func (a *Agent) runtimeRoot() string { return filepath.Join(a.cfg.RunDir, "runti
 
 func (a *Agent) saveRecord(c *container) error {
 	rec := c.snapshot()
-	return writeJSONFile(filepath.Join(a.containerDir(rec.ID), "container.json"), rec)
+	return writeJSONFileSync(filepath.Join(a.containerDir(rec.ID), "container.json"), rec)
 }
 
 // recover loads every container record and reconnects to its shim; a container whose shim is gone
@@ -113,7 +113,7 @@ func (a *Agent) recover() error {
 			a.log.Warn("skip unreadable container record", "dir", e.Name(), "err", err)
 			continue
 		}
-		c := &container{rec: rec, shim: shim.NewClient(a.shimSocket(rec.ID)), exited: make(chan struct{}), removed: make(chan struct{})}
+		c := a.newContainer(rec)
 		a.mu.Lock()
 		a.containers[rec.ID] = c
 		a.names[rec.Name] = rec.ID
@@ -364,7 +364,7 @@ func (a *Agent) reserveName(name, id string) (string, error) {
 	defer a.mu.Unlock()
 	if name != "" {
 		if other, ok := a.names[name]; ok {
-			return "", fmt.Errorf("container name %q is already in use by container %s; remove it or choose another --name: %w", name, api.ShortID(other), errdefs.ErrAlreadyExists)
+			return "", fmt.Errorf("container name %q is already in use by container %s; remove it or choose another name: %w", name, api.ShortID(other), errdefs.ErrAlreadyExists)
 		}
 		a.names[name] = id
 		return name, nil

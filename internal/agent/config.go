@@ -84,7 +84,7 @@ func fileExists(p string) bool {
 // Validate reports what is wrong with c, filling in the defaults that derive from other fields.
 func (c *Config) Validate() error {
 	if !filepath.IsAbs(c.Root) || !filepath.IsAbs(c.RunDir) {
-		return fmt.Errorf("agent: --root %q and --run-dir %q must be absolute paths: %w", c.Root, c.RunDir, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("agent: the root directory %q and the run directory %q must be absolute paths: %w", c.Root, c.RunDir, errdefs.ErrInvalidArgument)
 	}
 	if c.Socket == "" {
 		c.Socket = filepath.Join(c.RunDir, "agent.sock")
@@ -96,7 +96,7 @@ func (c *Config) Validate() error {
 		c.CgroupParent = "/ov"
 	}
 	if !strings.HasPrefix(c.CgroupParent, "/") || strings.Contains(c.CgroupParent, "..") {
-		return fmt.Errorf("agent: --cgroup-parent %q must be an absolute cgroup path such as /ov: %w", c.CgroupParent, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("agent: the cgroup parent %q must be an absolute cgroup path such as /ov: %w", c.CgroupParent, errdefs.ErrInvalidArgument)
 	}
 	if c.Runtime == "" {
 		return fmt.Errorf("agent: no OCI runtime configured; set runtime to ovrt or /usr/sbin/runc: %w", errdefs.ErrInvalidArgument)

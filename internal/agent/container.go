@@ -25,13 +25,26 @@ import (
 	"github.com/ovnet/ov/internal/shim"
 )
 
-// undo collects the steps to roll back when a create fails half-way.
-type undo []func()
+// undo collects the rollback of each stage of a create, registered as the stage succeeds. On failure
+// (rollback without commit) they run in reverse order, once.
+type undo struct {
+	steps []func()
+	done  bool
+}
 
-func (u *undo) add(f func()) { *u = append(*u, f) }
-func (u undo) run() {
-	for i := len(u) - 1; i >= 0; i-- {
-		u[i]()
+func (u *undo) add(f func()) { u.steps = append(u.steps, f) }
+
+// commit marks the create as complete: rollback does nothing from then on.
+func (u *undo) commit() { u.done = true }
+
+// rollback runs the registered steps, last first, unless commit or rollback ran before.
+func (u *undo) rollback() {
+	if u.done {
+		return
+	}
+	u.done = true
+	for i := len(u.steps) - 1; i >= 0; i-- {
+		u.steps[i]()
 	}
 }
 
@@ -46,6 +59,7 @@ func (e *CreateError) Error() string { return e.Err.Error() }
 func (e *CreateError) Unwrap() error { return e.Err }
 
 // Create makes a container from req: name, rootfs, network, bundle and shim. It does not start it.
+// Each stage registers its rollback in an undo; any error returns through the one deferred rollback.
 func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Container, error) {
 	if err := req.Validate(); err != nil {
 		return api.Container{}, err
@@ -53,12 +67,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	id := newID()
 	t0 := time.Now()
 	var u undo
-	ok := false
-	defer func() {
-		if !ok {
-			u.run()
-		}
-	}()
+	defer u.rollback()
 	name, err := a.reserveName(req.Name, id)
 	if err != nil {
 		return api.Container{}, err
@@ -66,98 +75,45 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	u.add(func() { a.releaseName(name, id) })
 
 	// The image: its run config now, its rootfs below (in parallel with the network).
-	var runCfg image.RunConfig
-	imageID := ""
-	rootfsDir := ""
-	if filepath.IsAbs(req.Image) {
-		if fi, err := os.Stat(req.Image); err != nil || !fi.IsDir() {
-			return api.Container{}, fmt.Errorf("image %q: not a rootfs directory: %w", req.Image, errdefs.ErrNotFound)
-		}
-		rootfsDir = req.Image
-	} else {
-		if a.cfg.Images == nil {
-			return api.Container{}, fmt.Errorf("image %q: this agent has no image store; give an absolute rootfs directory: %w", req.Image, errdefs.ErrNotFound)
-		}
-		img, err := a.cfg.Images.Get(ctx, req.Image)
-		if err != nil {
-			return api.Container{}, fmt.Errorf("image %q: %w", req.Image, err)
-		}
-		runCfg, imageID = img.Config, img.ID
+	img, err := a.resolveImage(ctx, req.Image)
+	if err != nil {
+		return api.Container{}, err
 	}
 	mode, err := a.parseNetworkMode(req.Network)
 	if err != nil {
 		return api.Container{}, err
 	}
-	if req.IP != "" || len(req.Ports) > 0 {
-		// The address or host port may belong to a container removed a moment ago that is still
-		// detaching (see Remove).
-		if err := a.waitTeardowns(ctx); err != nil {
-			return api.Container{}, err
-		}
-	}
-	hostname := req.Hostname
-	if hostname == "" {
-		hostname = id[:12]
-	}
-	if mode.kind == modeHost && req.Hostname == "" {
-		hostname, _ = os.Hostname()
-	}
-	if err := os.MkdirAll(a.containerDir(id), 0o700); err != nil {
+	if err := a.waitAddressFree(ctx, req); err != nil {
 		return api.Container{}, err
 	}
-	u.add(func() { _ = os.RemoveAll(a.containerDir(id)) })
-	bundle := a.bundleDir(id)
-	if err := os.MkdirAll(bundle, 0o700); err != nil {
+	hostname := containerHostname(id, req, mode)
+	bundle, err := a.makeContainerDirs(id, &u)
+	if err != nil {
 		return api.Container{}, err
 	}
-	u.add(func() { _ = os.RemoveAll(bundle) })
 
 	// The rootfs (an overlay mount), the network namespace, the endpoints (veth, address, iptables)
 	// and the shim with `runtime create` overlap: the runtime needs the rootfs and the namespace, but
 	// not the endpoints, which only have to be ready before start.
-	var wg sync.WaitGroup
-	var rootErr error
-	if rootfsDir == "" {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			rootfsDir, rootErr = a.cfg.Images.Prepare(ctx, id, req.Image)
-		}()
-		u.add(func() {
-			if err := a.cfg.Images.Release(context.Background(), id); err != nil {
-				a.log.Warn("release rootfs", "container", api.ShortID(id), "err", err)
-			}
-		})
-	}
+	rootfs := a.prepareRootfs(ctx, id, req.Image, img.rootfs, &u)
 	netns, netErr := a.netnsFor(ctx, id, mode, &u)
-	attached := make(chan attachResult, 1)
-	if netErr == nil {
-		a.attachAsync(ctx, id, name, req, mode, netns, &u, attached)
-	} else {
-		attached <- attachResult{}
-	}
+	attached := a.startAttach(ctx, id, name, req, mode, netns, netErr, &u)
 	tNet := time.Since(t0)
-	wg.Wait()
+	rootfsDir, rootErr := rootfs()
 	tRoot := time.Since(t0)
-	if rootErr != nil || netErr != nil {
-		<-attached
-		if rootErr != nil {
-			return api.Container{}, fmt.Errorf("prepare the rootfs of image %q: %w", req.Image, rootErr)
-		}
+	if rootErr != nil {
+		return api.Container{}, fmt.Errorf("prepare the rootfs of image %q: %w", req.Image, rootErr)
+	}
+	if netErr != nil {
 		return api.Container{}, netErr
 	}
-	spec, err := buildSpec(specInput{ID: id, Create: req, Image: runCfg, Rootfs: rootfsDir, Netns: netns,
+	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
 		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id)})
 	if err != nil {
-		<-attached
-		return api.Container{}, err
-	}
-	if err := writeJSONFile(filepath.Join(bundle, "config.json"), spec); err != nil {
-		<-attached
 		return api.Container{}, err
 	}
 	rec := api.Container{
-		ID: id, Name: name, Image: req.Image, ImageID: imageID, Command: spec.Process.Args,
+		ID: id, Name: name, Image: req.Image, ImageID: img.id, Command: spec.Process.Args,
 		Created: time.Now().UTC(), Config: req, Rootfs: rootfsDir,
 		LogPath: filepath.Join(a.containerDir(id), id+"-json.log"),
 		State:   api.ContainerState{Status: api.StateCreated},
@@ -165,17 +121,16 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	if mode.kind != modeHost {
 		rec.NetNS = netns
 	}
-	c := &container{rec: rec, shim: shim.NewClient(a.shimSocket(id)), exited: make(chan struct{}), removed: make(chan struct{})}
+	c := a.newContainer(rec)
 	// The record goes to disk before the shim starts, so a crash in between leaves something that
 	// remove can clean up.
 	if err := a.saveRecord(c); err != nil {
-		<-attached
 		return api.Container{}, err
 	}
 	tSpec := time.Since(t0)
 	pid, shimErr := a.startShim(ctx, rec)
 	tShim := time.Since(t0)
-	res := <-attached
+	res := attached.wait()
 	if shimErr != nil {
 		return api.Container{}, shimErr
 	}
@@ -196,11 +151,139 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	a.mu.Lock()
 	a.containers[id] = c
 	a.mu.Unlock()
-	ok = true
+	u.commit()
 	a.monitor(c)
 	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
 		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
 	return c.snapshot(), nil
+}
+
+// newContainer is the agent's handle of the container rec, talking to its shim.
+func (a *Agent) newContainer(rec api.Container) *container {
+	return &container{rec: rec, shim: shim.NewClient(a.shimSocket(rec.ID)), exited: make(chan struct{}), removed: make(chan struct{})}
+}
+
+// writeSpec builds the container's OCI spec and writes it to its bundle.
+func writeSpec(in specInput) (*specs.Spec, error) {
+	spec, err := buildSpec(in)
+	if err != nil {
+		return nil, err
+	}
+	if err := writeJSONFile(filepath.Join(in.Bundle, "config.json"), spec); err != nil {
+		return nil, err
+	}
+	return spec, nil
+}
+
+// createImage is what a create takes from its image: a rootfs directory given as the image, or the run
+// config and ID of an image of the store (whose rootfs prepareRootfs makes).
+type createImage struct {
+	rootfs string
+	config image.RunConfig
+	id     string
+}
+
+func (a *Agent) resolveImage(ctx context.Context, ref string) (createImage, error) {
+	if filepath.IsAbs(ref) {
+		if fi, err := os.Stat(ref); err != nil || !fi.IsDir() {
+			return createImage{}, fmt.Errorf("image %q: not a rootfs directory: %w", ref, errdefs.ErrNotFound)
+		}
+		return createImage{rootfs: ref}, nil
+	}
+	if a.cfg.Images == nil {
+		return createImage{}, fmt.Errorf("image %q: this agent has no image store; give an absolute rootfs directory: %w", ref, errdefs.ErrNotFound)
+	}
+	img, err := a.cfg.Images.Get(ctx, ref)
+	if err != nil {
+		return createImage{}, fmt.Errorf("image %q: %w", ref, err)
+	}
+	return createImage{config: img.Config, id: img.ID}, nil
+}
+
+// waitAddressFree waits, when req asks for a static address or host ports, until the containers
+// removed a moment ago that may still hold them are detached (see Remove).
+func (a *Agent) waitAddressFree(ctx context.Context, req api.ContainerCreate) error {
+	if req.IP == "" && len(req.Ports) == 0 {
+		return nil
+	}
+	return a.waitTeardowns(ctx)
+}
+
+// containerHostname is req's hostname, else the host's for the host network, else the short ID.
+func containerHostname(id string, req api.ContainerCreate, mode netMode) string {
+	hostname := req.Hostname
+	if hostname == "" {
+		hostname = id[:12]
+	}
+	if mode.kind == modeHost && req.Hostname == "" {
+		hostname, _ = os.Hostname()
+	}
+	return hostname
+}
+
+// makeContainerDirs makes the container's state directory and its bundle, and returns the bundle.
+func (a *Agent) makeContainerDirs(id string, u *undo) (string, error) {
+	if err := os.MkdirAll(a.containerDir(id), 0o700); err != nil {
+		return "", err
+	}
+	u.add(func() { _ = os.RemoveAll(a.containerDir(id)) })
+	bundle := a.bundleDir(id)
+	if err := os.MkdirAll(bundle, 0o700); err != nil {
+		return "", err
+	}
+	u.add(func() { _ = os.RemoveAll(bundle) })
+	return bundle, nil
+}
+
+// prepareRootfs starts making the rootfs of container id from image ref in the background (unless
+// dir, a rootfs directory given as the image, is set) and returns the function that waits for it.
+func (a *Agent) prepareRootfs(ctx context.Context, id, ref, dir string, u *undo) func() (string, error) {
+	if dir != "" {
+		return func() (string, error) { return dir, nil }
+	}
+	done := make(chan struct{})
+	var err error
+	go func() {
+		defer close(done)
+		dir, err = a.cfg.Images.Prepare(ctx, id, ref)
+	}()
+	u.add(func() {
+		if err := a.cfg.Images.Release(context.Background(), id); err != nil {
+			a.log.Warn("release rootfs", "container", api.ShortID(id), "err", err)
+		}
+	})
+	return func() (string, error) {
+		<-done
+		return dir, err
+	}
+}
+
+// attachment is an attach running in the background (see attachAsync), waited for once.
+type attachment struct {
+	ch  chan attachResult
+	got bool
+	res attachResult
+}
+
+func (p *attachment) wait() attachResult {
+	if !p.got {
+		p.res, p.got = <-p.ch, true
+	}
+	return p.res
+}
+
+// startAttach starts attaching the container's namespace (when making it succeeded: netErr is nil)
+// and registers a rollback that waits for the attach, so that it has finished before the steps
+// registered earlier (its detach first) are rolled back.
+func (a *Agent) startAttach(ctx context.Context, id, name string, req api.ContainerCreate, mode netMode, netns string, netErr error, u *undo) *attachment {
+	p := &attachment{ch: make(chan attachResult, 1)}
+	if netErr == nil {
+		a.attachAsync(ctx, id, name, req, mode, netns, u, p.ch)
+	} else {
+		p.ch <- attachResult{}
+	}
+	u.add(func() { p.wait() })
+	return p
 }
 
 // startShim starts the container's shim, detached in its own session, and waits until it has
@@ -402,7 +485,7 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 		}
 	}
 	if running && !force {
-		return nil, fmt.Errorf("container %s is %s; stop it first or use rm -f: %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
+		return nil, fmt.Errorf("container %s is %s; stop it first, or remove it with force (which kills it): %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
 	}
 	c.mu.Lock()
 	c.removing = true

@@ -24,7 +24,14 @@ func (a *Agent) Handler() http.Handler {
 	mux := http.NewServeMux()
 	v := "/" + api.AgentAPIVersion
 	mux.HandleFunc("GET "+v+"/version", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.Version()) })
+	a.containerRoutes(mux, v)
+	a.imageRoutes(mux, v)
+	a.networkRoutes(mux, v)
+	return mux
+}
 
+// containerRoutes adds the container API under v (/containers...).
+func (a *Agent) containerRoutes(mux *http.ServeMux, v string) {
 	mux.HandleFunc("POST "+v+"/containers", a.handleCreate)
 	mux.HandleFunc("GET "+v+"/containers", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, a.List(r.Context(), r.URL.Query().Get("all") == "1"))
@@ -99,9 +106,10 @@ func (a *Agent) Handler() http.Handler {
 		w.WriteHeader(http.StatusOK)
 		_ = a.Logs(r.Context(), r.PathValue("id"), r.URL.Query().Get("follow") == "1", tail, shim.FlushWriter(w))
 	})
+}
 
-	a.imageRoutes(mux, v)
-
+// networkRoutes adds the network API under v (/networks...).
+func (a *Agent) networkRoutes(mux *http.ServeMux, v string) {
 	mux.HandleFunc("GET "+v+"/networks", func(w http.ResponseWriter, r *http.Request) {
 		n, err := a.Networks(r.Context())
 		reply(w, n, err)
@@ -143,7 +151,6 @@ func (a *Agent) Handler() http.Handler {
 			reply(w, c, err)
 		})
 	}
-	return mux
 }
 
 func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {

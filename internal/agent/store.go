@@ -2,18 +2,37 @@ package agent
 
 import (
 	"encoding/json"
-	"github.com/ovnet/ov/internal/atomicfile"
 	"os"
+
+	"github.com/ovnet/ov/internal/atomicfile"
 )
 
-// writeJSONFile replaces path with v as JSON, atomically against crashes of the agent; there is no
-// fsync because nothing the file describes (containers under /run) survives a crash of the machine.
+// writeJSONFile replaces path with v as JSON, atomically against crashes of the agent. There is no
+// fsync: it is for files under the run directory (bundles), which do not outlive the machine.
 func writeJSONFile(path string, v any) error {
-	b, err := json.MarshalIndent(v, "", "  ")
+	b, err := marshalFile(v)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, append(b, '\n'), 0o600)
+	return atomicfile.Write(path, b, 0o600)
+}
+
+// writeJSONFileSync is writeJSONFile made durable (the file and its directory are flushed): it is for
+// records under the root (container.json), which outlive a reboot.
+func writeJSONFileSync(path string, v any) error {
+	b, err := marshalFile(v)
+	if err != nil {
+		return err
+	}
+	return atomicfile.WriteSync(path, b, 0o600)
+}
+
+func marshalFile(v any) ([]byte, error) {
+	b, err := json.MarshalIndent(v, "", "  ")
+	if err != nil {
+		return nil, err
+	}
+	return append(b, '\n'), nil
 }
 
 func readJSONFile(path string, v any) error {

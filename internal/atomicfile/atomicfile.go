@@ -1,24 +1,34 @@
 // Package atomicfile replaces files so that a reader sees either the old content or the new, never a
 // part: the data goes to a temporary file in the same directory, which is then renamed over the target.
+// WriteSync also makes the replacement durable: the file is flushed before the rename and its directory
+// after it, so that after a crash of the machine the target holds the old content or the new, whole.
 package atomicfile
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 )
 
 // Write replaces path with data (mode perm), creating its directory (0700) if needed. It survives a
 // crash of the writing process; use WriteSync for state that must also survive a crash of the machine.
+// Write is for files on tmpfs, caches and files written on hot paths whose loss a restart repairs.
 func Write(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, false)
+	return write(path, data, perm, options{})
 }
 
-// WriteSync is Write with the data flushed to disk before the rename.
+// WriteSync is Write with the data flushed to disk before the rename and the directory (which holds
+// the rename) flushed after it.
 func WriteSync(path string, data []byte, perm os.FileMode) error {
-	return write(path, data, perm, true)
+	return write(path, data, perm, options{sync: true, syncDir: syncDir})
 }
 
-func write(path string, data []byte, perm os.FileMode, sync bool) error {
+type options struct {
+	sync    bool
+	syncDir func(dir string) error // called after the rename when sync is set
+}
+
+func write(path string, data []byte, perm os.FileMode, o options) error {
 	dir := filepath.Dir(path)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
@@ -32,7 +42,7 @@ func write(path string, data []byte, perm os.FileMode, sync bool) error {
 	if err == nil {
 		_, err = f.Write(data)
 	}
-	if err == nil && sync {
+	if err == nil && o.sync {
 		err = f.Sync()
 	}
 	if cerr := f.Close(); err == nil {
@@ -43,6 +53,26 @@ func write(path string, data []byte, perm os.FileMode, sync bool) error {
 	}
 	if err != nil {
 		_ = os.Remove(tmp)
+		return err
 	}
-	return err
+	if o.sync {
+		return o.syncDir(dir)
+	}
+	return nil
+}
+
+// syncDir flushes the directory dir, and with it the names renamed into it.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if cerr := d.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		return fmt.Errorf("sync directory %s: %w", dir, err)
+	}
+	return nil
 }

@@ -1,6 +1,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"testing"
@@ -52,5 +53,50 @@ func TestWriteFailureLeavesTargetAlone(t *testing.T) {
 	entries, _ := os.ReadDir(dir)
 	if len(entries) != 2 {
 		t.Fatalf("%d entries after a failed write, want 2 (the file and the directory)", len(entries))
+	}
+}
+
+// The directory is flushed after the rename (so the new name is what becomes durable), only when
+// asked for, and its failure is reported.
+func TestWriteSyncFlushesDirectoryAfterRename(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		sync     bool
+		dirErr   error
+		wantDirs int
+	}{
+		{name: "sync", sync: true, wantDirs: 1},
+		{name: "no sync", sync: false, wantDirs: 0},
+		{name: "directory sync fails", sync: true, dirErr: os.ErrPermission, wantDirs: 1},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			path := filepath.Join(dir, "state.json")
+			var synced []string
+			o := options{sync: tc.sync, syncDir: func(d string) error {
+				b, err := os.ReadFile(path)
+				if err != nil || string(b) != "new" {
+					t.Errorf("directory flushed before the rename: target holds %q, %v", b, err)
+				}
+				synced = append(synced, d)
+				return tc.dirErr
+			}}
+			err := write(path, []byte("new"), 0o600, o)
+			if !errors.Is(err, tc.dirErr) || (tc.dirErr == nil) != (err == nil) {
+				t.Fatalf("write: %v, want %v", err, tc.dirErr)
+			}
+			if len(synced) != tc.wantDirs || (tc.wantDirs == 1 && synced[0] != dir) {
+				t.Fatalf("flushed directories %q, want %d flush of %s", synced, tc.wantDirs, dir)
+			}
+		})
+	}
+}
+
+func TestSyncDir(t *testing.T) {
+	if err := syncDir(t.TempDir()); err != nil {
+		t.Fatalf("sync an existing directory: %v", err)
+	}
+	if err := syncDir(filepath.Join(t.TempDir(), "missing")); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("sync a missing directory: %v, want ErrNotExist", err)
 	}
 }

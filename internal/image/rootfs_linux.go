@@ -13,6 +13,7 @@ import (
 	"github.com/moby/sys/mountinfo"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
@@ -144,7 +145,11 @@ func (s *Store) makeContainerDirs(dir, upper, work, rootfs, top, imageID string)
 			return err
 		}
 	}
-	return writeFileAtomic(filepath.Join(dir, "image"), []byte(imageID+"\n"))
+	path := filepath.Join(dir, "image")
+	if err := atomicfile.WriteSync(path, []byte(imageID+"\n"), 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", path, err)
+	}
+	return nil
 }
 
 // mountOverlay mounts overlayfs at target. Options longer than a page (many layers) are passed one

@@ -14,6 +14,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
@@ -242,33 +243,9 @@ func (s *Store) saveLocked() error {
 	if err != nil {
 		return err
 	}
-	return writeFileAtomic(filepath.Join(s.root, "index.json"), data)
-}
-
-// writeFileAtomic replaces path with data: write a temporary file, fsync, rename, fsync the directory.
-func writeFileAtomic(path string, data []byte) error {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".*")
-	if err != nil {
-		return err
-	}
-	tmp := f.Name()
-	_, err = f.Write(data)
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, path)
-	}
-	if err != nil {
-		os.Remove(tmp)
+	path := filepath.Join(s.root, "index.json")
+	if err := atomicfile.WriteSync(path, data, 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
-	}
-	if d, err := os.Open(filepath.Dir(path)); err == nil {
-		_ = d.Sync()
-		d.Close()
 	}
 	return nil
 }
@@ -471,7 +448,7 @@ func (s *Store) resolveLocked(ref string) (img *Image, tag string, err error) {
 	if t, err := NormalizeRef(ref); err == nil {
 		shown = t
 	}
-	return nil, "", errf(errdefs.ErrNotFound, "image %q not found; load it with ovctl image load -i FILE or ovctl image import ROOTFS.tar %s", shown, shown)
+	return nil, "", errf(errdefs.ErrNotFound, "image %q not found; load it with ovctl image load (from an image archive) or ovctl image import ROOTFS.tar %s", shown, shown)
 }
 
 func isHex(s string) bool {

@@ -213,6 +213,8 @@ func clear(dir int, base string, keepDir bool) (bool, error) {
 	return false, os.RemoveAll(fmt.Sprintf("/proc/self/fd/%d/%s", dir, base))
 }
 
+// write applies one tar entry to the layer: whiteouts are converted (or skipped), anything else is
+// made in its parent directory, opened beneath the root.
 func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 	if hdr.Typeflag == tar.TypeXGlobalHeader {
 		return nil
@@ -249,96 +251,124 @@ func (u *unpacker) write(hdr *tar.Header, r io.Reader) error {
 
 	switch hdr.Typeflag {
 	case tar.TypeDir:
-		kept, err := clear(dir, base, true)
-		if err != nil {
-			return u.fail("replace", err)
-		}
-		if !kept {
-			if err := unix.Mkdirat(dir, base, 0o700); err != nil {
-				return u.fail("mkdir", err)
-			}
-		}
-		u.dirs = append(u.dirs, dirTime{name: name, atime: timespec(hdr.AccessTime, hdr), mtime: timespec(hdr.ModTime, hdr)})
-		return u.meta(dir, base, hdr, false)
+		return u.writeDir(dir, name, base, hdr)
 	case tar.TypeReg, tar.TypeRegA:
-		if _, err := clear(dir, base, false); err != nil {
-			return u.fail("replace", err)
-		}
-		fd, err := unix.Openat(dir, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
-		if err != nil {
-			return u.fail("create", err)
-		}
-		f := os.NewFile(uintptr(fd), base)
-		src := &readErr{r: r}
-		n, err := io.Copy(f, src)
-		u.stats.size += n
-		if cerr := f.Close(); err == nil {
-			err = cerr
-		}
-		if src.err != nil {
-			return errf(errdefs.ErrInvalidArgument, "%s: tar entry %q: archive is truncated or corrupt: %v", u.source, u.entry, src.err)
-		}
-		if err != nil {
-			return u.fail("write", err)
-		}
-		return u.meta(dir, base, hdr, true)
+		return u.writeFile(dir, base, hdr, r)
 	case tar.TypeSymlink:
-		if _, err := clear(dir, base, false); err != nil {
-			return u.fail("replace", err)
-		}
-		if err := unix.Symlinkat(hdr.Linkname, dir, base); err != nil {
-			return u.fail("symlink", err)
-		}
-		if u.mode == modeArchive {
-			u.links = append(u.links, name)
-			return nil
-		}
-		return u.meta(dir, base, hdr, true)
+		return u.writeSymlink(dir, name, base, hdr)
 	case tar.TypeLink:
-		target, why := cleanRel(hdr.Linkname)
-		if why != "" {
-			return u.refuse("hard link target %q: %s", hdr.Linkname, why)
-		}
-		if target == "." {
-			return u.refuse("hard link to the layer root")
-		}
-		src, err := u.openDir(path.Dir(target), false)
-		if err != nil {
-			if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ELOOP) {
-				return u.refuse("hard link target %q leaves the layer", hdr.Linkname)
-			}
-			return u.fail("hard link target "+strconv.Quote(hdr.Linkname), err)
-		}
-		defer unix.Close(src)
-		if _, err := clear(dir, base, false); err != nil {
-			return u.fail("replace", err)
-		}
-		if err := unix.Linkat(src, path.Base(target), dir, base, 0); err != nil {
-			return u.fail("hard link to "+strconv.Quote(hdr.Linkname), err)
-		}
-		return nil
+		return u.writeHardLink(dir, base, hdr)
 	case tar.TypeChar, tar.TypeBlock, tar.TypeFifo:
-		if u.mode == modeArchive {
-			return u.refuse("device node or fifo in an image archive")
-		}
-		if _, err := clear(dir, base, false); err != nil {
-			return u.fail("replace", err)
-		}
-		mode := uint32(unix.S_IFIFO)
-		switch hdr.Typeflag {
-		case tar.TypeChar:
-			mode = unix.S_IFCHR
-		case tar.TypeBlock:
-			mode = unix.S_IFBLK
-		}
-		dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
-		if err := unix.Mknodat(dir, base, mode|0o600, dev); err != nil {
-			return u.fail("mknod", err)
-		}
-		return u.meta(dir, base, hdr, true)
+		return u.writeNode(dir, base, hdr)
 	default:
 		return u.refuse("unsupported entry type %q", string(hdr.Typeflag))
 	}
+}
+
+// writeDir makes directory base (name below the root) in dir, keeping one that exists, and records
+// its times for the end of the layer.
+func (u *unpacker) writeDir(dir int, name, base string, hdr *tar.Header) error {
+	kept, err := clear(dir, base, true)
+	if err != nil {
+		return u.fail("replace", err)
+	}
+	if !kept {
+		if err := unix.Mkdirat(dir, base, 0o700); err != nil {
+			return u.fail("mkdir", err)
+		}
+	}
+	u.dirs = append(u.dirs, dirTime{name: name, atime: timespec(hdr.AccessTime, hdr), mtime: timespec(hdr.ModTime, hdr)})
+	return u.meta(dir, base, hdr, false)
+}
+
+// writeFile replaces base in dir with a regular file holding the entry's content r.
+func (u *unpacker) writeFile(dir int, base string, hdr *tar.Header, r io.Reader) error {
+	if _, err := clear(dir, base, false); err != nil {
+		return u.fail("replace", err)
+	}
+	fd, err := unix.Openat(dir, base, unix.O_WRONLY|unix.O_CREAT|unix.O_EXCL|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return u.fail("create", err)
+	}
+	f := os.NewFile(uintptr(fd), base)
+	src := &readErr{r: r}
+	n, err := io.Copy(f, src)
+	u.stats.size += n
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	if src.err != nil {
+		return errf(errdefs.ErrInvalidArgument, "%s: tar entry %q: archive is truncated or corrupt: %v", u.source, u.entry, src.err)
+	}
+	if err != nil {
+		return u.fail("write", err)
+	}
+	return u.meta(dir, base, hdr, true)
+}
+
+// writeSymlink replaces base (name below the root) in dir with a symlink. In an image archive the
+// link is only recorded (see links).
+func (u *unpacker) writeSymlink(dir int, name, base string, hdr *tar.Header) error {
+	if _, err := clear(dir, base, false); err != nil {
+		return u.fail("replace", err)
+	}
+	if err := unix.Symlinkat(hdr.Linkname, dir, base); err != nil {
+		return u.fail("symlink", err)
+	}
+	if u.mode == modeArchive {
+		u.links = append(u.links, name)
+		return nil
+	}
+	return u.meta(dir, base, hdr, true)
+}
+
+// writeHardLink replaces base in dir with a hard link to an entry of the layer; a target outside the
+// layer is refused.
+func (u *unpacker) writeHardLink(dir int, base string, hdr *tar.Header) error {
+	target, why := cleanRel(hdr.Linkname)
+	if why != "" {
+		return u.refuse("hard link target %q: %s", hdr.Linkname, why)
+	}
+	if target == "." {
+		return u.refuse("hard link to the layer root")
+	}
+	src, err := u.openDir(path.Dir(target), false)
+	if err != nil {
+		if errors.Is(err, unix.EXDEV) || errors.Is(err, unix.ELOOP) {
+			return u.refuse("hard link target %q leaves the layer", hdr.Linkname)
+		}
+		return u.fail("hard link target "+strconv.Quote(hdr.Linkname), err)
+	}
+	defer unix.Close(src)
+	if _, err := clear(dir, base, false); err != nil {
+		return u.fail("replace", err)
+	}
+	if err := unix.Linkat(src, path.Base(target), dir, base, 0); err != nil {
+		return u.fail("hard link to "+strconv.Quote(hdr.Linkname), err)
+	}
+	return nil
+}
+
+// writeNode replaces base in dir with a device node or fifo (refused in an image archive).
+func (u *unpacker) writeNode(dir int, base string, hdr *tar.Header) error {
+	if u.mode == modeArchive {
+		return u.refuse("device node or fifo in an image archive")
+	}
+	if _, err := clear(dir, base, false); err != nil {
+		return u.fail("replace", err)
+	}
+	mode := uint32(unix.S_IFIFO)
+	switch hdr.Typeflag {
+	case tar.TypeChar:
+		mode = unix.S_IFCHR
+	case tar.TypeBlock:
+		mode = unix.S_IFBLK
+	}
+	dev := int(unix.Mkdev(uint32(hdr.Devmajor), uint32(hdr.Devminor)))
+	if err := unix.Mknodat(dir, base, mode|0o600, dev); err != nil {
+		return u.fail("mknod", err)
+	}
+	return u.meta(dir, base, hdr, true)
 }
 
 // whiteout turns an AUFS whiteout entry into its overlayfs form: .wh..wh..opq marks the directory

@@ -213,7 +213,7 @@ func (c *Container) Processes() ([]int, error) {
 func (c *Container) Delete(force bool) error {
 	st := c.status()
 	if (st == specs.StateRunning || st == specs.StateCreating) && !force {
-		return fmt.Errorf("delete %s: container is %s; stop it with kill or delete with --force: %w", c.rec.ID, st, errdefs.ErrConflict)
+		return fmt.Errorf("delete %s: container is %s; stop it with kill, or delete it with force (which kills it): %w", c.rec.ID, st, errdefs.ErrConflict)
 	}
 	for _, p := range c.execs {
 		go p.Wait() // reaped as soon as the kill below ends them

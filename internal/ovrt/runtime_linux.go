@@ -125,18 +125,12 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	}
 	s := b.spec
 	if s.Process.Terminal && opts.ConsoleSocket == "" {
-		return nil, fmt.Errorf("create %s: process.terminal is true but no console socket was given (--console-socket): %w", id, errdefs.ErrInvalidArgument)
+		return nil, fmt.Errorf("create %s: process.terminal is true but no console socket was given: %w", id, errdefs.ErrInvalidArgument)
 	}
 	filter := compileSeccomp(r.seccompCache(), s.Linux.Seccomp)
-	if err := os.MkdirAll(r.cfg.Root, 0o711); err != nil {
-		return nil, fmt.Errorf("create %s: state directory: %w", id, err)
-	}
-	dir := filepath.Join(r.cfg.Root, id)
-	if err := os.Mkdir(dir, 0o711); err != nil {
-		if errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("create %s: a container with this id exists; delete it first: %w", id, errdefs.ErrAlreadyExists)
-		}
-		return nil, fmt.Errorf("create %s: state directory: %w", id, err)
+	dir, err := r.makeStateDir(id)
+	if err != nil {
+		return nil, err
 	}
 	var undo []func()
 	defer func() {
@@ -164,18 +158,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	}
 	undo = append(undo, func() { _ = cg.Kill(); _ = cg.Delete() })
 
-	fifoPath := filepath.Join(dir, fifoFile)
-	if err := unix.Mkfifo(fifoPath, 0o600); err != nil {
-		return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
-	}
-	if b.clone&unix.CLONE_NEWUSER != 0 {
-		// The init reopens the fifo as the namespace's root.
-		uid, gid := hostID(s.Linux.UIDMappings, 0), hostID(s.Linux.GIDMappings, 0)
-		if err := os.Chown(fifoPath, uid, gid); err != nil {
-			return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
-		}
-	}
-	fifo, err := os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+	fifo, err := makeExecFifo(dir, b)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
 	}
@@ -186,40 +169,12 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	cfg := &initConfig{Mode: "create", Spec: s, Process: s.Process, Rootfs: b.rootfs, NewNS: b.newNS, CgroupPath: cgPath, FifoFD: fdFirst}
-	req := spawnReq{
-		mode: "create", exe: exe, extra: []*os.File{fifo},
-		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
-		// The cgroup namespace is made by the init itself once it is in its cgroup (see Init):
-		// made at clone time its root would be the runtime's cgroup.
-		sys: &syscall.SysProcAttr{Cloneflags: b.clone &^ unix.CLONE_NEWCGROUP},
+	req := createSpawnReq(b, exe, fifo, opts)
+	closeFiles, err := openSpawnFiles(&req, cfg, b, opts.ConsoleSocket)
+	if err != nil {
+		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	if b.clone&unix.CLONE_NEWUSER != 0 {
-		req.sys.UidMappings = idMaps(s.Linux.UIDMappings)
-		req.sys.GidMappings = idMaps(s.Linux.GIDMappings)
-		req.sys.GidMappingsEnableSetgroups = true
-		// The init starts as the host's root, which the new namespace does not map: become the
-		// namespace's root (and so gain its capabilities) before exec.
-		req.sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
-	}
-	if s.Process.Terminal {
-		sock, err := dialConsole(opts.ConsoleSocket)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %w", id, err)
-		}
-		defer sock.Close()
-		req.extra = append(req.extra, sock)
-		cfg.ConsoleFD = fdFirst + 1
-		req.sys.Setsid = true
-		req.stdin, req.stdout, req.stderr = nil, nil, nil
-	}
-	for _, j := range b.join {
-		f, err := os.Open(j.path)
-		if err != nil {
-			return nil, fmt.Errorf("create %s: %s namespace %s: %w", id, j.typ, j.path, err)
-		}
-		defer f.Close()
-		req.joins = append(req.joins, nsJoin{j.typ, f})
-	}
+	defer closeFiles()
 	h, err := spawn(req)
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
@@ -239,13 +194,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if err := h.send(cfg); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	m, err := h.receive()
-	if err != nil || !m.Ready {
-		if err == nil {
-			err = errors.New(m.Error)
-		} else if errors.Is(err, io.EOF) {
-			err = errors.New("container init exited during setup")
-		}
+	if err := waitReady(h); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	_, start, ok := procStat(pid)
@@ -258,6 +207,105 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	}
 	r.log.Debug("created", "id", id, "pid", pid, "bundle", b.dir)
 	return &Container{rt: r, dir: dir, rec: rec, cg: cg, init: h.cmd}, nil
+}
+
+// makeStateDir makes the state directory of container id, which must not exist yet.
+func (r *Runtime) makeStateDir(id string) (string, error) {
+	if err := os.MkdirAll(r.cfg.Root, 0o711); err != nil {
+		return "", fmt.Errorf("create %s: state directory: %w", id, err)
+	}
+	dir := filepath.Join(r.cfg.Root, id)
+	if err := os.Mkdir(dir, 0o711); err != nil {
+		if errors.Is(err, os.ErrExist) {
+			return "", fmt.Errorf("create %s: a container with this id exists; delete it first: %w", id, errdefs.ErrAlreadyExists)
+		}
+		return "", fmt.Errorf("create %s: state directory: %w", id, err)
+	}
+	return dir, nil
+}
+
+// makeExecFifo makes the fifo the init blocks on until start (owned by the namespace's root when the
+// container has its own user namespace: the init reopens it as that user) and opens it as a path.
+func makeExecFifo(dir string, b *bundle) (*os.File, error) {
+	fifoPath := filepath.Join(dir, fifoFile)
+	if err := unix.Mkfifo(fifoPath, 0o600); err != nil {
+		return nil, err
+	}
+	if b.clone&unix.CLONE_NEWUSER != 0 {
+		uid, gid := hostID(b.spec.Linux.UIDMappings, 0), hostID(b.spec.Linux.GIDMappings, 0)
+		if err := os.Chown(fifoPath, uid, gid); err != nil {
+			return nil, err
+		}
+	}
+	return os.OpenFile(fifoPath, unix.O_PATH|unix.O_CLOEXEC, 0)
+}
+
+// createSpawnReq is the request that spawns the init of the container of bundle b: its namespaces,
+// its user mappings, the exec fifo and the caller's stdio.
+func createSpawnReq(b *bundle, exe, fifo *os.File, opts CreateOptions) spawnReq {
+	req := spawnReq{
+		mode: "create", exe: exe, extra: []*os.File{fifo},
+		stdin: opts.Stdin, stdout: opts.Stdout, stderr: opts.Stderr,
+		// The cgroup namespace is made by the init itself once it is in its cgroup (see Init):
+		// made at clone time its root would be the runtime's cgroup.
+		sys: &syscall.SysProcAttr{Cloneflags: b.clone &^ unix.CLONE_NEWCGROUP},
+	}
+	if b.clone&unix.CLONE_NEWUSER != 0 {
+		req.sys.UidMappings = idMaps(b.spec.Linux.UIDMappings)
+		req.sys.GidMappings = idMaps(b.spec.Linux.GIDMappings)
+		req.sys.GidMappingsEnableSetgroups = true
+		// The init starts as the host's root, which the new namespace does not map: become the
+		// namespace's root (and so gain its capabilities) before exec.
+		req.sys.Credential = &syscall.Credential{Uid: 0, Gid: 0}
+	}
+	return req
+}
+
+// openSpawnFiles opens what the init inherits besides the exec fifo: the console socket (when the
+// process has a terminal, which replaces its stdio) and the namespaces it joins. closeFiles closes
+// them once the init has them.
+func openSpawnFiles(req *spawnReq, cfg *initConfig, b *bundle, consoleSocket string) (closeFiles func(), err error) {
+	var files []*os.File
+	closeFiles = func() {
+		for i := len(files) - 1; i >= 0; i-- {
+			files[i].Close()
+		}
+	}
+	if b.spec.Process.Terminal {
+		sock, err := dialConsole(consoleSocket)
+		if err != nil {
+			return nil, err
+		}
+		files = append(files, sock)
+		req.extra = append(req.extra, sock)
+		cfg.ConsoleFD = fdFirst + 1
+		req.sys.Setsid = true
+		req.stdin, req.stdout, req.stderr = nil, nil, nil
+	}
+	for _, j := range b.join {
+		f, err := os.Open(j.path)
+		if err != nil {
+			closeFiles()
+			return nil, fmt.Errorf("%s namespace %s: %w", j.typ, j.path, err)
+		}
+		files = append(files, f)
+		req.joins = append(req.joins, nsJoin{j.typ, f})
+	}
+	return closeFiles, nil
+}
+
+// waitReady waits for the init's report that it is set up and waiting for start.
+func waitReady(h *helper) error {
+	m, err := h.receive()
+	if err != nil || !m.Ready {
+		if err == nil {
+			err = errors.New(m.Error)
+		} else if errors.Is(err, io.EOF) {
+			err = errors.New("container init exited during setup")
+		}
+		return err
+	}
+	return nil
 }
 
 func idMaps(m []specs.LinuxIDMapping) []syscall.SysProcIDMap {

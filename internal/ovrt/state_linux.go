@@ -12,6 +12,7 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
@@ -54,26 +55,14 @@ const (
 	fifoFile  = "exec.fifo"
 )
 
-// writeRecord replaces dir/state.json atomically (temp file, fsync-free rename: the state directory
-// lives on tmpfs in production).
+// writeRecord replaces dir/state.json atomically, without fsync: the state directory lives on tmpfs
+// in production.
 func writeRecord(dir string, r *record) error {
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(dir, ".state-*")
-	if err != nil {
-		return fmt.Errorf("write state of %s: %w", r.ID, err)
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(b); err != nil {
-		tmp.Close()
-		return fmt.Errorf("write state of %s: %w", r.ID, err)
-	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("write state of %s: %w", r.ID, err)
-	}
-	if err := os.Rename(tmp.Name(), filepath.Join(dir, stateFile)); err != nil {
+	if err := atomicfile.Write(filepath.Join(dir, stateFile), b, 0o600); err != nil {
 		return fmt.Errorf("write state of %s: %w", r.ID, err)
 	}
 	return nil
@@ -89,7 +78,7 @@ func readRecord(dir, id string) (*record, error) {
 	}
 	var r record
 	if err := json.Unmarshal(b, &r); err != nil {
-		return nil, fmt.Errorf("container %q: state file %s is corrupt (%v); delete the container with --force", id, filepath.Join(dir, stateFile), err)
+		return nil, fmt.Errorf("container %q: state file %s is corrupt (%v); delete the container with force", id, filepath.Join(dir, stateFile), err)
 	}
 	return &r, nil
 }

@@ -11,6 +11,8 @@ import (
 
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	libseccomp "github.com/seccomp/libseccomp-golang"
+
+	"github.com/ovnet/ov/internal/atomicfile"
 )
 
 // Cache keeps compiled programs in a directory, one file per profile, so that a runtime that starts
@@ -60,23 +62,12 @@ func cacheKey(p *specs.LinuxSeccomp) (string, error) {
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
 
-// store writes the program atomically (a file of this process renamed into place), so a concurrent
-// reader sees either nothing or all of it.
+// store writes the program atomically (a temporary file renamed into place), so a concurrent reader
+// sees either nothing or all of it. There is no fsync: a program lost in a crash is compiled again.
 func (c Cache) store(path string, prog *Program) error {
-	if err := os.MkdirAll(c.Dir, 0o700); err != nil {
-		return err
-	}
 	b, err := json.Marshal(prog)
 	if err != nil {
 		return err
 	}
-	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
-	if err := os.WriteFile(tmp, b, 0o600); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-	return nil
+	return atomicfile.Write(path, b, 0o600)
 }
