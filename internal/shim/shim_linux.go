@@ -290,8 +290,8 @@ func (s *Shim) create() error {
 		}
 		closeAfter = append(closeAfter, stdinR, outW, errW)
 		stdio = []*os.File{stdinR, outW, errW}
-		s.copyOutput(outR, "stdout", FrameStdout)
-		s.copyOutput(errR, "stderr", FrameStderr)
+		s.copyOutput(outR, "stdout", api.FrameStdout)
+		s.copyOutput(errR, "stderr", api.FrameStderr)
 	}
 	type recv struct {
 		f   *os.File
@@ -316,7 +316,7 @@ func (s *Shim) create() error {
 				r.f.Close()
 			} else {
 				s.console, s.stdin = r.f, r.f
-				s.copyOutput(r.f, "stdout", FrameStdout)
+				s.copyOutput(r.f, "stdout", api.FrameStdout)
 			}
 		}
 	}
@@ -491,7 +491,7 @@ func (s *Shim) handleWait(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *Shim) handleResize(w http.ResponseWriter, r *http.Request) {
-	var ws Winsize
+	var ws api.Winsize
 	if err := json.NewDecoder(r.Body).Decode(&ws); err != nil {
 		writeError(w, fmt.Errorf("resize: %v: %w", err, errdefs.ErrInvalidArgument))
 		return
@@ -539,7 +539,7 @@ func (s *Shim) unsubscribe(sub *subscriber) {
 
 // pump writes sub's frames to fw until the container exits (then drains what is queued) or the
 // client goes away.
-func (s *Shim) pump(sub *subscriber, fw *FrameWriter) error {
+func (s *Shim) pump(sub *subscriber, fw *api.FrameWriter) error {
 	for {
 		select {
 		case f := <-sub.ch:
@@ -573,35 +573,35 @@ func (s *Shim) handleAttach(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	fw := NewFrameWriter(conn)
+	fw := api.NewFrameWriter(conn)
 	go s.readInput(rw.Reader, s.stdin, s.console, !s.cfg.Tty)
 	if err := s.pump(sub, fw); err != nil {
 		return
 	}
 	st := s.getState()
-	_ = fw.WriteJSON(FrameExit, api.Exit{ExitCode: st.ExitCode, Error: st.Error})
+	_ = fw.WriteJSON(api.FrameExit, api.Exit{ExitCode: st.ExitCode, Error: st.Error})
 }
 
 // readInput feeds stdin frames from r to stdin and resize frames to console until r ends.
 func (s *Shim) readInput(r io.Reader, stdin, console *os.File, closable bool) {
 	for {
-		t, p, err := ReadFrame(r)
+		t, p, err := api.ReadFrame(r)
 		if err != nil {
 			return
 		}
 		switch t {
-		case FrameStdin:
+		case api.FrameStdin:
 			if stdin != nil {
 				_, _ = stdin.Write(p)
 			}
-		case FrameCloseStdin:
+		case api.FrameCloseStdin:
 			if stdin != nil && closable {
 				_ = stdin.Close()
 			} else if stdin != nil && console != nil {
 				_, _ = stdin.Write([]byte{4}) // ^D: end of input on a terminal
 			}
-		case FrameResize:
-			var ws Winsize
+		case api.FrameResize:
+			var ws api.Winsize
 			if console != nil && json.Unmarshal(p, &ws) == nil {
 				_ = setWinsize(console, ws)
 			}
@@ -637,16 +637,16 @@ func (s *Shim) handleExec(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer conn.Close()
-	fw := NewFrameWriter(conn)
+	fw := api.NewFrameWriter(conn)
 	code, err := s.exec(req, rw.Reader, fw)
 	e := api.Exit{ExitCode: code}
 	if err != nil {
 		e.Error = err.Error()
 	}
-	_ = fw.WriteJSON(FrameExit, e)
+	_ = fw.WriteJSON(api.FrameExit, e)
 }
 
-func (s *Shim) exec(req ExecRequest, in io.Reader, fw *FrameWriter) (int, error) {
+func (s *Shim) exec(req ExecRequest, in io.Reader, fw *api.FrameWriter) (int, error) {
 	n := s.seq.Add(1)
 	procPath := filepath.Join(s.cfg.Bundle, fmt.Sprintf("exec-%d.json", n))
 	pidPath := filepath.Join(s.cfg.Bundle, fmt.Sprintf("exec-%d.pid", n))
@@ -700,7 +700,7 @@ func (s *Shim) exec(req ExecRequest, in io.Reader, fw *FrameWriter) (int, error)
 		}
 		console, stdin = f, f
 		mine = append(mine, f)
-		copyTo(f, FrameStdout)
+		copyTo(f, api.FrameStdout)
 	} else {
 		var theirs []*os.File
 		var stdinR *os.File
@@ -740,8 +740,8 @@ func (s *Shim) exec(req ExecRequest, in io.Reader, fw *FrameWriter) (int, error)
 			return StartErrorCode(err.Error()), err
 		}
 		mine = append(mine, outR, errR)
-		copyTo(outR, FrameStdout)
-		copyTo(errR, FrameStderr)
+		copyTo(outR, api.FrameStdout)
+		copyTo(errR, api.FrameStderr)
 	}
 	defer func() {
 		for _, f := range mine {
@@ -773,7 +773,7 @@ func (s *Shim) exec(req ExecRequest, in io.Reader, fw *FrameWriter) (int, error)
 // handleLogs streams the log: what the file holds (the last tail entries), then, with follow, live
 // output until the container exits.
 func (s *Shim) handleLogs(w http.ResponseWriter, r *http.Request) {
-	tail, err := ParseTail(r.URL.Query().Get("tail"))
+	tail, err := api.ParseTail(r.URL.Query().Get("tail"))
 	if err != nil {
 		writeError(w, err)
 		return
@@ -796,11 +796,11 @@ func (s *Shim) handleLogs(w http.ResponseWriter, r *http.Request) {
 	}
 	w.Header().Set("Content-Type", "application/vnd.ov.stream")
 	w.WriteHeader(http.StatusOK)
-	fw := NewFrameWriter(FlushWriter(w))
+	fw := api.NewFrameWriter(api.FlushWriter(w))
 	for _, e := range entries {
-		t := FrameStdout
+		t := api.FrameStdout
 		if e.Stream == "stderr" {
-			t = FrameStderr
+			t = api.FrameStderr
 		}
 		if err := fw.Write(t, []byte(e.Log)); err != nil {
 			return
@@ -809,26 +809,6 @@ func (s *Shim) handleLogs(w http.ResponseWriter, r *http.Request) {
 	if sub != nil {
 		_ = s.pump(sub, fw)
 	}
-}
-
-// FlushWriter returns a writer that flushes w after every write, so that streamed frames leave at
-// once.
-func FlushWriter(w http.ResponseWriter) io.Writer {
-	fl, _ := w.(http.Flusher)
-	return flushWriter{w, fl}
-}
-
-type flushWriter struct {
-	w  io.Writer
-	fl http.Flusher
-}
-
-func (f flushWriter) Write(p []byte) (int, error) {
-	n, err := f.w.Write(p)
-	if f.fl != nil {
-		f.fl.Flush()
-	}
-	return n, err
 }
 
 // handleDelete removes the container from the runtime (killing it first with force=1) and ends the
