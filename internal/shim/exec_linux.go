@@ -2,15 +2,11 @@ package shim
 
 import (
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"os"
 	"path/filepath"
-	"strconv"
-	"strings"
 	"sync"
-	"time"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -23,6 +19,8 @@ type ExecRequest struct {
 	Stdin   bool          `json:"stdin,omitempty"`
 }
 
+// exec runs req's process in the container, streams its output to fw and feeds it the input frames
+// of in; it returns the process's exit code, or 125-127 and an error when it could not start.
 func (s *Shim) exec(req ExecRequest, in io.Reader, fw *api.FrameWriter) (int, error) {
 	n := s.seq.Add(1)
 	procPath := filepath.Join(s.cfg.Bundle, fmt.Sprintf("exec-%d.json", n))
@@ -37,112 +35,63 @@ func (s *Shim) exec(req ExecRequest, in io.Reader, fw *api.FrameWriter) (int, er
 		return 125, err
 	}
 	args := []string{"exec", "--detach", "--pid-file", pidPath, "--process", procPath}
+	x, err := s.startExec(args, req, s.scratchSocket(fmt.Sprintf("exec-%d", n)))
+	if err != nil {
+		return StartErrorCode(err.Error()), err
+	}
+	defer closeAll(x.mine)
 	var wg sync.WaitGroup
-	copyTo := func(r *os.File, t byte) {
+	for _, o := range []struct {
+		r *os.File
+		t byte
+	}{{x.stdout, api.FrameStdout}, {x.stderr, api.FrameStderr}} {
+		if o.r == nil {
+			continue
+		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			_, _ = io.Copy(fw.StreamWriter(t), r)
+			_, _ = io.Copy(fw.StreamWriter(o.t), o.r)
 		}()
 	}
-	var stdio []*os.File
-	var mine []*os.File // our ends, closed when done
-	var stdin, console *os.File
-	if req.Process.Terminal {
-		cs, err := newConsoleSocket(s.scratchSocket(fmt.Sprintf("exec-%d", n)))
-		if err != nil {
-			return 125, err
-		}
-		defer cs.close()
-		args = append(args, "--console-socket", cs.path)
-		null, err := os.OpenFile(os.DevNull, os.O_RDWR, 0)
-		if err != nil {
-			return 125, err
-		}
-		defer null.Close()
-		stdio = []*os.File{null, null, null}
-		ch := make(chan *os.File, 1)
-		go func() { f, _ := cs.receive(); ch <- f }()
-		err = s.runtime(stdio, nil, append(args, s.cfg.ID)...)
-		cs.close()
-		f := <-ch
-		if err != nil {
-			if f != nil {
-				f.Close()
-			}
-			return StartErrorCode(err.Error()), err
-		}
-		if f == nil {
-			return 125, errors.New("exec: the runtime sent no terminal")
-		}
-		console, stdin = f, f
-		mine = append(mine, f)
-		copyTo(f, api.FrameStdout)
-	} else {
-		var theirs []*os.File
-		var stdinR *os.File
-		if req.Stdin {
-			r, w, err := os.Pipe()
-			if err != nil {
-				return 125, err
-			}
-			stdinR, stdin = r, w
-			mine = append(mine, w)
-		} else {
-			stdinR, err = os.Open(os.DevNull)
-			if err != nil {
-				return 125, err
-			}
-		}
-		outR, outW, err := os.Pipe()
-		if err != nil {
-			return 125, err
-		}
-		errR, errW, err := os.Pipe()
-		if err != nil {
-			return 125, err
-		}
-		theirs = []*os.File{stdinR, outW, errW}
-		stdio = theirs
-		err = s.runtime(stdio, nil, append(args, s.cfg.ID)...)
-		for _, f := range theirs {
-			f.Close()
-		}
-		if err != nil {
-			outR.Close()
-			errR.Close()
-			for _, f := range mine {
-				f.Close()
-			}
-			return StartErrorCode(err.Error()), err
-		}
-		mine = append(mine, outR, errR)
-		copyTo(outR, api.FrameStdout)
-		copyTo(errR, api.FrameStderr)
-	}
-	defer func() {
-		for _, f := range mine {
-			f.Close()
-		}
-	}()
-	pb, err := os.ReadFile(pidPath)
+	pid, err := readPidFile(pidPath)
 	if err != nil {
-		return 125, fmt.Errorf("exec: read pid file: %w", err)
-	}
-	pid, _ := strconv.Atoi(strings.TrimSpace(string(pb)))
-	if pid <= 0 {
-		return 125, fmt.Errorf("exec: bad pid file %q", pb)
+		return 125, fmt.Errorf("exec: %w", err)
 	}
 	wait := s.reaper.watch(pid)
-	go s.readInput(in, stdin, console, console == nil)
+	go s.readInput(in, x.stdin, x.console, x.console == nil)
 	ws := <-wait
-	drained := make(chan struct{})
-	go func() { wg.Wait(); close(drained) }()
-	t := time.NewTimer(drainTimeout)
-	select {
-	case <-drained:
-	case <-t.C:
-	}
-	t.Stop()
+	waitDrained(&wg)
 	return exitCode(ws), nil
+}
+
+// execIO is the shim's side of an exec'd process's stdio.
+type execIO struct {
+	stdin, console *os.File   // where input frames go; console is nil without a terminal
+	stdout, stderr *os.File   // output to stream; stderr is nil with a terminal
+	mine           []*os.File // closed once the process is done
+}
+
+// startExec runs `runtime exec` with a terminal (console: the scratch socket it comes through) or
+// with pipes, as req asks.
+func (s *Shim) startExec(args []string, req ExecRequest, console string) (*execIO, error) {
+	if req.Process.Terminal {
+		f, err := s.runWithTerminal(console, args)
+		if err != nil {
+			return nil, err
+		}
+		return &execIO{stdin: f, console: f, stdout: f, mine: []*os.File{f}}, nil
+	}
+	p, err := openPipes(req.Stdin)
+	if err != nil {
+		return nil, err
+	}
+	err = s.runtime(p.theirs, nil, append(args, s.cfg.ID)...)
+	closeAll(p.theirs)
+	ours := []*os.File{p.stdin, p.stdout, p.stderr}
+	if err != nil {
+		closeAll(ours)
+		return nil, err
+	}
+	return &execIO{stdin: p.stdin, stdout: p.stdout, stderr: p.stderr, mine: ours}, nil
 }
