@@ -415,7 +415,7 @@ func newLogsCmd(g *globals) *cobra.Command {
 		RunE: func(cmd *cobra.Command, args []string) error {
 			n, err := api.ParseTail(tail)
 			if err != nil {
-				return err
+				return fmt.Errorf("--tail: %w", err)
 			}
 			rc, err := g.agent().Logs(cmd.Context(), args[0], follow, n)
 			if err != nil {

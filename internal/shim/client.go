@@ -8,7 +8,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"net/url"
 	"strconv"
 
 	"github.com/ovnet/ov/api"
@@ -92,14 +91,7 @@ func (c *Client) Exec(ctx context.Context, req ExecRequest) (net.Conn, *bufio.Re
 
 // Logs returns the log as a stream of frames; with follow it goes on until the container exits.
 func (c *Client) Logs(ctx context.Context, follow bool, tail int) (io.ReadCloser, error) {
-	q := url.Values{}
-	if follow {
-		q.Set("follow", "1")
-	}
-	if tail >= 0 {
-		q.Set("tail", strconv.Itoa(tail))
-	}
-	resp, err := c.hj.Send(ctx, http.MethodGet, "/logs?"+q.Encode(), nil)
+	resp, err := c.hj.Send(ctx, http.MethodGet, "/logs?"+api.LogsQuery(follow, tail).Encode(), nil)
 	if err != nil {
 		return nil, err
 	}

@@ -168,14 +168,7 @@ func (c *Client) Exec(ctx context.Context, id string, cfg api.ExecConfig) (net.C
 
 // Logs returns the container's log as a stream of frames.
 func (c *Client) Logs(ctx context.Context, id string, follow bool, tail int) (io.ReadCloser, error) {
-	q := url.Values{}
-	if follow {
-		q.Set("follow", "1")
-	}
-	if tail >= 0 {
-		q.Set("tail", strconv.Itoa(tail))
-	}
-	resp, err := c.hj.Send(ctx, http.MethodGet, withQuery("/containers/"+url.PathEscape(id)+"/logs", q), nil)
+	resp, err := c.hj.Send(ctx, http.MethodGet, withQuery("/containers/"+url.PathEscape(id)+"/logs", api.LogsQuery(follow, tail)), nil)
 	if err != nil {
 		return nil, err
 	}

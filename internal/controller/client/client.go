@@ -76,7 +76,7 @@ func New(cfg Config) (*Client, error) {
 			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
 				return err
 			}
-			return fmt.Errorf("controller %s is not reachable (%v); check --controller and that ovcontroller runs: %w", u, err, errdefs.ErrUnavailable)
+			return fmt.Errorf("controller %s is not reachable (%v); check the controller's address and that ovcontroller runs: %w", u, err, errdefs.ErrUnavailable)
 		},
 		DecodeError: decodeError,
 	}}
