@@ -20,9 +20,7 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/agent/client"
-	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/internal/shim"
 )
 
 // runFlags are the flags of run and create.
@@ -75,16 +73,12 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 	if f.entrypoint != "" {
 		req.Entrypoint = []string{f.entrypoint}
 	}
-	ports, err := bridge.ParsePortSpecs(f.ports)
+	ports, err := api.ParsePortSpecs(f.ports)
 	if err != nil {
 		return req, err
 	}
 	for _, m := range ports {
-		p := api.PortMapping{HostPort: m.HostPort, ContainerPort: m.ContainerPort, Protocol: m.Proto}
-		if m.HostIP.IsValid() {
-			p.HostIP = m.HostIP.String()
-		}
-		req.Ports = append(req.Ports, p)
+		req.Ports = append(req.Ports, m.Wire())
 	}
 	for _, v := range f.volumes {
 		m, err := api.ParseMount(v)
@@ -213,10 +207,10 @@ func runContainer(ctx context.Context, cl *client.Client, req api.ContainerCreat
 		return engineError(err)
 	}
 	defer conn.Close()
-	fw := shim.NewFrameWriter(conn)
+	fw := api.NewFrameWriter(conn)
 	restore := func() {}
 	if req.Tty {
-		restore = setupTerminal(fw, func(ws shim.Winsize) error { return fw.WriteJSON(shim.FrameResize, ws) })
+		restore = setupTerminal(fw, func(ws api.Winsize) error { return fw.WriteJSON(api.FrameResize, ws) })
 	}
 	if _, err := cl.Start(ctx, c.ID); err != nil {
 		restore()
@@ -259,22 +253,22 @@ func runContainer(ctx context.Context, cl *client.Client, req api.ContainerCreat
 // readStream copies output frames to stdout/stderr until the exit frame.
 func readStream(r io.Reader) (api.Exit, error) {
 	for {
-		t, p, err := shim.ReadFrame(r)
+		t, p, err := api.ReadFrame(r)
 		if err != nil {
 			return api.Exit{}, fmt.Errorf("stream ended without an exit: %w", err)
 		}
 		switch t {
-		case shim.FrameStdout:
+		case api.FrameStdout:
 			_, _ = os.Stdout.Write(p)
-		case shim.FrameStderr:
+		case api.FrameStderr:
 			_, _ = os.Stderr.Write(p)
-		case shim.FrameExit:
+		case api.FrameExit:
 			var e api.Exit
 			if err := json.Unmarshal(p, &e); err != nil {
 				return api.Exit{}, err
 			}
 			return e, nil
-		case shim.FrameError:
+		case api.FrameError:
 			var e api.Error
 			_ = json.Unmarshal(p, &e)
 			return api.Exit{ExitCode: 125, Error: e.Message}, nil
@@ -283,17 +277,17 @@ func readStream(r io.Reader) (api.Exit, error) {
 }
 
 // pumpStdin sends stdin as frames, then the end of input.
-func pumpStdin(fw *shim.FrameWriter) {
+func pumpStdin(fw *api.FrameWriter) {
 	buf := make([]byte, 32<<10)
 	for {
 		n, err := os.Stdin.Read(buf)
 		if n > 0 {
-			if fw.Write(shim.FrameStdin, buf[:n]) != nil {
+			if fw.Write(api.FrameStdin, buf[:n]) != nil {
 				return
 			}
 		}
 		if err != nil {
-			_ = fw.Write(shim.FrameCloseStdin, nil)
+			_ = fw.Write(api.FrameCloseStdin, nil)
 			return
 		}
 	}
@@ -419,9 +413,9 @@ func newLogsCmd(g *globals) *cobra.Command {
 		Short: "Print a container's output (stdout and stderr)",
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
-			n, err := shim.ParseTail(tail)
+			n, err := api.ParseTail(tail)
 			if err != nil {
-				return err
+				return fmt.Errorf("--tail: %w", err)
 			}
 			rc, err := g.agent().Logs(cmd.Context(), args[0], follow, n)
 			if err != nil {
@@ -429,11 +423,11 @@ func newLogsCmd(g *globals) *cobra.Command {
 			}
 			defer rc.Close()
 			for {
-				t, p, err := shim.ReadFrame(rc)
+				t, p, err := api.ReadFrame(rc)
 				if err != nil {
 					return nil
 				}
-				if t == shim.FrameStderr {
+				if t == api.FrameStderr {
 					_, _ = os.Stderr.Write(p)
 				} else {
 					_, _ = os.Stdout.Write(p)
@@ -474,10 +468,10 @@ func newExecCmd(g *globals) *cobra.Command {
 }
 
 func streamExec(conn net.Conn, br *bufio.Reader, cfg api.ExecConfig) error {
-	fw := shim.NewFrameWriter(conn)
+	fw := api.NewFrameWriter(conn)
 	restore := func() {}
 	if cfg.Tty {
-		restore = setupTerminal(fw, func(ws shim.Winsize) error { return fw.WriteJSON(shim.FrameResize, ws) })
+		restore = setupTerminal(fw, func(ws api.Winsize) error { return fw.WriteJSON(api.FrameResize, ws) })
 	}
 	if cfg.Stdin {
 		go pumpStdin(fw)

@@ -7,12 +7,12 @@ import (
 
 	"golang.org/x/sys/unix"
 
-	"github.com/ovnet/ov/internal/shim"
+	"github.com/ovnet/ov/api"
 )
 
 // setupTerminal puts stdin in raw mode (when it is a terminal), sends the window size now and on
 // every SIGWINCH, and returns the function that restores the terminal.
-func setupTerminal(fw *shim.FrameWriter, resize func(shim.Winsize) error) func() {
+func setupTerminal(fw *api.FrameWriter, resize func(api.Winsize) error) func() {
 	fd := int(os.Stdin.Fd())
 	old, err := unix.IoctlGetTermios(fd, unix.TCGETS)
 	if err != nil {
@@ -29,9 +29,9 @@ func setupTerminal(fw *shim.FrameWriter, resize func(shim.Winsize) error) func()
 	_ = unix.IoctlSetTermios(fd, unix.TCSETS, &raw)
 	sendSize := func() {
 		if ws, err := unix.IoctlGetWinsize(int(os.Stdout.Fd()), unix.TIOCGWINSZ); err == nil {
-			_ = resize(shim.Winsize{Rows: ws.Row, Cols: ws.Col})
+			_ = resize(api.Winsize{Rows: ws.Row, Cols: ws.Col})
 		} else if ws, err := unix.IoctlGetWinsize(fd, unix.TIOCGWINSZ); err == nil {
-			_ = resize(shim.Winsize{Rows: ws.Row, Cols: ws.Col})
+			_ = resize(api.Winsize{Rows: ws.Row, Cols: ws.Col})
 		}
 	}
 	sendSize()

@@ -62,7 +62,7 @@ func (b Bridge) Attach(ctx context.Context, req AttachRequest) (api.ContainerEnd
 		r.IP = ip
 	}
 	for _, p := range req.Ports {
-		m := bridge.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Proto: p.Protocol}
+		m := api.PortSpec{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Proto: p.Protocol}
 		if p.HostIP != "" {
 			ip, err := netip.ParseAddr(p.HostIP)
 			if err != nil {

@@ -614,7 +614,7 @@ func (a *Agent) waitTeardowns(ctx context.Context) error {
 }
 
 // Resize sets the size of the container's terminal.
-func (a *Agent) Resize(ctx context.Context, ref string, ws shim.Winsize) error {
+func (a *Agent) Resize(ctx context.Context, ref string, ws api.Winsize) error {
 	c, err := a.lookup(ref)
 	if err != nil {
 		return err
@@ -704,11 +704,11 @@ func (a *Agent) Logs(ctx context.Context, ref string, follow bool, tail int, w i
 		}
 		a.log.Warn("logs through the shim failed; reading the file", "container", api.ShortID(rec.ID), "err", err)
 	}
-	fw := shim.NewFrameWriter(w)
+	fw := api.NewFrameWriter(w)
 	_, err = shim.ReadLog(rec.LogPath, tail, func(e shim.LogEntry) error {
-		t := shim.FrameStdout
+		t := api.FrameStdout
 		if e.Stream == "stderr" {
-			t = shim.FrameStderr
+			t = api.FrameStderr
 		}
 		return fw.Write(t, []byte(e.Log))
 	})

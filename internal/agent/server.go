@@ -16,7 +16,6 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/internal/shim"
 )
 
 // Handler returns the agent's HTTP API (see docs/agent.md).
@@ -72,7 +71,7 @@ func (a *Agent) containerRoutes(mux *http.ServeMux, v string) {
 		replyEmpty(w, a.Remove(r.Context(), r.PathValue("id"), r.URL.Query().Get("force") == "1"))
 	})
 	mux.HandleFunc("POST "+v+"/containers/{id}/resize", func(w http.ResponseWriter, r *http.Request) {
-		var ws shim.Winsize
+		var ws api.Winsize
 		if err := json.NewDecoder(r.Body).Decode(&ws); err != nil {
 			writeError(w, fmt.Errorf("resize: %v: %w", err, errdefs.ErrInvalidArgument))
 			return
@@ -93,7 +92,7 @@ func (a *Agent) containerRoutes(mux *http.ServeMux, v string) {
 		proxyStream(w, conn, br, err)
 	})
 	mux.HandleFunc("GET "+v+"/containers/{id}/logs", func(w http.ResponseWriter, r *http.Request) {
-		tail, err := shim.ParseTail(r.URL.Query().Get("tail"))
+		tail, err := api.ParseTail(r.URL.Query().Get("tail"))
 		if err != nil {
 			writeError(w, err)
 			return
@@ -104,7 +103,7 @@ func (a *Agent) containerRoutes(mux *http.ServeMux, v string) {
 		}
 		w.Header().Set("Content-Type", "application/vnd.ov.stream")
 		w.WriteHeader(http.StatusOK)
-		_ = a.Logs(r.Context(), r.PathValue("id"), r.URL.Query().Get("follow") == "1", tail, shim.FlushWriter(w))
+		_ = a.Logs(r.Context(), r.PathValue("id"), r.URL.Query().Get("follow") == "1", tail, api.FlushWriter(w))
 	})
 }
 

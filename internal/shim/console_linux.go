@@ -6,6 +6,8 @@ import (
 	"os"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/ovnet/ov/api"
 )
 
 // consoleSocket receives the pty master the runtime sends over --console-socket.
@@ -53,6 +55,6 @@ func (c *consoleSocket) close() {
 	_ = os.Remove(c.path)
 }
 
-func setWinsize(f *os.File, ws Winsize) error {
+func setWinsize(f *os.File, ws api.Winsize) error {
 	return unix.IoctlSetWinsize(int(f.Fd()), unix.TIOCSWINSZ, &unix.Winsize{Row: ws.Rows, Col: ws.Cols})
 }

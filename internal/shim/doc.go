@@ -13,4 +13,9 @@
 // Invariants: the shim never exits while its container runs, unless told to delete it; once the container
 // has exited, the exit file exists before any waiter is answered; attach and exec streams deliver every
 // byte of output before the final exit frame.
+//
+// The streams are api's frames (api.FrameWriter, api.ReadFrame). Files by job: shim_linux.go (Config,
+// Run), runtime_linux.go (running the OCI runtime), process_linux.go (create, exit), stdio_linux.go
+// (pipes and terminals), stream_linux.go (output to the log and to subscribers, input frames),
+// exec_linux.go, logfile.go, handlers_linux.go (the HTTP API), client.go (its client).
 package shim

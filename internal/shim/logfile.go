@@ -7,10 +7,7 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"strconv"
 	"time"
-
-	"github.com/ovnet/ov/internal/errdefs"
 )
 
 // LogEntry is one line of a container's json-lines log file (docker's json-file format).
@@ -86,18 +83,6 @@ func (l *logFile) close() error {
 		err = cerr
 	}
 	return err
-}
-
-// ParseTail parses a logs --tail value: a number of entries, or "" or "all" for every one (-1).
-func ParseTail(v string) (int, error) {
-	if v == "" || v == "all" {
-		return -1, nil
-	}
-	n, err := strconv.Atoi(v)
-	if err != nil || n < 0 {
-		return 0, fmt.Errorf("logs: --tail %q is not a number of lines: %w", v, errdefs.ErrInvalidArgument)
-	}
-	return n, nil
 }
 
 // ReadLog calls fn for the entries of the log file at path, the last tail of them (tail < 0: all).

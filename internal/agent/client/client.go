@@ -4,7 +4,6 @@ package client
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/internal/shim"
+	"github.com/ovnet/ov/internal/httpjson"
 )
 
 // DefaultSocket is where the agent listens by default.
@@ -25,13 +24,21 @@ const DefaultSocket = "/run/ov/agent.sock"
 
 // Client talks to one agent.
 type Client struct {
-	socket string
-	hc     *http.Client
+	hj httpjson.Client
 }
 
 // New returns a client of the agent listening on socket.
 func New(socket string) *Client {
-	return &Client{socket: socket, hc: &http.Client{Transport: shim.UnixTransport(socket)}}
+	return &Client{hj: httpjson.Client{
+		HTTP:    &http.Client{Transport: api.UnixTransport(socket)},
+		BaseURL: "http://agent/" + api.AgentAPIVersion,
+		Peer:    "the agent at " + socket,
+		Dial:    api.UnixDialer(socket),
+		Unreachable: func(_ context.Context, err error) error {
+			return fmt.Errorf("cannot reach the agent at %s (is ovagent running, and are you root?): %v: %w", socket, err, errdefs.ErrUnavailable)
+		},
+		DecodeError: decodeError,
+	}}
 }
 
 // ExitCodeError is an error the agent attached an exit code to (126/127 when the command of a
@@ -44,51 +51,25 @@ type ExitCodeError struct {
 func (e *ExitCodeError) Error() string { return e.Err.Error() }
 func (e *ExitCodeError) Unwrap() error { return e.Err }
 
-func (c *Client) url(path string, q url.Values) string {
-	u := "http://agent/" + api.AgentAPIVersion + path
-	if len(q) > 0 {
-		u += "?" + q.Encode()
+// decodeError is api.DecodeError, wrapped in an ExitCodeError when the agent attached an exit code.
+func decodeError(resp *http.Response) error {
+	err := api.DecodeError(resp)
+	if code, cerr := strconv.Atoi(resp.Header.Get("X-Ov-Exit-Code")); cerr == nil {
+		return &ExitCodeError{Code: code, Err: err}
 	}
-	return u
+	return err
 }
 
-func (c *Client) send(ctx context.Context, method, path string, q url.Values, body io.Reader, size int64, out any) error {
-	req, err := http.NewRequestWithContext(ctx, method, c.url(path, q), body)
-	if err != nil {
-		return err
+// withQuery appends q to path.
+func withQuery(path string, q url.Values) string {
+	if len(q) > 0 {
+		path += "?" + q.Encode()
 	}
-	if size > 0 {
-		req.ContentLength = size
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return fmt.Errorf("cannot reach the agent at %s (is ovagent running, and are you root?): %v: %w", c.socket, err, errdefs.ErrUnavailable)
-	}
-	defer resp.Body.Close()
-	if resp.StatusCode/100 != 2 {
-		err := shim.DecodeError(resp)
-		if code, cerr := strconv.Atoi(resp.Header.Get("X-Ov-Exit-Code")); cerr == nil {
-			return &ExitCodeError{Code: code, Err: err}
-		}
-		return err
-	}
-	if out != nil && resp.StatusCode != http.StatusNoContent {
-		return json.NewDecoder(resp.Body).Decode(out)
-	}
-	_, _ = io.Copy(io.Discard, resp.Body)
-	return nil
+	return path
 }
 
 func (c *Client) do(ctx context.Context, method, path string, q url.Values, in, out any) error {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return err
-		}
-		body = bytes.NewReader(b)
-	}
-	return c.send(ctx, method, path, q, body, 0, out)
+	return c.hj.Do(ctx, method, withQuery(path, q), in, out)
 }
 
 // Version asks the agent who it is.
@@ -166,23 +147,14 @@ func (c *Client) Wait(ctx context.Context, id string, removed bool) (api.Exit, e
 }
 
 // Resize sets the size of the container's terminal.
-func (c *Client) Resize(ctx context.Context, id string, ws shim.Winsize) error {
+func (c *Client) Resize(ctx context.Context, id string, ws api.Winsize) error {
 	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/resize", nil, ws, nil)
 }
 
-func (c *Client) dial(ctx context.Context) (net.Conn, error) {
-	var d net.Dialer
-	conn, err := d.DialContext(ctx, "unix", c.socket)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the agent at %s (is ovagent running, and are you root?): %v: %w", c.socket, err, errdefs.ErrUnavailable)
-	}
-	return conn, nil
-}
-
-// Attach opens the container's stream: frames of output (shim.FrameStdout, FrameStderr) ending with
+// Attach opens the container's stream: frames of output (api.FrameStdout, FrameStderr) ending with
 // a FrameExit; the caller writes FrameStdin, FrameCloseStdin and FrameResize frames.
 func (c *Client) Attach(ctx context.Context, id string) (net.Conn, *bufio.Reader, error) {
-	return shim.Upgrade(ctx, c.dial, "/"+api.AgentAPIVersion+"/containers/"+url.PathEscape(id)+"/attach", nil)
+	return c.hj.Upgrade(ctx, "/containers/"+url.PathEscape(id)+"/attach", nil)
 }
 
 // Exec runs a process in a container; the stream is like Attach's.
@@ -191,29 +163,14 @@ func (c *Client) Exec(ctx context.Context, id string, cfg api.ExecConfig) (net.C
 	if err != nil {
 		return nil, nil, err
 	}
-	return shim.Upgrade(ctx, c.dial, "/"+api.AgentAPIVersion+"/containers/"+url.PathEscape(id)+"/exec", b)
+	return c.hj.Upgrade(ctx, "/containers/"+url.PathEscape(id)+"/exec", b)
 }
 
 // Logs returns the container's log as a stream of frames.
 func (c *Client) Logs(ctx context.Context, id string, follow bool, tail int) (io.ReadCloser, error) {
-	q := url.Values{}
-	if follow {
-		q.Set("follow", "1")
-	}
-	if tail >= 0 {
-		q.Set("tail", strconv.Itoa(tail))
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, c.url("/containers/"+url.PathEscape(id)+"/logs", q), nil)
+	resp, err := c.hj.Send(ctx, http.MethodGet, withQuery("/containers/"+url.PathEscape(id)+"/logs", api.LogsQuery(follow, tail)), nil)
 	if err != nil {
 		return nil, err
-	}
-	resp, err := c.hc.Do(req)
-	if err != nil {
-		return nil, fmt.Errorf("cannot reach the agent at %s: %v: %w", c.socket, err, errdefs.ErrUnavailable)
-	}
-	if resp.StatusCode != http.StatusOK {
-		defer resp.Body.Close()
-		return nil, shim.DecodeError(resp)
 	}
 	return resp.Body, nil
 }
@@ -221,14 +178,14 @@ func (c *Client) Logs(ctx context.Context, id string, follow bool, tail int) (io
 // LoadImages uploads a docker save or OCI archive.
 func (c *Client) LoadImages(ctx context.Context, r io.Reader, size int64) ([]api.Image, error) {
 	var out []api.Image
-	err := c.send(ctx, http.MethodPost, "/images/load", nil, r, size, &out)
+	err := c.hj.DoBody(ctx, http.MethodPost, "/images/load", r, size, &out)
 	return out, err
 }
 
 // ImportImage uploads a rootfs tarball as image ref.
 func (c *Client) ImportImage(ctx context.Context, r io.Reader, size int64, ref string) (api.Image, error) {
 	var out api.Image
-	err := c.send(ctx, http.MethodPost, "/images/import", url.Values{"ref": {ref}}, r, size, &out)
+	err := c.hj.DoBody(ctx, http.MethodPost, withQuery("/images/import", url.Values{"ref": {ref}}), r, size, &out)
 	return out, err
 }
 

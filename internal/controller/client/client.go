@@ -21,6 +21,7 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/httpjson"
 )
 
 // Config says how to reach a controller.
@@ -40,9 +41,8 @@ type Config struct {
 
 // Client talks to one controller. It is safe for concurrent use.
 type Client struct {
-	cfg  Config
-	base *url.URL
-	http *http.Client
+	cfg Config
+	hj  httpjson.Client
 }
 
 // New returns a client for cfg.
@@ -67,73 +67,53 @@ func New(cfg Config) (*Client, error) {
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
 	}
-	return &Client{cfg: cfg, base: u, http: &http.Client{Transport: tr}}, nil
+	c := &Client{cfg: cfg, hj: httpjson.Client{
+		HTTP:    &http.Client{Transport: tr},
+		BaseURL: u.String(),
+		Peer:    "the controller",
+		Timeout: cfg.Timeout,
+		Unreachable: func(ctx context.Context, err error) error {
+			if ctx.Err() != nil && errors.Is(err, context.Canceled) {
+				return err
+			}
+			return fmt.Errorf("controller %s is not reachable (%v); check the controller's address and that ovcontroller runs: %w", u, err, errdefs.ErrUnavailable)
+		},
+		DecodeError: decodeError,
+	}}
+	c.hj.Header = c.header
+	return c, nil
 }
 
 // WithToken returns a client that shares c's connections but sends token (an agent switches to its
 // host token after registering).
 func (c *Client) WithToken(token string) *Client {
-	cp := *c
+	cp := &Client{cfg: c.cfg, hj: c.hj}
 	cp.cfg.Token = token
-	return &cp
+	cp.hj.Header = cp.header
+	return cp
 }
 
 // do sends a request with a JSON body (in != nil) and decodes a JSON answer into out (out != nil).
 func (c *Client) do(ctx context.Context, method, path string, in, out any) error {
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
-	resp, err := c.send(ctx, method, path, in)
-	if err != nil {
-		return err
-	}
-	defer resp.Body.Close()
-	if out == nil || resp.StatusCode == http.StatusNoContent {
-		_, _ = io.Copy(io.Discard, resp.Body)
-		return nil
-	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
-		return fmt.Errorf("%s %s: bad answer from the controller: %v: %w", method, path, err, errdefs.ErrUnavailable)
-	}
-	return nil
+	return c.hj.Do(ctx, method, path, in, out)
 }
 
-// send sends a request and returns the response when it is 2xx, else the API error it carries.
-func (c *Client) send(ctx context.Context, method, path string, in any) (*http.Response, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return nil, err
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base.String()+path, body)
-	if err != nil {
-		return nil, fmt.Errorf("%s %s: %v: %w", method, path, err, errdefs.ErrInvalidArgument)
-	}
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
+// header adds the token and marks idempotent requests.
+func (c *Client) header(h http.Header, method, path string) {
 	if c.cfg.Token != "" {
-		req.Header.Set("Authorization", "Bearer "+c.cfg.Token)
+		h.Set("Authorization", "Bearer "+c.cfg.Token)
 	}
 	if !(method == http.MethodPost && path == "/v1/networks") {
 		// Every other call is idempotent (allocation per owner, release, register, reconcile...):
 		// let the transport resend it when a kept-alive connection turns out closed (controller
 		// restarted). The empty value marks the request without sending a header.
-		req.Header["Idempotency-Key"] = nil
+		h["Idempotency-Key"] = nil
 	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		if ctx.Err() != nil && errors.Is(err, context.Canceled) {
-			return nil, err
-		}
-		return nil, fmt.Errorf("controller %s is not reachable (%v); check --controller and that ovcontroller runs: %w", c.base, err, errdefs.ErrUnavailable)
-	}
-	if resp.StatusCode/100 == 2 {
-		return resp, nil
-	}
-	defer resp.Body.Close()
+}
+
+// decodeError returns the API error an answer carries; an answer that is not an api.Error is
+// ErrInvalidArgument when its status is 4xx, else ErrUnavailable.
+func decodeError(resp *http.Response) error {
 	b, _ := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
 	var e api.Error
 	if json.Unmarshal(b, &e) != nil || e.Code == "" {
@@ -141,9 +121,9 @@ func (c *Client) send(ctx context.Context, method, path string, in any) (*http.R
 		if resp.StatusCode/100 == 4 {
 			class = errdefs.ErrInvalidArgument
 		}
-		return nil, fmt.Errorf("%s %s: controller answered %s: %s: %w", method, path, resp.Status, bytes.TrimSpace(b), class)
+		return fmt.Errorf("%s %s: controller answered %s: %s: %w", resp.Request.Method, resp.Request.URL.Path, resp.Status, bytes.TrimSpace(b), class)
 	}
-	return nil, errdefs.FromWire(e.Code, e.Message)
+	return errdefs.FromWire(e.Code, e.Message)
 }
 
 func esc(s string) string { return url.PathEscape(s) }
@@ -299,7 +279,7 @@ func (e fnError) Error() string { return e.err.Error() }
 
 func (c *Client) watchOnce(ctx context.Context, network string, rev *int64, fn func(api.EndpointEvent) error, backoff *time.Duration) error {
 	path := fmt.Sprintf("/v1/networks/%s/endpoints?watch=1&revision=%d", esc(network), *rev)
-	resp, err := c.send(ctx, http.MethodGet, path, nil)
+	resp, err := c.hj.Send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
 	}

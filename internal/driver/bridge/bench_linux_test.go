@@ -47,9 +47,9 @@ func TestBenchBridge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, _ := ParsePortSpec(fmt.Sprintf("%d:80", port))
+		p, _ := api.ParsePortSpec(fmt.Sprintf("%d:80", port))
 		t0 := time.Now()
-		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []PortMapping{p}}); err != nil {
+		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []api.PortSpec{p}}); err != nil {
 			t.Fatal(err)
 		}
 		t1 := time.Now()
@@ -113,8 +113,8 @@ func TestBenchBridge(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, _ := ParsePortSpec(fmt.Sprintf("%d:80", 40000+i))
-		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []PortMapping{p}}); err != nil {
+		p, _ := api.ParsePortSpec(fmt.Sprintf("%d:80", 40000+i))
+		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []api.PortSpec{p}}); err != nil {
 			t.Fatal(err)
 		}
 	}

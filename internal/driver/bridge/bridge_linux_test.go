@@ -223,7 +223,7 @@ func TestBridgePrivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		pm, err := ParsePortSpecs(ports)
+		pm, err := api.ParsePortSpecs(ports)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -337,8 +337,8 @@ func TestBridgePrivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		p, _ := ParsePortSpec("8080:81")
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n2", Container: "cx", Netns: ns, Ports: []PortMapping{p}}); !errors.Is(err, errdefs.ErrConflict) {
+		p, _ := api.ParsePortSpec("8080:81")
+		if _, err := d.Attach(ctx, AttachRequest{Network: "n2", Container: "cx", Netns: ns, Ports: []api.PortSpec{p}}); !errors.Is(err, errdefs.ErrConflict) {
 			t.Errorf("host port 8080 again: %v; want conflict", err)
 		}
 		if _, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: netip.MustParseAddr("10.31.1.50")}); !errors.Is(err, errdefs.ErrConflict) {

@@ -427,11 +427,11 @@ func isHex(s string) bool {
 
 // AttachRequest connects a container's namespace to a bridge network.
 type AttachRequest struct {
-	Network   string        // network name
-	Container string        // container ID: owns the address and names the endpoint
-	Netns     string        // path of the container's network namespace (CreateNetns)
-	IP        netip.Addr    // --ip; the zero Addr takes the next free address
-	Ports     []PortMapping // published ports (-p)
+	Network   string         // network name
+	Container string         // container ID: owns the address and names the endpoint
+	Netns     string         // path of the container's network namespace (CreateNetns)
+	IP        netip.Addr     // --ip; the zero Addr takes the next free address
+	Ports     []api.PortSpec // published ports (-p)
 }
 
 // Attach gives the container an interface on the network: a veth pair whose host end is a port of the
@@ -525,10 +525,10 @@ func prefixString(p netip.Prefix) string {
 }
 
 // checkPorts refuses host ports that another endpoint publishes, or that the request lists twice.
-func (d *Driver) checkPorts(key string, ports []PortMapping) error {
+func (d *Driver) checkPorts(key string, ports []api.PortSpec) error {
 	for i, p := range ports {
 		if p.HostPort == 0 || p.ContainerPort == 0 || (p.Proto != "tcp" && p.Proto != "udp") {
-			return errorf(errdefs.ErrInvalidArgument, "invalid published port %s; %s", p, portUsage)
+			return errorf(errdefs.ErrInvalidArgument, "invalid published port %s; %s", p, api.PortSpecUsage)
 		}
 		for _, q := range ports[:i] {
 			if q.Clashes(p) {

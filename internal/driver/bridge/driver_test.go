@@ -119,7 +119,7 @@ func TestRules(t *testing.T) {
 		t.Fatal(err)
 	}
 	ns := mustNetns(t, d, "c1")
-	web, err := ParsePortSpecs([]string{"8080:80", "127.0.0.1:5353:53/udp"})
+	web, err := api.ParsePortSpecs([]string{"8080:80", "127.0.0.1:5353:53/udp"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -300,13 +300,13 @@ func TestAttachErrors(t *testing.T) {
 		t.Fatal(err)
 	}
 	c1, c2 := mustNetns(t, d, "c1"), mustNetns(t, d, "c2")
-	p8080, _ := ParsePortSpec("8080:80")
-	first, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c1", Netns: c1, IP: netip.MustParseAddr("10.1.0.200"), Ports: []PortMapping{p8080}})
+	p8080, _ := api.ParsePortSpec("8080:80")
+	first, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c1", Netns: c1, IP: netip.MustParseAddr("10.1.0.200"), Ports: []api.PortSpec{p8080}})
 	if err != nil || first.IP() != netip.MustParseAddr("10.1.0.200") {
 		t.Fatalf("static --ip: %+v, %v", first, err)
 	}
-	p8080udp, _ := ParsePortSpec("8080:80/udp")
-	p8080lo, _ := ParsePortSpec("127.0.0.1:8080:80")
+	p8080udp, _ := api.ParsePortSpec("8080:80/udp")
+	p8080lo, _ := api.ParsePortSpec("127.0.0.1:8080:80")
 	tests := []struct {
 		name  string
 		req   AttachRequest
@@ -319,9 +319,9 @@ func TestAttachErrors(t *testing.T) {
 			"outside the ip-range"},
 		{"ip taken", AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: netip.MustParseAddr("10.1.0.200")}, errdefs.ErrConflict,
 			"address 10.1.0.200 is already used by c1"},
-		{"host port taken", AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: []PortMapping{p8080lo}}, errdefs.ErrConflict,
+		{"host port taken", AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: []api.PortSpec{p8080lo}}, errdefs.ErrConflict,
 			`-p 127.0.0.1:8080:80/tcp: host port 8080/tcp is already published by container c1 (-p 8080:80/tcp on network "front"); choose another host port`},
-		{"internal with ports", AttachRequest{Network: "secret", Container: "c2", Netns: c2, Ports: []PortMapping{p8080udp}}, errdefs.ErrInvalidArgument,
+		{"internal with ports", AttachRequest{Network: "secret", Container: "c2", Netns: c2, Ports: []api.PortSpec{p8080udp}}, errdefs.ErrInvalidArgument,
 			`network "secret" is internal: it cannot publish ports (-p); use another network`},
 		{"unknown network", AttachRequest{Network: "nope", Container: "c2", Netns: c2}, errdefs.ErrNotFound, `network "nope" not found`},
 		{"no namespace", AttachRequest{Network: "front", Container: "c3", Netns: "/run/ov-test/netns/c3"}, errdefs.ErrNotFound, "network namespace"},
@@ -338,7 +338,7 @@ func TestAttachErrors(t *testing.T) {
 		t.Errorf("%d endpoints after failed attaches; want 1", n)
 	}
 	// The same host port over udp is another port.
-	if _, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: []PortMapping{p8080udp}}); err != nil {
+	if _, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: []api.PortSpec{p8080udp}}); err != nil {
 		t.Errorf("8080/udp next to 8080/tcp: %v", err)
 	}
 }
@@ -413,7 +413,7 @@ func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 		t.Errorf("attach + detach without published ports ran iptables %d times; want 0", n)
 	}
 
-	web, err := ParsePortSpecs([]string{"8080:80"})
+	web, err := api.ParsePortSpecs([]string{"8080:80"})
 	if err != nil {
 		t.Fatal(err)
 	}

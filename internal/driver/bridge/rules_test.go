@@ -7,6 +7,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 
+	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/iptables"
 )
 
@@ -17,7 +18,7 @@ func TestRulesConvergeInAnyOrder(t *testing.T) {
 	front := &Network{Name: "front", Bridge: "ov-front", Subnet: netip.MustParsePrefix("10.1.0.0/24")}
 	secret := &Network{Name: "secret", Bridge: "ov-secret", Subnet: netip.MustParsePrefix("10.2.0.0/24"), Internal: true}
 	ep := func(n *Network, c, ip string, ports ...string) *Endpoint {
-		pm, err := ParsePortSpecs(ports)
+		pm, err := api.ParsePortSpecs(ports)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"time"
+
+	"github.com/ovnet/ov/api"
 )
 
 // Network is a bridge network of this host as the driver keeps it (and as `network inspect` shows it).
@@ -25,16 +27,16 @@ type Network struct {
 
 // Endpoint is one container's interface on a bridge network.
 type Endpoint struct {
-	Network      string        `json:"network"`
-	Container    string        `json:"container"` // container ID
-	Netns        string        `json:"netns"`     // path of the container's network namespace
-	IfName       string        `json:"ifName"`    // interface in the container: eth0, eth1, ...
-	HostIf       string        `json:"hostIf"`    // host end of the veth, a port of the bridge
-	Address      netip.Prefix  `json:"address"`   // IP with the subnet's prefix length
-	Gateway      netip.Addr    `json:"gateway"`
-	MAC          string        `json:"mac"`
-	DefaultRoute bool          `json:"defaultRoute"` // a default route via Gateway (the first interface)
-	Ports        []PortMapping `json:"ports,omitempty"`
+	Network      string         `json:"network"`
+	Container    string         `json:"container"` // container ID
+	Netns        string         `json:"netns"`     // path of the container's network namespace
+	IfName       string         `json:"ifName"`    // interface in the container: eth0, eth1, ...
+	HostIf       string         `json:"hostIf"`    // host end of the veth, a port of the bridge
+	Address      netip.Prefix   `json:"address"`   // IP with the subnet's prefix length
+	Gateway      netip.Addr     `json:"gateway"`
+	MAC          string         `json:"mac"`
+	DefaultRoute bool           `json:"defaultRoute"` // a default route via Gateway (the first interface)
+	Ports        []api.PortSpec `json:"ports,omitempty"`
 }
 
 // IP returns the endpoint's address without prefix length.

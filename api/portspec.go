@@ -1,4 +1,4 @@
-package bridge
+package api
 
 import (
 	"fmt"
@@ -6,13 +6,13 @@ import (
 	"strconv"
 	"strings"
 
-	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
-// PortMapping is one published port: traffic to HostIP:HostPort (every local address when HostIP is
-// the zero Addr) with protocol Proto goes to the container's ContainerPort.
-type PortMapping struct {
+// PortSpec is one parsed -p value, the form the bridge driver publishes and keeps in its state:
+// traffic to HostIP:HostPort (every local address when HostIP is the zero Addr) with protocol Proto
+// goes to the container's ContainerPort. PortMapping is its wire form in requests.
+type PortSpec struct {
 	HostIP        netip.Addr `json:"hostIP,omitzero"`
 	HostPort      uint16     `json:"hostPort"`
 	ContainerPort uint16     `json:"containerPort"`
@@ -20,7 +20,7 @@ type PortMapping struct {
 }
 
 // String renders the mapping as -p takes it: [HOSTIP:]HOSTPORT:PORT/PROTO.
-func (p PortMapping) String() string {
+func (p PortSpec) String() string {
 	s := fmt.Sprintf("%d:%d/%s", p.HostPort, p.ContainerPort, p.Proto)
 	if p.HostIP.IsValid() {
 		s = p.HostIP.String() + ":" + s
@@ -30,21 +30,22 @@ func (p PortMapping) String() string {
 
 // Clashes reports whether p and q cannot both be published: same protocol and host port, and the same
 // host address or either one on every address.
-func (p PortMapping) Clashes(q PortMapping) bool {
+func (p PortSpec) Clashes(q PortSpec) bool {
 	return p.Proto == q.Proto && p.HostPort == q.HostPort &&
 		(!p.HostIP.IsValid() || !q.HostIP.IsValid() || p.HostIP == q.HostIP)
 }
 
-const portUsage = "use [HOSTIP:]HOSTPORT:PORT[/tcp|udp]"
+// PortSpecUsage tells how to write a -p value; errors about one end with it.
+const PortSpecUsage = "use [HOSTIP:]HOSTPORT:PORT[/tcp|udp]"
 
 // ParsePortSpec parses one -p value: [HOSTIP:]HOSTPORT:PORT[/tcp|udp]. The protocol defaults to tcp and
 // a host address of 0.0.0.0 means every address. Errors wrap errdefs.ErrInvalidArgument and read like
 // `invalid -p "80:abc": container port "abc" is not a number; use [HOSTIP:]HOSTPORT:PORT[/tcp|udp]`.
-func ParsePortSpec(spec string) (PortMapping, error) {
-	bad := func(format string, args ...any) (PortMapping, error) {
-		return PortMapping{}, errorf(errdefs.ErrInvalidArgument, "invalid -p %q: %s; %s", spec, fmt.Sprintf(format, args...), portUsage)
+func ParsePortSpec(spec string) (PortSpec, error) {
+	bad := func(format string, args ...any) (PortSpec, error) {
+		return PortSpec{}, invalidf("invalid -p %q: %s; %s", spec, fmt.Sprintf(format, args...), PortSpecUsage)
 	}
-	m := PortMapping{Proto: "tcp"}
+	m := PortSpec{Proto: "tcp"}
 	rest := spec
 	if i := strings.LastIndexByte(rest, '/'); i >= 0 {
 		m.Proto = strings.ToLower(rest[i+1:])
@@ -95,8 +96,8 @@ func parsePort(what, s string) (uint16, error) {
 }
 
 // ParsePortSpecs parses every -p value and refuses two that publish the same host port.
-func ParsePortSpecs(specs []string) ([]PortMapping, error) {
-	var out []PortMapping
+func ParsePortSpecs(specs []string) ([]PortSpec, error) {
+	var out []PortSpec
 	for _, s := range specs {
 		m, err := ParsePortSpec(s)
 		if err != nil {
@@ -104,7 +105,7 @@ func ParsePortSpecs(specs []string) ([]PortMapping, error) {
 		}
 		for _, o := range out {
 			if o.Clashes(m) {
-				return nil, errorf(errdefs.ErrInvalidArgument, "invalid -p %q: host port %d/%s is already published by -p %q; publish each host port once", s, m.HostPort, m.Proto, o.String())
+				return nil, invalidf("invalid -p %q: host port %d/%s is already published by -p %q; publish each host port once", s, m.HostPort, m.Proto, o.String())
 			}
 		}
 		out = append(out, m)
@@ -112,20 +113,16 @@ func ParsePortSpecs(specs []string) ([]PortMapping, error) {
 	return out, nil
 }
 
-// PortsFromAPI converts the wire form (api.PortMapping) and checks it as ParsePortSpecs does.
-func PortsFromAPI(ps []api.PortMapping) ([]PortMapping, error) {
-	specs := make([]string, len(ps))
-	for i, p := range ps {
-		specs[i] = p.String()
-	}
-	return ParsePortSpecs(specs)
-}
-
-// API returns the wire form of p.
-func (p PortMapping) API() api.PortMapping {
-	w := api.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Proto}
+// Wire returns the wire form of p.
+func (p PortSpec) Wire() PortMapping {
+	w := PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Proto}
 	if p.HostIP.IsValid() {
 		w.HostIP = p.HostIP.String()
 	}
 	return w
+}
+
+// invalidf returns an errdefs.ErrInvalidArgument whose message is exactly the formatted text.
+func invalidf(format string, args ...any) error {
+	return errdefs.FromWire(errdefs.Code(errdefs.ErrInvalidArgument), fmt.Sprintf(format, args...))
 }

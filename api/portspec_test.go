@@ -1,4 +1,4 @@
-package bridge
+package api
 
 import (
 	"errors"
@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -13,13 +14,13 @@ import (
 func TestParsePortSpec(t *testing.T) {
 	tests := []struct {
 		spec    string
-		want    PortMapping
+		want    PortSpec
 		wantErr string
 	}{
-		{spec: "8080:80", want: PortMapping{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-		{spec: "53:53/udp", want: PortMapping{HostPort: 53, ContainerPort: 53, Proto: "udp"}},
-		{spec: "127.0.0.1:8080:80/tcp", want: PortMapping{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
-		{spec: "0.0.0.0:1:65535", want: PortMapping{HostPort: 1, ContainerPort: 65535, Proto: "tcp"}},
+		{spec: "8080:80", want: PortSpec{HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+		{spec: "53:53/udp", want: PortSpec{HostPort: 53, ContainerPort: 53, Proto: "udp"}},
+		{spec: "127.0.0.1:8080:80/tcp", want: PortSpec{HostIP: netip.MustParseAddr("127.0.0.1"), HostPort: 8080, ContainerPort: 80, Proto: "tcp"}},
+		{spec: "0.0.0.0:1:65535", want: PortSpec{HostPort: 1, ContainerPort: 65535, Proto: "tcp"}},
 		{spec: "80:abc", wantErr: `invalid -p "80:abc": container port "abc" is not a number; use [HOSTIP:]HOSTPORT:PORT[/tcp|udp]`},
 		{spec: "x:80", wantErr: `invalid -p "x:80": host port "x" is not a number; use [HOSTIP:]HOSTPORT:PORT[/tcp|udp]`},
 		{spec: "80", wantErr: `invalid -p "80": no host port (ov does not pick one); use [HOSTIP:]HOSTPORT:PORT[/tcp|udp]`},
@@ -42,7 +43,7 @@ func TestParsePortSpec(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if diff := cmp.Diff(tt.want, got, cmpNetip); diff != "" {
+			if diff := cmp.Diff(tt.want, got, cmpopts.EquateComparable(netip.Addr{})); diff != "" {
 				t.Errorf("(-want +got):\n%s", diff)
 			}
 			if again, err := ParsePortSpec(got.String()); err != nil || again != got {
@@ -60,30 +61,5 @@ func TestParsePortSpecsDuplicate(t *testing.T) {
 	}
 	if _, err := ParsePortSpecs([]string{"8080:80", "8080:80/udp", "127.0.0.1:81:80", "127.0.0.2:81:80"}); err != nil {
 		t.Fatalf("distinct protocols and host addresses are refused: %v", err)
-	}
-}
-
-func TestParseMode(t *testing.T) {
-	tests := []struct {
-		in      string
-		want    Mode
-		wantErr bool
-	}{
-		{in: "", want: Mode{Kind: ModeNetwork, Network: "bridge"}},
-		{in: "host", want: Mode{Kind: ModeHost}},
-		{in: "none", want: Mode{Kind: ModeNone}},
-		{in: "container:web", want: Mode{Kind: ModeContainer, Container: "web"}},
-		{in: "front", want: Mode{Kind: ModeNetwork, Network: "front"}},
-		{in: "container:", wantErr: true},
-		{in: "bad name", wantErr: true},
-	}
-	for _, tt := range tests {
-		got, err := ParseMode(tt.in)
-		if (err != nil) != tt.wantErr || got != tt.want {
-			t.Errorf("ParseMode(%q) = %+v, %v; want %+v (error %v)", tt.in, got, err, tt.want, tt.wantErr)
-		}
-		if err != nil && !errors.Is(err, errdefs.ErrInvalidArgument) {
-			t.Errorf("ParseMode(%q) error %v is not invalid argument", tt.in, err)
-		}
 	}
 }

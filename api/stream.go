@@ -1,10 +1,11 @@
-package shim
+package api
 
 import (
 	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"net/http"
 	"sync"
 )
 
@@ -104,4 +105,24 @@ func ReadFrame(r io.Reader) (byte, []byte, error) {
 		return 0, nil, err
 	}
 	return hdr[0], p, nil
+}
+
+// FlushWriter returns a writer that flushes w after every write, so that streamed frames leave at
+// once.
+func FlushWriter(w http.ResponseWriter) io.Writer {
+	fl, _ := w.(http.Flusher)
+	return flushWriter{w, fl}
+}
+
+type flushWriter struct {
+	w  io.Writer
+	fl http.Flusher
+}
+
+func (f flushWriter) Write(p []byte) (int, error) {
+	n, err := f.w.Write(p)
+	if f.fl != nil {
+		f.fl.Flush()
+	}
+	return n, err
 }
