@@ -116,7 +116,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	errs := make(chan error, len(cachedKinds))
 	for _, k := range cachedKinds {
 		go func() {
-			errs <- c.st.ListWatch(ctx, store.KindPrefix(k), 0, false, kindWatcher{c: c.cache, kind: k})
+			errs <- c.st.Watch(ctx, k, kindWatcher{c: c.cache, kind: k})
 		}()
 	}
 	var first error
