@@ -26,7 +26,7 @@ type TakenError struct {
 }
 
 func (e *TakenError) Error() string {
-	return fmt.Sprintf("network %q: address %s is already used by container %s on host %s; choose another --ip or leave it out",
+	return fmt.Sprintf("network %q: address %s is already used by container %s on host %s; choose another address or leave it out",
 		e.Holder.Network, e.Holder.IP, e.Holder.Container, e.Holder.Host)
 }
 

@@ -144,7 +144,7 @@ func planNetwork(req api.Network, existing []Network, vniCursor uint32, pools Po
 		}
 		for _, e := range existing {
 			if ipam.Overlaps(p, e.Range.Subnet) {
-				return api.Network{}, fmt.Errorf("network %q: subnet %s overlaps network %q (%s); choose another --subnet: %w", n.Name, p, e.Name, e.Range.Subnet, errdefs.ErrConflict)
+				return api.Network{}, fmt.Errorf("network %q: subnet %s overlaps network %q (%s); choose another subnet: %w", n.Name, p, e.Name, e.Range.Subnet, errdefs.ErrConflict)
 			}
 		}
 	} else {
@@ -161,7 +161,7 @@ func planNetwork(req api.Network, existing []Network, vniCursor uint32, pools Po
 	n.Gateway = r.Gateway.String()
 	if n.VNI != 0 {
 		if other, ok := taken[n.VNI]; ok {
-			return api.Network{}, fmt.Errorf("network %q: VNI %d is used by network %q; choose another --vni or leave it out: %w", n.Name, n.VNI, other, errdefs.ErrConflict)
+			return api.Network{}, fmt.Errorf("network %q: VNI %d is used by network %q; choose another VNI or leave it out: %w", n.Name, n.VNI, other, errdefs.ErrConflict)
 		}
 	} else {
 		v, err := ipam.NextVNI(vniCursor, pools.VNIMin, pools.VNIMax, func(v uint32) bool { _, ok := taken[v]; return ok })
@@ -302,7 +302,7 @@ func (s *Store) DeleteNetwork(ctx context.Context, name string, force bool) erro
 					some = append(some, fmt.Sprintf("%s on %s (%s)", ep.Container, ep.Host, ep.IP))
 				}
 			}
-			return fmt.Errorf("network %q has %d endpoints, e.g. %v; remove those containers first or use --force: %w", name, count, some, errdefs.ErrConflict)
+			return fmt.Errorf("network %q has %d endpoints, e.g. %v; remove those containers first or force the removal: %w", name, count, some, errdefs.ErrConflict)
 		}
 	}
 	return fmt.Errorf("remove network %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)

@@ -44,7 +44,7 @@ func DefaultConfig() Config {
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	if len(c.Endpoints) == 0 {
-		return fmt.Errorf("store: no etcd endpoints; give --etcd-endpoints or run the embedded etcd: %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("store: no etcd endpoints; give the client URLs of an etcd cluster, or start an embedded etcd and use its URL: %w", errdefs.ErrInvalidArgument)
 	}
 	for _, e := range c.Endpoints {
 		if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
