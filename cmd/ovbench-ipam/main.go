@@ -6,7 +6,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -21,8 +20,6 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller"
@@ -143,7 +140,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 			rate, lat, err = measure(dur, conc, func(w, k int) error {
 				v := next.Add(1)
 				ip := netip.AddrFrom4([4]byte{base[0], base[1], base[2] + byte(v>>8), base[3] + byte(v)})
-				return bareTxn(ctx, st.Client(), n, h, fmt.Sprintf("c%d", v), ip)
+				return st.BareAllocate(ctx, n, h, fmt.Sprintf("c%d", v), ip)
 			})
 			if err != nil {
 				return fmt.Errorf("bare etcd with %d clients: %w", conc, err)
@@ -180,36 +177,6 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"Machine: " + perfdoc.Machine(),
 	}, "\n")
 	return perfdoc.WriteSection(out, "ipam", body)
-}
-
-// bareTxn is the allocation transaction of store.Allocate, written out with the bare etcd client.
-func bareTxn(ctx context.Context, cli *clientv3.Client, n store.Network, h store.Host, container string, ip netip.Addr) error {
-	ep := api.Endpoint{Network: n.Name, Host: h.Name, Container: container, IP: ip.String(), VTEP: h.Address, Created: time.Now().UTC()}
-	b, _ := json.Marshal(ep)
-	ek := "/ov/v1/endpoints/" + n.Name + "/" + ip.String()
-	ok := "/ov/v1/owners/" + n.Name + "/" + h.Name + "/" + container
-	tr, err := cli.Txn(ctx).If(
-		clientv3.Compare(clientv3.CreateRevision("/ov/v1/networks/"+n.Name), "=", n.CreateRevision),
-		clientv3.Compare(clientv3.ModRevision("/ov/v1/hosts/"+h.Name), "=", h.Revision),
-		clientv3.Compare(clientv3.CreateRevision(ok), "=", 0),
-		clientv3.Compare(clientv3.CreateRevision(ek), "=", 0),
-	).Then(
-		clientv3.OpPut(ek, string(b)),
-		clientv3.OpPut(ok, ip.String()),
-		clientv3.OpPut("/ov/v1/cursors/"+n.Name, ip.String()),
-	).Else(
-		clientv3.OpGet("/ov/v1/networks/"+n.Name, clientv3.WithKeysOnly()),
-		clientv3.OpGet("/ov/v1/hosts/"+h.Name, clientv3.WithKeysOnly()),
-		clientv3.OpGet(ok),
-		clientv3.OpGet(ek),
-	).Commit()
-	if err != nil {
-		return err
-	}
-	if !tr.Succeeded {
-		return fmt.Errorf("bare txn for %s failed", ip)
-	}
-	return nil
 }
 
 // measure runs op from conc goroutines for dur and returns operations per second and the median

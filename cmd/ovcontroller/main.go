@@ -10,7 +10,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"github.com/ovnet/ov/cmd/internal/daemon"
 	"log/slog"
 	"net"
 	"net/http"
@@ -24,8 +23,8 @@ import (
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
-	"go.etcd.io/etcd/client/pkg/v3/transport"
 
+	"github.com/ovnet/ov/cmd/internal/daemon"
 	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/store"
 )
@@ -134,12 +133,39 @@ func token(log *slog.Logger, what, envValue, file string) (string, error) {
 	return t, nil
 }
 
+// run starts the controller from its configuration and serves until ctx ends: configuration, then
+// etcd and the store, then the controller, then the HTTP server.
 func run(ctx context.Context, v *viper.Viper) error {
 	log, err := daemon.NewLogger(v.GetString("log-level"), v.GetString("log-format"))
 	if err != nil {
 		return err
 	}
-	dataDir := v.GetString("data-dir")
+	if err := checkListen(v); err != nil {
+		return err
+	}
+	cfg, err := controllerConfig(v)
+	if err != nil {
+		return err
+	}
+	st, endpoints, closeStore, err := openStore(v, log)
+	if err != nil {
+		return err
+	}
+	defer closeStore()
+	cfg.Store, cfg.Log = st, log
+	if cfg.AdminToken, cfg.JoinToken, err = tokens(v, log); err != nil {
+		return err
+	}
+	ctl, err := controller.New(cfg)
+	if err != nil {
+		return err
+	}
+	return serve(ctx, v, log, ctl, endpoints)
+}
+
+// checkListen refuses TLS settings that do not go together, and plain HTTP on a non-loopback address
+// unless --insecure-listen allows it.
+func checkListen(v *viper.Viper) error {
 	listen := v.GetString("listen")
 	certFile, keyFile := v.GetString("tls-cert"), v.GetString("tls-key")
 	if (certFile == "") != (keyFile == "") {
@@ -148,39 +174,58 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if certFile == "" && !v.GetBool("insecure-listen") && !loopback(listen) {
 		return fmt.Errorf("--listen %s is not a loopback address and no --tls-cert/--tls-key is given: tokens would travel in clear text; give a certificate, listen on 127.0.0.1, or pass --insecure-listen", listen)
 	}
+	return nil
+}
+
+// controllerConfig is the controller's configuration from the flags, without store, tokens and log.
+func controllerConfig(v *viper.Viper) (controller.Config, error) {
 	pool, err := netip.ParsePrefix(v.GetString("subnet-pool"))
 	if err != nil {
-		return fmt.Errorf("--subnet-pool %q is not a CIDR", v.GetString("subnet-pool"))
+		return controller.Config{}, fmt.Errorf("--subnet-pool %q is not a CIDR", v.GetString("subnet-pool"))
 	}
+	cfg := controller.DefaultConfig()
+	cfg.Pools.Subnet, cfg.Pools.SubnetBits = pool, v.GetInt("subnet-size")
+	cfg.Pools.VNIMin, cfg.Pools.VNIMax = v.GetUint32("vni-min"), v.GetUint32("vni-max")
+	cfg.HostDeadAfter = v.GetDuration("host-dead-after")
+	return cfg, nil
+}
 
-	// etcd: external, or embedded in the data directory.
+// openStore opens the store on the external etcd of --etcd-endpoints, or on an embedded etcd in the
+// data directory when none is given. It returns the etcd endpoints and a function that closes both.
+func openStore(v *viper.Viper, log *slog.Logger) (*store.Store, []string, func(), error) {
 	endpoints := v.GetStringSlice("etcd-endpoints")
 	var tlsCfg *tls.Config
+	closeEmbedded := func() {}
 	if len(endpoints) == 0 {
 		emb, err := store.StartEmbedded(store.EmbedConfig{
-			Dir:           filepath.Join(dataDir, "etcd"),
+			Dir:           filepath.Join(v.GetString("data-dir"), "etcd"),
 			ClientURL:     v.GetString("etcd-client-url"),
 			PeerURL:       v.GetString("etcd-peer-url"),
 			UnsafeNoFsync: v.GetBool("etcd-unsafe-no-fsync"),
 			Log:           log,
 		})
 		if err != nil {
-			return err
+			return nil, nil, nil, err
 		}
-		defer emb.Close()
+		closeEmbedded = emb.Close
 		endpoints = []string{emb.ClientURL()}
 	} else if v.GetString("etcd-cert") != "" || v.GetString("etcd-ca") != "" {
-		info := transport.TLSInfo{CertFile: v.GetString("etcd-cert"), KeyFile: v.GetString("etcd-key"), TrustedCAFile: v.GetString("etcd-ca")}
-		if tlsCfg, err = info.ClientConfig(); err != nil {
-			return fmt.Errorf("etcd client TLS (--etcd-cert/--etcd-key/--etcd-ca): %w", err)
+		var err error
+		if tlsCfg, err = store.ClientTLS(v.GetString("etcd-cert"), v.GetString("etcd-key"), v.GetString("etcd-ca")); err != nil {
+			return nil, nil, nil, fmt.Errorf("etcd client TLS (--etcd-cert/--etcd-key/--etcd-ca): %w", err)
 		}
 	}
 	st, err := store.Open(store.Config{Endpoints: endpoints, TLS: tlsCfg, RequestTimeout: v.GetDuration("etcd-timeout"), Log: log})
 	if err != nil {
-		return err
+		closeEmbedded()
+		return nil, nil, nil, err
 	}
-	defer st.Close()
+	return st, endpoints, func() { st.Close(); closeEmbedded() }, nil
+}
 
+// tokens reads (or generates) the admin and join tokens.
+func tokens(v *viper.Viper, log *slog.Logger) (admin, join string, err error) {
+	dataDir := v.GetString("data-dir")
 	adminFile := v.GetString("admin-token-file")
 	if adminFile == "" {
 		adminFile = filepath.Join(dataDir, "admin.token")
@@ -189,25 +234,20 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if joinFile == "" {
 		joinFile = filepath.Join(dataDir, "join.token")
 	}
-	admin, err := token(log, "admin", os.Getenv("OV_ADMIN_TOKEN"), adminFile)
-	if err != nil {
-		return err
+	if admin, err = token(log, "admin", os.Getenv("OV_ADMIN_TOKEN"), adminFile); err != nil {
+		return "", "", err
 	}
-	join, err := token(log, "join", os.Getenv("OV_JOIN_TOKEN"), joinFile)
-	if err != nil {
-		return err
+	if join, err = token(log, "join", os.Getenv("OV_JOIN_TOKEN"), joinFile); err != nil {
+		return "", "", err
 	}
+	return admin, join, nil
+}
 
-	cfg := controller.DefaultConfig()
-	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, admin, join, log
-	cfg.Pools.Subnet, cfg.Pools.SubnetBits = pool, v.GetInt("subnet-size")
-	cfg.Pools.VNIMin, cfg.Pools.VNIMax = v.GetUint32("vni-min"), v.GetUint32("vni-max")
-	cfg.HostDeadAfter = v.GetDuration("host-dead-after")
-	ctl, err := controller.New(cfg)
-	if err != nil {
-		return err
-	}
-
+// serve serves the API on --listen and keeps the controller's cache current until ctx ends, then
+// shuts down gracefully; it returns early when either fails.
+func serve(ctx context.Context, v *viper.Viper, log *slog.Logger, ctl *controller.Controller, endpoints []string) error {
+	listen := v.GetString("listen")
+	certFile, keyFile := v.GetString("tls-cert"), v.GetString("tls-key")
 	ln, err := net.Listen("tcp", listen)
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)

@@ -53,7 +53,7 @@ func (c *Controller) authenticate(ctx context.Context, r *http.Request) (princip
 	h := r.Header.Get("Authorization")
 	tok, ok := strings.CutPrefix(h, "Bearer ")
 	if !ok || tok == "" {
-		return principal{}, fmt.Errorf("no token: send Authorization: Bearer <token> (ovctl --token or OV_TOKEN): %w", errdefs.ErrUnauthorized)
+		return principal{}, fmt.Errorf("no token: send Authorization: Bearer <token> with the admin, join or host token: %w", errdefs.ErrUnauthorized)
 	}
 	switch {
 	case equal(tok, c.cfg.AdminToken):

@@ -5,9 +5,6 @@ import (
 	"net/netip"
 	"sync"
 
-	"go.etcd.io/etcd/api/v3/mvccpb"
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/ovnet/ov/internal/controller/store"
 )
 
@@ -59,7 +56,7 @@ type kindWatcher struct {
 }
 
 // Snapshot replaces what the cache knows of the watcher's kind (and only that).
-func (w kindWatcher) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
+func (w kindWatcher) Snapshot(recs []store.Record, rev int64) error {
 	c := w.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -80,37 +77,37 @@ func (w kindWatcher) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
 			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
 		}
 	}
-	for _, kv := range kvs {
-		c.put(kv)
+	for _, r := range recs {
+		c.put(r)
 	}
-	c.log.Debug("cache snapshot", "prefix", store.KindPrefix(w.kind), "revision", rev, "keys", len(kvs))
+	c.log.Debug("cache snapshot", "kind", w.kind.String(), "revision", rev, "keys", len(recs))
 	return nil
 }
 
-func (w kindWatcher) Event(ev *clientv3.Event) error {
+func (w kindWatcher) Event(ev store.Event) error {
 	c := w.c
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	r := ev.Record
 	if w.kind == store.KindEndpoint {
-		c.epRev = ev.Kv.ModRevision
+		c.epRev = r.Revision
 	}
-	if ev.Type == clientv3.EventTypePut {
-		c.put(ev.Kv)
+	if ev.Type == store.EventPut {
+		c.put(r)
 		return nil
 	}
-	kind, name, ip := store.ParseKey(string(ev.Kv.Key))
-	st := c.nets[name]
-	switch kind {
+	st := c.nets[r.Name]
+	switch r.Kind {
 	case store.KindNetwork:
 		if st != nil {
 			st.known, st.net = false, store.Network{}
 			st.cursor, st.cursorRev = netip.Addr{}, 0
 		}
 	case store.KindHost:
-		delete(c.hosts, name)
+		delete(c.hosts, r.Name)
 	case store.KindEndpoint:
 		if st != nil {
-			delete(st.taken, ip)
+			delete(st.taken, r.IP)
 		}
 	case store.KindCursor:
 		if st != nil {
@@ -122,35 +119,34 @@ func (w kindWatcher) Event(ev *clientv3.Event) error {
 
 func (w kindWatcher) Progress(int64) error { return nil }
 
-// put applies one key. Callers hold c.mu.
-func (c *cache) put(kv *mvccpb.KeyValue) {
-	kind, name, ip := store.ParseKey(string(kv.Key))
-	switch kind {
+// put applies one record. Callers hold c.mu.
+func (c *cache) put(r store.Record) {
+	switch r.Kind {
 	case store.KindNetwork:
-		n, err := store.DecodeNetwork(kv.Value, kv.ModRevision, kv.CreateRevision)
+		n, err := r.Network()
 		if err != nil {
-			c.log.Warn("cache: skipping bad network record", "key", string(kv.Key), "err", err)
+			c.log.Warn("cache: skipping bad network record", "key", r.Key, "err", err)
 			return
 		}
-		st := c.state(name)
+		st := c.state(r.Name)
 		if st.known && st.net.CreateRevision != n.CreateRevision {
 			// Recreated: forget the old incarnation's cursor.
 			st.cursor, st.cursorRev = netip.Addr{}, 0
 		}
 		st.net, st.known = n, true
 	case store.KindHost:
-		h, err := store.DecodeHost(kv.Value, kv.ModRevision, kv.CreateRevision)
+		h, err := r.Host()
 		if err != nil {
-			c.log.Warn("cache: skipping bad host record", "key", string(kv.Key), "err", err)
+			c.log.Warn("cache: skipping bad host record", "key", r.Key, "err", err)
 			return
 		}
-		c.hosts[name] = h
+		c.hosts[r.Name] = h
 	case store.KindEndpoint:
-		c.state(name).taken[ip] = struct{}{}
+		c.state(r.Name).taken[r.IP] = struct{}{}
 	case store.KindCursor:
-		if a, err := netip.ParseAddr(string(kv.Value)); err == nil {
-			st := c.state(name)
-			st.etcdCursor, st.etcdRev = a, kv.ModRevision
+		if a, err := r.Cursor(); err == nil {
+			st := c.state(r.Name)
+			st.etcdCursor, st.etcdRev = a, r.Revision
 		}
 	}
 }

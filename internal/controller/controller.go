@@ -40,7 +40,7 @@ func DefaultConfig() Config {
 	return Config{
 		Pools: store.Pools{
 			Subnet:     netip.MustParsePrefix("10.128.0.0/9"), // 32768 /24 networks, clear of 10.0.0.0/9 home/office use
-			SubnetBits: 24,                                    // 253 containers per network unless --subnet says otherwise
+			SubnetBits: 24,                                    // 253 containers per network unless it gives its own subnet
 			VNIMin:     4096,                                  // below: left for hand-picked VNIs
 			VNIMax:     1<<24 - 1,                             // the largest VXLAN VNI
 		},
@@ -116,7 +116,7 @@ func (c *Controller) Run(ctx context.Context) error {
 	errs := make(chan error, len(cachedKinds))
 	for _, k := range cachedKinds {
 		go func() {
-			errs <- c.st.ListWatch(ctx, store.KindPrefix(k), 0, false, kindWatcher{c: c.cache, kind: k})
+			errs <- c.st.Watch(ctx, k, kindWatcher{c: c.cache, kind: k})
 		}()
 	}
 	var first error

@@ -43,7 +43,7 @@ func TestBadInputs(t *testing.T) {
 		{"overlap", func() error {
 			_, err := s.Admin.CreateNetwork(ctx, api.Network{Name: "front", Subnet: "10.1.0.0/16"})
 			return err
-		}, errdefs.ErrConflict, `network "front": subnet 10.1.0.0/16 overlaps network "back" (10.1.2.0/24); choose another --subnet`},
+		}, errdefs.ErrConflict, `network "front": subnet 10.1.0.0/16 overlaps network "back" (10.1.2.0/24); choose another subnet`},
 		{"bad gateway", func() error {
 			_, err := s.Admin.CreateNetwork(ctx, api.Network{Name: "x", Subnet: "10.7.0.0/24", Gateway: "10.8.0.1"})
 			return err

@@ -8,8 +8,6 @@ import (
 	"testing"
 	"time"
 
-	clientv3 "go.etcd.io/etcd/client/v3"
-
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller/client"
 	"github.com/ovnet/ov/internal/controller/store/storetest"
@@ -45,7 +43,7 @@ func TestClusterMemberDies(t *testing.T) {
 	}
 	killed := ""
 	live, released := runAllocations(t, []*client.Client{a.Admin, b.Admin}, 20, 3000, networks, hosts, func() {
-		m := leader(t, cl)
+		m := cl.Leader()
 		killed = m.Name
 		cl.Stop(m)
 	})
@@ -54,25 +52,6 @@ func TestClusterMemberDies(t *testing.T) {
 	}
 	t.Logf("killed the leader %s half-way", killed)
 	checkAllocations(t, a.Admin, live, released, networks, hosts)
-}
-
-// leader finds the member that leads the cluster.
-func leader(t *testing.T, cl *storetest.Cluster) *storetest.Member {
-	cli, err := clientv3.New(clientv3.Config{Endpoints: cl.Endpoints(), DialTimeout: 5 * time.Second})
-	if err != nil {
-		t.Error(err)
-		return cl.Members[0]
-	}
-	defer cli.Close()
-	for _, m := range cl.Members {
-		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-		st, err := cli.Status(ctx, m.ClientURL)
-		cancel()
-		if err == nil && st.Leader == st.Header.MemberId {
-			return m
-		}
-	}
-	return cl.Members[0]
 }
 
 // TestEtcdUnreachable: with its etcd down the API answers 503 with a message that says so, and works

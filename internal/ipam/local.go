@@ -83,7 +83,7 @@ func (l *Local) Allocate(network string, r Range, owner string, want netip.Addr)
 			return netip.Addr{}, fmt.Errorf("network %q: %w", network, err)
 		}
 		if h, ok := holders[want]; ok {
-			return netip.Addr{}, fmt.Errorf("network %q: address %s is already used by %s; choose another --ip: %w", network, want, h, errdefs.ErrConflict)
+			return netip.Addr{}, fmt.Errorf("network %q: address %s is already used by %s; choose another address: %w", network, want, h, errdefs.ErrConflict)
 		}
 		a = want
 	} else {

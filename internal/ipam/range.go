@@ -60,7 +60,7 @@ func ParseRange(subnet, gateway, ipRange string) (Range, error) {
 		}
 	}
 	if r.Size() == 0 {
-		return Range{}, fmt.Errorf("subnet %s with gateway %s and ip-range %q leaves no address for containers; widen --ip-range: %w", p, r.Gateway, ipRange, errdefs.ErrInvalidArgument)
+		return Range{}, fmt.Errorf("subnet %s with gateway %s and ip-range %q leaves no address for containers; widen the ip-range: %w", p, r.Gateway, ipRange, errdefs.ErrInvalidArgument)
 	}
 	return r, nil
 }
@@ -108,7 +108,7 @@ func (r Range) Next(after netip.Addr, taken func(netip.Addr) bool) (netip.Addr, 
 	return netip.Addr{}, fmt.Errorf("subnet %s: all %d addresses between %s and %s are in use; release some or use a larger subnet or ip-range: %w", r.Subnet, r.Size(), r.First, r.Last, errdefs.ErrExhausted)
 }
 
-// Check tells whether a requested address (--ip) may be given to a container: inside the subnet and
+// Check tells whether a requested address may be given to a container: inside the subnet and
 // the range, and neither the network, broadcast nor gateway address. Errors wrap ErrInvalidArgument.
 func (r Range) Check(a netip.Addr) error {
 	switch {
@@ -160,7 +160,7 @@ func PickSubnet(pool netip.Prefix, bits int, avoid []netip.Prefix) (netip.Prefix
 		// Align up to the step.
 		v = (next + step - 1) / step * step
 	}
-	return netip.Prefix{}, fmt.Errorf("pool %s has no free /%d subnet left; give --subnet explicitly or remove networks: %w", pool, bits, errdefs.ErrExhausted)
+	return netip.Prefix{}, fmt.Errorf("pool %s has no free /%d subnet left; give the network its subnet explicitly or remove networks: %w", pool, bits, errdefs.ErrExhausted)
 }
 
 // NextVNI returns the first VNI after `after` in min..max (wrapping) that is not taken, or

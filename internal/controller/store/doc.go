@@ -1,6 +1,6 @@
 // Package store is ov's cluster state in etcd: the versioned key schema (keys.go), the conditional
 // transactions that allocate networks, VNIs, hosts and addresses, list-then-watch with re-list on
-// compaction, and an embedded single-member etcd for controllers started without --etcd-endpoints.
+// compaction, and an embedded single-member etcd for controllers given no external etcd.
 //
 // Invariants:
 //   - every write is conditional: a create compares CreateRevision(key) == 0, an update or delete

@@ -26,7 +26,7 @@ type TakenError struct {
 }
 
 func (e *TakenError) Error() string {
-	return fmt.Sprintf("network %q: address %s is already used by container %s on host %s; choose another --ip or leave it out",
+	return fmt.Sprintf("network %q: address %s is already used by container %s on host %s; choose another address or leave it out",
 		e.Holder.Network, e.Holder.IP, e.Holder.Container, e.Holder.Host)
 }
 
@@ -71,24 +71,8 @@ func (s *Store) allocateOnce(ctx context.Context, n Network, h Host, ep api.Endp
 	ep.Network, ep.Host = n.Name, h.Name
 	ep.IP, ep.VTEP = ip.String(), h.Address
 	ep.Created = time.Now().UTC().Truncate(time.Millisecond)
-	nk, hk := networkKey(n.Name), hostKey(h.Name)
-	ok, ek := ownerKey(n.Name, h.Name, ep.Container), endpointKey(n.Name, ip)
-	then := []clientv3.Op{clientv3.OpPut(ek, encodeEndpoint(ep)), clientv3.OpPut(ok, ep.IP)}
-	if moveCursor {
-		then = append(then, clientv3.OpPut(cursorKey(n.Name), ep.IP))
-	}
 	ctx2, cancel := s.timeout(ctx)
-	tr, err := s.cli.Txn(ctx2).If(
-		clientv3.Compare(clientv3.CreateRevision(nk), "=", n.CreateRevision),
-		clientv3.Compare(clientv3.ModRevision(hk), "=", h.Revision),
-		clientv3.Compare(clientv3.CreateRevision(ok), "=", 0),
-		clientv3.Compare(clientv3.CreateRevision(ek), "=", 0),
-	).Then(then...).Else(
-		clientv3.OpGet(nk, clientv3.WithKeysOnly()),
-		clientv3.OpGet(hk, clientv3.WithKeysOnly()),
-		clientv3.OpGet(ok),
-		clientv3.OpGet(ek),
-	).Commit()
+	tr, err := s.allocateTxn(ctx2, n, h, ep, ip, moveCursor).Commit()
 	cancel()
 	what := func() string {
 		return fmt.Sprintf("allocate %s in network %q for %s on %s", ip, n.Name, ep.Container, h.Name)
@@ -137,6 +121,45 @@ func (s *Store) allocateOnce(ctx context.Context, n Network, h Host, ep api.Endp
 	}
 	// Everything changed back between the transaction and its Else reads: try again.
 	return api.Endpoint{}, false, true, nil
+}
+
+// allocateTxn is the transaction of one allocation attempt of ep (its network, host, container and
+// IP filled in) at ip: see Allocate. Its Else reads the network, host, owner and address keys, in
+// that order.
+func (s *Store) allocateTxn(ctx context.Context, n Network, h Host, ep api.Endpoint, ip netip.Addr, moveCursor bool) clientv3.Txn {
+	nk, hk := networkKey(n.Name), hostKey(h.Name)
+	ok, ek := ownerKey(n.Name, h.Name, ep.Container), endpointKey(n.Name, ip)
+	then := []clientv3.Op{clientv3.OpPut(ek, encodeEndpoint(ep)), clientv3.OpPut(ok, ep.IP)}
+	if moveCursor {
+		then = append(then, clientv3.OpPut(cursorKey(n.Name), ep.IP))
+	}
+	return s.cli.Txn(ctx).If(
+		clientv3.Compare(clientv3.CreateRevision(nk), "=", n.CreateRevision),
+		clientv3.Compare(clientv3.ModRevision(hk), "=", h.Revision),
+		clientv3.Compare(clientv3.CreateRevision(ok), "=", 0),
+		clientv3.Compare(clientv3.CreateRevision(ek), "=", 0),
+	).Then(then...).Else(
+		clientv3.OpGet(nk, clientv3.WithKeysOnly()),
+		clientv3.OpGet(hk, clientv3.WithKeysOnly()),
+		clientv3.OpGet(ok),
+		clientv3.OpGet(ek),
+	)
+}
+
+// BareAllocate commits the transaction of one Allocate attempt (container on host h gets ip in n,
+// and the cursor moves to ip) and nothing around it: no request timeout, no retry, no reading of the
+// answer. It is the bare-etcd reference that benchmarks compare Allocate with; an attempt that does
+// not succeed is an error.
+func (s *Store) BareAllocate(ctx context.Context, n Network, h Host, container string, ip netip.Addr) error {
+	ep := api.Endpoint{Network: n.Name, Host: h.Name, Container: container, IP: ip.String(), VTEP: h.Address, Created: time.Now().UTC()}
+	tr, err := s.allocateTxn(ctx, n, h, ep, ip, true).Commit()
+	if err != nil {
+		return err
+	}
+	if !tr.Succeeded {
+		return fmt.Errorf("bare allocation of %s in network %q failed: %w", ip, n.Name, errdefs.ErrConflict)
+	}
+	return nil
 }
 
 // Release frees the address (network, host, container) holds and returns it. Releasing what is not
@@ -380,12 +403,17 @@ func decodeEndpoints(kvs []*mvccpb.KeyValue) ([]api.Endpoint, error) {
 		}
 		out = append(out, ep)
 	}
-	sort.Slice(out, func(i, j int) bool {
-		a, _ := netip.ParseAddr(out[i].IP)
-		b, _ := netip.ParseAddr(out[j].IP)
+	sortEndpoints(out)
+	return out, nil
+}
+
+// sortEndpoints sorts endpoints by address.
+func sortEndpoints(eps []api.Endpoint) {
+	sort.Slice(eps, func(i, j int) bool {
+		a, _ := netip.ParseAddr(eps[i].IP)
+		b, _ := netip.ParseAddr(eps[j].IP)
 		return a.Less(b)
 	})
-	return out, nil
 }
 
 // WatchEndpoints streams the endpoints of a network to fn: a snapshot first (unless fromRev > 0 and
@@ -396,7 +424,7 @@ func (s *Store) WatchEndpoints(ctx context.Context, network string, fromRev int6
 	if _, err := s.GetNetwork(ctx, network); err != nil {
 		return err
 	}
-	return s.ListWatch(ctx, endpointsPrefix(network), fromRev, true, endpointWatcher{network: network, fn: fn})
+	return s.listWatch(ctx, endpointsPrefix(network), fromRev, true, endpointWatcher{network: network, fn: fn})
 }
 
 type endpointWatcher struct {
@@ -404,32 +432,36 @@ type endpointWatcher struct {
 	fn      func(api.EndpointEvent) error
 }
 
-func (w endpointWatcher) Snapshot(kvs []*mvccpb.KeyValue, rev int64) error {
-	eps, err := decodeEndpoints(kvs)
-	if err != nil {
-		return err
-	}
-	return w.fn(api.EndpointEvent{Type: api.EventSnapshot, Endpoints: eps, Revision: rev})
-}
-
-func (w endpointWatcher) Event(ev *clientv3.Event) error {
-	switch ev.Type {
-	case clientv3.EventTypePut:
-		ep, err := decodeEndpoint(ev.Kv)
+func (w endpointWatcher) Snapshot(recs []Record, rev int64) error {
+	eps := make([]api.Endpoint, 0, len(recs))
+	for _, r := range recs {
+		ep, err := r.Endpoint()
 		if err != nil {
 			return err
 		}
-		return w.fn(api.EndpointEvent{Type: api.EventPut, Endpoint: &ep, Revision: ev.Kv.ModRevision})
-	default:
-		var ep api.Endpoint
-		if ev.PrevKv != nil {
-			ep, _ = decodeEndpoint(ev.PrevKv)
-		} else if _, name, ip := ParseKey(string(ev.Kv.Key)); ip.IsValid() {
-			ep = api.Endpoint{Network: name, IP: ip.String()}
-		}
-		ep.Revision = ev.Kv.ModRevision
-		return w.fn(api.EndpointEvent{Type: api.EventDelete, Endpoint: &ep, Revision: ev.Kv.ModRevision})
+		eps = append(eps, ep)
 	}
+	sortEndpoints(eps)
+	return w.fn(api.EndpointEvent{Type: api.EventSnapshot, Endpoints: eps, Revision: rev})
+}
+
+func (w endpointWatcher) Event(ev Event) error {
+	r := ev.Record
+	if ev.Type == EventPut {
+		ep, err := r.Endpoint()
+		if err != nil {
+			return err
+		}
+		return w.fn(api.EndpointEvent{Type: api.EventPut, Endpoint: &ep, Revision: r.Revision})
+	}
+	var ep api.Endpoint
+	if r.HasValue() {
+		ep, _ = r.Endpoint()
+	} else if r.IP.IsValid() {
+		ep = api.Endpoint{Network: r.Name, IP: r.IP.String()}
+	}
+	ep.Revision = r.Revision
+	return w.fn(api.EndpointEvent{Type: api.EventDelete, Endpoint: &ep, Revision: r.Revision})
 }
 
 func (w endpointWatcher) Progress(rev int64) error {

@@ -5,8 +5,8 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"sort"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ovnet/ov/api"
@@ -29,13 +29,12 @@ func encodeHost(h Host) string {
 	return string(b)
 }
 
-// DecodeHost decodes a host value read from etcd.
-func DecodeHost(value []byte, modRev, createRev int64) (Host, error) {
+func decodeHost(kv *mvccpb.KeyValue) (Host, error) {
 	var h Host
-	if err := json.Unmarshal(value, &h); err != nil {
+	if err := json.Unmarshal(kv.Value, &h); err != nil {
 		return Host{}, fmt.Errorf("store: corrupt host record: %v", err)
 	}
-	h.Revision, h.CreateRevision = modRev, createRev
+	h.Revision, h.CreateRevision = kv.ModRevision, kv.CreateRevision
 	return h, nil
 }
 
@@ -92,27 +91,12 @@ func (s *Store) GetHost(ctx context.Context, name string) (Host, error) {
 	if len(resp.Kvs) == 0 {
 		return Host{}, notFoundHost(name)
 	}
-	return DecodeHost(resp.Kvs[0].Value, resp.Kvs[0].ModRevision, resp.Kvs[0].CreateRevision)
+	return decodeHost(resp.Kvs[0])
 }
 
 // ListHosts reads every host, sorted by name.
 func (s *Store) ListHosts(ctx context.Context) ([]Host, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, hostsPfx, clientv3.WithPrefix())
-	if err != nil {
-		return nil, s.wrap("list hosts", err)
-	}
-	out := make([]Host, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		h, err := DecodeHost(kv.Value, kv.ModRevision, kv.CreateRevision)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, h)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return list(ctx, s, "list hosts", hostsPfx, decodeHost, func(h Host) string { return h.Name })
 }
 
 // DeleteHost removes a host and releases every address it held, in every network. The host record

@@ -43,7 +43,7 @@ func ownerKey(network, host, container string) string {
 }
 func cursorKey(network string) string { return cursorsPfx + network }
 
-// KeyKind classifies a key of the schema for watchers of the whole tree (the controller's cache).
+// KeyKind classifies the keys of the schema, for watchers (Watch, Record).
 type KeyKind int
 
 // Kinds of keys.
@@ -55,9 +55,23 @@ const (
 	KindCursor
 )
 
-// KindPrefix is the prefix under which every key of kind lives ("" for KindOther), for watchers
-// that want one kind only.
-func KindPrefix(kind KeyKind) string {
+// String names the kind, for messages.
+func (k KeyKind) String() string {
+	switch k {
+	case KindNetwork:
+		return "network"
+	case KindHost:
+		return "host"
+	case KindEndpoint:
+		return "endpoint"
+	case KindCursor:
+		return "cursor"
+	}
+	return "other"
+}
+
+// kindPrefix is the prefix under which every key of kind lives ("" for KindOther).
+func kindPrefix(kind KeyKind) string {
 	switch kind {
 	case KindNetwork:
 		return networksPfx
@@ -71,8 +85,8 @@ func KindPrefix(kind KeyKind) string {
 	return ""
 }
 
-// ParseKey tells what a key is: its kind, the network or host name, and for endpoints the address.
-func ParseKey(key string) (kind KeyKind, name string, ip netip.Addr) {
+// parseKey tells what a key is: its kind, the network or host name, and for endpoints the address.
+func parseKey(key string) (kind KeyKind, name string, ip netip.Addr) {
 	switch {
 	case strings.HasPrefix(key, networksPfx):
 		return KindNetwork, key[len(networksPfx):], netip.Addr{}

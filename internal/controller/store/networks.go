@@ -7,10 +7,10 @@ import (
 	"encoding/json"
 	"fmt"
 	"net/netip"
-	"sort"
 	"strconv"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/ovnet/ov/api"
@@ -39,12 +39,12 @@ type Pools struct {
 // maxRetries bounds the optimistic retries of one operation that keeps losing races.
 const maxRetries = 64
 
-func decodeNetwork(kv []byte, modRev, createRev int64) (Network, error) {
+func decodeNetwork(kv *mvccpb.KeyValue) (Network, error) {
 	var n Network
-	if err := json.Unmarshal(kv, &n.Network); err != nil {
+	if err := json.Unmarshal(kv.Value, &n.Network); err != nil {
 		return Network{}, fmt.Errorf("store: corrupt network record: %v", err)
 	}
-	n.Revision, n.CreateRevision = modRev, createRev
+	n.Revision, n.CreateRevision = kv.ModRevision, kv.CreateRevision
 	r, err := ipam.ParseRange(n.Subnet, n.Gateway, n.IPRange)
 	if err != nil {
 		return Network{}, fmt.Errorf("store: network %q has a bad range: %v", n.Name, err)
@@ -57,11 +57,6 @@ func encodeNetwork(n api.Network) string {
 	n.Revision = 0
 	b, _ := json.Marshal(n)
 	return string(b)
-}
-
-// DecodeNetwork decodes a network value read from etcd (for watchers of the whole tree).
-func DecodeNetwork(value []byte, modRev, createRev int64) (Network, error) {
-	return decodeNetwork(value, modRev, createRev)
 }
 
 // CreateNetwork creates an overlay network. Subnet and VNI are picked from pools when the request
@@ -81,7 +76,7 @@ func (s *Store) CreateNetwork(ctx context.Context, req api.Network, pools Pools)
 		}
 		var existing []Network
 		for _, kv := range resp.Responses[0].GetResponseRange().Kvs {
-			n, err := decodeNetwork(kv.Value, kv.ModRevision, kv.CreateRevision)
+			n, err := decodeNetwork(kv)
 			if err != nil {
 				return Network{}, err
 			}
@@ -149,7 +144,7 @@ func planNetwork(req api.Network, existing []Network, vniCursor uint32, pools Po
 		}
 		for _, e := range existing {
 			if ipam.Overlaps(p, e.Range.Subnet) {
-				return api.Network{}, fmt.Errorf("network %q: subnet %s overlaps network %q (%s); choose another --subnet: %w", n.Name, p, e.Name, e.Range.Subnet, errdefs.ErrConflict)
+				return api.Network{}, fmt.Errorf("network %q: subnet %s overlaps network %q (%s); choose another subnet: %w", n.Name, p, e.Name, e.Range.Subnet, errdefs.ErrConflict)
 			}
 		}
 	} else {
@@ -166,7 +161,7 @@ func planNetwork(req api.Network, existing []Network, vniCursor uint32, pools Po
 	n.Gateway = r.Gateway.String()
 	if n.VNI != 0 {
 		if other, ok := taken[n.VNI]; ok {
-			return api.Network{}, fmt.Errorf("network %q: VNI %d is used by network %q; choose another --vni or leave it out: %w", n.Name, n.VNI, other, errdefs.ErrConflict)
+			return api.Network{}, fmt.Errorf("network %q: VNI %d is used by network %q; choose another VNI or leave it out: %w", n.Name, n.VNI, other, errdefs.ErrConflict)
 		}
 	} else {
 		v, err := ipam.NextVNI(vniCursor, pools.VNIMin, pools.VNIMax, func(v uint32) bool { _, ok := taken[v]; return ok })
@@ -199,7 +194,7 @@ func (s *Store) GetNetwork(ctx context.Context, name string) (Network, error) {
 		return Network{}, notFoundNetwork(name)
 	}
 	kv := resp.Kvs[0]
-	return decodeNetwork(kv.Value, kv.ModRevision, kv.CreateRevision)
+	return decodeNetwork(kv)
 }
 
 func notFoundNetwork(name string) error {
@@ -208,22 +203,7 @@ func notFoundNetwork(name string) error {
 
 // ListNetworks reads every network, sorted by name.
 func (s *Store) ListNetworks(ctx context.Context) ([]Network, error) {
-	ctx, cancel := s.timeout(ctx)
-	defer cancel()
-	resp, err := s.cli.Get(ctx, networksPfx, clientv3.WithPrefix())
-	if err != nil {
-		return nil, s.wrap("list networks", err)
-	}
-	out := make([]Network, 0, len(resp.Kvs))
-	for _, kv := range resp.Kvs {
-		n, err := decodeNetwork(kv.Value, kv.ModRevision, kv.CreateRevision)
-		if err != nil {
-			return nil, err
-		}
-		out = append(out, n)
-	}
-	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
-	return out, nil
+	return list(ctx, s, "list networks", networksPfx, decodeNetwork, func(n Network) string { return n.Name })
 }
 
 // UpdateNetwork changes the mutable fields of a network: labels, MTU and internal. With
@@ -322,7 +302,7 @@ func (s *Store) DeleteNetwork(ctx context.Context, name string, force bool) erro
 					some = append(some, fmt.Sprintf("%s on %s (%s)", ep.Container, ep.Host, ep.IP))
 				}
 			}
-			return fmt.Errorf("network %q has %d endpoints, e.g. %v; remove those containers first or use --force: %w", name, count, some, errdefs.ErrConflict)
+			return fmt.Errorf("network %q has %d endpoints, e.g. %v; remove those containers first or force the removal: %w", name, count, some, errdefs.ErrConflict)
 		}
 	}
 	return fmt.Errorf("remove network %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)

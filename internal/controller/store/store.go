@@ -6,11 +6,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sort"
 	"strings"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
+	"go.etcd.io/etcd/client/pkg/v3/transport"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 	"google.golang.org/grpc/codes"
@@ -42,7 +44,7 @@ func DefaultConfig() Config {
 // Validate checks the configuration.
 func (c *Config) Validate() error {
 	if len(c.Endpoints) == 0 {
-		return fmt.Errorf("store: no etcd endpoints; give --etcd-endpoints or run the embedded etcd: %w", errdefs.ErrInvalidArgument)
+		return fmt.Errorf("store: no etcd endpoints; give the client URLs of an etcd cluster, or start an embedded etcd and use its URL: %w", errdefs.ErrInvalidArgument)
 	}
 	for _, e := range c.Endpoints {
 		if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
@@ -50,6 +52,14 @@ func (c *Config) Validate() error {
 		}
 	}
 	return nil
+}
+
+// ClientTLS builds a client TLS configuration for https endpoints from PEM files: a client certificate
+// and its key (both, or neither when etcd does not ask for client certificates) and the CA bundle that
+// signed the etcd servers' certificates (empty: the system's roots). Its errors name the file at fault.
+func ClientTLS(certFile, keyFile, caFile string) (*tls.Config, error) {
+	info := transport.TLSInfo{CertFile: certFile, KeyFile: keyFile, TrustedCAFile: caFile}
+	return info.ClientConfig()
 }
 
 // Store is the cluster state in etcd. It is safe for concurrent use.
@@ -94,9 +104,6 @@ func Open(cfg Config) (*Store, error) {
 	return &Store{cfg: cfg, cli: cli, log: cfg.Log.With("component", "store")}, nil
 }
 
-// Client returns the etcd client (for benchmarks that compare with bare etcd, and health checks).
-func (s *Store) Client() *clientv3.Client { return s.cli }
-
 // Close closes the etcd connection.
 func (s *Store) Close() error { return s.cli.Close() }
 
@@ -139,94 +146,23 @@ func (s *Store) wrap(op string, err error) error {
 		op, strings.Join(s.cfg.Endpoints, ","), reason, errdefs.ErrUnavailable)
 }
 
-// Watcher receives a list-then-watch stream. Snapshot replaces everything under the prefix with kvs
-// as of rev; Event applies one change; Progress says nothing changed up to rev. A returned error ends
-// the watch with that error. Calls come from one goroutine, in revision order.
-type Watcher interface {
-	Snapshot(kvs []*mvccpb.KeyValue, rev int64) error
-	Event(ev *clientv3.Event) error
-	Progress(rev int64) error
-}
-
-// ListWatch lists prefix and watches it for changes until ctx ends. prevKV asks for the previous
-// value with each event (deletes then say what was deleted); it costs etcd a read per event. With fromRev > 0 it resumes: it
-// watches from fromRev+1 without a snapshot, and falls back to a fresh snapshot when that revision
-// has been compacted. When the watch breaks (etcd restarts, a member dies) it resumes from the last
-// revision delivered; it returns only when ctx ends or w returns an error.
-func (s *Store) ListWatch(ctx context.Context, prefix string, fromRev int64, prevKV bool, w Watcher) error {
-	rev := fromRev
-	backoff := 100 * time.Millisecond
-	for ctx.Err() == nil {
-		if rev == 0 {
-			lctx, cancel := s.timeout(ctx)
-			resp, err := s.cli.Get(lctx, prefix, clientv3.WithPrefix())
-			cancel()
-			if err != nil {
-				if ctx.Err() != nil {
-					break
-				}
-				s.log.Debug("list failed; retrying", "prefix", prefix, "err", err)
-				sleep(ctx, &backoff)
-				continue
-			}
-			rev = resp.Header.Revision
-			if err := w.Snapshot(resp.Kvs, rev); err != nil {
-				return err
-			}
-		}
-		wctx, cancel := context.WithCancel(clientv3.WithRequireLeader(ctx))
-		opts := []clientv3.OpOption{clientv3.WithPrefix(), clientv3.WithRev(rev + 1), clientv3.WithProgressNotify()}
-		if prevKV {
-			opts = append(opts, clientv3.WithPrevKV())
-		}
-		wch := s.cli.Watch(wctx, prefix, opts...)
-		err := func() error {
-			for resp := range wch {
-				if resp.CompactRevision != 0 {
-					s.log.Info("watch history compacted; re-listing", "prefix", prefix, "from", rev+1, "compacted", resp.CompactRevision)
-					rev = 0
-					return nil
-				}
-				if err := resp.Err(); err != nil {
-					s.log.Debug("watch broke; resuming", "prefix", prefix, "rev", rev, "err", err)
-					return nil
-				}
-				if resp.IsProgressNotify() {
-					if resp.Header.Revision > rev {
-						rev = resp.Header.Revision
-					}
-					if err := w.Progress(rev); err != nil {
-						return err
-					}
-					continue
-				}
-				for _, ev := range resp.Events {
-					if err := w.Event(ev); err != nil {
-						return err
-					}
-					rev = ev.Kv.ModRevision
-				}
-				backoff = 100 * time.Millisecond
-			}
-			return nil
-		}()
-		cancel()
+// list reads every key under prefix, decodes each and sorts them by name; what names the operation in
+// errors.
+func list[T any](ctx context.Context, s *Store, what, prefix string, decode func(*mvccpb.KeyValue) (T, error), name func(T) string) ([]T, error) {
+	ctx, cancel := s.timeout(ctx)
+	defer cancel()
+	resp, err := s.cli.Get(ctx, prefix, clientv3.WithPrefix())
+	if err != nil {
+		return nil, s.wrap(what, err)
+	}
+	out := make([]T, 0, len(resp.Kvs))
+	for _, kv := range resp.Kvs {
+		v, err := decode(kv)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		sleep(ctx, &backoff)
+		out = append(out, v)
 	}
-	return ctx.Err()
-}
-
-func sleep(ctx context.Context, backoff *time.Duration) {
-	t := time.NewTimer(*backoff)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-	case <-t.C:
-	}
-	if *backoff < 2*time.Second {
-		*backoff *= 2
-	}
+	sort.Slice(out, func(i, j int) bool { return name(out[i]) < name(out[j]) })
+	return out, nil
 }

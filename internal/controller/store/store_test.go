@@ -82,7 +82,7 @@ func TestWatchResumeAfterCompaction(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := s.Client().Compact(ctx, rev); err != nil {
+	if err := s.Compact(ctx, rev); err != nil {
 		t.Fatal(err)
 	}
 

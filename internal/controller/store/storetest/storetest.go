@@ -3,6 +3,7 @@
 package storetest
 
 import (
+	"context"
 	"fmt"
 	"net"
 	"os"
@@ -12,6 +13,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
+	"go.uber.org/zap"
 
 	"github.com/ovnet/ov/internal/controller/store"
 )
@@ -114,6 +118,25 @@ func (c *Cluster) Endpoints() []string {
 		out = append(out, m.ClientURL)
 	}
 	return out
+}
+
+// Leader returns the member that leads the cluster, or the first member when none says it leads.
+func (c *Cluster) Leader() *Member {
+	cli, err := clientv3.New(clientv3.Config{Endpoints: c.Endpoints(), DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
+	if err != nil {
+		c.t.Error(err)
+		return c.Members[0]
+	}
+	defer cli.Close()
+	for _, m := range c.Members {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		st, err := cli.Status(ctx, m.ClientURL)
+		cancel()
+		if err == nil && st.Leader == st.Header.MemberId {
+			return m
+		}
+	}
+	return c.Members[0]
 }
 
 // Start starts (or restarts) a member.
