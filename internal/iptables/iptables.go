@@ -111,8 +111,10 @@ func Sync(c Client, t Table) (int, error) {
 	if err != nil {
 		return 0, fmt.Errorf("iptables: read table %s: %w", t.Name, err)
 	}
-	var create, rules, gone []string
-	var flush, del []string
+	// Order matters within the transaction: chains exist before rules and jumps refer to them, jumps
+	// to a chain that goes are deleted before it, and chains that go are all flushed before any is
+	// deleted (they may jump to each other).
+	var create, rules, flush, del []string
 	for _, ch := range t.Chains {
 		_, exists := cur[ch.Name]
 		switch {
@@ -127,8 +129,7 @@ func Sync(c Client, t Table) (int, error) {
 		}
 	}
 	jumps := jumpEdits(t.Chains, cur)
-	gone = append(flush, del...)
-	lines := slices.Concat(create, rules, jumps, gone)
+	lines := slices.Concat(create, rules, jumps, flush, del)
 	if len(lines) == 0 {
 		return 0, nil
 	}

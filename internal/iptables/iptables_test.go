@@ -285,3 +285,20 @@ COMMIT
 		}
 	}
 }
+
+// TestJumpLeftWhereItIs: a jump that another program moved down (by inserting its own rule above) is
+// not moved back, and a rule of another program that looks like ov's but has no comment is kept.
+func TestJumpLeftWhereItIs(t *testing.T) {
+	f := iptables.NewFake()
+	tab := iptables.Table{Name: "filter", Chains: []iptables.Chain{{Name: chain, Rules: []iptables.Rule{"-j ACCEPT"}, Jumps: []iptables.Jump{{From: "FORWARD"}}}}}
+	if _, err := iptables.Sync(f, tab); err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Insert("filter", "FORWARD", 1, "-i", "docker0", "-j", chain); err != nil {
+		t.Fatal(err)
+	}
+	before := f.String()
+	if n, err := iptables.Sync(f, tab); err != nil || n != 0 || f.String() != before {
+		t.Errorf("Sync made %d edits (%v); want none:\n%s", n, err, f.String())
+	}
+}
