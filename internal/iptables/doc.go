@@ -1,18 +1,22 @@
-// Package iptables is ov's narrow seam over the iptables command: the handful of calls ov makes
-// (Client, satisfied by *github.com/coreos/go-iptables/iptables.IPTables), a Fake that keeps tables in
-// memory and renders them as iptables-save-like text for tests, and the two level-triggered helpers the
-// network drivers build on:
+// Package iptables is ov's one seam over the kernel's IPv4 firewall: a Client reads a whole table
+// (iptables-save) and applies edits to it in one transaction (iptables-restore --noflush); *Tables
+// runs those binaries, *Fake keeps tables in memory and renders them as iptables-save-like text for
+// tests. Both network drivers converge their rules with Sync: given a table's desired part that ov owns
+// (ov's chains with their rules, and the jumps into them from built-in chains), it reads the table
+// once, computes the difference and, when there is one, applies it with one atomic restore.
 //
-//   - SyncChain makes a chain ov owns hold exactly a given list of rules, in order, creating the chain if
-//     needed, with the fewest edits a single pass finds. A rule that replaces another is inserted before
-//     the old one is deleted, so traffic both accept is never dropped in between. Running it twice
-//     changes nothing.
-//   - EnsureJump puts a jump from a built-in chain to an ov chain at the top of the built-in chain, once.
+// Invariants:
+//   - ov adds rules only to chains it owns; a built-in chain (FORWARD, INPUT, POSTROUTING, ...) gets
+//     only jump rules into ov's chains. Built-in chains are shared with Docker, firewalld and admins.
+//   - Every rule ov writes carries a comment "ov:<chain>:<id>" (-m comment), where chain is the ov
+//     chain the rule belongs to (the chain it is in, or the chain a jump enters) and id a hash of the
+//     rule: Sync recognises ov's rules by that comment and compares them by it, never by the text
+//     iptables prints for them. In a built-in chain, a rule without ov's comment is never touched,
+//     except the exact untagged jump rules of the version before comments, which Sync deletes once
+//     it has put the tagged ones in place (so an upgrade leaves no duplicates). In ov's own chains
+//     every rule that is not wanted (untagged ones included) is deleted.
+//   - A jump that is missing is inserted at the top of its built-in chain; one that is present is left
+//     where it is (another program may have put a rule above it on purpose).
 //
-// Invariants: ov adds rules only to chains it owns; a built-in chain (FORWARD, POSTROUTING, ...) gets only
-// jump rules. Rules are written in the canonical form `iptables -S` prints (for example
-// "-p tcp -m tcp --dport 80", "-d 10.0.0.2/32"), so that comparing the listed rules with the wanted ones
-// detects "nothing to do" without running iptables -C for each rule. Rules carry no quoted arguments.
-//
-// Every call runs the iptables binary found on PATH in the network namespace of the calling process.
+// Every call runs in the network namespace of the calling thread.
 package iptables

@@ -2,8 +2,10 @@ package iptables
 
 import (
 	"fmt"
+	"regexp"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 	"sync"
 )
@@ -16,15 +18,18 @@ var builtin = map[string][]string{
 	"raw":    {"PREROUTING", "OUTPUT"},
 }
 
-// Fake is an in-memory Client for unit tests. It enforces what the kernel enforces (a chain must exist
-// before it gets rules, a chain that is jumped to cannot be deleted) and renders its state with String.
+// Fake is an in-memory Client for unit tests. Rules are kept as text, comments included, as
+// iptables-save prints them for rules written in that form. Restore enforces what the kernel enforces
+// (a chain must exist before it gets rules or is jumped to, a chain that is jumped to or not empty
+// cannot be deleted, a built-in chain cannot be deleted) and is all or nothing. String renders every
+// table.
 type Fake struct {
 	mu     sync.Mutex
 	tables map[string]*fakeTable
-	// Calls counts the mutating calls (NewChain, Insert, Delete, DeleteById, ClearAndDeleteChain).
+	// Calls counts the Restore calls that succeeded: with the real client, each is one run of
+	// iptables-restore.
 	Calls int
-	// Reads counts the calls that only look (ChainExists, List, Exists): with the real client each
-	// is a run of the iptables binary too.
+	// Reads counts the Save calls (runs of iptables-save).
 	Reads int
 }
 
@@ -33,10 +38,7 @@ type fakeTable struct {
 	chains map[string][]Rule
 }
 
-var (
-	_ Client   = (*Fake)(nil)
-	_ Restorer = (*Fake)(nil)
-)
+var _ Client = (*Fake)(nil)
 
 // NewFake returns an empty Fake: every table with its built-in chains, policy ACCEPT, no rules.
 func NewFake() *Fake {
@@ -60,20 +62,6 @@ func (f *Fake) table(t string) (*fakeTable, error) {
 	return ft, nil
 }
 
-func (f *Fake) chain(t, c string) (*fakeTable, []Rule, error) {
-	ft, err := f.table(t)
-	if err != nil {
-		return nil, nil, err
-	}
-	rules, ok := ft.chains[c]
-	if !ok {
-		return nil, nil, fmt.Errorf("fake iptables: chain %s/%s does not exist", t, c)
-	}
-	return ft, rules, nil
-}
-
-func join(spec []string) Rule { return Rule(strings.Join(spec, " ")) }
-
 // SetPolicy sets the policy of a built-in chain (as another program on the host might).
 func (f *Fake) SetPolicy(table, chain, policy string) {
 	f.mu.Lock()
@@ -83,64 +71,156 @@ func (f *Fake) SetPolicy(table, chain, policy string) {
 
 // Append adds a rule at the end of chain (as another program on the host might).
 func (f *Fake) Append(table, chain string, rulespec ...string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	ft, rules, err := f.chain(table, chain)
-	if err != nil {
-		return err
-	}
-	ft.chains[chain] = append(rules, join(rulespec))
-	return nil
+	return f.edit(table, "-A "+chain+" "+strings.Join(rulespec, " "))
 }
 
-// ChainExists implements Client.
-func (f *Fake) ChainExists(table, chain string) (bool, error) {
+// Insert inserts a rule at 1-based position pos of chain (as another program on the host might).
+func (f *Fake) Insert(table, chain string, pos int, rulespec ...string) error {
+	return f.edit(table, fmt.Sprintf("-I %s %d %s", chain, pos, strings.Join(rulespec, " ")))
+}
+
+// DeleteById deletes the rule at 1-based position id of chain (as another program on the host might).
+func (f *Fake) DeleteById(table, chain string, id int) error {
+	return f.edit(table, fmt.Sprintf("-D %s %d", chain, id))
+}
+
+// edit applies one restore line without counting it as a call of ov's.
+func (f *Fake) edit(table, line string) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.restore(table, []string{line})
+}
+
+// Save implements Client.
+func (f *Fake) Save(table string) (map[string][]Rule, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.Reads++
 	ft, err := f.table(table)
 	if err != nil {
-		return false, err
+		return nil, err
 	}
-	_, ok := ft.chains[chain]
-	return ok, nil
+	out := map[string][]Rule{}
+	for c, rules := range ft.chains {
+		out[c] = slices.Clone(rules)
+	}
+	return out, nil
 }
 
-// NewChain implements Client.
-func (f *Fake) NewChain(table, chain string) error {
+// Restore implements Client: the lines are applied to a copy of the table, which replaces the table
+// only when every line succeeded.
+func (f *Fake) Restore(table string, lines []string) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.Calls++
-	ft, err := f.table(table)
-	if err != nil {
+	if err := f.restore(table, lines); err != nil {
 		return err
 	}
-	if _, ok := ft.chains[chain]; ok {
-		return fmt.Errorf("fake iptables: chain %s/%s already exists", table, chain)
-	}
-	ft.chains[chain] = nil
+	f.Calls++
 	return nil
 }
 
-// ClearAndDeleteChain implements Client.
-func (f *Fake) ClearAndDeleteChain(table, chain string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
+func (f *Fake) restore(table string, lines []string) error {
 	ft, err := f.table(table)
 	if err != nil {
 		return err
 	}
-	if _, ok := ft.chains[chain]; !ok {
+	tmp := &fakeTable{policy: ft.policy, chains: map[string][]Rule{}}
+	for c, rules := range ft.chains {
+		tmp.chains[c] = slices.Clone(rules)
+	}
+	for _, l := range lines {
+		if err := tmp.apply(l); err != nil {
+			return fmt.Errorf("fake iptables: restore %q: %w", l, err)
+		}
+	}
+	ft.chains = tmp.chains
+	return nil
+}
+
+// apply runs one restore line on the table.
+func (ft *fakeTable) apply(l string) error {
+	if name, ok := strings.CutPrefix(l, ":"); ok {
+		c := strings.Fields(name)[0]
+		if _, builtin := ft.policy[c]; !builtin {
+			ft.chains[c] = nil // created, or flushed as iptables-restore --noflush does
+		}
 		return nil
 	}
+	fl := strings.Fields(l)
+	if len(fl) < 2 {
+		return fmt.Errorf("short line")
+	}
+	cmd, chain, args := fl[0], fl[1], fl[2:]
+	rules, ok := ft.chains[chain]
+	if !ok {
+		return fmt.Errorf("chain %s does not exist", chain)
+	}
+	switch cmd {
+	case "-A":
+		return ft.insert(chain, len(rules)+1, args)
+	case "-I":
+		pos := 1
+		if len(args) > 0 {
+			if n, err := strconv.Atoi(args[0]); err == nil {
+				pos, args = n, args[1:]
+			}
+		}
+		return ft.insert(chain, pos, args)
+	case "-D":
+		return ft.delete(chain, args)
+	case "-F":
+		ft.chains[chain] = nil
+	case "-X":
+		return ft.deleteChain(chain)
+	default:
+		return fmt.Errorf("unknown command %s", cmd)
+	}
+	return nil
+}
+
+func (ft *fakeTable) insert(chain string, pos int, spec []string) error {
+	rules := ft.chains[chain]
+	if pos < 1 || pos > len(rules)+1 {
+		return fmt.Errorf("index %d out of range (%d rules)", pos, len(rules))
+	}
+	if t := target(spec); strings.HasPrefix(t, "OV") {
+		if _, ok := ft.chains[t]; !ok {
+			return fmt.Errorf("jump target %s does not exist", t)
+		}
+	}
+	ft.chains[chain] = slices.Insert(rules, pos-1, Rule(strings.Join(spec, " ")))
+	return nil
+}
+
+// delete deletes the rule at position args[0], or the first rule equal to args.
+func (ft *fakeTable) delete(chain string, args []string) error {
+	rules := ft.chains[chain]
+	i := slices.Index(rules, Rule(strings.Join(args, " ")))
+	if len(args) == 1 {
+		n, err := strconv.Atoi(args[0])
+		if err != nil {
+			return err
+		}
+		i = n - 1
+	}
+	if i < 0 || i >= len(rules) {
+		return fmt.Errorf("no rule %q in %s (%d rules)", strings.Join(args, " "), chain, len(rules))
+	}
+	ft.chains[chain] = slices.Delete(rules, i, i+1)
+	return nil
+}
+
+func (ft *fakeTable) deleteChain(chain string) error {
 	if _, ok := ft.policy[chain]; ok {
-		return fmt.Errorf("fake iptables: cannot delete built-in chain %s/%s", table, chain)
+		return fmt.Errorf("cannot delete built-in chain %s", chain)
+	}
+	if len(ft.chains[chain]) > 0 {
+		return fmt.Errorf("chain %s is not empty", chain)
 	}
 	for from, rules := range ft.chains {
 		for _, r := range rules {
-			if slices.Contains([]string{"-j " + chain, "-g " + chain}, lastTwo(r)) {
-				return fmt.Errorf("fake iptables: chain %s/%s is referenced by %s: %q", table, chain, from, r)
+			if target(r.Spec()) == chain {
+				return fmt.Errorf("chain %s is referenced by %s: %q", chain, from, r)
 			}
 		}
 	}
@@ -148,112 +228,14 @@ func (f *Fake) ClearAndDeleteChain(table, chain string) error {
 	return nil
 }
 
-func lastTwo(r Rule) string {
-	f := r.Spec()
-	if len(f) < 2 {
-		return ""
-	}
-	return f[len(f)-2] + " " + f[len(f)-1]
-}
-
-// List implements Client.
-func (f *Fake) List(table, chain string) ([]string, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Reads++
-	ft, rules, err := f.chain(table, chain)
-	if err != nil {
-		return nil, err
-	}
-	var out []string
-	if p, ok := ft.policy[chain]; ok {
-		out = append(out, "-P "+chain+" "+p)
-	} else {
-		out = append(out, "-N "+chain)
-	}
-	for _, r := range rules {
-		out = append(out, "-A "+chain+" "+string(r))
-	}
-	return out, nil
-}
-
-// Exists implements Client.
-func (f *Fake) Exists(table, chain string, rulespec ...string) (bool, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Reads++
-	_, rules, err := f.chain(table, chain)
-	if err != nil {
-		return false, err
-	}
-	return slices.Contains(rules, join(rulespec)), nil
-}
-
-// Insert implements Client.
-func (f *Fake) Insert(table, chain string, pos int, rulespec ...string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	ft, rules, err := f.chain(table, chain)
-	if err != nil {
-		return err
-	}
-	if pos < 1 || pos > len(rules)+1 {
-		return fmt.Errorf("fake iptables: index %d out of range for %s/%s (%d rules)", pos, table, chain, len(rules))
-	}
-	if err := f.checkTarget(ft, rulespec); err != nil {
-		return err
-	}
-	ft.chains[chain] = slices.Insert(rules, pos-1, join(rulespec))
-	return nil
-}
-
-// checkTarget refuses a jump to a chain that does not exist, as iptables does.
-func (f *Fake) checkTarget(ft *fakeTable, spec []string) error {
+// target returns the chain or target a rule spec jumps or goes to ("" when none).
+func target(spec []string) string {
 	for i := 0; i+1 < len(spec); i++ {
 		if spec[i] == "-j" || spec[i] == "-g" {
-			t := spec[i+1]
-			if strings.ToUpper(t) == t && strings.HasPrefix(t, "OV") {
-				if _, ok := ft.chains[t]; !ok {
-					return fmt.Errorf("fake iptables: jump target %s does not exist", t)
-				}
-			}
+			return spec[i+1]
 		}
 	}
-	return nil
-}
-
-// Delete implements Client.
-func (f *Fake) Delete(table, chain string, rulespec ...string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	ft, rules, err := f.chain(table, chain)
-	if err != nil {
-		return err
-	}
-	i := slices.Index(rules, join(rulespec))
-	if i < 0 {
-		return fmt.Errorf("fake iptables: rule %q not in %s/%s", join(rulespec), table, chain)
-	}
-	ft.chains[chain] = slices.Delete(rules, i, i+1)
-	return nil
-}
-
-// DeleteById implements Client.
-func (f *Fake) DeleteById(table, chain string, id int) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	ft, rules, err := f.chain(table, chain)
-	if err != nil {
-		return err
-	}
-	if id < 1 || id > len(rules) {
-		return fmt.Errorf("fake iptables: index %d out of range for %s/%s (%d rules)", id, table, chain, len(rules))
-	}
-	ft.chains[chain] = slices.Delete(rules, id-1, id)
-	return nil
+	return ""
 }
 
 // String renders every table that has a rule or a custom chain, like iptables-save without counters:
@@ -277,7 +259,7 @@ func (f *Fake) String() string {
 			continue
 		}
 		sort.Strings(custom)
-		order := append(append([]string{}, builtin[t]...), custom...)
+		order := append(slices.Clone(builtin[t]), custom...)
 		fmt.Fprintf(&b, "*%s\n", t)
 		for _, c := range order {
 			p := ft.policy[c]
@@ -296,91 +278,26 @@ func (f *Fake) String() string {
 	return b.String()
 }
 
-// Save implements Restorer.
-func (f *Fake) Save(table string) (map[string][]Rule, error) {
+var idRE = regexp.MustCompile(`("` + commentPrefix + `[^:"]+:)[0-9a-f]+"`)
+
+// MaskIDs replaces the hash in every ov comment of s (a rendering of tables) with "#": tests write the
+// tables they expect as `--comment "ov:OV-FORWARD:#"` without computing hashes. That the hashes are
+// stable is what a second Sync making no edits shows.
+func MaskIDs(s string) string { return idRE.ReplaceAllString(s, `${1}#"`) }
+
+// DropComments removes ov's comment from every rule: the tables as the version of ov before comments
+// left them (for upgrade tests).
+func (f *Fake) DropComments() {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	f.Reads++
-	ft, err := f.table(table)
-	if err != nil {
-		return nil, err
-	}
-	out := map[string][]Rule{}
-	for c, rules := range ft.chains {
-		out[c] = slices.Clone(rules)
-	}
-	return out, nil
-}
-
-// Restore implements Restorer: the lines are applied to a copy of the table, which replaces the table
-// only when every line succeeded; one mutating call.
-func (f *Fake) Restore(table string, lines []string) error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.Calls++
-	ft, err := f.table(table)
-	if err != nil {
-		return err
-	}
-	tmp := &fakeTable{policy: ft.policy, chains: map[string][]Rule{}}
-	for c, rules := range ft.chains {
-		tmp.chains[c] = slices.Clone(rules)
-	}
-	for _, l := range lines {
-		if err := f.restoreLine(tmp, l); err != nil {
-			return fmt.Errorf("fake iptables: restore %q: %w", l, err)
+	for _, ft := range f.tables {
+		for c, rules := range ft.chains {
+			for i, r := range rules {
+				spec := r.Spec()
+				if j := slices.Index(spec, "--comment"); j >= 2 && owner(r) != "" {
+					ft.chains[c][i] = Rule(strings.Join(slices.Delete(spec, j-2, j+2), " "))
+				}
+			}
 		}
 	}
-	ft.chains = tmp.chains
-	return nil
-}
-
-func (f *Fake) restoreLine(ft *fakeTable, l string) error {
-	if name, ok := strings.CutPrefix(l, ":"); ok {
-		c := strings.Fields(name)[0]
-		if _, builtin := ft.policy[c]; !builtin {
-			ft.chains[c] = nil // created, or flushed as iptables-restore --noflush does
-		}
-		return nil
-	}
-	fl := strings.Fields(l)
-	if len(fl) < 2 {
-		return fmt.Errorf("short line")
-	}
-	rules, ok := ft.chains[fl[1]]
-	if !ok {
-		return fmt.Errorf("chain %s does not exist", fl[1])
-	}
-	pos := 0
-	spec := fl[2:]
-	if fl[0] == "-I" || fl[0] == "-D" {
-		if len(fl) < 3 {
-			return fmt.Errorf("no position")
-		}
-		if _, err := fmt.Sscan(fl[2], &pos); err != nil {
-			return err
-		}
-		spec = fl[3:]
-	}
-	switch fl[0] {
-	case "-A":
-		pos = len(rules) + 1
-		fallthrough
-	case "-I":
-		if pos < 1 || pos > len(rules)+1 {
-			return fmt.Errorf("index %d out of range (%d rules)", pos, len(rules))
-		}
-		if err := f.checkTarget(ft, spec); err != nil {
-			return err
-		}
-		ft.chains[fl[1]] = slices.Insert(rules, pos-1, join(spec))
-	case "-D":
-		if pos < 1 || pos > len(rules) {
-			return fmt.Errorf("index %d out of range (%d rules)", pos, len(rules))
-		}
-		ft.chains[fl[1]] = slices.Delete(rules, pos-1, pos)
-	default:
-		return fmt.Errorf("unknown command %s", fl[0])
-	}
-	return nil
 }

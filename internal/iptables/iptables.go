@@ -1,116 +1,223 @@
 package iptables
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 	"slices"
+	"sort"
 	"strings"
-
-	goiptables "github.com/coreos/go-iptables/iptables"
 )
 
-// Client is the part of *goiptables.IPTables that ov uses. Table and chain names are iptables' own
-// ("filter", "nat"; "FORWARD", "OV-FORWARD"). A rule spec is the list of arguments after the chain name.
+// Client reads and writes whole tables. Table and chain names are iptables' own ("filter", "nat";
+// "FORWARD", "OV-FORWARD").
 type Client interface {
-	// ChainExists reports whether chain exists in table.
-	ChainExists(table, chain string) (bool, error)
-	// NewChain creates chain; it fails if the chain exists.
-	NewChain(table, chain string) error
-	// ClearAndDeleteChain flushes and deletes chain; a missing chain is not an error.
-	ClearAndDeleteChain(table, chain string) error
-	// List returns chain as `iptables -S chain` prints it: "-N chain" (or "-P chain POLICY") and then
-	// one "-A chain spec..." line per rule.
-	List(table, chain string) ([]string, error)
-	// Exists reports whether the rule is in chain (iptables -C).
-	Exists(table, chain string, rulespec ...string) (bool, error)
-	// Insert inserts the rule at 1-based position pos.
-	Insert(table, chain string, pos int, rulespec ...string) error
-	// Delete deletes the first rule matching rulespec.
-	Delete(table, chain string, rulespec ...string) error
-	// DeleteById deletes the rule at 1-based position id.
-	DeleteById(table, chain string, id int) error
+	// Save returns every chain of table (built-in ones included) with its rules, in order, as
+	// `iptables-save -t table` prints them without the "-A CHAIN" prefix.
+	Save(table string) (map[string][]Rule, error)
+	// Restore applies lines to table in one transaction, as `iptables-restore --noflush` does:
+	// ":CHAIN - [0:0]" (create, or flush an existing chain), "-I CHAIN POS RULE", "-A CHAIN RULE",
+	// "-D CHAIN POS", "-D CHAIN RULE" (the first rule equal to RULE), "-F CHAIN", "-X CHAIN". Either
+	// every line takes effect or none.
+	Restore(table string, lines []string) error
 }
 
-var _ Client = (*goiptables.IPTables)(nil)
-
-// New returns the real client: the IPv4 iptables binary on PATH, run with --wait.
-func New() (*goiptables.IPTables, error) {
-	c, err := goiptables.New(goiptables.IPFamily(goiptables.ProtocolIPv4), goiptables.Timeout(30))
-	if err != nil {
-		return nil, fmt.Errorf("iptables: %w (install the Debian package iptables)", err)
-	}
-	return c, nil
-}
-
-// Rule is one rule spec as a single line in canonical `iptables -S` form without the "-A CHAIN" prefix,
-// e.g. "-o ov0 -j ACCEPT". Arguments are separated by single spaces and contain no spaces themselves.
+// Rule is one rule spec without the "-A CHAIN" prefix, e.g. "-o ov0 -j ACCEPT". Arguments are separated
+// by spaces and contain none; ov's comment is the only quoted argument.
 type Rule string
 
 // Spec splits the rule into arguments.
 func (r Rule) Spec() []string { return strings.Fields(string(r)) }
 
-// Rules returns chain's rules in order, without the "-A chain " prefix.
-func Rules(c Client, table, chain string) ([]Rule, error) {
-	lines, err := c.List(table, chain)
-	if err != nil {
-		return nil, fmt.Errorf("iptables: list %s/%s: %w", table, chain, err)
-	}
-	prefix := "-A " + chain + " "
-	var out []Rule
-	for _, l := range lines {
-		if s, ok := strings.CutPrefix(l, prefix); ok {
-			out = append(out, Rule(strings.Join(strings.Fields(s), " ")))
-		}
-	}
-	return out, nil
+// Table is the part of one table that ov owns, as it must be.
+type Table struct {
+	Name   string // "filter", "nat", "raw", ...
+	Chains []Chain
 }
 
-// EnsureChain creates chain in table unless it exists.
-func EnsureChain(c Client, table, chain string) error {
-	ok, err := c.ChainExists(table, chain)
-	if err != nil {
-		return fmt.Errorf("iptables: look up chain %s/%s: %w", table, chain, err)
-	}
-	if ok {
-		return nil
-	}
-	if err := c.NewChain(table, chain); err != nil {
-		// Another process may have won the race; accept its chain.
-		if ok, err2 := c.ChainExists(table, chain); err2 == nil && ok {
-			return nil
-		}
-		return fmt.Errorf("iptables: create chain %s/%s: %w", table, chain, err)
-	}
-	return nil
+// Chain is one chain ov owns: it must hold exactly Rules, in order, and the built-in chains must jump
+// to it as Jumps say; or, when Absent, neither the chain nor any jump to it may exist.
+type Chain struct {
+	Name   string
+	Rules  []Rule
+	Jumps  []Jump
+	Absent bool
 }
 
-// SyncChain makes chain (created if missing) hold exactly rules, in order, and returns how many rules it
-// inserted or deleted (0 when the chain already matched). It walks the chain once and edits only where
-// it differs: a wanted rule that is missing is inserted before the stale rule at its place is deleted, so
-// a rule that is replaced never leaves a gap; a stale rule is deleted where the next wanted rule is
-// already further down. Adding or removing one rule in the middle costs one iptables call.
-func SyncChain(c Client, table, chain string, rules []Rule) (int, error) {
-	cur, err := Rules(c, table, chain)
-	if err != nil {
-		// Most likely the chain does not exist yet (listing first saves a run of iptables per sync).
-		if err := EnsureChain(c, table, chain); err != nil {
-			return 0, err
-		}
-		if cur, err = Rules(c, table, chain); err != nil {
-			return 0, err
+// Jump is a rule "Match... -j <chain>" in the built-in chain From.
+type Jump struct {
+	From  string
+	Match []string
+}
+
+// commentPrefix starts the comment on every rule ov writes.
+const commentPrefix = "ov:"
+
+// Tag returns r as ov writes it into chain (the ov chain r belongs to: the one it is in, or for a jump
+// the one it enters): with the match `-m comment --comment "ov:<owner>:<id>"` before the target, id a
+// hash of in and r. This is also the text iptables-save prints for the rule when r is in that form.
+func Tag(owner, in string, r Rule) Rule {
+	spec := r.Spec()
+	sum := sha256.Sum256([]byte(in + "\x00" + strings.Join(spec, " ")))
+	comment := []string{"-m", "comment", "--comment", `"` + commentPrefix + owner + ":" + hex.EncodeToString(sum[:6]) + `"`}
+	at := len(spec)
+	for i, a := range spec {
+		if a == "-j" || a == "-g" {
+			at = i
+			break
 		}
 	}
-	changes := 0
-	for _, e := range plan(cur, rules) {
-		if e.insert {
-			if err := c.Insert(table, chain, e.pos, e.rule.Spec()...); err != nil {
-				return changes, fmt.Errorf("iptables: insert %q into %s/%s: %w", e.rule, table, chain, err)
+	return Rule(strings.Join(slices.Insert(spec, at, comment...), " "))
+}
+
+// owner returns the ov chain a rule belongs to according to its comment, or "" when it has no ov
+// comment.
+func owner(r Rule) string {
+	spec := r.Spec()
+	for i := 0; i+1 < len(spec); i++ {
+		if spec[i] != "--comment" {
+			continue
+		}
+		c := strings.Trim(spec[i+1], `"`)
+		if rest, ok := strings.CutPrefix(c, commentPrefix); ok {
+			if o, _, ok := strings.Cut(rest, ":"); ok {
+				return o
 			}
-		} else if err := c.DeleteById(table, chain, e.pos); err != nil {
-			return changes, fmt.Errorf("iptables: delete stale rule %q from %s/%s: %w", e.rule, table, chain, err)
 		}
-		changes++
 	}
-	return changes, nil
+	return ""
+}
+
+// id returns the comment that identifies an ov rule, or "" for a rule without ov's comment.
+func id(r Rule) string {
+	if owner(r) == "" {
+		return ""
+	}
+	spec := r.Spec()
+	i := slices.Index(spec, "--comment")
+	return strings.Trim(spec[i+1], `"`)
+}
+
+func (j Jump) rule(to string) Rule {
+	return Rule(strings.Join(append(slices.Clone(j.Match), "-j", to), " "))
+}
+
+// Sync makes the part of table t.Name that ov owns what t says, with one Save and at most one Restore
+// (none when everything matches), and returns the number of rules and chains it added or deleted.
+// In ov's chains a wanted rule that is missing is inserted before a stale rule at its place is
+// deleted, and the whole edit is one transaction: traffic that both versions accept is never dropped.
+func Sync(c Client, t Table) (int, error) {
+	cur, err := c.Save(t.Name)
+	if err != nil {
+		return 0, fmt.Errorf("iptables: read table %s: %w", t.Name, err)
+	}
+	// Order matters within the transaction: chains exist before rules and jumps refer to them, jumps
+	// to a chain that goes are deleted before it, and chains that go are all flushed before any is
+	// deleted (they may jump to each other).
+	var create, rules, flush, del []string
+	for _, ch := range t.Chains {
+		_, exists := cur[ch.Name]
+		switch {
+		case ch.Absent && exists:
+			flush = append(flush, "-F "+ch.Name)
+			del = append(del, "-X "+ch.Name)
+		case !ch.Absent && !exists:
+			create = append(create, ":"+ch.Name+" - [0:0]")
+		}
+		if !ch.Absent {
+			rules = append(rules, chainEdits(ch, cur[ch.Name])...)
+		}
+	}
+	jumps := jumpEdits(t.Chains, cur)
+	lines := slices.Concat(create, rules, jumps, flush, del)
+	if len(lines) == 0 {
+		return 0, nil
+	}
+	if err := c.Restore(t.Name, lines); err != nil {
+		return 0, fmt.Errorf("iptables: update table %s: %w", t.Name, err)
+	}
+	return len(create) + len(rules) + len(jumps) + len(del), nil
+}
+
+// chainEdits returns the lines that make ov's chain ch, now holding cur, hold exactly ch.Rules
+// (tagged), comparing rules by their ov comment.
+func chainEdits(ch Chain, cur []Rule) []string {
+	tagged := map[Rule]Rule{} // id -> rule as written
+	want := make([]Rule, len(ch.Rules))
+	for i, r := range ch.Rules {
+		tr := Tag(ch.Name, ch.Name, r)
+		want[i] = Rule(id(tr))
+		tagged[want[i]] = tr
+	}
+	have := make([]Rule, len(cur))
+	for i, r := range cur {
+		if have[i] = Rule(id(r)); have[i] == "" || owner(r) != ch.Name {
+			have[i] = "untagged " + r // never equal to a wanted id
+		}
+	}
+	var out []string
+	for _, e := range plan(have, want) {
+		if e.insert {
+			out = append(out, fmt.Sprintf("-I %s %d %s", ch.Name, e.pos, tagged[e.rule]))
+		} else {
+			out = append(out, fmt.Sprintf("-D %s %d", ch.Name, e.pos))
+		}
+	}
+	return out
+}
+
+// jumpEdits returns the lines that put the wanted jumps into the built-in chains and delete ov's
+// other rules there (stale or duplicate tagged jumps to these chains, and the untagged jumps of the
+// version before comments). Deletion is by rule, not position, so that it holds even when another
+// program edited the chain since the Save.
+func jumpEdits(chains []Chain, cur map[string][]Rule) []string {
+	owned := map[string]bool{}
+	want := map[string][]Rule{}          // built-in chain -> tagged jumps, in order
+	legacy := map[string]map[Rule]bool{} // built-in chain -> untagged jumps of the old version
+	for _, ch := range chains {
+		owned[ch.Name] = true
+		for _, j := range ch.Jumps {
+			r := j.rule(ch.Name)
+			if legacy[j.From] == nil {
+				legacy[j.From] = map[Rule]bool{}
+			}
+			legacy[j.From][Rule(strings.Join(r.Spec(), " "))] = true
+			if !ch.Absent {
+				want[j.From] = append(want[j.From], Tag(ch.Name, j.From, r))
+			}
+		}
+	}
+	var from []string
+	for name := range cur {
+		if !owned[name] {
+			from = append(from, name)
+		}
+	}
+	sort.Strings(from)
+	var out []string
+	for _, name := range from {
+		kept := map[Rule]bool{}
+		var drop []string
+		for _, r := range cur[name] {
+			ours := owned[owner(r)]
+			if !ours && !(owner(r) == "" && legacy[name][r]) {
+				continue
+			}
+			if ours && slices.ContainsFunc(want[name], func(w Rule) bool { return id(w) == id(r) }) && !kept[Rule(id(r))] {
+				kept[Rule(id(r))] = true
+				continue
+			}
+			drop = append(drop, fmt.Sprintf("-D %s %s", name, r))
+		}
+		ws := want[name]
+		for i := len(ws) - 1; i >= 0; i-- {
+			if !kept[Rule(id(ws[i]))] {
+				out = append(out, fmt.Sprintf("-I %s 1 %s", name, ws[i]))
+			}
+		}
+		out = append(out, drop...)
+	}
+	return out
 }
 
 // edit is one step that turns a chain into the wanted one: insert rule at 1-based position pos, or
@@ -121,13 +228,11 @@ type edit struct {
 	rule   Rule
 }
 
-// plan returns the edits that make chain content cur hold exactly rules, in order (see SyncChain).
-func plan(cur, rules []Rule) []edit {
+// plan returns the edits that make chain content cur hold exactly want, in order, with the fewest
+// edits a single pass finds: a wanted rule that is missing is inserted before the stale rule at its
+// place is deleted; a stale rule is deleted where the next wanted rule is already further down.
+func plan(cur, want []Rule) []edit {
 	cur = slices.Clone(cur)
-	want := make([]Rule, len(rules))
-	for i, r := range rules {
-		want[i] = Rule(strings.Join(r.Spec(), " "))
-	}
 	var out []edit
 	for i, j := 0, 0; i < len(want) || j < len(cur); {
 		switch {
@@ -145,51 +250,4 @@ func plan(cur, rules []Rule) []edit {
 		}
 	}
 	return out
-}
-
-// EnsureJump makes sure chain `from` (a built-in chain) holds the rule "match... -j to", and inserts it
-// at the top if it is missing. A jump that is present but not first is left where it is: another
-// program may have put its own rule above on purpose, and moving ours would fight it.
-func EnsureJump(c Client, table, from string, to string, match ...string) error {
-	spec := append(append([]string{}, match...), "-j", to)
-	ok, err := c.Exists(table, from, spec...)
-	if err != nil {
-		return fmt.Errorf("iptables: check jump %s/%s -> %s: %w", table, from, to, err)
-	}
-	if ok {
-		return nil
-	}
-	if err := c.Insert(table, from, 1, spec...); err != nil {
-		return fmt.Errorf("iptables: insert jump %s/%s -> %s: %w", table, from, to, err)
-	}
-	return nil
-}
-
-// RemoveJump deletes every copy of the jump rule "match... -j to" from chain `from`; none is not an
-// error.
-func RemoveJump(c Client, table, from, to string, match ...string) error {
-	spec := append(append([]string{}, match...), "-j", to)
-	for {
-		ok, err := c.Exists(table, from, spec...)
-		if err != nil {
-			if exists, err2 := c.ChainExists(table, to); err2 == nil && !exists {
-				return nil // iptables -C fails when the target chain is gone: nothing can jump to it.
-			}
-			return fmt.Errorf("iptables: check jump %s/%s -> %s: %w", table, from, to, err)
-		}
-		if !ok {
-			return nil
-		}
-		if err := c.Delete(table, from, spec...); err != nil {
-			return fmt.Errorf("iptables: delete jump %s/%s -> %s: %w", table, from, to, err)
-		}
-	}
-}
-
-// DeleteChain flushes and deletes chain; a missing chain is not an error. Jumps to it must be gone.
-func DeleteChain(c Client, table, chain string) error {
-	if err := c.ClearAndDeleteChain(table, chain); err != nil {
-		return fmt.Errorf("iptables: delete chain %s/%s: %w", table, chain, err)
-	}
-	return nil
 }

@@ -50,8 +50,8 @@ type Config struct {
 	IPForward bool
 	// Netlink opens netlink handles in namespaces. Default netlink.System{} (the kernel).
 	Netlink netlink.Namespaces
-	// IPTables runs iptables in HostNetns. Default nil: the iptables binary (through
-	// github.com/coreos/go-iptables) started from an OS thread switched into HostNetns (NewIPTables).
+	// IPTables reads and writes the tables of HostNetns. Default nil: iptables-save and
+	// iptables-restore started from an OS thread switched into HostNetns (NewIPTables).
 	IPTables iptables.Client
 }
 

@@ -31,7 +31,7 @@ type Driver struct {
 	// the iptables pass (one iptables exec per chain and jump: tens of milliseconds, on the path of
 	// every new peer's neighbour and FDB entries) while the wanted chains are these and the pass is
 	// younger than Resync; Reconcile and Run's periodic resync always do it.
-	fwSpecs []chainSpec
+	fwSpecs []iptables.Table
 	fwAt    time.Time
 	// The containers the last reconcile set up, to take the macvlan out of one that leaves a network
 	// while it keeps running (its interface lives in its namespace, out of sight of the host's).
@@ -217,7 +217,7 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 }
 
 func (p *pass) firewall(active []NetworkState, full bool) error {
-	specs := wantedChains(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
+	specs := wantedTables(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
 	if !full && time.Since(p.d.fwAt) < p.d.cfg.Resync && reflect.DeepEqual(specs, p.d.fwSpecs) {
 		return nil
 	}
@@ -229,14 +229,8 @@ func (p *pass) firewall(active []NetworkState, full bool) error {
 	return nil
 }
 
-func (p *pass) firewallPass(active []NetworkState, specs []chainSpec) error {
-	var n int
-	var err error
-	if len(active) == 0 {
-		n, err = removeChains(p.d.ipt, specs)
-	} else {
-		n, err = ensureChains(p.d.ipt, specs)
-	}
+func (p *pass) firewallPass(active []NetworkState, specs []iptables.Table) error {
+	n, err := syncTables(p.d.ipt, specs, len(active) == 0)
 	p.changes += n
 	if err != nil {
 		return err

@@ -63,7 +63,7 @@ func (w *world) render() string {
 	for _, ns := range []string{"", "/c1", "/c2", "/c3"} {
 		b.WriteString("# netns " + ns + "\n" + w.nl.Render(ns))
 	}
-	b.WriteString("# iptables\n" + w.ipt.String())
+	b.WriteString("# iptables\n" + iptables.MaskIDs(w.ipt.String()))
 	return b.String()
 }
 
@@ -131,9 +131,9 @@ route default via 10.1.0.1 dev eth0
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
 :OV-OVERLAY-RAW -
--A PREROUTING -j OV-OVERLAY-RAW
--A OUTPUT -j OV-OVERLAY-RAW
--A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -141,8 +141,8 @@ COMMIT
 :OUTPUT ACCEPT
 :POSTROUTING ACCEPT
 :OV-OVERLAY-NAT -
--A POSTROUTING -j OV-OVERLAY-NAT
--A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -j MASQUERADE
+-A POSTROUTING -m comment --comment "ov:OV-OVERLAY-NAT:#" -j OV-OVERLAY-NAT
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -m comment --comment "ov:OV-OVERLAY-NAT:#" -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -150,15 +150,15 @@ COMMIT
 :OUTPUT ACCEPT
 :OV-OVERLAY-FWD -
 :OV-OVERLAY-IN -
--A INPUT -j OV-OVERLAY-IN
--A FORWARD -j OV-OVERLAY-FWD
--A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -j DROP
--A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovgw-100 -j ACCEPT
--A OV-OVERLAY-FWD -o ovgw+ -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
--A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
+-A INPUT -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
+-A FORWARD -m comment --comment "ov:OV-OVERLAY-FWD:#" -j OV-OVERLAY-FWD
+-A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
+-A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
 	},
@@ -204,9 +204,9 @@ route default via 10.1.0.1 dev eth1
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
 :OV-OVERLAY-RAW -
--A PREROUTING -j OV-OVERLAY-RAW
--A OUTPUT -j OV-OVERLAY-RAW
--A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -214,8 +214,8 @@ COMMIT
 :OUTPUT ACCEPT
 :POSTROUTING ACCEPT
 :OV-OVERLAY-NAT -
--A POSTROUTING -j OV-OVERLAY-NAT
--A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -j MASQUERADE
+-A POSTROUTING -m comment --comment "ov:OV-OVERLAY-NAT:#" -j OV-OVERLAY-NAT
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -m comment --comment "ov:OV-OVERLAY-NAT:#" -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -223,18 +223,18 @@ COMMIT
 :OUTPUT ACCEPT
 :OV-OVERLAY-FWD -
 :OV-OVERLAY-IN -
--A INPUT -j OV-OVERLAY-IN
--A FORWARD -j OV-OVERLAY-FWD
--A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -j DROP
--A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovgw-100 -j ACCEPT
--A OV-OVERLAY-FWD -i ovgw-200 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovgw-200 -j DROP
--A OV-OVERLAY-FWD -o ovgw+ -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -j ACCEPT
--A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
--A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
+-A INPUT -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
+-A FORWARD -m comment --comment "ov:OV-OVERLAY-FWD:#" -j OV-OVERLAY-FWD
+-A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw-200 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-200 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
 	},
@@ -268,9 +268,9 @@ route default via 10.1.0.1 dev eth1
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
 :OV-OVERLAY-RAW -
--A PREROUTING -j OV-OVERLAY-RAW
--A OUTPUT -j OV-OVERLAY-RAW
--A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -j NOTRACK
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -278,8 +278,8 @@ COMMIT
 :OUTPUT ACCEPT
 :POSTROUTING ACCEPT
 :OV-OVERLAY-NAT -
--A POSTROUTING -j OV-OVERLAY-NAT
--A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -j MASQUERADE
+-A POSTROUTING -m comment --comment "ov:OV-OVERLAY-NAT:#" -j OV-OVERLAY-NAT
+-A OV-OVERLAY-NAT -s 10.1.0.0/24 ! -o ovgw-100 -m comment --comment "ov:OV-OVERLAY-NAT:#" -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -287,15 +287,15 @@ COMMIT
 :OUTPUT ACCEPT
 :OV-OVERLAY-FWD -
 :OV-OVERLAY-IN -
--A INPUT -j OV-OVERLAY-IN
--A FORWARD -j OV-OVERLAY-FWD
--A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -j DROP
--A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -j DROP
--A OV-OVERLAY-FWD -i ovgw-100 -j ACCEPT
--A OV-OVERLAY-FWD -o ovgw+ -j DROP
--A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -j ACCEPT
--A OV-OVERLAY-IN -p udp -m udp --dport 4789 -j DROP
+-A INPUT -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
+-A FORWARD -m comment --comment "ov:OV-OVERLAY-FWD:#" -j OV-OVERLAY-FWD
+-A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
+-A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
+-A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
 	},
@@ -341,6 +341,22 @@ func TestReconcileStatesInRandomOrder(t *testing.T) {
 	}
 }
 
+// Upgrade from the version that wrote no comments: its untagged rules and jumps are replaced, none is
+// left twice.
+func TestUpgradeFromUntaggedRules(t *testing.T) {
+	for _, st := range states[1:] {
+		t.Run(st.name, func(t *testing.T) {
+			w := newWorld(t, 1500)
+			w.apply(t, st.state, st.want)
+			w.ipt.DropComments()
+			if w.render() == st.want {
+				t.Fatal("test bug: dropping the comments changed nothing")
+			}
+			w.apply(t, st.state, st.want)
+		})
+	}
+}
+
 // Whatever someone changed by hand is put back: deleted links and entries, learned and stale
 // entries, wrong MTU, foreign iptables rules in ov's chains, a missing jump.
 func TestReconcileRepairsDrift(t *testing.T) {
@@ -383,7 +399,7 @@ func TestReconcileRepairsDrift(t *testing.T) {
 		}},
 		{"foreign rule in ov chain and jump deleted", func(t *testing.T, w *world) {
 			must(t, w.ipt.Insert("filter", vxlan.ChainForward, 1, "-j", "ACCEPT"))
-			must(t, w.ipt.Delete("nat", "POSTROUTING", "-j", vxlan.ChainNAT))
+			must(t, w.ipt.DeleteById("nat", "POSTROUTING", 1))
 		}},
 	}
 	for _, dr := range drift {
@@ -604,19 +620,14 @@ type countingIPT struct {
 	n atomic.Int64
 }
 
-func (c *countingIPT) ChainExists(table, chain string) (bool, error) {
+func (c *countingIPT) Save(table string) (map[string][]iptables.Rule, error) {
 	c.n.Add(1)
-	return c.Client.ChainExists(table, chain)
+	return c.Client.Save(table)
 }
 
-func (c *countingIPT) List(table, chain string) ([]string, error) {
+func (c *countingIPT) Restore(table string, lines []string) error {
 	c.n.Add(1)
-	return c.Client.List(table, chain)
-}
-
-func (c *countingIPT) Exists(table, chain string, rulespec ...string) (bool, error) {
-	c.n.Add(1)
-	return c.Client.Exists(table, chain, rulespec...)
+	return c.Client.Restore(table, lines)
 }
 
 // A kicked reconcile programs a new peer without an iptables pass when the rules would not change
@@ -675,13 +686,13 @@ func TestRunKickSkipsUnchangedFirewall(t *testing.T) {
 	newHost := vxlan.Peer{IP: a("10.1.0.8"), VTEP: a("192.168.77.9")}
 	set(pB, sameHost, newHost)
 	w.d.Kick()
-	testutil.Eventually(t, 10*time.Second, has("-A OV-OVERLAY-IN -s 192.168.77.9/32 -p udp -m udp --dport 4789 -j ACCEPT"))
+	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
 	testutil.Eventually(t, 10*time.Second, has("fdb ovvx-100 02:42:0a:01:00:08 dst 192.168.77.9"))
 
 	// Reconcile (not kicked) always checks the rules: drift is repaired at once.
-	must(t, w.ipt.Delete("nat", "POSTROUTING", "-j", vxlan.ChainNAT))
+	must(t, w.ipt.DeleteById("nat", "POSTROUTING", 1))
 	must(t, w.d.Reconcile(ctx, desired()))
-	if err := has("-A POSTROUTING -j " + vxlan.ChainNAT)(); err != nil {
+	if err := has(`-A POSTROUTING -m comment --comment "ov:OV-OVERLAY-NAT:#" -j ` + vxlan.ChainNAT)(); err != nil {
 		t.Error(err)
 	}
 }

@@ -1,7 +1,6 @@
 package vxlan
 
 import (
-	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -18,15 +17,9 @@ const (
 	ChainRaw     = "OV-OVERLAY-RAW" // raw: no connection tracking for the VXLAN packets
 )
 
-type chainSpec struct {
-	table, chain string
-	from         []string // built-in chains that jump here
-	rules        []iptables.Rule
-	remove       bool // the chain must not exist
-}
-
-// wantedChains computes the rules of ov's chains for the networks set up on this host.
-func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom []string, noTrack bool) []chainSpec {
+// wantedTables computes ov's part of each table for the networks set up on this host: the chains, their
+// rules and the jumps into them.
+func wantedTables(nets []NetworkState, local netip.Addr, port int, isolateFrom []string, noTrack bool) []iptables.Table {
 	p := strconv.Itoa(port)
 	var in, fwd, nat, raw [][]string // rules as argument lists, in `iptables -S` form
 
@@ -62,22 +55,25 @@ func wantedChains(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 	}
 	fwd = append(fwd, []string{"-o", "ovgw+", "-j", "DROP"}) // nothing else enters an overlay network
 
-	specs := []chainSpec{
-		{table: "filter", chain: ChainInput, from: []string{"INPUT"}, rules: toRules(in)},
-		{table: "filter", chain: ChainForward, from: []string{"FORWARD"}, rules: toRules(fwd)},
-		{table: "nat", chain: ChainNAT, from: []string{"POSTROUTING"}, rules: toRules(nat)},
+	from := func(chains ...string) []iptables.Jump {
+		var js []iptables.Jump
+		for _, c := range chains {
+			js = append(js, iptables.Jump{From: c})
+		}
+		return js
 	}
 	// Connection tracking buys nothing for the tunnel packets (stateless rules): skipping it shortens
 	// every packet's path. Traffic routed through a gateway stays tracked (RELATED,ESTABLISHED,
 	// MASQUERADE).
 	raw = append(raw, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "NOTRACK"})
-	rawSpec := chainSpec{table: "raw", chain: ChainRaw, from: []string{"PREROUTING", "OUTPUT"}, rules: toRules(raw)}
-	if noTrack {
-		specs = append(specs, rawSpec)
-	} else {
-		specs = append(specs, chainSpec{table: "raw", chain: ChainRaw, from: rawSpec.from, remove: true})
+	return []iptables.Table{
+		{Name: "filter", Chains: []iptables.Chain{
+			{Name: ChainInput, Jumps: from("INPUT"), Rules: toRules(in)},
+			{Name: ChainForward, Jumps: from("FORWARD"), Rules: toRules(fwd)},
+		}},
+		{Name: "nat", Chains: []iptables.Chain{{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)}}},
+		{Name: "raw", Chains: []iptables.Chain{{Name: ChainRaw, Jumps: from("PREROUTING", "OUTPUT"), Rules: toRules(raw), Absent: !noTrack}}},
 	}
-	return specs
 }
 
 func toRules(specs [][]string) []iptables.Rule {
@@ -88,53 +84,22 @@ func toRules(specs [][]string) []iptables.Rule {
 	return out
 }
 
-// ensureChains makes ov's chains hold exactly the wanted rules, in order (editing only where they
-// differ), makes the built-in chains jump to them, and removes the chains marked remove. It returns
-// the number of rules it changed in ov's chains.
-func ensureChains(c iptables.Client, specs []chainSpec) (changes int, err error) {
-	for _, s := range specs {
-		if s.remove {
-			n, err := removeChains(c, []chainSpec{s})
-			changes += n
-			if err != nil {
-				return changes, err
+// syncTables makes ov's part of each table what ts says (iptables.Sync: one iptables-save per table,
+// and one atomic iptables-restore per table that differs); with remove, it deletes every chain of ts
+// and the jumps to them instead. It returns the number of rules and chains it added or deleted.
+func syncTables(c iptables.Client, ts []iptables.Table, remove bool) (changes int, err error) {
+	for _, t := range ts {
+		if remove {
+			t.Chains = slices.Clone(t.Chains)
+			for i := range t.Chains {
+				t.Chains[i].Absent = true
 			}
-			continue
 		}
-		n, err := iptables.SyncChain(c, s.table, s.chain, s.rules)
+		n, err := iptables.Sync(c, t)
 		changes += n
 		if err != nil {
 			return changes, err
 		}
-		for _, from := range s.from {
-			if err := iptables.EnsureJump(c, s.table, from, s.chain); err != nil {
-				return changes, err
-			}
-		}
-	}
-	return changes, nil
-}
-
-// removeChains deletes ov's jump rules and chains, whichever exist; it returns how many chains it
-// deleted.
-func removeChains(c iptables.Client, specs []chainSpec) (changes int, err error) {
-	for _, s := range specs {
-		ok, err := c.ChainExists(s.table, s.chain)
-		if err != nil {
-			return changes, fmt.Errorf("iptables: look for chain %s/%s: %w", s.table, s.chain, err)
-		}
-		if !ok {
-			continue
-		}
-		for _, from := range s.from {
-			if err := iptables.RemoveJump(c, s.table, from, s.chain); err != nil {
-				return changes, err
-			}
-		}
-		if err := iptables.DeleteChain(c, s.table, s.chain); err != nil {
-			return changes, err
-		}
-		changes++
 	}
 	return changes, nil
 }

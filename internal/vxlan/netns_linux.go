@@ -11,16 +11,16 @@ import (
 // inNetns runs fn inside the network namespace at path (see netlink.Do).
 func inNetns(path string, fn func() error) error { return netlink.Do(path, fn) }
 
-// nsIPTables runs every iptables command inside one network namespace.
+// nsIPTables runs iptables-save and iptables-restore inside one network namespace.
 type nsIPTables struct {
 	path string
 	c    iptables.Client
 }
 
-// NewIPTables returns the real iptables client for the network namespace at path ("" = current): the
-// iptables binary (internal/iptables.New) started from a thread inside that namespace.
+// NewIPTables returns the real iptables client for the network namespace at path ("" = current):
+// iptables-save and iptables-restore (iptables.Tables) started from a thread inside that namespace.
 func NewIPTables(path string) (iptables.Client, error) {
-	c, err := iptables.New()
+	c, err := iptables.NewTables()
 	if err != nil {
 		return nil, err
 	}
@@ -32,39 +32,13 @@ func NewIPTables(path string) (iptables.Client, error) {
 
 var _ iptables.Client = (*nsIPTables)(nil)
 
-func (n *nsIPTables) ChainExists(table, chain string) (ok bool, err error) {
-	err = inNetns(n.path, func() error { ok, err = n.c.ChainExists(table, chain); return err })
-	return ok, err
-}
-
-func (n *nsIPTables) NewChain(table, chain string) error {
-	return inNetns(n.path, func() error { return n.c.NewChain(table, chain) })
-}
-
-func (n *nsIPTables) ClearAndDeleteChain(table, chain string) error {
-	return inNetns(n.path, func() error { return n.c.ClearAndDeleteChain(table, chain) })
-}
-
-func (n *nsIPTables) List(table, chain string) (rules []string, err error) {
-	err = inNetns(n.path, func() error { rules, err = n.c.List(table, chain); return err })
+func (n *nsIPTables) Save(table string) (rules map[string][]iptables.Rule, err error) {
+	err = inNetns(n.path, func() error { rules, err = n.c.Save(table); return err })
 	return rules, err
 }
 
-func (n *nsIPTables) Exists(table, chain string, rulespec ...string) (ok bool, err error) {
-	err = inNetns(n.path, func() error { ok, err = n.c.Exists(table, chain, rulespec...); return err })
-	return ok, err
-}
-
-func (n *nsIPTables) Insert(table, chain string, pos int, rulespec ...string) error {
-	return inNetns(n.path, func() error { return n.c.Insert(table, chain, pos, rulespec...) })
-}
-
-func (n *nsIPTables) Delete(table, chain string, rulespec ...string) error {
-	return inNetns(n.path, func() error { return n.c.Delete(table, chain, rulespec...) })
-}
-
-func (n *nsIPTables) DeleteById(table, chain string, id int) error {
-	return inNetns(n.path, func() error { return n.c.DeleteById(table, chain, id) })
+func (n *nsIPTables) Restore(table string, lines []string) error {
+	return inNetns(n.path, func() error { return n.c.Restore(table, lines) })
 }
 
 // enableIPForward sets net.ipv4.ip_forward=1 in the namespace at path, if it is not already.

@@ -409,14 +409,13 @@ func TestBridgePrivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 		wantOK(t, "ping after Reconcile repaired the veth", ping(b.Netns, a.IP().String()))
-		c, err := iptables.New()
+		c, err := iptables.NewTables()
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, ch := range chains {
-			rules, _ := iptables.Rules(c, ch.table, ch.chain)
-			if n, err := iptables.SyncChain(c, ch.table, ch.chain, rules); err != nil || n != 0 {
-				t.Errorf("rules of %s are not canonical: a sync made %d changes (%v)", ch.chain, n, err)
+		for _, tab := range rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).tables(false) {
+			if n, err := iptables.Sync(c, tab); err != nil || n != 0 {
+				t.Errorf("rules of table %s are not in place: a sync made %d changes (%v)", tab.Name, n, err)
 			}
 		}
 	})

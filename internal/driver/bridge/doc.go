@@ -13,7 +13,7 @@
 //   - every operation works in the network namespace of the calling process ("the host"); nothing else is
 //     touched, so the driver runs unchanged inside a namespace that plays a host;
 //   - iptables is level-triggered: after any change the driver computes the full rule set of all its
-//     networks and endpoints and makes its chains hold exactly that (iptables.SyncChain); built-in chains
+//     networks and endpoints and makes its chains hold exactly that (iptables.Sync); built-in chains
 //     get only the jumps, inserted at the top once;
 //   - every container address comes from the host-local allocator (ipam.Local), is released when the
 //     endpoint goes and is not reused at once (next-fit);

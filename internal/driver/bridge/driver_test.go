@@ -55,7 +55,7 @@ func mustNetns(t *testing.T, d *Driver, id string) string {
 // render returns the fake's tables with user bridges named by their network (BR-name) so that the
 // text is deterministic.
 func render(d *Driver, ipt *iptables.Fake) string {
-	s := ipt.String()
+	s := iptables.MaskIDs(ipt.String())
 	for _, n := range d.Networks() {
 		if n.Name != DefaultNetwork {
 			s = strings.ReplaceAll(s, n.Bridge, "BR-"+n.Name)
@@ -71,11 +71,11 @@ const defaultOnly = `*nat
 :POSTROUTING ACCEPT
 :OV-DNAT -
 :OV-NAT-POSTROUTING -
--A PREROUTING -m addrtype --dst-type LOCAL -j OV-DNAT
--A OUTPUT -m addrtype --dst-type LOCAL -j OV-DNAT
--A POSTROUTING -j OV-NAT-POSTROUTING
--A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o ov0 -j MASQUERADE
--A OV-NAT-POSTROUTING -s 172.18.0.0/16 ! -o ov0 -j MASQUERADE
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "ov:OV-DNAT:#" -j OV-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "ov:OV-DNAT:#" -j OV-DNAT
+-A POSTROUTING -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j OV-NAT-POSTROUTING
+-A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o ov0 -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 172.18.0.0/16 ! -o ov0 -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -84,16 +84,16 @@ COMMIT
 :OV-FORWARD -
 :OV-ISOLATION-1 -
 :OV-ISOLATION-2 -
--A FORWARD -j OV-FORWARD
+-A FORWARD -m comment --comment "ov:OV-FORWARD:#" -j OV-FORWARD
 -A FORWARD -j DOCKER-FORWARD
--A OV-FORWARD -j OV-ISOLATION-1
--A OV-FORWARD -o ov0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-FORWARD -i ov0 -o ov0 -j ACCEPT
--A OV-FORWARD -i ov0 ! -o ov0 -j ACCEPT
--A OV-ISOLATION-1 -i ov0 ! -o ov0 -j OV-ISOLATION-2
--A OV-ISOLATION-2 -o ov0 -j DROP
--A OV-ISOLATION-2 -o ovgw+ -j DROP
--A OV-ISOLATION-2 -o docker0 -j DROP
+-A OV-FORWARD -m comment --comment "ov:OV-FORWARD:#" -j OV-ISOLATION-1
+-A OV-FORWARD -o ov0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i ov0 -o ov0 -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i ov0 ! -o ov0 -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-ISOLATION-1 -i ov0 ! -o ov0 -m comment --comment "ov:OV-ISOLATION-1:#" -j OV-ISOLATION-2
+-A OV-ISOLATION-2 -o ov0 -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
+-A OV-ISOLATION-2 -o ovgw+ -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
+-A OV-ISOLATION-2 -o docker0 -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
 COMMIT
 `
 
@@ -144,18 +144,18 @@ func TestRules(t *testing.T) {
 :POSTROUTING ACCEPT
 :OV-DNAT -
 :OV-NAT-POSTROUTING -
--A PREROUTING -m addrtype --dst-type LOCAL -j OV-DNAT
--A OUTPUT -m addrtype --dst-type LOCAL -j OV-DNAT
--A POSTROUTING -j OV-NAT-POSTROUTING
--A OV-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination 10.10.0.2:80
--A OV-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 5353 -j DNAT --to-destination 10.10.0.2:53
--A OV-NAT-POSTROUTING -s 10.10.0.2/32 -d 10.10.0.2/32 -p tcp -m tcp --dport 80 -j MASQUERADE
--A OV-NAT-POSTROUTING -s 10.10.0.2/32 -d 10.10.0.2/32 -p udp -m udp --dport 53 -j MASQUERADE
--A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o ov0 -j MASQUERADE
--A OV-NAT-POSTROUTING -s 172.18.0.0/16 ! -o ov0 -j MASQUERADE
--A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o BR-front -j MASQUERADE
--A OV-NAT-POSTROUTING -s 10.10.0.0/24 ! -o BR-front -j MASQUERADE
--A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o BR-secret -j MASQUERADE
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment "ov:OV-DNAT:#" -j OV-DNAT
+-A OUTPUT -m addrtype --dst-type LOCAL -m comment --comment "ov:OV-DNAT:#" -j OV-DNAT
+-A POSTROUTING -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j OV-NAT-POSTROUTING
+-A OV-DNAT -p tcp -m tcp --dport 8080 -m comment --comment "ov:OV-DNAT:#" -j DNAT --to-destination 10.10.0.2:80
+-A OV-DNAT -d 127.0.0.1/32 -p udp -m udp --dport 5353 -m comment --comment "ov:OV-DNAT:#" -j DNAT --to-destination 10.10.0.2:53
+-A OV-NAT-POSTROUTING -s 10.10.0.2/32 -d 10.10.0.2/32 -p tcp -m tcp --dport 80 -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 10.10.0.2/32 -d 10.10.0.2/32 -p udp -m udp --dport 53 -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o ov0 -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 172.18.0.0/16 ! -o ov0 -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o BR-front -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 10.10.0.0/24 ! -o BR-front -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
+-A OV-NAT-POSTROUTING -s 127.0.0.0/8 -o BR-secret -m comment --comment "ov:OV-NAT-POSTROUTING:#" -j MASQUERADE
 COMMIT
 *filter
 :INPUT ACCEPT
@@ -164,28 +164,28 @@ COMMIT
 :OV-FORWARD -
 :OV-ISOLATION-1 -
 :OV-ISOLATION-2 -
--A FORWARD -j OV-FORWARD
+-A FORWARD -m comment --comment "ov:OV-FORWARD:#" -j OV-FORWARD
 -A FORWARD -j DOCKER-FORWARD
--A OV-FORWARD -j OV-ISOLATION-1
--A OV-FORWARD -o ov0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-FORWARD -i ov0 -o ov0 -j ACCEPT
--A OV-FORWARD -i ov0 ! -o ov0 -j ACCEPT
--A OV-FORWARD -o BR-front -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-FORWARD -d 10.10.0.2/32 ! -i BR-front -o BR-front -p tcp -m tcp --dport 80 -j ACCEPT
--A OV-FORWARD -d 10.10.0.2/32 ! -i BR-front -o BR-front -p udp -m udp --dport 53 -j ACCEPT
--A OV-FORWARD -i BR-front -o BR-front -j ACCEPT
--A OV-FORWARD -i BR-front ! -o BR-front -j ACCEPT
--A OV-FORWARD -o BR-secret -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
--A OV-FORWARD -i BR-secret -o BR-secret -j ACCEPT
--A OV-ISOLATION-1 -i ov0 ! -o ov0 -j OV-ISOLATION-2
--A OV-ISOLATION-1 -i BR-front ! -o BR-front -j OV-ISOLATION-2
--A OV-ISOLATION-1 ! -s 10.20.0.0/24 -o BR-secret -j DROP
--A OV-ISOLATION-1 ! -d 10.20.0.0/24 -i BR-secret -j DROP
--A OV-ISOLATION-2 -o ov0 -j DROP
--A OV-ISOLATION-2 -o BR-front -j DROP
--A OV-ISOLATION-2 -o BR-secret -j DROP
--A OV-ISOLATION-2 -o ovgw+ -j DROP
--A OV-ISOLATION-2 -o docker0 -j DROP
+-A OV-FORWARD -m comment --comment "ov:OV-FORWARD:#" -j OV-ISOLATION-1
+-A OV-FORWARD -o ov0 -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i ov0 -o ov0 -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i ov0 ! -o ov0 -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -o BR-front -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -d 10.10.0.2/32 ! -i BR-front -o BR-front -p tcp -m tcp --dport 80 -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -d 10.10.0.2/32 ! -i BR-front -o BR-front -p udp -m udp --dport 53 -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i BR-front -o BR-front -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i BR-front ! -o BR-front -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -o BR-secret -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-FORWARD -i BR-secret -o BR-secret -m comment --comment "ov:OV-FORWARD:#" -j ACCEPT
+-A OV-ISOLATION-1 -i ov0 ! -o ov0 -m comment --comment "ov:OV-ISOLATION-1:#" -j OV-ISOLATION-2
+-A OV-ISOLATION-1 -i BR-front ! -o BR-front -m comment --comment "ov:OV-ISOLATION-1:#" -j OV-ISOLATION-2
+-A OV-ISOLATION-1 ! -s 10.20.0.0/24 -o BR-secret -m comment --comment "ov:OV-ISOLATION-1:#" -j DROP
+-A OV-ISOLATION-1 ! -d 10.20.0.0/24 -i BR-secret -m comment --comment "ov:OV-ISOLATION-1:#" -j DROP
+-A OV-ISOLATION-2 -o ov0 -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
+-A OV-ISOLATION-2 -o BR-front -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
+-A OV-ISOLATION-2 -o BR-secret -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
+-A OV-ISOLATION-2 -o ovgw+ -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
+-A OV-ISOLATION-2 -o docker0 -m comment --comment "ov:OV-ISOLATION-2:#" -j DROP
 COMMIT
 `
 	if diff := cmp.Diff(want, render(d, ipt)); diff != "" {
@@ -426,7 +426,7 @@ func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 	if n := ipt.Calls - calls; n != 2 {
 		t.Errorf("attach with -p made %d iptables changes; want 2 (one atomic restore per table)", n)
 	}
-	dnat := "-A OV-DNAT -p tcp -m tcp --dport 8080 -j DNAT --to-destination " + ep.IP().String() + ":80"
+	dnat := "-A OV-DNAT -p tcp -m tcp --dport 8080 -m comment --comment \"ov:OV-DNAT:#\" -j DNAT --to-destination " + ep.IP().String() + ":80"
 	if !strings.Contains(render(d, ipt), dnat) {
 		t.Fatalf("after attach with -p 8080:80, no rule %q in:\n%s", dnat, render(d, ipt))
 	}

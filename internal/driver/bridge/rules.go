@@ -128,71 +128,36 @@ func (rs ruleSet) String() string {
 	return b.String()
 }
 
-// apply makes the driver's chains hold exactly rs and puts the jumps in place: with a client that
-// can (iptables.Restorer), one read and at most one atomic write per table (iptables.SyncTable), else
-// chain by chain (iptables.SyncChain, EnsureJump).
-func (rs ruleSet) apply(c iptables.Client) error {
-	if r, ok := c.(iptables.Restorer); ok {
-		return rs.applyTables(r)
-	}
+// tables returns the driver's part of each table: its chains holding exactly rs, and the jumps into
+// them; or, when absent, no chain and no jump at all.
+func (rs ruleSet) tables(absent bool) []iptables.Table {
+	var out []iptables.Table
 	for _, ch := range chains {
-		if _, err := iptables.SyncChain(c, ch.table, ch.chain, rs[ch]); err != nil {
-			return err
+		if len(out) == 0 || out[len(out)-1].Name != ch.table {
+			out = append(out, iptables.Table{Name: ch.table})
 		}
-	}
-	return ensureJumps(c)
-}
-
-func (rs ruleSet) applyTables(r iptables.Restorer) error {
-	var tables []string
-	byTable := map[string][]iptables.ChainRules{}
-	for _, ch := range chains {
-		if _, ok := byTable[ch.table]; !ok {
-			tables = append(tables, ch.table)
-		}
-		byTable[ch.table] = append(byTable[ch.table], iptables.ChainRules{Chain: ch.chain, Rules: rs[ch]})
-	}
-	for _, t := range tables {
-		var js []iptables.Jump
+		c := iptables.Chain{Name: ch.chain, Rules: rs[ch], Absent: absent}
 		for _, j := range jumps {
-			if j.table == t {
-				js = append(js, iptables.Jump{From: j.from, To: j.to, Match: j.match})
+			if j.table == ch.table && j.to == ch.chain {
+				c.Jumps = append(c.Jumps, iptables.Jump{From: j.from, Match: j.match})
 			}
 		}
-		if _, err := iptables.SyncTable(r, t, byTable[t], js); err != nil {
-			return err
-		}
+		t := &out[len(out)-1]
+		t.Chains = append(t.Chains, c)
 	}
-	return nil
+	return out
 }
 
-// ensureJumps puts the jumps into the built-in chains where they are missing.
-func ensureJumps(c iptables.Client) error {
-	for _, j := range jumps {
-		if err := iptables.EnsureJump(c, j.table, j.from, j.to, j.match...); err != nil {
-			return err
-		}
-	}
-	return nil
-}
+// apply makes the driver's chains hold exactly rs and puts the jumps in place: one read and at most
+// one atomic write per table (iptables.Sync).
+func (rs ruleSet) apply(c iptables.Client) error { return syncTables(c, rs.tables(false)) }
 
 // removeAll deletes the jumps and the driver's chains.
-func removeAll(c iptables.Client) error {
-	for _, j := range jumps {
-		if err := iptables.RemoveJump(c, j.table, j.from, j.to, j.match...); err != nil {
-			return err
-		}
-	}
-	// Flush all first: the chains jump to each other.
-	for _, ch := range chains {
-		if ok, err := c.ChainExists(ch.table, ch.chain); err == nil && ok {
-			if _, err := iptables.SyncChain(c, ch.table, ch.chain, nil); err != nil {
-				return err
-			}
-		}
-	}
-	for _, ch := range chains {
-		if err := iptables.DeleteChain(c, ch.table, ch.chain); err != nil {
+func removeAll(c iptables.Client) error { return syncTables(c, ruleSet{}.tables(true)) }
+
+func syncTables(c iptables.Client, ts []iptables.Table) error {
+	for _, t := range ts {
+		if _, err := iptables.Sync(c, t); err != nil {
 			return err
 		}
 	}

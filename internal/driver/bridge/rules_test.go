@@ -39,12 +39,14 @@ func TestRulesConvergeInAnyOrder(t *testing.T) {
 	want := make([]string, len(states))
 	for i, s := range states {
 		f := iptables.NewFake()
+		f.SetPolicy("filter", "FORWARD", "DROP")
 		if err := rulesFor(s.nets, s.eps, []string{"ovgw+"}).apply(f); err != nil {
 			t.Fatal(err)
 		}
 		want[i] = f.String()
 	}
 	f := iptables.NewFake()
+	f.SetPolicy("filter", "FORWARD", "DROP")
 	rng := rand.New(rand.NewPCG(1, 2))
 	for round := 0; round < 5; round++ {
 		for _, i := range rng.Perm(len(states)) {
@@ -55,6 +57,15 @@ func TestRulesConvergeInAnyOrder(t *testing.T) {
 				t.Fatalf("round %d, state %q (-want +got):\n%s", round, states[i].name, diff)
 			}
 		}
+	}
+	// Upgrade from the version that wrote no comments: no rule or jump is left twice.
+	last := states[len(states)-1]
+	f.DropComments()
+	if err := rulesFor(last.nets, last.eps, []string{"ovgw+"}).apply(f); err != nil {
+		t.Fatal(err)
+	}
+	if diff := cmp.Diff(want[len(states)-1], f.String()); diff != "" {
+		t.Fatalf("after upgrade from untagged rules (-want +got):\n%s", diff)
 	}
 	if err := removeAll(f); err != nil {
 		t.Fatal(err)
