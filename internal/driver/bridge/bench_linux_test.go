@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/perfdoc"
 	"github.com/ovnet/ov/internal/testutil"
 )
@@ -49,7 +50,7 @@ func TestBenchBridge(t *testing.T) {
 		}
 		p, _ := ParsePortSpec(fmt.Sprintf("%d:80", port))
 		t0 := time.Now()
-		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []PortMapping{p}}); err != nil {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: apiPorts(p)}); err != nil {
 			t.Fatal(err)
 		}
 		t1 := time.Now()
@@ -114,7 +115,7 @@ func TestBenchBridge(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, _ := ParsePortSpec(fmt.Sprintf("%d:80", 40000+i))
-		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []PortMapping{p}}); err != nil {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: apiPorts(p)}); err != nil {
 			t.Fatal(err)
 		}
 	}

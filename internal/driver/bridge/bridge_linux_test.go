@@ -19,6 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/iptables"
 	"github.com/ovnet/ov/internal/testutil"
@@ -199,7 +200,7 @@ func TestBridgePrivileged(t *testing.T) {
 	}
 	baseRules, baseLinks := dumpRules(t), links(t)
 
-	n1, err := d.CreateNetwork(ctx, api.Network{Name: "n1", Subnet: "10.31.1.0/24"})
+	n1, err := createNetwork(d, api.Network{Name: "n1", Subnet: "10.31.1.0/24"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,11 +228,11 @@ func TestBridgePrivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := AttachRequest{Network: network, Container: id, Netns: ns, Ports: pm}
+		req := driver.AttachRequest{Network: network, Container: id, Netns: ns, Ports: apiPorts(pm...)}
 		if ip != "" {
-			req.IP = netip.MustParseAddr(ip)
+			req.IP = ip
 		}
-		e, err := d.Attach(ctx, req)
+		e, err := attachEndpoint(d, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -338,13 +339,13 @@ func TestBridgePrivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, _ := ParsePortSpec("8080:81")
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n2", Container: "cx", Netns: ns, Ports: []PortMapping{p}}); !errors.Is(err, errdefs.ErrConflict) {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n2", Container: "cx", Netns: ns, Ports: apiPorts(p)}); !errors.Is(err, errdefs.ErrConflict) {
 			t.Errorf("host port 8080 again: %v; want conflict", err)
 		}
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: netip.MustParseAddr("10.31.1.50")}); !errors.Is(err, errdefs.ErrConflict) {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: "10.31.1.50"}); !errors.Is(err, errdefs.ErrConflict) {
 			t.Errorf("--ip taken: %v; want conflict", err)
 		}
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: netip.MustParseAddr("10.31.9.9")}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: "10.31.9.9"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("--ip outside the subnet: %v; want invalid argument", err)
 		}
 		if names, _ := d.k.linkNames(ns); !cmp.Equal(names, []string{"lo"}) {
@@ -377,7 +378,7 @@ func TestBridgePrivileged(t *testing.T) {
 		}
 	})
 	t.Run("connect a second network", func(t *testing.T) {
-		e, err := d.Attach(ctx, AttachRequest{Network: "n2", Container: "ca", Netns: a.Netns})
+		e, err := attachEndpoint(d, driver.AttachRequest{Network: "n2", Container: "ca", Netns: a.Netns})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -395,7 +396,7 @@ func TestBridgePrivileged(t *testing.T) {
 	})
 	t.Run("attach again and repair", func(t *testing.T) {
 		before := links(t)
-		again, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "ca", Netns: a.Netns, Ports: a.Ports})
+		again, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "ca", Netns: a.Netns, Ports: apiPorts(a.Ports...)})
 		if err != nil || !cmp.Equal(again, a, cmpNetip) {
 			t.Errorf("attach again: %+v, %v; want %+v", again, err, a)
 		}

@@ -3,6 +3,7 @@ package bridge
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net/netip"
 	"strings"
 	"testing"
@@ -11,6 +12,7 @@ import (
 	"github.com/google/go-cmp/cmp/cmpopts"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/iptables"
 )
@@ -56,7 +58,7 @@ func mustNetns(t *testing.T, d *Driver, id string) string {
 // text is deterministic.
 func render(d *Driver, ipt *iptables.Fake) string {
 	s := ipt.String()
-	for _, n := range d.Networks() {
+	for _, n := range networks(d) {
 		if n.Name != DefaultNetwork {
 			s = strings.ReplaceAll(s, n.Bridge, "BR-"+n.Name)
 		}
@@ -123,14 +125,14 @@ func TestRules(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	ep, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c1", Netns: ns, Ports: web})
+	ep, err := attachEndpoint(d, driver.AttachRequest{Network: "front", Container: "c1", Netns: ns, Ports: apiPorts(web...)})
 	if err != nil {
 		t.Fatal(err)
 	}
 	if ep.IP() != netip.MustParseAddr("10.10.0.2") || ep.IfName != "eth0" || ep.MAC != "02:42:0a:0a:00:02" || !ep.DefaultRoute {
 		t.Errorf("endpoint = %+v; want 10.10.0.2 on eth0 with MAC 02:42:0a:0a:00:02 and the default route", ep)
 	}
-	ep2, err := d.Attach(ctx, AttachRequest{Network: "secret", Container: "c1", Netns: ns})
+	ep2, err := attachEndpoint(d, driver.AttachRequest{Network: "secret", Container: "c1", Netns: ns})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -194,7 +196,7 @@ COMMIT
 
 	// Attaching again, Reconcile, and a restarted driver on the same state change nothing.
 	calls := ipt.Calls
-	if again, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c1", Netns: ns, Ports: web}); err != nil || !cmp.Equal(again, ep, cmpNetip) {
+	if again, err := attachEndpoint(d, driver.AttachRequest{Network: "front", Container: "c1", Netns: ns, Ports: apiPorts(web...)}); err != nil || !cmp.Equal(again, ep, cmpNetip) {
 		t.Errorf("second Attach = %+v, %v; want %+v", again, err, ep)
 	}
 	if err := d.Reconcile(ctx); err != nil {
@@ -241,13 +243,13 @@ func TestCreateNetworkErrors(t *testing.T) {
 	if n, err := d.Network(DefaultNetwork); err != nil || n.Subnet != netip.MustParsePrefix("172.18.0.0/16") || n.Bridge != "ov0" || n.MTU != 1400 {
 		t.Fatalf("default network = %+v, %v; want ov0 with 172.18.0.0/16 (172.17.0.0/16 is a host route) and the uplink's MTU 1400", n, err)
 	}
-	if n, err := d.CreateNetwork(ctx, api.Network{Name: "jumbo", Subnet: "10.3.0.0/24", MTU: 9000}); err != nil || k.mtus[n.Bridge] != 9000 {
+	if n, err := createNetwork(d, api.Network{Name: "jumbo", Subnet: "10.3.0.0/24", MTU: 9000}); err != nil || k.mtus[n.Bridge] != 9000 {
 		t.Errorf("network with --mtu 9000 = %+v, %v; bridge MTU %d", n, err, k.mtus[n.Bridge])
 	}
 	if _, err := d.CreateNetwork(ctx, api.Network{Name: "back", Subnet: "10.1.2.0/24"}); err != nil {
 		t.Fatal(err)
 	}
-	auto, err := d.CreateNetwork(ctx, api.Network{Name: "auto"})
+	auto, err := createNetwork(d, api.Network{Name: "auto"})
 	if err != nil || auto.Subnet != netip.MustParsePrefix("172.19.0.0/16") || auto.Gateway != netip.MustParseAddr("172.19.0.1") {
 		t.Errorf("network without --subnet = %+v, %v; want 172.19.0.0/16 via 172.19.0.1", auto, err)
 	}
@@ -282,7 +284,7 @@ func TestCreateNetworkErrors(t *testing.T) {
 		t.Errorf("deleting an unknown network: %v; want not found", err)
 	}
 	ns := mustNetns(t, d, "c1")
-	if _, err := d.Attach(ctx, AttachRequest{Network: "back", Container: "c1", Netns: ns}); err != nil {
+	if _, err := attachEndpoint(d, driver.AttachRequest{Network: "back", Container: "c1", Netns: ns}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.DeleteNetwork(ctx, "back"); !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "c1") {
@@ -301,7 +303,7 @@ func TestAttachErrors(t *testing.T) {
 	}
 	c1, c2 := mustNetns(t, d, "c1"), mustNetns(t, d, "c2")
 	p8080, _ := ParsePortSpec("8080:80")
-	first, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c1", Netns: c1, IP: netip.MustParseAddr("10.1.0.200"), Ports: []PortMapping{p8080}})
+	first, err := attachEndpoint(d, driver.AttachRequest{Network: "front", Container: "c1", Netns: c1, IP: "10.1.0.200", Ports: apiPorts(p8080)})
 	if err != nil || first.IP() != netip.MustParseAddr("10.1.0.200") {
 		t.Fatalf("static --ip: %+v, %v", first, err)
 	}
@@ -309,26 +311,26 @@ func TestAttachErrors(t *testing.T) {
 	p8080lo, _ := ParsePortSpec("127.0.0.1:8080:80")
 	tests := []struct {
 		name  string
-		req   AttachRequest
+		req   driver.AttachRequest
 		class error
 		msg   string
 	}{
-		{"ip outside subnet", AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: netip.MustParseAddr("10.9.0.5")}, errdefs.ErrInvalidArgument,
+		{"ip outside subnet", driver.AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: "10.9.0.5"}, errdefs.ErrInvalidArgument,
 			"address 10.9.0.5 is outside subnet 10.1.0.0/24"},
-		{"ip outside ip-range", AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: netip.MustParseAddr("10.1.0.5")}, errdefs.ErrInvalidArgument,
+		{"ip outside ip-range", driver.AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: "10.1.0.5"}, errdefs.ErrInvalidArgument,
 			"outside the ip-range"},
-		{"ip taken", AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: netip.MustParseAddr("10.1.0.200")}, errdefs.ErrConflict,
+		{"ip taken", driver.AttachRequest{Network: "front", Container: "c2", Netns: c2, IP: "10.1.0.200"}, errdefs.ErrConflict,
 			"address 10.1.0.200 is already used by c1"},
-		{"host port taken", AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: []PortMapping{p8080lo}}, errdefs.ErrConflict,
+		{"host port taken", driver.AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: apiPorts(p8080lo)}, errdefs.ErrConflict,
 			`-p 127.0.0.1:8080:80/tcp: host port 8080/tcp is already published by container c1 (-p 8080:80/tcp on network "front"); choose another host port`},
-		{"internal with ports", AttachRequest{Network: "secret", Container: "c2", Netns: c2, Ports: []PortMapping{p8080udp}}, errdefs.ErrInvalidArgument,
+		{"internal with ports", driver.AttachRequest{Network: "secret", Container: "c2", Netns: c2, Ports: apiPorts(p8080udp)}, errdefs.ErrInvalidArgument,
 			`network "secret" is internal: it cannot publish ports (-p); use another network`},
-		{"unknown network", AttachRequest{Network: "nope", Container: "c2", Netns: c2}, errdefs.ErrNotFound, `network "nope" not found`},
-		{"no namespace", AttachRequest{Network: "front", Container: "c3", Netns: "/run/ov-test/netns/c3"}, errdefs.ErrNotFound, "network namespace"},
+		{"unknown network", driver.AttachRequest{Network: "nope", Container: "c2", Netns: c2}, errdefs.ErrNotFound, `network "nope" not found`},
+		{"no namespace", driver.AttachRequest{Network: "front", Container: "c3", Netns: "/run/ov-test/netns/c3"}, errdefs.ErrNotFound, "network namespace"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := d.Attach(ctx, tt.req)
+			_, err := attachEndpoint(d, tt.req)
 			if !errors.Is(err, tt.class) || !strings.Contains(err.Error(), tt.msg) {
 				t.Errorf("error = %v; want one containing %q (%v)", err, tt.msg, tt.class)
 			}
@@ -338,7 +340,7 @@ func TestAttachErrors(t *testing.T) {
 		t.Errorf("%d endpoints after failed attaches; want 1", n)
 	}
 	// The same host port over udp is another port.
-	if _, err := d.Attach(ctx, AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: []PortMapping{p8080udp}}); err != nil {
+	if _, err := attachEndpoint(d, driver.AttachRequest{Network: "front", Container: "c2", Netns: c2, Ports: apiPorts(p8080udp)}); err != nil {
 		t.Errorf("8080/udp next to 8080/tcp: %v", err)
 	}
 }
@@ -352,7 +354,7 @@ func TestAddressesNotReusedAtOnce(t *testing.T) {
 	var got []string
 	for _, c := range []string{"a", "b", "a", "c"} {
 		ns := mustNetns(t, d, c)
-		e, err := d.Attach(ctx, AttachRequest{Network: "n", Container: c, Netns: ns})
+		e, err := attachEndpoint(d, driver.AttachRequest{Network: "n", Container: c, Netns: ns})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -377,7 +379,7 @@ func TestReconcileDeletesOrphanBridges(t *testing.T) {
 		_ = k.ensureBridge(b, netip.MustParsePrefix("10.99.0.1/24"), 1500)
 	}
 	d := newTestDriver(t, k, iptables.NewFake(), t.TempDir())
-	n, err := d.CreateNetwork(ctx, api.Network{Name: "kept"})
+	n, err := createNetwork(d, api.Network{Name: "kept"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -403,7 +405,7 @@ func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 
 	before := runs()
 	ns := mustNetns(t, d, "plain")
-	if _, err := d.Attach(ctx, AttachRequest{Network: DefaultNetwork, Container: "plain", Netns: ns}); err != nil {
+	if _, err := attachEndpoint(d, driver.AttachRequest{Network: DefaultNetwork, Container: "plain", Netns: ns}); err != nil {
 		t.Fatal(err)
 	}
 	if err := d.Detach(ctx, DefaultNetwork, "plain"); err != nil {
@@ -419,7 +421,7 @@ func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 	}
 	ns = mustNetns(t, d, "web")
 	calls := ipt.Calls
-	ep, err := d.Attach(ctx, AttachRequest{Network: DefaultNetwork, Container: "web", Netns: ns, Ports: web})
+	ep, err := attachEndpoint(d, driver.AttachRequest{Network: DefaultNetwork, Container: "web", Netns: ns, Ports: apiPorts(web...)})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -450,4 +452,63 @@ func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 	if diff := cmp.Diff(base, render(d, ipt)); diff != "" {
 		t.Errorf("after Reconcile (-want +got):\n%s", diff)
 	}
+}
+
+// attachEndpoint attaches through the driver's edge (Attach) and returns the endpoint the driver
+// recorded; it checks that Attach answered with that endpoint as the API shows it.
+func attachEndpoint(d *Driver, req driver.AttachRequest) (Endpoint, error) {
+	got, err := d.Attach(ctx, req)
+	if err != nil {
+		return Endpoint{}, err
+	}
+	for _, e := range d.Endpoints(req.Network) {
+		if e.Container == req.Container {
+			if want := e.toAPI(); !cmp.Equal(got, want) {
+				return Endpoint{}, fmt.Errorf("Attach answered %+v; the driver recorded %+v", got, want)
+			}
+			return e, nil
+		}
+	}
+	return Endpoint{}, fmt.Errorf("Attach succeeded but the driver has no endpoint of %s on %q", req.Container, req.Network)
+}
+
+// apiPorts is ports as the agent sends them.
+func apiPorts(ports ...PortMapping) []api.PortMapping {
+	var out []api.PortMapping
+	for _, p := range ports {
+		m := api.PortMapping{HostPort: p.HostPort, ContainerPort: p.ContainerPort, Protocol: p.Proto}
+		if p.HostIP.IsValid() {
+			m.HostIP = p.HostIP.String()
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// networks returns the driver's networks as it keeps them, by name.
+func networks(d *Driver) []Network {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []Network
+	for _, n := range d.sortedNetworks() {
+		out = append(out, *n)
+	}
+	return out
+}
+
+// createNetwork creates through the driver's edge (CreateNetwork) and returns the network the driver
+// recorded; it checks that CreateNetwork answered with that network as the API shows it.
+func createNetwork(d *Driver, req api.Network) (Network, error) {
+	got, err := d.CreateNetwork(ctx, req)
+	if err != nil {
+		return Network{}, err
+	}
+	n, err := d.Network(req.Name)
+	if err != nil {
+		return Network{}, err
+	}
+	if want := n.toAPI(); !cmp.Equal(got, want) {
+		return Network{}, fmt.Errorf("CreateNetwork answered %+v; the driver recorded %+v", got, want)
+	}
+	return n, nil
 }

@@ -18,7 +18,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/internal/agent"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/membership"
 	"github.com/ovnet/ov/internal/vxlan"
@@ -134,7 +134,7 @@ type Driver struct {
 	routes func() ([]hostRoute, error)              // the host's routes (a seam for tests)
 }
 
-var _ agent.NetworkDriver = (*Driver)(nil)
+var _ driver.NetworkDriver = (*Driver)(nil)
 
 // New loads the driver's state. Nothing touches the kernel or the controller until Run.
 func New(cfg Config) (*Driver, error) {
@@ -529,7 +529,7 @@ func (d *Driver) DeleteNetwork(ctx context.Context, name string) error {
 
 // Attach gives the container an address on the network (from the controller), connects its namespace
 // to the network's bridge on this host and programs the data plane.
-func (d *Driver) Attach(ctx context.Context, req agent.AttachRequest) (api.ContainerEndpoint, error) {
+func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.ContainerEndpoint, error) {
 	ctl, err := d.ready()
 	if err != nil {
 		return api.ContainerEndpoint{}, err
