@@ -13,6 +13,7 @@ import (
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/membership"
+	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/vxlan"
 )
 
@@ -66,6 +67,9 @@ type Config struct {
 	Dataplane Dataplane
 	// Members reports liveness.
 	Members Members
+	// Netlink opens netlink handles in namespaces (to find containers' interfaces and the host's
+	// routes). Default netlink.System{} (the kernel).
+	Netlink netlink.Namespaces
 	// RequestTimeout bounds each controller request made for a user (attach, create): with the
 	// controller down, `ovctl run --network OVERLAY` fails after at most this long. Default 5s.
 	RequestTimeout time.Duration
@@ -89,6 +93,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.Netlink == nil {
+		c.Netlink = netlink.System{}
 	}
 	switch {
 	case !api.ValidName(c.Host):
@@ -123,7 +130,7 @@ type Driver struct {
 	saved  uint64     // under saveMu
 
 	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
-	routes func() ([]hostRoute, error)              // the host's routes (a seam for tests)
+	routes func() ([]netlink.Route, error)          // the host's routes (a seam for tests)
 }
 
 var _ driver.NetworkDriver = (*Driver)(nil)
@@ -137,16 +144,16 @@ func New(cfg Config) (*Driver, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Driver{
+	d := &Driver{
 		cfg:     cfg,
 		log:     cfg.Log.With("component", "overlay"),
 		dp:      cfg.Dataplane,
 		st:      st,
 		watches: map[string]context.CancelFunc{},
 		joinErr: errors.New("the agent is starting"),
-		links:   links,
-		routes:  hostRoutes,
-	}, nil
+	}
+	d.links, d.routes = d.linkNames, d.hostRoutes
+	return d, nil
 }
 
 // Run joins the cluster and keeps the data plane converged until ctx ends. It leaves the kernel and

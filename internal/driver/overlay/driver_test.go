@@ -17,6 +17,7 @@ import (
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/membership"
+	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 	"github.com/ovnet/ov/internal/vxlan"
 )
@@ -254,8 +255,8 @@ func newHarness(t *testing.T, ctl *fakeController, path string) *harness {
 		h.dp.mu.Unlock()
 		return names, nil
 	}
-	d.routes = func() ([]hostRoute, error) {
-		return []hostRoute{{Dst: netip.MustParsePrefix("192.168.77.0/24"), Dev: "eth0"}}, nil
+	d.routes = func() ([]netlink.Route, error) {
+		return []netlink.Route{{Dst: netip.MustParsePrefix("192.168.77.0/24"), Dev: "eth0"}}, nil
 	}
 	h.d = d
 	ctx, cancel := context.WithCancel(context.Background())
@@ -464,8 +465,8 @@ func TestRemovedHostRejoinsAndReclaims(t *testing.T) {
 func TestSubnetOverlappingAHostRouteIsRefused(t *testing.T) {
 	ctl := newFakeController()
 	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
-	h.d.routes = func() ([]hostRoute, error) {
-		return []hostRoute{
+	h.d.routes = func() ([]netlink.Route, error) {
+		return []netlink.Route{
 			{Dst: netip.MustParsePrefix("10.20.0.0/24"), Dev: "ovgw-4096"}, // ov's own: fine
 			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "eth0"},         // a default route: fine
 			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "wg0"},
