@@ -65,7 +65,7 @@ func TestBenchBridge(t *testing.T) {
 	}
 	byHand := func(i, port int) (attach, detach time.Duration) {
 		ns := filepath.Join(cfg.NetnsDir, fmt.Sprintf("hand%d", i))
-		if err := d.k.ensureNetns(ns); err != nil {
+		if err := d.ensureNetns(ns); err != nil {
 			t.Fatal(err)
 		}
 		ip := fmt.Sprintf("10.77.200.%d", 1+i%250)
@@ -89,7 +89,7 @@ func TestBenchBridge(t *testing.T) {
 		run(t, "iptables", append([]string{"-t", "nat", "-D", "HAND-DNAT"}, dnat...)...)
 		run(t, "iptables", append([]string{"-D", "HAND-FWD"}, fwd...)...)
 		t2 := time.Now()
-		if err := d.k.deleteNetns(ns); err != nil {
+		if err := d.nl.Remove(ns); err != nil {
 			t.Fatal(err)
 		}
 		return t1.Sub(t0), t2.Sub(t1)

@@ -8,20 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/iptables"
+	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 )
 
@@ -108,33 +107,6 @@ func newHostDriver(t *testing.T) (*Driver, Config) {
 		t.Fatal(err)
 	}
 	return d, cfg
-}
-
-// doInNetns runs fn on an OS thread switched into the namespace at path: sockets fn opens live there.
-func doInNetns(path string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return err // the thread stays locked and is discarded
-	}
-	runtime.UnlockOSThread()
-	return ferr
 }
 
 func wantFail(t *testing.T, what string, err error) {
@@ -301,7 +273,7 @@ func TestBridgePrivileged(t *testing.T) {
 	t.Run("published udp port", func(t *testing.T) {
 		// busybox nc has no UDP: the test opens the sockets itself, each in its namespace.
 		var srv net.PacketConn
-		if err := doInNetns(a.Netns, func() (err error) { srv, err = net.ListenPacket("udp4", ":53"); return err }); err != nil {
+		if err := netlink.Do(a.Netns, func() (err error) { srv, err = net.ListenPacket("udp4", ":53"); return err }); err != nil {
 			t.Fatal(err)
 		}
 		defer srv.Close()
@@ -316,7 +288,7 @@ func TestBridgePrivileged(t *testing.T) {
 			}
 		}()
 		var cl net.Conn
-		if err := doInNetns(peerPath, func() (err error) { cl, err = net.Dial("udp4", "192.168.77.1:5300"); return err }); err != nil {
+		if err := netlink.Do(peerPath, func() (err error) { cl, err = net.Dial("udp4", "192.168.77.1:5300"); return err }); err != nil {
 			t.Fatal(err)
 		}
 		defer cl.Close()
@@ -348,7 +320,7 @@ func TestBridgePrivileged(t *testing.T) {
 		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: "10.31.9.9"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("--ip outside the subnet: %v; want invalid argument", err)
 		}
-		if names, _ := d.k.linkNames(ns); !cmp.Equal(names, []string{"lo"}) {
+		if names, _ := netlink.LinkNames(d.nl, ns); !cmp.Equal(names, []string{"lo"}) {
 			t.Errorf("failed attaches left interfaces %v in the namespace", names)
 		}
 		if err := d.RemoveNetns(ctx, "cx"); err != nil {
@@ -435,7 +407,7 @@ func TestBridgePrivileged(t *testing.T) {
 		t.Errorf("detach of a missing endpoint: %v; want nil", err)
 	}
 	// No tracked flow still points at an address that left (a UDP client would keep hitting it).
-	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	flows, err := vnl.ConntrackTableList(vnl.ConntrackTable, unix.AF_INET)
 	if err != nil {
 		t.Fatal(err)
 	}

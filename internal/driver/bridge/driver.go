@@ -15,45 +15,8 @@ import (
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/ipam"
 	"github.com/ovnet/ov/internal/iptables"
+	"github.com/ovnet/ov/internal/netlink"
 )
-
-// hostRoute is an IPv4 route of the host's main table.
-type hostRoute struct {
-	Dst netip.Prefix
-	Dev string
-}
-
-// kernel is what the driver needs from the host's network stack (the netns of the calling process).
-// Every method is idempotent.
-type kernel interface {
-	// routes lists the IPv4 routes of the main table that have a destination prefix (no default route).
-	routes() ([]hostRoute, error)
-	// uplinkMTU returns the MTU of the default route's interface, or 0 when there is no default route.
-	uplinkMTU() (int, error)
-	// ensureBridge makes bridge `name` exist, up, with exactly address addr and the MTU; it also enables
-	// IPv4 forwarding and route_localnet on the bridge.
-	ensureBridge(name string, addr netip.Prefix, mtu int) error
-	// deleteBridge deletes the bridge; a missing one is not an error.
-	deleteBridge(name string) error
-	// bridges lists the names of the host's bridge devices.
-	bridges() ([]string, error)
-	// ensureNetns makes path a bind-mounted network namespace (created if missing) with lo up.
-	ensureNetns(path string) error
-	// deleteNetns unmounts and removes path; a missing one is not an error.
-	deleteNetns(path string) error
-	// checkNetns tells whether path is a network namespace (errdefs.ErrNotFound if not).
-	checkNetns(path string) error
-	// linkNames lists the interfaces of the namespace at path.
-	linkNames(path string) ([]string, error)
-	// ensureVeth makes the endpoint's veth exist and match e (host end on bridge, container end named
-	// e.IfName with e.Address, e.MAC, the MTU, and a default route when e.DefaultRoute).
-	ensureVeth(e *Endpoint, bridge string, mtu int) error
-	// deleteVeth deletes the host end (and so the pair); a missing one is not an error.
-	deleteVeth(hostIf string) error
-	// flushConntrack deletes the connection-tracking entries of flows from or to ip (DNATed ones
-	// included), so a published UDP port does not keep sending to an address that left.
-	flushConntrack(ip netip.Addr) error
-}
 
 // Driver manages the local networks of one host. Its methods are safe for concurrent use; they are
 // serialised by one mutex (each takes milliseconds).
@@ -62,7 +25,9 @@ type Driver struct {
 	log       *slog.Logger
 	ipt       iptables.Client
 	ipam      Allocator
-	k         kernel
+	nl        netlink.Namespaces
+	h         netlink.Handle // in the calling process's network namespace (the host's)
+	sysctl    func(name, value string) error
 	statePath string
 
 	mu sync.Mutex
@@ -78,7 +43,7 @@ func New(cfg Config) (*Driver, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	d := &Driver{cfg: cfg, log: cfg.Log, ipt: cfg.IPTables, ipam: cfg.IPAM, k: cfg.kernel,
+	d := &Driver{cfg: cfg, log: cfg.Log, ipt: cfg.IPTables, ipam: cfg.IPAM, nl: cfg.Netlink, sysctl: cfg.Sysctl,
 		statePath: filepath.Join(cfg.StateDir, "bridge.json")}
 	if d.log == nil {
 		d.log = slog.New(slog.NewTextHandler(io.Discard, nil))
@@ -95,10 +60,14 @@ func New(cfg Config) (*Driver, error) {
 			return nil, err
 		}
 	}
-	if d.k == nil {
-		if d.k, err = newKernel(); err != nil {
-			return nil, err
-		}
+	if d.nl == nil {
+		d.nl = netlink.System{}
+	}
+	if d.sysctl == nil {
+		d.sysctl = writeSysctl
+	}
+	if d.h, err = d.nl.Handle(""); err != nil {
+		return nil, fmt.Errorf("network: open netlink: %w", err)
 	}
 	if d.st, err = loadState(d.statePath); err != nil {
 		return nil, err
@@ -156,16 +125,16 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 	for _, n := range d.st.Networks {
 		known[n.Bridge] = true
 	}
-	brs, err := d.k.bridges()
+	brs, err := d.bridges()
 	errs = append(errs, err)
 	for _, b := range brs {
 		if isUserBridge(b) && !known[b] {
 			d.log.Info("deleting the bridge of a network that no longer exists", "bridge", b)
-			errs = append(errs, d.k.deleteBridge(b))
+			errs = append(errs, d.deleteBridge(b))
 		}
 	}
 	for _, n := range d.sortedNetworks() {
-		if err := d.k.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU); err != nil {
+		if err := d.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: bridge %s: %w", n.Name, n.Bridge, err))
 		}
 		held := map[string]bool{}
@@ -183,10 +152,10 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 	}
 	for _, e := range d.sortedEndpoints() {
 		n := d.st.Networks[e.Network]
-		if n == nil || d.k.checkNetns(e.Netns) != nil {
+		if n == nil || d.checkNetns(e.Netns) != nil {
 			continue // the agent decides about endpoints whose container is gone (Detach)
 		}
-		if err := d.k.ensureVeth(e, n.Bridge, n.MTU); err != nil {
+		if err := d.ensureVeth(e, n.Bridge, n.MTU); err != nil {
 			errs = append(errs, fmt.Errorf("container %s: network %q: %w", e.Container, e.Network, err))
 		}
 	}
@@ -204,15 +173,15 @@ func (d *Driver) Teardown(ctx context.Context) error {
 	defer d.mu.Unlock()
 	var errs []error
 	for _, e := range d.sortedEndpoints() {
-		errs = append(errs, d.k.deleteVeth(e.HostIf))
+		errs = append(errs, d.deleteVeth(e.HostIf))
 	}
 	if ents, err := os.ReadDir(d.cfg.NetnsDir); err == nil {
 		for _, ent := range ents {
-			errs = append(errs, d.k.deleteNetns(filepath.Join(d.cfg.NetnsDir, ent.Name())))
+			errs = append(errs, d.nl.Remove(filepath.Join(d.cfg.NetnsDir, ent.Name())))
 		}
 	}
 	for _, n := range d.sortedNetworks() {
-		errs = append(errs, d.k.deleteBridge(n.Bridge))
+		errs = append(errs, d.deleteBridge(n.Bridge))
 	}
 	errs = append(errs, removeAll(d.ipt))
 	return errors.Join(errs...)

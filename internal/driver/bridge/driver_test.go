@@ -4,17 +4,21 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/netip"
 	"strings"
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
+	vnl "github.com/vishvananda/netlink"
+	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/iptables"
+	"github.com/ovnet/ov/internal/netlink"
 )
 
 var (
@@ -23,18 +27,80 @@ var (
 )
 
 // hostRoutes are the routes of the fake host: its uplink and a VPN that covers 172.17.0.0/16.
-var hostRoutes = []hostRoute{
+var hostRoutes = []netlink.Route{
 	{Dst: netip.MustParsePrefix("192.0.2.0/24"), Dev: "eth0"},
 	{Dst: netip.MustParsePrefix("172.17.0.0/16"), Dev: "tun0"},
 }
 
-func newTestDriver(t *testing.T, k *fakeKernel, ipt *iptables.Fake, stateDir string) *Driver {
+// newFakeHost returns a fake kernel whose host namespace has an uplink eth0 (MTU 1400) carrying the
+// default route, and routes (on devices of their names, made as needed).
+func newFakeHost(t *testing.T, routes ...netlink.Route) *netlink.Fake {
+	t.Helper()
+	k := netlink.NewFake()
+	h, err := k.Handle("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dev := func(name string) vnl.Link {
+		l, err := netlink.FindLink(h, name)
+		if err == nil && l == nil {
+			if err = k.AddLink("", &vnl.Device{LinkAttrs: vnl.LinkAttrs{Name: name, MTU: 1400}}); err == nil {
+				l, err = netlink.FindLink(h, name)
+			}
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		return l
+	}
+	if err := h.RouteAdd(&vnl.Route{LinkIndex: dev("eth0").Attrs().Index, Gw: net.IP{192, 0, 2, 1}}); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range routes {
+		dst := &net.IPNet{IP: r.Dst.Addr().AsSlice(), Mask: net.CIDRMask(r.Dst.Bits(), 32)}
+		if err := h.RouteAdd(&vnl.Route{LinkIndex: dev(r.Dev).Attrs().Index, Dst: dst}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return k
+}
+
+// fakeLinks returns the host's links of type typ (veth, bridge) by name, with their MTU.
+func fakeLinks(t *testing.T, k *netlink.Fake, typ string) map[string]int {
+	t.Helper()
+	h, err := k.Handle("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	links, err := h.LinkList()
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]int{}
+	for _, l := range links {
+		if l.Type() == typ {
+			out[l.Attrs().Name] = l.Attrs().MTU
+		}
+	}
+	return out
+}
+
+// conntrackOf is a tracked flow from ip to a peer, as the kernel keeps it.
+func conntrackOf(ip netip.Addr) *vnl.ConntrackFlow {
+	peer := net.IP{198, 51, 100, 7}
+	return &vnl.ConntrackFlow{FamilyType: unix.AF_INET,
+		Forward: vnl.IPTuple{SrcIP: ip.AsSlice(), DstIP: peer, Protocol: unix.IPPROTO_UDP, SrcPort: 53, DstPort: 4000},
+		Reverse: vnl.IPTuple{SrcIP: peer, DstIP: ip.AsSlice(), Protocol: unix.IPPROTO_UDP, SrcPort: 4000, DstPort: 53}}
+}
+
+func newTestDriver(t *testing.T, k *netlink.Fake, ipt *iptables.Fake, stateDir string) *Driver {
 	t.Helper()
 	cfg := DefaultConfig()
 	cfg.StateDir = stateDir
 	cfg.NetnsDir = "/run/ov-test/netns"
 	cfg.IPTables = ipt
-	cfg.kernel = k
+	cfg.Netlink = k
+	cfg.Sysctl = func(name, value string) error { return nil }
 	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -102,7 +168,7 @@ COMMIT
 // TestRules walks the driver through the states a user creates and compares the whole iptables
 // rendering after each; the host's FORWARD policy is DROP and another program has its own rule there.
 func TestRules(t *testing.T) {
-	k := newFakeKernel(hostRoutes...)
+	k := newFakeHost(t, hostRoutes...)
 	ipt := iptables.NewFake()
 	ipt.SetPolicy("filter", "FORWARD", "DROP")
 	if err := ipt.Append("filter", "FORWARD", "-j", "DOCKER-FORWARD"); err != nil {
@@ -208,6 +274,10 @@ COMMIT
 	}
 
 	// Detach and delete with the restarted driver: back to the default network only.
+	other := netip.MustParseAddr("10.10.0.99") // a flow of an address no endpoint has
+	for _, ip := range []netip.Addr{ep.IP(), ep2.IP(), other} {
+		k.AddConntrack("", conntrackOf(ip))
+	}
 	for _, n := range []string{"front", "secret"} {
 		if err := d2.Detach(ctx, n, "c1"); err != nil {
 			t.Fatal(err)
@@ -222,11 +292,11 @@ COMMIT
 	if diff := cmp.Diff(defaultOnly, render(d2, ipt)); diff != "" {
 		t.Errorf("after detach and delete (-want +got):\n%s", diff)
 	}
-	if want := []netip.Addr{ep.IP(), ep2.IP()}; !cmp.Equal(want, k.flushed, cmpNetip) {
-		t.Errorf("conntrack flushed for %v; want %v (once per detached endpoint)", k.flushed, want)
+	if got := k.Conntrack(""); len(got) != 1 || !got[0].Forward.SrcIP.Equal(other.AsSlice()) {
+		t.Errorf("conntrack keeps %v; want only the flow of %s (those of the detached endpoints %s and %s flushed)", got, other, ep.IP(), ep2.IP())
 	}
-	if len(k.veths) != 0 || len(k.brs) != 1 {
-		t.Errorf("kernel keeps veths %v and bridges %v; want none and ov0", k.veths, k.brs)
+	if veths, brs := fakeLinks(t, k, "veth"), fakeLinks(t, k, "bridge"); len(veths) != 0 || len(brs) != 1 || brs["ov0"] == 0 {
+		t.Errorf("kernel keeps veths %v and bridges %v; want none and ov0", veths, brs)
 	}
 	if err := d2.Teardown(ctx); err != nil {
 		t.Fatal(err)
@@ -238,13 +308,13 @@ COMMIT
 }
 
 func TestCreateNetworkErrors(t *testing.T) {
-	k := newFakeKernel(hostRoutes...)
+	k := newFakeHost(t, hostRoutes...)
 	d := newTestDriver(t, k, iptables.NewFake(), t.TempDir())
 	if n, err := d.Network(DefaultNetwork); err != nil || n.Subnet != netip.MustParsePrefix("172.18.0.0/16") || n.Bridge != "ov0" || n.MTU != 1400 {
 		t.Fatalf("default network = %+v, %v; want ov0 with 172.18.0.0/16 (172.17.0.0/16 is a host route) and the uplink's MTU 1400", n, err)
 	}
-	if n, err := createNetwork(d, api.Network{Name: "jumbo", Subnet: "10.3.0.0/24", MTU: 9000}); err != nil || k.mtus[n.Bridge] != 9000 {
-		t.Errorf("network with --mtu 9000 = %+v, %v; bridge MTU %d", n, err, k.mtus[n.Bridge])
+	if n, err := createNetwork(d, api.Network{Name: "jumbo", Subnet: "10.3.0.0/24", MTU: 9000}); err != nil || fakeLinks(t, k, "bridge")[n.Bridge] != 9000 {
+		t.Errorf("network with --mtu 9000 = %+v, %v; bridge MTU %d", n, err, fakeLinks(t, k, "bridge")[n.Bridge])
 	}
 	if _, err := d.CreateNetwork(ctx, api.Network{Name: "back", Subnet: "10.1.2.0/24"}); err != nil {
 		t.Fatal(err)
@@ -293,7 +363,7 @@ func TestCreateNetworkErrors(t *testing.T) {
 }
 
 func TestAttachErrors(t *testing.T) {
-	k := newFakeKernel(hostRoutes...)
+	k := newFakeHost(t, hostRoutes...)
 	d := newTestDriver(t, k, iptables.NewFake(), t.TempDir())
 	if _, err := d.CreateNetwork(ctx, api.Network{Name: "front", Subnet: "10.1.0.0/24", IPRange: "10.1.0.128/25"}); err != nil {
 		t.Fatal(err)
@@ -347,7 +417,7 @@ func TestAttachErrors(t *testing.T) {
 
 // TestAddressesNotReusedAtOnce: a released address goes to the back of the queue (next-fit).
 func TestAddressesNotReusedAtOnce(t *testing.T) {
-	d := newTestDriver(t, newFakeKernel(), iptables.NewFake(), t.TempDir())
+	d := newTestDriver(t, newFakeHost(t), iptables.NewFake(), t.TempDir())
 	if _, err := d.CreateNetwork(ctx, api.Network{Name: "n", Subnet: "10.5.0.0/29"}); err != nil {
 		t.Fatal(err)
 	}
@@ -374,9 +444,11 @@ func TestAddressesNotReusedAtOnce(t *testing.T) {
 // TestReconcileDeletesOrphanBridges: a bridge of a network the state no longer knows (crash between
 // forgetting the network and deleting its bridge) is deleted; other programs' bridges are left alone.
 func TestReconcileDeletesOrphanBridges(t *testing.T) {
-	k := newFakeKernel()
+	k := newFakeHost(t)
 	for _, b := range []string{"ov-0123456789ab", "docker0", "br0", "ov-notours"} {
-		_ = k.ensureBridge(b, netip.MustParsePrefix("10.99.0.1/24"), 1500)
+		if err := k.AddLink("", &vnl.Bridge{LinkAttrs: vnl.LinkAttrs{Name: b, MTU: 1500}}, "10.99.0.1/24"); err != nil {
+			t.Fatal(err)
+		}
 	}
 	d := newTestDriver(t, k, iptables.NewFake(), t.TempDir())
 	n, err := createNetwork(d, api.Network{Name: "kept"})
@@ -386,7 +458,10 @@ func TestReconcileDeletesOrphanBridges(t *testing.T) {
 	if err := d.Reconcile(ctx); err != nil {
 		t.Fatal(err)
 	}
-	got, _ := k.bridges()
+	var got []string
+	for b := range fakeLinks(t, k, "bridge") {
+		got = append(got, b)
+	}
 	want := []string{"br0", "docker0", n.Bridge, "ov-notours", "ov0"}
 	if diff := cmp.Diff(want, got, cmpopts.SortSlices(func(a, b string) bool { return a < b })); diff != "" {
 		t.Errorf("bridges after Reconcile (-want +got):\n%s", diff)
@@ -399,7 +474,7 @@ func TestReconcileDeletesOrphanBridges(t *testing.T) {
 // behind the driver's back is restored by the next change of the rules or by Reconcile.
 func TestAttachRunsIptablesOnlyForRuleChanges(t *testing.T) {
 	ipt := iptables.NewFake()
-	d := newTestDriver(t, newFakeKernel(), ipt, t.TempDir())
+	d := newTestDriver(t, newFakeHost(t), ipt, t.TempDir())
 	base := render(d, ipt)
 	runs := func() int { return ipt.Calls + ipt.Reads }
 

@@ -14,6 +14,7 @@ import (
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/ipam"
+	"github.com/ovnet/ov/internal/netlink"
 )
 
 // sortedEndpoints returns the endpoints by network, then container.
@@ -106,7 +107,7 @@ func (d *Driver) attach(req driver.AttachRequest, ip netip.Addr, ports []PortMap
 	if n.Internal && len(ports) > 0 {
 		return nil, errorf(errdefs.ErrInvalidArgument, "network %q is internal: it cannot publish ports (-p); use another network", n.Name)
 	}
-	if err := d.k.checkNetns(req.Netns); err != nil {
+	if err := d.checkNetns(req.Netns); err != nil {
 		return nil, errorf(errdefs.ErrNotFound, "container %s: network namespace %s: %v", req.Container, req.Netns, err)
 	}
 	key := endpointKey(n.Name, req.Container)
@@ -139,15 +140,15 @@ func (d *Driver) attach(req driver.AttachRequest, ip netip.Addr, ports []PortMap
 	d.st.Endpoints[key] = e
 	err = d.st.save(d.statePath)
 	if err == nil {
-		err = d.k.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU)
+		err = d.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU)
 	}
 	if err == nil {
-		err = d.k.ensureVeth(e, n.Bridge, n.MTU)
+		err = d.ensureVeth(e, n.Bridge, n.MTU)
 	}
 	if err != nil {
 		if old == nil {
 			delete(d.st.Endpoints, key)
-			_ = d.k.deleteVeth(e.HostIf)
+			_ = d.deleteVeth(e.HostIf)
 			_ = d.ipam.Release(n.Name, req.Container)
 		} else {
 			d.st.Endpoints[key] = old
@@ -209,7 +210,7 @@ func (d *Driver) checkPorts(key string, ports []PortMapping) error {
 // nextIfName returns the first ethN that neither exists in the namespace nor is recorded for the
 // container.
 func (d *Driver) nextIfName(netns, container string) (string, error) {
-	names, err := d.k.linkNames(netns)
+	names, err := netlink.LinkNames(d.nl, netns)
 	if err != nil {
 		return "", fmt.Errorf("container %s: list interfaces of %s: %w", container, netns, err)
 	}
@@ -256,7 +257,7 @@ func (d *Driver) detach(network, container string) error {
 		hostIf = vethName(n.ID, container)
 	}
 	if hostIf != "" {
-		if err := d.k.deleteVeth(hostIf); err != nil {
+		if err := d.deleteVeth(hostIf); err != nil {
 			return fmt.Errorf("container %s: detach from network %q: %w", container, network, err)
 		}
 	}
@@ -270,7 +271,7 @@ func (d *Driver) detach(network, container string) error {
 	defer func() {
 		// After the rules are gone: no new flow can be tracked towards the address any more.
 		if e != nil {
-			if err := d.k.flushConntrack(e.IP()); err != nil {
+			if err := d.flushConntrack(e.IP()); err != nil {
 				d.log.Warn("cannot flush conntrack entries", "ip", e.IP().String(), "err", err)
 			}
 		}

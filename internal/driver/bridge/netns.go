@@ -23,7 +23,7 @@ func (d *Driver) CreateNetns(ctx context.Context, container string) (string, err
 		return "", errorf(errdefs.ErrInvalidArgument, "container ID %q cannot name a namespace file; use letters, digits, '_', '.' or '-'", container)
 	}
 	p := d.NetnsPath(container)
-	if err := d.k.ensureNetns(p); err != nil {
+	if err := d.ensureNetns(p); err != nil {
 		return "", fmt.Errorf("container %s: create network namespace %s: %w", container, p, err)
 	}
 	return p, nil
@@ -35,13 +35,13 @@ func (d *Driver) RemoveNetns(ctx context.Context, container string) error {
 	if !validID(container) {
 		return errorf(errdefs.ErrInvalidArgument, "container ID %q cannot name a namespace file", container)
 	}
-	return d.k.deleteNetns(d.NetnsPath(container))
+	return d.nl.Remove(d.NetnsPath(container))
 }
 
 // CheckNetns validates the namespace a --network container:NAME joins: path must be a network namespace
 // (a file under NetnsDir or /proc/PID/ns/net). Nothing is built for that mode.
 func (d *Driver) CheckNetns(path string) error {
-	if err := d.k.checkNetns(path); err != nil {
+	if err := d.checkNetns(path); err != nil {
 		return errorf(errdefs.ErrNotFound, "network namespace %s: %v; is the container running?", path, err)
 	}
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/ipam"
+	"github.com/ovnet/ov/internal/netlink"
 )
 
 // CreateRequest asks for a bridge network. Empty Subnet picks one from the address pools; empty
@@ -82,7 +83,7 @@ func (d *Driver) newNetwork(req CreateRequest, id, bridge string) (*Network, err
 		n.MTU = d.cfg.MTU
 	}
 	if n.MTU == 0 {
-		mtu, err := d.k.uplinkMTU()
+		mtu, err := d.uplinkMTU()
 		if err != nil {
 			return nil, fmt.Errorf("network %q: derive the MTU from the host's default route: %w (set --mtu)", req.Name, err)
 		}
@@ -96,14 +97,14 @@ func (d *Driver) addNetwork(n *Network) error {
 	d.st.Networks[n.Name] = n
 	err := d.st.save(d.statePath)
 	if err == nil {
-		err = d.k.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU)
+		err = d.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU)
 	}
 	if err == nil {
 		err = d.syncRules()
 	}
 	if err != nil {
 		delete(d.st.Networks, n.Name)
-		_ = d.k.deleteBridge(n.Bridge)
+		_ = d.deleteBridge(n.Bridge)
 		_ = d.syncRules()
 		if serr := d.st.save(d.statePath); serr != nil {
 			d.log.Error("cannot save state after failed create", "network", n.Name, "err", serr)
@@ -130,8 +131,8 @@ func (d *Driver) sortedNetworks() []*Network {
 }
 
 // foreignRoutes returns the host's routes that are not on one of the driver's bridges.
-func (d *Driver) foreignRoutes() ([]hostRoute, error) {
-	rs, err := d.k.routes()
+func (d *Driver) foreignRoutes() ([]netlink.Route, error) {
+	rs, err := netlink.Routes(d.h)
 	if err != nil {
 		return nil, fmt.Errorf("list the host's routes: %w", err)
 	}
@@ -139,7 +140,7 @@ func (d *Driver) foreignRoutes() ([]hostRoute, error) {
 	for _, n := range d.st.Networks {
 		ours[n.Bridge] = true
 	}
-	var out []hostRoute
+	var out []netlink.Route
 	for _, r := range rs {
 		if !ours[r.Dev] && r.Dst.Bits() > 0 {
 			out = append(out, r)
@@ -218,7 +219,7 @@ func (d *Driver) DeleteNetwork(ctx context.Context, name string) error {
 	if err := d.syncRules(); err != nil {
 		return fmt.Errorf("network %q: remove its iptables rules: %w (Reconcile retries)", name, err)
 	}
-	if err := d.k.deleteBridge(n.Bridge); err != nil {
+	if err := d.deleteBridge(n.Bridge); err != nil {
 		return fmt.Errorf("network %q: delete bridge %s: %w", name, n.Bridge, err)
 	}
 	if err := d.ipam.DropNetwork(name); err != nil {
