@@ -85,7 +85,7 @@ func (d *Driver) newNetwork(req CreateRequest, id, bridge string) (*Network, err
 	if n.MTU == 0 {
 		mtu, err := d.uplinkMTU()
 		if err != nil {
-			return nil, fmt.Errorf("network %q: derive the MTU from the host's default route: %w (set --mtu)", req.Name, err)
+			return nil, fmt.Errorf("network %q: derive the MTU from the host's default route: %w (configure the MTU of bridge networks)", req.Name, err)
 		}
 		n.MTU = cmp.Or(mtu, 1500)
 	}

@@ -101,7 +101,7 @@ func (c *Config) Validate() error {
 	case !api.ValidName(c.Host):
 		return fmt.Errorf("overlay: host name %q is not valid: %w", c.Host, errdefs.ErrInvalidArgument)
 	case !c.Address.Is4():
-		return fmt.Errorf("overlay: underlay address %q is not IPv4; set --underlay-address: %w", c.Address, errdefs.ErrInvalidArgument)
+		return fmt.Errorf("overlay: underlay address %q is not IPv4; give this host's IPv4 address on the underlay: %w", c.Address, errdefs.ErrInvalidArgument)
 	case c.StatePath == "":
 		return fmt.Errorf("overlay: no state path: %w", errdefs.ErrInvalidArgument)
 	case c.Connect == nil || c.Dataplane == nil || c.Members == nil:

@@ -109,7 +109,7 @@ func (d *Driver) join(ctx context.Context) error {
 	}
 	if ctl == nil {
 		if d.cfg.JoinToken == "" {
-			return fmt.Errorf("host %q is not registered and no join token is configured; set --join-token: %w", d.cfg.Host, errdefs.ErrUnauthorized)
+			return fmt.Errorf("host %q is not registered and no join token is configured; give the agent the cluster's join token: %w", d.cfg.Host, errdefs.ErrUnauthorized)
 		}
 		h, err := d.cfg.Connect(d.cfg.JoinToken).RegisterHost(ctx, me)
 		if err != nil {
