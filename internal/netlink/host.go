@@ -64,7 +64,7 @@ func LinkNames(nss Namespaces, path string) ([]string, error) {
 func FindLink(h Handle, name string) (vnl.Link, error) {
 	links, err := h.LinkList()
 	if err != nil {
-		return nil, err
+		return nil, fmt.Errorf("list links: %w", err)
 	}
 	for _, l := range links {
 		if l.Attrs().Name == name {
