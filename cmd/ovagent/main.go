@@ -6,12 +6,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/ovnet/ov/cmd/internal/daemon"
 	"os"
 	"os/signal"
 	"path/filepath"
 	"strings"
 	"syscall"
+
+	"github.com/ovnet/ov/cmd/internal/daemon"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/viper"
@@ -19,6 +20,7 @@ import (
 
 	"github.com/ovnet/ov/cmd/internal/shimcmd"
 	"github.com/ovnet/ov/internal/agent"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/image"
 )
@@ -126,7 +128,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 		log.Error("network reconcile (continuing)", "err", err)
 	}
 	cfg.Netns = br
-	cfg.Drivers = map[string]agent.NetworkDriver{"bridge": agent.Bridge{D: br}}
+	cfg.Drivers = map[string]driver.NetworkDriver{"bridge": br}
 	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
 	if err != nil {
 		return err

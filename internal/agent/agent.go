@@ -15,6 +15,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/image"
 	"github.com/ovnet/ov/internal/shim"
@@ -154,7 +155,7 @@ func (a *Agent) prune() {
 		return ok
 	}
 	for name, d := range a.cfg.Drivers {
-		if p, ok := d.(Pruner); ok {
+		if p, ok := d.(driver.Pruner); ok {
 			if err := p.Prune(a.ctx, known); err != nil {
 				a.log.Warn("prune network endpoints", "driver", name, "err", err)
 			}

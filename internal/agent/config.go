@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
@@ -39,9 +40,9 @@ type Config struct {
 	// Images is the image store. Nil: only absolute rootfs directories can be run.
 	Images ImageStore
 	// Netns creates and removes containers' network namespaces. Nil: only host and none networking.
-	Netns NetnsManager
+	Netns driver.NetnsManager
 	// Drivers maps a network driver name ("bridge", "overlay") to the driver that builds its networks.
-	Drivers map[string]NetworkDriver
+	Drivers map[string]driver.NetworkDriver
 	// Log receives the agent's logs. Default: discarded.
 	Log *slog.Logger
 }

@@ -18,6 +18,6 @@
 //   - remove undoes everything create made; what it cannot undo it logs and still forgets the
 //     container, so a retry has nothing to trip on.
 //
-// Extension point: Config.Drivers maps a driver name (bridge, overlay, ...) to a NetworkDriver; the
+// Extension point: Config.Drivers maps a driver name (bridge, overlay, ...) to a driver.NetworkDriver; the
 // agent keeps no driver-specific logic.
 package agent

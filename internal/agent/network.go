@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -49,11 +50,11 @@ func (a *Agent) parseNetworkMode(s string) (netMode, error) {
 		}
 		return netMode{kind: modeContainer, other: other}, nil
 	}
-	n, driver, err := a.findNetwork(context.Background(), m.Network)
+	n, dname, err := a.findNetwork(context.Background(), m.Network)
 	if err != nil {
 		return netMode{}, err
 	}
-	return netMode{kind: modeNetwork, network: n.Name, driver: driver}, nil
+	return netMode{kind: modeNetwork, network: n.Name, driver: dname}, nil
 }
 
 // findNetwork returns the network named name and the name of its driver.
@@ -130,7 +131,7 @@ func (a *Agent) attachAsync(ctx context.Context, id, name string, req api.Contai
 	})
 	go func() {
 		t0 := time.Now()
-		ep, err := d.Attach(ctx, AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports})
+		ep, err := d.Attach(ctx, driver.AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports})
 		if err != nil {
 			out <- attachResult{err: err}
 			return
@@ -212,7 +213,7 @@ func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
 	if name == api.DriverHost || name == api.DriverNone {
 		return fmt.Errorf("network %q is built in and cannot be removed: %w", name, errdefs.ErrConflict)
 	}
-	_, driver, err := a.findNetwork(ctx, name)
+	_, dname, err := a.findNetwork(ctx, name)
 	if err != nil {
 		return err
 	}
@@ -223,7 +224,7 @@ func (a *Agent) DeleteNetwork(ctx context.Context, name string) error {
 	if users := a.networkUsers(name); len(users) > 0 {
 		return fmt.Errorf("network %q is used by containers %v; disconnect or remove them first: %w", name, users, errdefs.ErrConflict)
 	}
-	return a.cfg.Drivers[driver].DeleteNetwork(ctx, name)
+	return a.cfg.Drivers[dname].DeleteNetwork(ctx, name)
 }
 
 func (a *Agent) networkUsers(name string) []string {
@@ -272,7 +273,7 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 			return api.Container{}, err
 		}
 	}
-	_, driver, err := a.findNetwork(ctx, netName)
+	_, dname, err := a.findNetwork(ctx, netName)
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -282,7 +283,7 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 			return api.Container{}, err
 		}
 	}
-	ep, err := a.cfg.Drivers[driver].Attach(ctx, AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: netns, IP: req.IP})
+	ep, err := a.cfg.Drivers[dname].Attach(ctx, driver.AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: netns, IP: req.IP})
 	if err != nil {
 		return api.Container{}, err
 	}

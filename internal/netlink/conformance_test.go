@@ -3,6 +3,9 @@ package netlink_test
 import (
 	"errors"
 	"net"
+	"net/netip"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -69,6 +72,7 @@ func conformance(t *testing.T, nss netlink.Namespaces, host, ctr string) {
 		if hv.Attrs().MasterIndex != br.Attrs().Index || cv.Attrs().MTU != 1300 || cv.Attrs().HardwareAddr.String() != mac.String() {
 			t.Fatalf("veth: master %d mtu %d mac %s", hv.Attrs().MasterIndex, cv.Attrs().MTU, cv.Attrs().HardwareAddr)
 		}
+		must(t, h.LinkSetHairpin(hv, true))
 		must(t, c.LinkSetUp(cv))
 		a, _ := vnl.ParseAddr("10.9.0.2/24")
 		must(t, c.AddrReplace(cv, a))
@@ -83,6 +87,22 @@ func conformance(t *testing.T, nss netlink.Namespaces, host, ctr string) {
 			return (r.Dst == nil || r.Dst.IP.IsUnspecified()) && r.Gw.Equal(net.IP{10, 9, 0, 1})
 		}) {
 			t.Fatalf("no default route via 10.9.0.1 in %v", routes)
+		}
+		_, all, _ := net.ParseCIDR("0.0.0.0/0")
+		must(t, c.RouteReplace(&vnl.Route{LinkIndex: cv.Attrs().Index, Gw: net.IP{10, 9, 0, 1}, Dst: all})) // replacing is idempotent
+		must(t, c.RouteReplace(&vnl.Route{LinkIndex: cv.Attrs().Index, Gw: net.IP{10, 9, 0, 1}, Dst: all}))
+		_, far, _ := net.ParseCIDR("10.9.5.0/24")
+		must(t, c.RouteAdd(&vnl.Route{LinkIndex: cv.Attrs().Index, Gw: net.IP{10, 9, 0, 1}, Dst: far}))
+		sub, err := netlink.Routes(c)
+		must(t, err)
+		if !slices.Contains(sub, netlink.Route{Dst: netip.MustParsePrefix("10.9.5.0/24"), Dev: "eth0"}) ||
+			slices.ContainsFunc(sub, func(r netlink.Route) bool { return r.Dst.Bits() == 0 }) {
+			t.Fatalf("netlink.Routes = %v, want 10.9.5.0/24 on eth0 and no default route", sub)
+		}
+		var byIP vnl.ConntrackFilter
+		must(t, byIP.AddIP(vnl.ConntrackOrigSrcIP, net.IP{10, 9, 0, 2}))
+		if n, err := h.ConntrackDeleteFilters(vnl.ConntrackTable, unix.AF_INET, &byIP); err != nil || n != 0 {
+			t.Fatalf("ConntrackDeleteFilters with no entries = %d, %v; want 0, nil", n, err)
 		}
 		must(t, h.LinkDel(hv))
 		if l := findOpt(t, c, "eth0"); l != nil {
@@ -161,6 +181,37 @@ func conformance(t *testing.T, nss netlink.Namespaces, host, ctr string) {
 	})
 }
 
+func namespaceLifecycle(t *testing.T, nss netlink.Namespaces, fresh, notNS string) {
+	t.Run("create and remove a namespace", func(t *testing.T) {
+		if h, err := nss.Handle(notNS); err == nil {
+			h.Close()
+			t.Fatalf("Handle(%s) succeeded on a path that is not a namespace", notNS)
+		}
+		must(t, nss.Create(fresh))
+		n, err := nss.Handle(fresh)
+		must(t, err)
+		defer n.Close()
+		lo := find(t, n, "lo")
+		if lo.Attrs().Flags&net.FlagUp != 0 {
+			t.Fatal("lo of a new namespace is up")
+		}
+		must(t, n.LinkSetUp(lo))
+		must(t, nss.Create(fresh)) // a namespace already: left as it is
+		if names, err := netlink.LinkNames(nss, fresh); err != nil || !slices.Equal(names, []string{"lo"}) {
+			t.Fatalf("links after Create again: %v, %v; want lo", names, err)
+		}
+		if find(t, n, "lo").Attrs().Flags&net.FlagUp == 0 {
+			t.Fatal("Create again reset the namespace (lo is down)")
+		}
+		must(t, nss.Remove(fresh))
+		if h, err := nss.Handle(fresh); err == nil {
+			h.Close()
+			t.Fatal("Handle succeeded on a removed namespace")
+		}
+		must(t, nss.Remove(fresh)) // missing: not an error
+	})
+}
+
 func checkFDB(t *testing.T, h netlink.Handle, ix int, want ...string) {
 	t.Helper()
 	ns, err := h.NeighList(ix, unix.AF_BRIDGE)
@@ -210,10 +261,16 @@ func TestFakeConformance(t *testing.T) {
 	f.AddNamespace("/host")
 	f.AddNamespace("/ctr")
 	conformance(t, f, "/host", "/ctr")
+	namespaceLifecycle(t, f, "/fresh", "/not-a-namespace")
 }
 
 func TestKernelConformance(t *testing.T) {
 	testutil.RequireRoot(t)
 	host, ctr := testutil.Netns(t, "nlh"), testutil.Netns(t, "nlc")
 	conformance(t, netlink.System{}, "/run/netns/"+host, "/run/netns/"+ctr)
+	dir := filepath.Join(t.TempDir(), "netns")
+	t.Cleanup(func() { _ = unix.Unmount(dir, unix.MNT_DETACH) }) // Create made it a shared mount
+	notNS := filepath.Join(t.TempDir(), "file")
+	must(t, os.WriteFile(notNS, nil, 0o644))
+	namespaceLifecycle(t, netlink.System{}, filepath.Join(dir, "fresh"), notNS)
 }

@@ -32,13 +32,15 @@ type fakeLink struct {
 	link     vnl.Link // private copy
 	macOK    bool     // the MAC was chosen by the caller (rendered), not generated
 	parentNS string   // macvlan: the namespace of its parent (ParentIndex)
+	hairpin  bool     // bridge port: LinkSetHairpin
 }
 
 type fakeNS struct {
-	links  map[int]*fakeLink
-	addrs  []vnl.Addr
-	routes []vnl.Route
-	neighs []vnl.Neigh
+	links     map[int]*fakeLink
+	addrs     []vnl.Addr
+	routes    []vnl.Route
+	neighs    []vnl.Neigh
+	conntrack []*vnl.ConntrackFlow
 }
 
 // NewFake returns a Fake holding only the current namespace ("").
@@ -71,6 +73,44 @@ func (f *Fake) DelNamespace(path string) {
 		f.delLocked(path, ix)
 	}
 	delete(f.spaces, path)
+}
+
+// Create adds a namespace at path holding a loopback interface lo (down), as the kernel makes one;
+// an existing namespace is left as it is.
+func (f *Fake) Create(path string) error {
+	f.mu.Lock()
+	exists := f.spaces[path] != nil
+	f.mu.Unlock()
+	if exists {
+		return nil
+	}
+	f.AddNamespace(path)
+	return f.AddLink(path, &vnl.Device{LinkAttrs: vnl.LinkAttrs{Name: "lo", MTU: 65536}})
+}
+
+// Remove is DelNamespace; a missing namespace is not an error.
+func (f *Fake) Remove(path string) error {
+	f.DelNamespace(path)
+	return nil
+}
+
+// AddConntrack adds a connection-tracking entry to the namespace at path.
+func (f *Fake) AddConntrack(path string, flow *vnl.ConntrackFlow) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ns := f.spaces[path]; ns != nil {
+		ns.conntrack = append(ns.conntrack, flow)
+	}
+}
+
+// Conntrack lists the connection-tracking entries of the namespace at path.
+func (f *Fake) Conntrack(path string) []*vnl.ConntrackFlow {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if ns := f.spaces[path]; ns != nil {
+		return slices.Clone(ns.conntrack)
+	}
+	return nil
 }
 
 // AddLink adds a link (e.g. the underlay interface) with its addresses to the namespace at path.
@@ -240,81 +280,108 @@ func (h *fakeHandle) LinkAdd(link vnl.Link) error {
 	if !macOK {
 		ca.HardwareAddr = h.f.genMAC()
 	}
-	if v, ok := c.(*vnl.Veth); ok {
-		peerPath := h.path
-		if v.PeerNamespace != nil {
-			fd, ok := v.PeerNamespace.(vnl.NsFd)
-			if !ok {
-				return fmt.Errorf("fake netlink: veth %q: peer namespace must be an NsFd: %w", a.Name, unix.EINVAL)
-			}
-			p, ok := h.f.fds[int(fd)]
-			if !ok {
-				return fmt.Errorf("fake netlink: veth %q: bad namespace fd %d: %w", a.Name, fd, unix.EBADF)
-			}
-			peerPath = p
-		}
-		pns := h.f.spaces[peerPath]
-		if pns == nil {
-			return fmt.Errorf("fake netlink: veth %q: peer namespace gone: %w", a.Name, unix.ENOENT)
-		}
-		if v.PeerName == "" || pns.byName(v.PeerName) != nil || (peerPath == h.path && v.PeerName == a.Name) {
-			return fmt.Errorf("fake netlink: veth peer %q: %w", v.PeerName, unix.EEXIST)
-		}
-		ca.Index = h.f.nextIx
-		h.f.nextIx++
-		peer := &vnl.Veth{LinkAttrs: vnl.NewLinkAttrs(), PeerName: a.Name}
-		pa := peer.Attrs()
-		pa.Name = v.PeerName
-		pa.MTU = ca.MTU
-		if v.PeerMTU != 0 {
-			pa.MTU = int(v.PeerMTU)
-		}
-		pa.HardwareAddr = v.PeerHardwareAddr
-		peerMACOK := len(pa.HardwareAddr) != 0
-		if !peerMACOK {
-			pa.HardwareAddr = h.f.genMAC()
-		}
-		pa.Index = h.f.nextIx
-		h.f.nextIx++
-		pa.ParentIndex = ca.Index
-		pa.Namespace = h.path // remembered to find the other end
-		ca.ParentIndex = pa.Index
-		ca.Namespace = peerPath
-		v.PeerNamespace, v.PeerHardwareAddr, v.PeerMTU = nil, nil, 0
-		pns.links[pa.Index] = &fakeLink{link: peer, macOK: peerMACOK}
-	} else if _, ok := c.(*vnl.Macvlan); ok {
-		parent := ns.links[ca.ParentIndex]
-		if parent == nil {
-			return fmt.Errorf("fake netlink: macvlan %q: parent %d not found: %w", a.Name, ca.ParentIndex, unix.ENODEV)
-		}
-		dst := ns
-		if a.Namespace != nil {
-			fd, ok := a.Namespace.(vnl.NsFd)
-			if !ok {
-				return fmt.Errorf("fake netlink: macvlan %q: namespace must be an NsFd: %w", a.Name, unix.EINVAL)
-			}
-			p, ok := h.f.fds[int(fd)]
-			if !ok || h.f.spaces[p] == nil {
-				return fmt.Errorf("fake netlink: macvlan %q: bad namespace fd %d: %w", a.Name, fd, unix.EBADF)
-			}
-			dst = h.f.spaces[p]
-			if dst.byName(a.Name) != nil {
-				return fmt.Errorf("fake netlink: link %q: %w", a.Name, unix.EEXIST)
-			}
-		}
-		if ca.MTU > parent.link.Attrs().MTU {
-			return fmt.Errorf("fake netlink: macvlan %q: MTU %d above its parent's %d: %w", a.Name, ca.MTU, parent.link.Attrs().MTU, unix.EINVAL)
-		}
-		ca.Namespace = nil
-		ca.Index = h.f.nextIx
-		h.f.nextIx++
-		dst.links[ca.Index] = &fakeLink{link: c, macOK: macOK, parentNS: h.path}
-		return nil
-	} else {
-		ca.Index = h.f.nextIx
-		h.f.nextIx++
+	switch v := c.(type) {
+	case *vnl.Veth:
+		return h.addVethLocked(ns, v, macOK)
+	case *vnl.Macvlan:
+		return h.addMacvlanLocked(ns, v, macOK)
 	}
+	ca.Index = h.f.nextIx
+	h.f.nextIx++
 	ns.links[ca.Index] = &fakeLink{link: c, macOK: macOK}
+	return nil
+}
+
+// nsByFd resolves a namespace token from Fd; what names the link (veth peer, macvlan) for errors.
+func (f *Fake) nsByFd(what string, ns vnl.NsFd) (string, error) {
+	p, ok := f.fds[int(ns)]
+	if !ok {
+		return "", fmt.Errorf("fake netlink: %s: bad namespace fd %d: %w", what, ns, unix.EBADF)
+	}
+	return p, nil
+}
+
+// addVethLocked adds both ends of veth c (a private copy) to ns and to the peer's namespace.
+func (h *fakeHandle) addVethLocked(ns *fakeNS, v *vnl.Veth, macOK bool) error {
+	ca := v.Attrs()
+	peerPath := h.path
+	if v.PeerNamespace != nil {
+		fd, ok := v.PeerNamespace.(vnl.NsFd)
+		if !ok {
+			return fmt.Errorf("fake netlink: veth %q: peer namespace must be an NsFd: %w", ca.Name, unix.EINVAL)
+		}
+		p, err := h.f.nsByFd(fmt.Sprintf("veth %q", ca.Name), fd)
+		if err != nil {
+			return err
+		}
+		peerPath = p
+	}
+	pns := h.f.spaces[peerPath]
+	if pns == nil {
+		return fmt.Errorf("fake netlink: veth %q: peer namespace gone: %w", ca.Name, unix.ENOENT)
+	}
+	if v.PeerName == "" || pns.byName(v.PeerName) != nil || (peerPath == h.path && v.PeerName == ca.Name) {
+		return fmt.Errorf("fake netlink: veth peer %q: %w", v.PeerName, unix.EEXIST)
+	}
+	ca.Index = h.f.nextIx
+	h.f.nextIx++
+	peer := &vnl.Veth{LinkAttrs: vnl.NewLinkAttrs(), PeerName: ca.Name}
+	pa := peer.Attrs()
+	pa.Name = v.PeerName
+	pa.MTU = ca.MTU
+	if v.PeerMTU != 0 {
+		pa.MTU = int(v.PeerMTU)
+	}
+	pa.HardwareAddr = v.PeerHardwareAddr
+	peerMACOK := len(pa.HardwareAddr) != 0
+	if !peerMACOK {
+		pa.HardwareAddr = h.f.genMAC()
+	}
+	pa.Index = h.f.nextIx
+	h.f.nextIx++
+	pa.ParentIndex = ca.Index
+	pa.Namespace = h.path // remembered to find the other end
+	ca.ParentIndex = pa.Index
+	ca.Namespace = peerPath
+	v.PeerNamespace, v.PeerHardwareAddr, v.PeerMTU = nil, nil, 0
+	pns.links[pa.Index] = &fakeLink{link: peer, macOK: peerMACOK}
+	ns.links[ca.Index] = &fakeLink{link: v, macOK: macOK}
+	return nil
+}
+
+// addMacvlanLocked adds macvlan m (a private copy) on its parent in ns, inside ns or in the namespace
+// its LinkAttrs.Namespace names.
+func (h *fakeHandle) addMacvlanLocked(ns *fakeNS, m *vnl.Macvlan, macOK bool) error {
+	ca := m.Attrs()
+	parent := ns.links[ca.ParentIndex]
+	if parent == nil {
+		return fmt.Errorf("fake netlink: macvlan %q: parent %d not found: %w", ca.Name, ca.ParentIndex, unix.ENODEV)
+	}
+	dst := ns
+	if ca.Namespace != nil {
+		fd, ok := ca.Namespace.(vnl.NsFd)
+		if !ok {
+			return fmt.Errorf("fake netlink: macvlan %q: namespace must be an NsFd: %w", ca.Name, unix.EINVAL)
+		}
+		p, err := h.f.nsByFd(fmt.Sprintf("macvlan %q", ca.Name), fd)
+		if err == nil && h.f.spaces[p] == nil {
+			err = fmt.Errorf("fake netlink: macvlan %q: bad namespace fd %d: %w", ca.Name, fd, unix.EBADF)
+		}
+		if err != nil {
+			return err
+		}
+		dst = h.f.spaces[p]
+		if dst.byName(ca.Name) != nil {
+			return fmt.Errorf("fake netlink: link %q: %w", ca.Name, unix.EEXIST)
+		}
+	}
+	if ca.MTU > parent.link.Attrs().MTU {
+		return fmt.Errorf("fake netlink: macvlan %q: MTU %d above its parent's %d: %w", ca.Name, ca.MTU, parent.link.Attrs().MTU, unix.EINVAL)
+	}
+	ca.Namespace = nil
+	ca.Index = h.f.nextIx
+	h.f.nextIx++
+	dst.links[ca.Index] = &fakeLink{link: m, macOK: macOK, parentNS: h.path}
 	return nil
 }
 
@@ -412,6 +479,13 @@ func (h *fakeHandle) LinkSetHardwareAddr(link vnl.Link, hw net.HardwareAddr) err
 	return h.modify(link, func(_ *fakeNS, fl *fakeLink) error {
 		fl.link.Attrs().HardwareAddr = slices.Clone(hw)
 		fl.macOK = true
+		return nil
+	})
+}
+
+func (h *fakeHandle) LinkSetHairpin(link vnl.Link, mode bool) error {
+	return h.modify(link, func(_ *fakeNS, fl *fakeLink) error {
+		fl.hairpin = mode
 		return nil
 	})
 }
@@ -515,6 +589,35 @@ func (h *fakeHandle) RouteAdd(route *vnl.Route) error {
 	}
 	ns.routes = append(ns.routes, *route)
 	return nil
+}
+
+func (h *fakeHandle) RouteReplace(route *vnl.Route) error {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	ns, err := h.ns()
+	if err != nil {
+		return err
+	}
+	if ns.links[route.LinkIndex] == nil {
+		return fmt.Errorf("fake netlink: route via link %d: %w", route.LinkIndex, unix.ENODEV)
+	}
+	ns.routes = slices.DeleteFunc(ns.routes, func(r vnl.Route) bool { return routeKey(&r) == routeKey(route) })
+	ns.routes = append(ns.routes, *route)
+	return nil
+}
+
+func (h *fakeHandle) ConntrackDeleteFilters(_ vnl.ConntrackTableType, _ vnl.InetFamily, filters ...vnl.CustomConntrackFilter) (uint, error) {
+	h.f.mu.Lock()
+	defer h.f.mu.Unlock()
+	ns, err := h.ns()
+	if err != nil {
+		return 0, err
+	}
+	n := len(ns.conntrack)
+	ns.conntrack = slices.DeleteFunc(ns.conntrack, func(flow *vnl.ConntrackFlow) bool {
+		return slices.ContainsFunc(filters, func(f vnl.CustomConntrackFilter) bool { return f.MatchConntrackFlow(flow) })
+	})
+	return uint(n - len(ns.conntrack)), nil
 }
 
 func (h *fakeHandle) NeighList(linkIndex, family int) ([]vnl.Neigh, error) {
@@ -624,6 +727,9 @@ func (f *Fake) Render(path string) string {
 		}
 		if fl.macOK {
 			s += " mac=" + a.HardwareAddr.String()
+		}
+		if fl.hairpin {
+			s += " hairpin"
 		}
 		switch v := fl.link.(type) {
 		case *vnl.Vxlan:

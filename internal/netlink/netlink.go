@@ -20,6 +20,8 @@ type Handle interface {
 	LinkSetMTU(link vnl.Link, mtu int) error
 	LinkSetMasterByIndex(link vnl.Link, masterIndex int) error
 	LinkSetHardwareAddr(link vnl.Link, hwaddr net.HardwareAddr) error
+	// LinkSetHairpin lets a bridge port send a frame back out of the port it came in on.
+	LinkSetHairpin(link vnl.Link, mode bool) error
 
 	AddrList(link vnl.Link, family int) ([]vnl.Addr, error)
 	AddrReplace(link vnl.Link, addr *vnl.Addr) error
@@ -27,12 +29,17 @@ type Handle interface {
 
 	RouteList(link vnl.Link, family int) ([]vnl.Route, error)
 	RouteAdd(route *vnl.Route) error
+	RouteReplace(route *vnl.Route) error
 
 	// NeighList with family unix.AF_BRIDGE lists FDB entries, with unix.AF_INET ARP entries.
 	NeighList(linkIndex, family int) ([]vnl.Neigh, error)
 	NeighSet(neigh *vnl.Neigh) error
 	NeighAppend(neigh *vnl.Neigh) error
 	NeighDel(neigh *vnl.Neigh) error
+
+	// ConntrackDeleteFilters deletes the connection-tracking entries that match any of filters and
+	// returns how many it deleted.
+	ConntrackDeleteFilters(table vnl.ConntrackTableType, family vnl.InetFamily, filters ...vnl.CustomConntrackFilter) (uint, error)
 
 	Close()
 }
@@ -47,6 +54,11 @@ type Namespaces interface {
 	// Fd opens the namespace at path for netlink.NsFd (to create a link directly inside it, e.g. the
 	// peer of a veth). release closes it.
 	Fd(path string) (fd int, release func(), err error)
+	// Create makes path a network namespace that outlives processes (bind-mounted there), with its
+	// loopback interface (down, as the kernel makes it); a path that is a namespace already is left
+	// as it is. Remove unmounts and deletes it; a missing one is not an error.
+	Create(path string) error
+	Remove(path string) error
 }
 
 // System is the real Namespaces, backed by the kernel.

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/perfdoc"
 	"github.com/ovnet/ov/internal/testutil"
 )
@@ -49,7 +50,7 @@ func TestBenchBridge(t *testing.T) {
 		}
 		p, _ := api.ParsePortSpec(fmt.Sprintf("%d:80", port))
 		t0 := time.Now()
-		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []api.PortSpec{p}}); err != nil {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: apiPorts(p)}); err != nil {
 			t.Fatal(err)
 		}
 		t1 := time.Now()
@@ -64,7 +65,7 @@ func TestBenchBridge(t *testing.T) {
 	}
 	byHand := func(i, port int) (attach, detach time.Duration) {
 		ns := filepath.Join(cfg.NetnsDir, fmt.Sprintf("hand%d", i))
-		if err := d.k.ensureNetns(ns); err != nil {
+		if err := d.ensureNetns(ns); err != nil {
 			t.Fatal(err)
 		}
 		ip := fmt.Sprintf("10.77.200.%d", 1+i%250)
@@ -88,7 +89,7 @@ func TestBenchBridge(t *testing.T) {
 		run(t, "iptables", append([]string{"-t", "nat", "-D", "HAND-DNAT"}, dnat...)...)
 		run(t, "iptables", append([]string{"-D", "HAND-FWD"}, fwd...)...)
 		t2 := time.Now()
-		if err := d.k.deleteNetns(ns); err != nil {
+		if err := d.nl.Remove(ns); err != nil {
 			t.Fatal(err)
 		}
 		return t1.Sub(t0), t2.Sub(t1)
@@ -114,7 +115,7 @@ func TestBenchBridge(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, _ := api.ParsePortSpec(fmt.Sprintf("%d:80", 40000+i))
-		if _, err := d.Attach(ctx, AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: []api.PortSpec{p}}); err != nil {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "bench", Container: id, Netns: ns, Ports: apiPorts(p)}); err != nil {
 			t.Fatal(err)
 		}
 	}

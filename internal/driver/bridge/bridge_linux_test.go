@@ -8,19 +8,19 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
-	"github.com/vishvananda/netlink"
-	"github.com/vishvananda/netns"
+	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/iptables"
+	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 )
 
@@ -109,33 +109,6 @@ func newHostDriver(t *testing.T) (*Driver, Config) {
 	return d, cfg
 }
 
-// doInNetns runs fn on an OS thread switched into the namespace at path: sockets fn opens live there.
-func doInNetns(path string, fn func() error) error {
-	runtime.LockOSThread()
-	orig, err := netns.Get()
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer orig.Close()
-	target, err := netns.GetFromPath(path)
-	if err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	defer target.Close()
-	if err := netns.Set(target); err != nil {
-		runtime.UnlockOSThread()
-		return err
-	}
-	ferr := fn()
-	if err := netns.Set(orig); err != nil {
-		return err // the thread stays locked and is discarded
-	}
-	runtime.UnlockOSThread()
-	return ferr
-}
-
 func wantFail(t *testing.T, what string, err error) {
 	t.Helper()
 	if err == nil {
@@ -199,7 +172,7 @@ func TestBridgePrivileged(t *testing.T) {
 	}
 	baseRules, baseLinks := dumpRules(t), links(t)
 
-	n1, err := d.CreateNetwork(ctx, api.Network{Name: "n1", Subnet: "10.31.1.0/24"})
+	n1, err := createNetwork(d, api.Network{Name: "n1", Subnet: "10.31.1.0/24"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -227,11 +200,11 @@ func TestBridgePrivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		req := AttachRequest{Network: network, Container: id, Netns: ns, Ports: pm}
+		req := driver.AttachRequest{Network: network, Container: id, Netns: ns, Ports: apiPorts(pm...)}
 		if ip != "" {
-			req.IP = netip.MustParseAddr(ip)
+			req.IP = ip
 		}
-		e, err := d.Attach(ctx, req)
+		e, err := attachEndpoint(d, req)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -300,7 +273,7 @@ func TestBridgePrivileged(t *testing.T) {
 	t.Run("published udp port", func(t *testing.T) {
 		// busybox nc has no UDP: the test opens the sockets itself, each in its namespace.
 		var srv net.PacketConn
-		if err := doInNetns(a.Netns, func() (err error) { srv, err = net.ListenPacket("udp4", ":53"); return err }); err != nil {
+		if err := netlink.Do(a.Netns, func() (err error) { srv, err = net.ListenPacket("udp4", ":53"); return err }); err != nil {
 			t.Fatal(err)
 		}
 		defer srv.Close()
@@ -315,7 +288,7 @@ func TestBridgePrivileged(t *testing.T) {
 			}
 		}()
 		var cl net.Conn
-		if err := doInNetns(peerPath, func() (err error) { cl, err = net.Dial("udp4", "192.168.77.1:5300"); return err }); err != nil {
+		if err := netlink.Do(peerPath, func() (err error) { cl, err = net.Dial("udp4", "192.168.77.1:5300"); return err }); err != nil {
 			t.Fatal(err)
 		}
 		defer cl.Close()
@@ -338,16 +311,16 @@ func TestBridgePrivileged(t *testing.T) {
 			t.Fatal(err)
 		}
 		p, _ := api.ParsePortSpec("8080:81")
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n2", Container: "cx", Netns: ns, Ports: []api.PortSpec{p}}); !errors.Is(err, errdefs.ErrConflict) {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n2", Container: "cx", Netns: ns, Ports: apiPorts(p)}); !errors.Is(err, errdefs.ErrConflict) {
 			t.Errorf("host port 8080 again: %v; want conflict", err)
 		}
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: netip.MustParseAddr("10.31.1.50")}); !errors.Is(err, errdefs.ErrConflict) {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: "10.31.1.50"}); !errors.Is(err, errdefs.ErrConflict) {
 			t.Errorf("--ip taken: %v; want conflict", err)
 		}
-		if _, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: netip.MustParseAddr("10.31.9.9")}); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		if _, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "cx", Netns: ns, IP: "10.31.9.9"}); !errors.Is(err, errdefs.ErrInvalidArgument) {
 			t.Errorf("--ip outside the subnet: %v; want invalid argument", err)
 		}
-		if names, _ := d.k.linkNames(ns); !cmp.Equal(names, []string{"lo"}) {
+		if names, _ := netlink.LinkNames(d.nl, ns); !cmp.Equal(names, []string{"lo"}) {
 			t.Errorf("failed attaches left interfaces %v in the namespace", names)
 		}
 		if err := d.RemoveNetns(ctx, "cx"); err != nil {
@@ -377,7 +350,7 @@ func TestBridgePrivileged(t *testing.T) {
 		}
 	})
 	t.Run("connect a second network", func(t *testing.T) {
-		e, err := d.Attach(ctx, AttachRequest{Network: "n2", Container: "ca", Netns: a.Netns})
+		e, err := attachEndpoint(d, driver.AttachRequest{Network: "n2", Container: "ca", Netns: a.Netns})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -395,7 +368,7 @@ func TestBridgePrivileged(t *testing.T) {
 	})
 	t.Run("attach again and repair", func(t *testing.T) {
 		before := links(t)
-		again, err := d.Attach(ctx, AttachRequest{Network: "n1", Container: "ca", Netns: a.Netns, Ports: a.Ports})
+		again, err := attachEndpoint(d, driver.AttachRequest{Network: "n1", Container: "ca", Netns: a.Netns, Ports: apiPorts(a.Ports...)})
 		if err != nil || !cmp.Equal(again, a, cmpNetip) {
 			t.Errorf("attach again: %+v, %v; want %+v", again, err, a)
 		}
@@ -433,7 +406,7 @@ func TestBridgePrivileged(t *testing.T) {
 		t.Errorf("detach of a missing endpoint: %v; want nil", err)
 	}
 	// No tracked flow still points at an address that left (a UDP client would keep hitting it).
-	flows, err := netlink.ConntrackTableList(netlink.ConntrackTable, unix.AF_INET)
+	flows, err := vnl.ConntrackTableList(vnl.ConntrackTable, unix.AF_INET)
 	if err != nil {
 		t.Fatal(err)
 	}

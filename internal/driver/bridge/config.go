@@ -8,6 +8,7 @@ import (
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/ipam"
 	"github.com/ovnet/ov/internal/iptables"
+	"github.com/ovnet/ov/internal/netlink"
 )
 
 // Allocator hands out container addresses of bridge networks; *ipam.Local satisfies it. Allocate returns
@@ -53,11 +54,14 @@ type Config struct {
 	// IPTables runs the iptables commands; nil uses the iptables binary in the calling process's
 	// network namespace.
 	IPTables iptables.Client
+	// Netlink builds bridges, veths and container namespaces; nil is netlink.System{} (the kernel, in
+	// the calling process's network namespace).
+	Netlink netlink.Namespaces
+	// Sysctl writes a sysctl of the calling process's network namespace (ip_forward, route_localnet);
+	// nil writes under /proc/sys.
+	Sysctl func(name, value string) error
 	// Log receives the driver's log records; nil discards them.
 	Log *slog.Logger
-
-	// kernel replaces the real netlink/namespace code in unit tests.
-	kernel kernel
 }
 
 // DefaultConfig returns the defaults for an agent on a real host.

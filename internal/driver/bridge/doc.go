@@ -24,6 +24,9 @@
 //   - a host port (with its protocol and host address) is published by at most one container.
 //
 // Files: config.go (Config), portspec.go (-p parsing), mode.go (--network parsing), rules.go (the
-// iptables rule set, pure), state.go (the state file), driver.go (the logic), kernel_linux.go (netlink,
-// namespaces, sysctls).
+// iptables rule set, pure), state.go (the state file), driver.go (the Driver, Reconcile, Teardown),
+// network.go (networks), endpoint.go (attach, detach, prune), netns.go (container namespaces),
+// host.go (bridges, namespaces, conntrack and sysctls through internal/netlink), veth.go (a
+// container's veth pair). The Driver implements driver.NetworkDriver,
+// driver.Pruner and driver.NetnsManager and speaks the API's types at that edge.
 package bridge

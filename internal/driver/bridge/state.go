@@ -5,10 +5,10 @@ import (
 	"fmt"
 	"net/netip"
 	"os"
-	"path/filepath"
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/atomicfile"
 )
 
 // Network is a bridge network of this host as the driver keeps it (and as `network inspect` shows it).
@@ -71,32 +71,14 @@ func loadState(path string) (*state, error) {
 	return st, nil
 }
 
-// save writes the state atomically (temporary file, fsync, rename).
+// save writes the state atomically and flushed to disk (atomicfile.WriteSync).
 func (st *state) save(path string) error {
 	b, err := json.MarshalIndent(st, "", "  ")
 	if err != nil {
 		return fmt.Errorf("network: encode state: %w", err)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return fmt.Errorf("network: create state dir: %w", err)
-	}
-	f, err := os.CreateTemp(filepath.Dir(path), ".network-*.tmp")
-	if err != nil {
+	if err := atomicfile.WriteSync(path, b, 0o600); err != nil {
 		return fmt.Errorf("network: write state %s: %w", path, err)
-	}
-	_, werr := f.Write(b)
-	if werr == nil {
-		werr = f.Sync()
-	}
-	if cerr := f.Close(); werr == nil {
-		werr = cerr
-	}
-	if werr == nil {
-		werr = os.Rename(f.Name(), path)
-	}
-	if werr != nil {
-		_ = os.Remove(f.Name())
-		return fmt.Errorf("network: write state %s: %w", path, werr)
 	}
 	return nil
 }

@@ -17,4 +17,9 @@
 //   - Attach allocates first and programs second; a failure after the allocation releases it. Detach
 //     unprograms first and releases second; a release that fails (controller down) is made good by the
 //     reconcile report at the next registration, which releases whatever the host does not really have.
+//
+// Files: driver.go (Config, the Driver, Run), join.go (registration, heartbeat, host list), watch.go
+// (the controller's network list and endpoint watches, applied to the state), network.go (network
+// operations), attach.go (attach and detach), desired.go (the desired data plane state), state.go
+// (the state file), ifname.go (interface names and route checks).
 package overlay

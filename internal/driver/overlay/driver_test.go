@@ -14,9 +14,10 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/internal/agent"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/membership"
+	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 	"github.com/ovnet/ov/internal/vxlan"
 )
@@ -254,8 +255,8 @@ func newHarness(t *testing.T, ctl *fakeController, path string) *harness {
 		h.dp.mu.Unlock()
 		return names, nil
 	}
-	d.routes = func() ([]hostRoute, error) {
-		return []hostRoute{{Dst: netip.MustParsePrefix("192.168.77.0/24"), Dev: "eth0"}}, nil
+	d.routes = func() ([]netlink.Route, error) {
+		return []netlink.Route{{Dst: netip.MustParsePrefix("192.168.77.0/24"), Dev: "eth0"}}, nil
 	}
 	h.d = d
 	ctx, cancel := context.WithCancel(context.Background())
@@ -292,7 +293,7 @@ func TestAttachProgramsAndDesiredFollowsPeersAndLiveness(t *testing.T) {
 	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
 	ctx := context.Background()
 
-	ep, err := h.d.Attach(ctx, agent.AttachRequest{Network: "front", Container: "c1", Netns: "/run/ov/netns/c1"})
+	ep, err := h.d.Attach(ctx, driver.AttachRequest{Network: "front", Container: "c1", Netns: "/run/ov/netns/c1"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -363,7 +364,7 @@ func TestControllerDownFailsFastAndKeepsNames(t *testing.T) {
 	ctl.down = true
 	ctl.mu.Unlock()
 	start := time.Now()
-	_, err := h.d.Attach(ctx, agent.AttachRequest{Network: "front", Container: "c1", Netns: "/run/ov/netns/c1"})
+	_, err := h.d.Attach(ctx, driver.AttachRequest{Network: "front", Container: "c1", Netns: "/run/ov/netns/c1"})
 	if !errors.Is(err, errdefs.ErrUnavailable) || !strings.Contains(err.Error(), "controller cannot be reached") || !strings.Contains(err.Error(), "bridge, host and none") {
 		t.Fatalf("Attach with the controller down = %v, want ErrUnavailable naming the controller", err)
 	}
@@ -386,7 +387,7 @@ func TestFailedProgrammingReleasesAndDetachReleases(t *testing.T) {
 	dataplaneLinks := h.d.links
 	h.d.links = func(string) ([]string, error) { return []string{"lo"}, nil } // the interface never appears
 	h.dp.fail = errors.New("netlink: operation not permitted")
-	if _, err := h.d.Attach(ctx, agent.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err == nil {
+	if _, err := h.d.Attach(ctx, driver.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err == nil {
 		t.Fatal("Attach succeeded although the data plane failed")
 	}
 	if got := ctl.held(); len(got) != 0 {
@@ -399,7 +400,7 @@ func TestFailedProgrammingReleasesAndDetachReleases(t *testing.T) {
 	h.dp.fail = nil
 	h.d.links = dataplaneLinks
 	h.nsLinks["/ns/c2"] = []string{"eth0"}
-	ep, err := h.d.Attach(ctx, agent.AttachRequest{Network: "front", Container: "c2", Netns: "/ns/c2"})
+	ep, err := h.d.Attach(ctx, driver.AttachRequest{Network: "front", Container: "c2", Netns: "/ns/c2"})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -421,7 +422,7 @@ func TestRejoinUsesHostTokenAndReportsEndpoints(t *testing.T) {
 	ctl := newFakeController()
 	path := filepath.Join(t.TempDir(), "overlay.json")
 	h := newHarness(t, ctl, path)
-	if _, err := h.d.Attach(context.Background(), agent.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err != nil {
+	if _, err := h.d.Attach(context.Background(), driver.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err != nil {
 		t.Fatal(err)
 	}
 	h.stop()
@@ -444,7 +445,7 @@ func TestRejoinUsesHostTokenAndReportsEndpoints(t *testing.T) {
 func TestRemovedHostRejoinsAndReclaims(t *testing.T) {
 	ctl := newFakeController()
 	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
-	if _, err := h.d.Attach(context.Background(), agent.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err != nil {
+	if _, err := h.d.Attach(context.Background(), driver.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"}); err != nil {
 		t.Fatal(err)
 	}
 	ctl.mu.Lock()
@@ -464,14 +465,14 @@ func TestRemovedHostRejoinsAndReclaims(t *testing.T) {
 func TestSubnetOverlappingAHostRouteIsRefused(t *testing.T) {
 	ctl := newFakeController()
 	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
-	h.d.routes = func() ([]hostRoute, error) {
-		return []hostRoute{
+	h.d.routes = func() ([]netlink.Route, error) {
+		return []netlink.Route{
 			{Dst: netip.MustParsePrefix("10.20.0.0/24"), Dev: "ovgw-4096"}, // ov's own: fine
 			{Dst: netip.MustParsePrefix("0.0.0.0/0"), Dev: "eth0"},         // a default route: fine
 			{Dst: netip.MustParsePrefix("10.0.0.0/8"), Dev: "wg0"},
 		}, nil
 	}
-	_, err := h.d.Attach(context.Background(), agent.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"})
+	_, err := h.d.Attach(context.Background(), driver.AttachRequest{Network: "front", Container: "c1", Netns: "/ns/c1"})
 	if !errors.Is(err, errdefs.ErrConflict) || !strings.Contains(err.Error(), "10.0.0.0/8 via wg0") || !strings.Contains(err.Error(), "--subnet") {
 		t.Fatalf("Attach with an overlapping host route = %v, want a conflict naming the route and the fix", err)
 	}

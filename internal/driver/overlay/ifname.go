@@ -7,12 +7,26 @@ import (
 	"strings"
 
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/netlink"
 )
 
-// hostRoute is a route of the host: where it leads and through which device.
-type hostRoute struct {
-	Dst netip.Prefix
-	Dev string
+// linkNames lists the interface names of the namespace at path.
+func (d *Driver) linkNames(path string) ([]string, error) {
+	return netlink.LinkNames(d.cfg.Netlink, path)
+}
+
+// hostRoutes lists the IPv4 routes of the main table of the namespace the agent runs in (the host's).
+func (d *Driver) hostRoutes() ([]netlink.Route, error) {
+	h, err := d.cfg.Netlink.Handle("")
+	if err != nil {
+		return nil, fmt.Errorf("list the host's routes: %w", err)
+	}
+	defer h.Close()
+	rs, err := netlink.Routes(h)
+	if err != nil {
+		return nil, fmt.Errorf("list the host's routes: %w", err)
+	}
+	return rs, nil
 }
 
 // checkRoutes refuses an overlay subnet that overlaps a route of this host (other than ov's own

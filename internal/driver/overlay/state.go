@@ -7,6 +7,7 @@ import (
 	"os"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/atomicfile"
 )
 
 // localEndpoint is a container of this host attached to an overlay network.
@@ -54,3 +55,28 @@ func loadState(path string) (*fileState, error) {
 }
 
 func remoteKey(host, container string) string { return host + "/" + container }
+
+// persist writes the state file (flushed to disk) without holding d.mu during the write, so that
+// desired() (the data plane's reconcile) never waits for an fsync. Every change of d.st is followed by
+// a persist; writes land in the order of their snapshots, a snapshot older than the file is dropped.
+func (d *Driver) persist() error {
+	d.mu.Lock()
+	b, err := json.MarshalIndent(d.st, "", "  ")
+	d.gen++
+	gen := d.gen
+	d.mu.Unlock()
+	if err != nil {
+		return fmt.Errorf("encode overlay state: %w", err)
+	}
+	d.saveMu.Lock()
+	defer d.saveMu.Unlock()
+	if gen < d.saved {
+		return nil // a newer snapshot is already on disk
+	}
+	if err := atomicfile.WriteSync(d.cfg.StatePath, b, 0o600); err != nil {
+		d.log.Error("write overlay state", "path", d.cfg.StatePath, "err", err)
+		return fmt.Errorf("write overlay state %s: %w", d.cfg.StatePath, err)
+	}
+	d.saved = gen
+	return nil
+}

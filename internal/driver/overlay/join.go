@@ -1,0 +1,251 @@
+package overlay
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
+)
+
+// runMembers runs gossip until ctx ends, starting it again (and saying why) when it fails, e.g. while
+// the gossip port is still held by a previous agent process.
+func (d *Driver) runMembers(ctx context.Context) {
+	for {
+		err := d.cfg.Members.Run(ctx)
+		if ctx.Err() != nil {
+			return
+		}
+		d.log.Error("gossip stopped; starting it again in 1s", "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(time.Second):
+		}
+	}
+}
+
+// joinLoop registers the host (retrying until it succeeds), then heartbeats; when the controller no
+// longer knows the host (it was removed with ovctl node rm while this agent ran), it joins again.
+func (d *Driver) joinLoop(ctx context.Context) {
+	for ctx.Err() == nil {
+		d.joinWithRetry(ctx)
+		if !d.heartbeatUntilLost(ctx) {
+			return
+		}
+	}
+}
+
+// joinWithRetry calls join until it succeeds or ctx ends.
+func (d *Driver) joinWithRetry(ctx context.Context) {
+	backoff := 200 * time.Millisecond
+	for {
+		err := d.join(ctx)
+		if err == nil || ctx.Err() != nil {
+			return
+		}
+		d.mu.Lock()
+		d.joinErr = err
+		d.mu.Unlock()
+		d.log.Warn("cannot join the cluster yet; retrying", "err", err, "retry_in", backoff)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 5*time.Second)
+	}
+}
+
+// heartbeatUntilLost heartbeats every Config.Heartbeat. It returns true when the controller no longer
+// knows the host (after forgetting the host token and stopping the watches), false when ctx ends.
+func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
+	t := time.NewTicker(d.cfg.Heartbeat)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return false
+		case <-t.C:
+		}
+		err := d.heartbeat(ctx)
+		if !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound) {
+			continue
+		}
+		d.log.Warn("the controller no longer knows this host (removed?); joining again", "err", err)
+		d.mu.Lock()
+		d.ctl, d.joinErr = nil, err
+		d.st.HostToken = ""
+		for name, cancel := range d.watches {
+			cancel()
+			delete(d.watches, name)
+		}
+		d.mu.Unlock()
+		return true
+	}
+}
+
+// join registers the host, reports the endpoints it really has (the controller releases the others),
+// learns the other hosts and starts the endpoint watches.
+func (d *Driver) join(ctx context.Context) error {
+	d.mu.Lock()
+	token := d.st.HostToken
+	d.mu.Unlock()
+	me := api.Host{Name: d.cfg.Host, Address: d.cfg.Address.String(), Labels: d.cfg.Labels}
+	var ctl Controller
+	if token != "" {
+		c := d.cfg.Connect(token)
+		if _, err := c.RegisterHost(ctx, me); err == nil {
+			ctl = c
+		} else if !errors.Is(err, errdefs.ErrUnauthorized) {
+			return fmt.Errorf("register host %q: %w", d.cfg.Host, err)
+		} else {
+			d.log.Warn("the host token was refused (host removed from the cluster?); joining again with the join token", "err", err)
+		}
+	}
+	if ctl == nil {
+		if d.cfg.JoinToken == "" {
+			return fmt.Errorf("host %q is not registered and no join token is configured; give the agent the cluster's join token: %w", d.cfg.Host, errdefs.ErrUnauthorized)
+		}
+		h, err := d.cfg.Connect(d.cfg.JoinToken).RegisterHost(ctx, me)
+		if err != nil {
+			return fmt.Errorf("register host %q with the join token: %w", d.cfg.Host, err)
+		}
+		if h.Token == "" {
+			return fmt.Errorf("register host %q: the controller sent no host token: %w", d.cfg.Host, errdefs.ErrUnavailable)
+		}
+		d.mu.Lock()
+		d.st.HostToken = h.Token
+		d.mu.Unlock()
+		if err := d.persist(); err != nil {
+			return fmt.Errorf("keep the host token: %w", err)
+		}
+		ctl = d.cfg.Connect(h.Token)
+	}
+	released, err := ctl.Reconcile(ctx, d.cfg.Host, d.haveEndpoints())
+	if err != nil {
+		return fmt.Errorf("report this host's endpoints to the controller: %w", err)
+	}
+	for _, ep := range released {
+		d.log.Info("controller released an address this host no longer uses", "network", ep.Network, "container", ep.Container, "ip", ep.IP)
+	}
+	// Claim again what this host's containers hold: a no-op normally (same owner, same address), but
+	// after the host was removed from the cluster (ovctl node rm) or etcd was restored from an older
+	// snapshot, the allocations are gone and must come back before anyone else gets the addresses.
+	for _, ep := range d.haveEndpoints() {
+		if _, err := ctl.Allocate(ctx, ep); err != nil {
+			if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrAlreadyExists) {
+				d.log.Error("the address of a running container was given to another container while this host was away; restart the container to give it a new address", "network", ep.Network, "container", ep.Container, "ip", ep.IP, "err", err)
+				continue
+			}
+			if errors.Is(err, errdefs.ErrNotFound) {
+				d.log.Warn("a container is on an overlay network the cluster no longer has", "network", ep.Network, "container", ep.Container)
+				continue
+			}
+			return fmt.Errorf("claim the address %s of container %s on network %q: %w", ep.IP, api.ShortID(ep.Container), ep.Network, err)
+		}
+	}
+	d.mu.Lock()
+	d.ctl, d.joinErr = ctl, nil
+	d.mu.Unlock()
+	d.refreshHosts(ctx)
+	d.refreshNetworks(ctx)
+	d.mu.Lock()
+	for name, ns := range d.st.Networks {
+		if len(ns.Local) > 0 {
+			d.ensureWatchLocked(name)
+		}
+	}
+	d.mu.Unlock()
+	d.log.Info("joined the cluster", "host", d.cfg.Host, "address", d.cfg.Address)
+	return nil
+}
+
+// haveEndpoints lists this host's overlay endpoints as the controller knows them.
+func (d *Driver) haveEndpoints() []api.Endpoint {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	var out []api.Endpoint
+	for name, ns := range d.st.Networks {
+		for _, l := range ns.Local {
+			out = append(out, api.Endpoint{Network: name, Host: d.cfg.Host, Container: l.Container, IP: l.IP})
+		}
+	}
+	return out
+}
+
+// heartbeat tells the controller the host is alive, refreshes the host list and retries failed
+// releases. It returns the heartbeat's error.
+func (d *Driver) heartbeat(ctx context.Context) error {
+	ctl := d.controller()
+	if ctl == nil {
+		return nil
+	}
+	hctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+	defer cancel()
+	if _, err := ctl.Heartbeat(hctx, d.cfg.Host); err != nil {
+		d.log.Debug("heartbeat", "err", err)
+		return err
+	}
+	d.refreshHosts(hctx)
+	d.mu.Lock()
+	pending := d.released
+	d.released = nil
+	d.mu.Unlock()
+	for _, ep := range pending {
+		if err := ctl.Release(hctx, ep.Network, ep.Host, ep.Container); err != nil {
+			d.mu.Lock()
+			d.released = append(d.released, ep)
+			d.mu.Unlock()
+		}
+	}
+	return nil
+}
+
+// refreshHosts learns the other hosts: their VTEP addresses and gossip seeds.
+func (d *Driver) refreshHosts(ctx context.Context) {
+	ctl := d.controller()
+	if ctl == nil {
+		return
+	}
+	hosts, err := ctl.ListHosts(ctx)
+	if err != nil {
+		d.log.Debug("list hosts", "err", err)
+		return
+	}
+	seeds := make([]string, 0, len(hosts))
+	m := make(map[string]api.Host, len(hosts))
+	for _, h := range hosts {
+		m[h.Name] = h
+		if h.Name != d.cfg.Host {
+			seeds = append(seeds, net.JoinHostPort(h.Address, strconv.Itoa(d.cfg.GossipPort)))
+		}
+	}
+	d.cfg.Members.SetSeeds(seeds)
+	d.mu.Lock()
+	changed := !equalHosts(d.st.Hosts, m)
+	if changed {
+		d.st.Hosts = m
+	}
+	d.mu.Unlock()
+	if changed {
+		d.dp.Kick()
+		_ = d.persist()
+	}
+}
+
+func equalHosts(a, b map[string]api.Host) bool {
+	if len(a) != len(b) {
+		return false
+	}
+	for k, h := range a {
+		if o, ok := b[k]; !ok || o.Address != h.Address {
+			return false
+		}
+	}
+	return true
+}
