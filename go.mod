@@ -3,7 +3,6 @@ module github.com/ovnet/ov
 go 1.26.0
 
 require (
-	github.com/coreos/go-iptables v0.8.0
 	github.com/cyphar/filepath-securejoin v0.4.1
 	github.com/google/go-cmp v0.7.0
 	github.com/google/go-containerregistry v0.22.1
