@@ -10,15 +10,14 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/driver"
-	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/errdefs"
 )
 
 const (
-	modeNetwork   = bridge.ModeNetwork
-	modeHost      = bridge.ModeHost
-	modeNone      = bridge.ModeNone
-	modeContainer = bridge.ModeContainer
+	modeNetwork   = driver.ModeNetwork
+	modeHost      = driver.ModeHost
+	modeNone      = driver.ModeNone
+	modeContainer = driver.ModeContainer
 )
 
 type netMode struct {
@@ -33,14 +32,14 @@ func (a *Agent) parseNetworkMode(s string) (netMode, error) {
 	if s == "" {
 		s = a.cfg.DefaultNetwork
 	}
-	m, err := bridge.ParseMode(s)
+	m, err := driver.ParseMode(s)
 	if err != nil {
 		return netMode{}, err
 	}
 	switch m.Kind {
-	case bridge.ModeHost, bridge.ModeNone:
+	case driver.ModeHost, driver.ModeNone:
 		return netMode{kind: m.Kind}, nil
-	case bridge.ModeContainer:
+	case driver.ModeContainer:
 		other, err := a.lookup(m.Container)
 		if err != nil {
 			return netMode{}, fmt.Errorf("--network container:%s: %w", m.Container, err)

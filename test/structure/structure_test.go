@@ -49,13 +49,21 @@ func TestCLILinksNoDaemonCode(t *testing.T) {
 	}
 }
 
-// TestDriversDoNotImportAgent: network drivers implement internal/driver's contract; the agent imports
-// them, never the other way round.
+// TestDriversDoNotImportAgent: network drivers implement internal/driver's contract; neither side
+// imports the other (cmd/ovagent wires drivers into the agent).
 func TestDriversDoNotImportAgent(t *testing.T) {
 	const agent = "github.com/ovnet/ov/internal/agent"
 	for _, line := range goList(t, "-f", "{{.ImportPath}}:{{join .Imports \",\"}}", "./internal/...") {
 		pkg, imports, _ := strings.Cut(line, ":")
-		if pkg == agent || strings.HasPrefix(pkg, agent+"/") {
+		if pkg == agent {
+			for _, imp := range strings.Split(imports, ",") {
+				if strings.HasPrefix(imp, "github.com/ovnet/ov/internal/driver/") {
+					t.Errorf("%s imports the driver %s; the agent knows drivers only through internal/driver (cmd/ovagent wires them)", pkg, imp)
+				}
+			}
+			continue
+		}
+		if strings.HasPrefix(pkg, agent+"/") {
 			continue
 		}
 		for _, imp := range strings.Split(imports, ",") {

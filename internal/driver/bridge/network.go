@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/ipam"
 	"github.com/ovnet/ov/internal/netlink"
@@ -260,3 +261,6 @@ func (n *Network) toAPI() api.Network {
 	}
 	return out
 }
+
+// DefaultNetwork is the name of the default bridge network (like Docker's "bridge").
+const DefaultNetwork = driver.DefaultNetwork

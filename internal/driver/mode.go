@@ -1,6 +1,7 @@
-package bridge
+package driver
 
 import (
+	"fmt"
 	"strings"
 
 	"github.com/ovnet/ov/api"
@@ -18,14 +19,14 @@ const (
 // DefaultNetwork is the name of the default bridge network (like Docker's "bridge").
 const DefaultNetwork = "bridge"
 
-// Mode is a parsed --network value.
+// Mode is a parsed network mode (ovctl run --network).
 type Mode struct {
 	Kind      string // one of the Mode* constants
 	Network   string // ModeNetwork: the network's name
 	Container string // ModeContainer: the other container's name or ID
 }
 
-// ParseMode parses --network: "" or "default" (the default bridge network), "host", "none",
+// ParseMode parses a network mode: "" or "default" (the default bridge network), "host", "none",
 // "container:NAME", or a network name.
 func ParseMode(s string) (Mode, error) {
 	switch {
@@ -38,11 +39,11 @@ func ParseMode(s string) (Mode, error) {
 	case strings.HasPrefix(s, "container:"):
 		name := strings.TrimPrefix(s, "container:")
 		if name == "" {
-			return Mode{}, errorf(errdefs.ErrInvalidArgument, "invalid --network %q: no container named; use container:NAME", s)
+			return Mode{}, fmt.Errorf("invalid network mode %q: no container named; use container:NAME: %w", s, errdefs.ErrInvalidArgument)
 		}
 		return Mode{Kind: ModeContainer, Container: name}, nil
 	case api.ValidName(s):
 		return Mode{Kind: ModeNetwork, Network: s}, nil
 	}
-	return Mode{}, errorf(errdefs.ErrInvalidArgument, "invalid --network %q: use host, none, container:NAME or a network name", s)
+	return Mode{}, fmt.Errorf("invalid network mode %q: use host, none, container:NAME or a network name: %w", s, errdefs.ErrInvalidArgument)
 }
