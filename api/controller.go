@@ -80,3 +80,12 @@ func validContainer(s string) bool {
 	}
 	return true
 }
+
+// GossipKeyring is the set of keys that encrypt and authenticate the agents' gossip (memberlist,
+// AES-GCM). The controller keeps it and hands it only to registered hosts (host token) and admins.
+// Keys[0] is the primary: new messages are encrypted with it; the others are still accepted, so a
+// rotation (a new primary, the old one kept as secondary for a while) loses no message.
+type GossipKeyring struct {
+	Keys    []string `json:"keys"`    // base64 (standard encoding) of 32-byte AES-256 keys; Keys[0] primary
+	Version int64    `json:"version"` // grows with every rotation; agents refetch when it changes
+}
