@@ -94,6 +94,9 @@ func up(t *testing.T, prefix, subnet string, args ...string) cli {
 	testutil.RequireRoot(t)
 	c := cli{t: t, dir: filepath.Join(t.TempDir(), "lab")}
 	t.Cleanup(func() {
+		if _, err := os.Stat(filepath.Join(c.dir, "lab.json")); os.IsNotExist(err) {
+			return // the test took it down itself
+		}
 		if out, err := c.run("down"); err != nil {
 			t.Errorf("ovlab down: %v\n%s", err, out)
 			if l, err := lab.Load(c.dir); err == nil {
