@@ -39,6 +39,9 @@ func (p Proc) Running() bool {
 // startProc starts p, records its pid in the lab state and waits until ready returns nil (ready may
 // be nil). Starting a process that runs is an error: it would run twice on the same data.
 func (l *Lab) startProc(ctx context.Context, what string, p *Proc, ready func() error) error {
+	if len(p.Argv) == 0 {
+		return fmt.Errorf("%s: the lab's state does not say how to start it (made by an older ovlab?); take the lab down and up again: %w", what, errdefs.ErrNotFound)
+	}
 	if p.Running() {
 		return fmt.Errorf("%s is already running (pid %d); kill it first: %w", what, p.PID, errdefs.ErrAlreadyExists)
 	}
