@@ -8,6 +8,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/hashicorp/memberlist"
@@ -27,7 +28,7 @@ type hostDeath struct {
 const pollEvery = 5 * time.Millisecond
 
 // hostDeath runs a container on host3, then, runs times, partitions host3 (its agent SIGKILLed, its
-// underlay link down) and times until host1 withdrew the FDB and neighbour entries pointing at it,
+// underlay traffic dropped) and times until host1 withdrew the FDB and neighbour entries pointing at it,
 // then heals host3 and times until they are back.
 func (b *bench) hostDeath(ctx context.Context, runs int) (*hostDeath, error) {
 	doomed, err := b.start(ctx, "host3", "doomed")
@@ -113,17 +114,24 @@ func (b *bench) hostDeath(ctx context.Context, runs int) (*hostDeath, error) {
 		case <-time.After(3 * time.Second):
 		}
 		t0 := time.Now()
+		if err := b.lab.KillAgent("host3", syscall.SIGKILL); err != nil {
+			return nil, err
+		}
 		if err := b.lab.Partition("host3"); err != nil {
 			return nil, err
 		}
 		gone, err := until(false, time.Minute, "host1 withdraws the entries of host3 after its death")
 		if err != nil {
 			_ = b.lab.Heal(ctx, "host3")
+			_ = b.lab.StartAgent(ctx, "host3")
 			return nil, err
 		}
 		t1 := time.Now()
 		if err := b.lab.Heal(ctx, "host3"); err != nil {
 			return nil, fmt.Errorf("heal host3: %w", err)
+		}
+		if err := b.lab.StartAgent(ctx, "host3"); err != nil {
+			return nil, fmt.Errorf("start the agent of host3: %w", err)
 		}
 		back, err := until(true, time.Minute, "host1 programs the entries of host3 again after it came back")
 		if err != nil {
@@ -157,9 +165,9 @@ func (d *hostDeath) markdown() string {
 	var b strings.Builder
 	cfg, smin, smax, confirmed, unconfirmed := detectionBound(3)
 	fmt.Fprintf(&b, "### Host death: a dead host's entries withdrawn\n\n")
-	fmt.Fprintf(&b, "%d runs. Each run partitions host3 (`lab.Partition`: its agent SIGKILLed, then its underlay link set down; host3 runs a container on the network) "+
+	fmt.Fprintf(&b, "%d runs. Each run partitions host3 (its agent SIGKILLed (`lab.KillAgent`), then its underlay traffic dropped (`lab.Partition`); host3 runs a container on the network) "+
 		"and reads host1's VXLAN FDB and neighbour entries over netlink every %v until none points at host3 (its VTEP, its container's address); "+
-		"then heals host3 (link up, agent restarted) and waits until host1 has the entries again, and 3 s more before the next run.\n\n", len(d.withdrawn), pollEvery)
+		"then heals host3 (rules removed, agent restarted) and waits until host1 has the entries again, and 3 s more before the next run.\n\n", len(d.withdrawn), pollEvery)
 	fmt.Fprintf(&b, "| measurement | median (s) | max (s) | runs (s) |\n|---|---|---|---|\n")
 	fmt.Fprintf(&b, "| **host3 dead -> host1 withdrew its entries** | %.2f | %.2f | %s |\n", pct(d.withdrawn, 50).Seconds(), slices.Max(d.withdrawn).Seconds(), secs(d.withdrawn))
 	fmt.Fprintf(&b, "| reference: memberlist's detection bound, the other live host confirming | %.2f | | |\n", confirmed.Seconds())

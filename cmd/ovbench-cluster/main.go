@@ -4,7 +4,7 @@
 //   - convergence: the time from `ovctl run -d` returning on host1 until a container on host2 first
 //     reaches the new container over the overlay, beside the same for a container on host1 (local
 //     bridge, no controller involved) and the duration of `ovctl run -d` itself;
-//   - host death: the time from host3's death (agent SIGKILLed, underlay link down) until host1 has
+//   - host death: the time from host3's death (agent SIGKILLed, underlay traffic dropped) until host1 has
 //     withdrawn the FDB and neighbour entries that point at it, beside the detection bound memberlist
 //     is configured for.
 //

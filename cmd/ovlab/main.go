@@ -1,6 +1,7 @@
 // Command ovlab builds and removes ov's multi-host lab on one machine: hosts made of network
 // namespaces on a shared underlay bridge, each running a real ovagent, plus an ovcontroller with an
-// embedded etcd. See docs/install.md ("The lab").
+// embedded etcd or an external etcd cluster. It also injects faults: it kills and starts the lab's
+// processes and partitions and heals its hosts. See docs/install.md ("The lab").
 package main
 
 import (
@@ -11,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"os/signal"
+	"strconv"
 	"syscall"
 	"text/tabwriter"
 
@@ -38,18 +40,20 @@ func newRoot() *cobra.Command {
 	root := &cobra.Command{
 		Use:           "ovlab",
 		Short:         "Build and remove ov's multi-host lab on this machine",
-		Long:          "ovlab makes N hosts on this machine: network namespaces on a shared underlay bridge, each running a real ovagent, plus an ovcontroller with an embedded etcd. Needs root and a built ov (make build).",
+		Long:          "ovlab makes N hosts on this machine: network namespaces on a shared underlay bridge, each running a real ovagent, plus an ovcontroller with an embedded etcd (or an external etcd cluster). It injects faults too: kill and start the controller, an agent or an etcd member; partition and heal a host. Needs root and a built ov (make build).",
 		SilenceUsage:  true,
 		SilenceErrors: true,
 	}
 	root.PersistentFlags().StringVar(&dir, "dir", dir, "directory holding the lab's state, logs and the hosts' data")
-	root.AddCommand(newUp(&dir), newDown(&dir), newStatus(&dir), newCtl(&dir), newExec(&dir))
+	root.AddCommand(newUp(&dir), newDown(&dir), newStatus(&dir), newCtl(&dir), newExec(&dir),
+		newKill(&dir), newStart(&dir), newPartition(&dir), newHeal(&dir))
 	return root
 }
 
 func newUp(dir *string) *cobra.Command {
 	cfg := lab.DefaultConfig()
 	subnet := cfg.Subnet.String()
+	etcd, members := "embedded", 3
 	c := &cobra.Command{
 		Use:   "up",
 		Short: "Start a lab: underlay, hosts, controller and agents",
@@ -60,6 +64,20 @@ func newUp(dir *string) *cobra.Command {
 				return fmt.Errorf("--subnet %q is not a CIDR such as 192.168.77.0/24", subnet)
 			}
 			cfg.Subnet, cfg.Dir = p, *dir
+			switch etcd {
+			case "embedded":
+				if cmd.Flags().Changed("etcd-members") {
+					return fmt.Errorf("--etcd-members %d: members are for an external etcd; add --etcd external", members)
+				}
+				cfg.EtcdMembers = 0
+			case "external":
+				if members < 1 {
+					return fmt.Errorf("--etcd-members %d: an external etcd needs at least 1 member (3 tolerate the loss of one)", members)
+				}
+				cfg.EtcdMembers = members
+			default:
+				return fmt.Errorf("--etcd %q: use embedded (inside the controller) or external (a cluster of etcd processes)", etcd)
+			}
 			l, err := lab.Up(cmd.Context(), cfg)
 			if err != nil {
 				return err
@@ -75,6 +93,9 @@ func newUp(dir *string) *cobra.Command {
 	f.IntVar(&cfg.MTU, "mtu", cfg.MTU, "MTU of the underlay links (overlay networks derive theirs: MTU - 50)")
 	f.StringVar(&cfg.Prefix, "prefix", cfg.Prefix, "prefix of every namespace, link and cgroup of the lab")
 	f.StringVar(&cfg.Bin, "bin", cfg.Bin, "directory holding ovagent, ovcontroller, ovctl and ovrt")
+	f.StringVar(&etcd, "etcd", etcd, "embedded: the controller runs its own etcd; external: a cluster of etcd processes (Debian's etcd-server) in the underlay namespace")
+	f.IntVar(&members, "etcd-members", members, "members of the external etcd cluster (with --etcd external)")
+	f.StringVar(&cfg.EtcdBin, "etcd-bin", cfg.EtcdBin, "etcd server run for each external member")
 	return c
 }
 
@@ -157,9 +178,28 @@ func newExec(dir *string) *cobra.Command {
 
 func printStatus(l *lab.Lab) {
 	w := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintf(w, "controller\t%s\tnetns %s\tpid %d\n", l.ControllerURL, l.UnderlayNetns, l.ControllerPID)
+	fmt.Fprintf(w, "PROCESS\tSTATE\tPID\tADDRESS\tNETNS\tNOTES\n")
+	row := func(name string, p lab.Proc, addr, notes string) {
+		state, pid := "stopped", "-"
+		if p.Running() {
+			state, pid = "running", strconv.Itoa(p.PID)
+		}
+		fmt.Fprintf(w, "%s\t%s\t%s\t%s\t%s\t%s\n", name, state, pid, addr, p.Netns, notes)
+	}
+	etcd := "embedded etcd"
+	if len(l.Etcd) > 0 {
+		etcd = fmt.Sprintf("external etcd, %d members", len(l.Etcd))
+	}
+	row("controller", l.Controller, l.ControllerURL, etcd)
+	for i, m := range l.Etcd {
+		row("etcd "+strconv.Itoa(i+1), m.Proc, m.ClientURL, "data "+m.Dir)
+	}
 	for _, h := range l.Hosts {
-		fmt.Fprintf(w, "%s\t%s\tnetns %s\tpid %d\tsocket %s\n", h.Name, h.Addr, h.Netns, h.AgentPID, h.Socket)
+		notes := "socket " + h.Socket
+		if h.Partitioned {
+			notes = "PARTITIONED, " + notes
+		}
+		row("agent "+h.Name, h.Agent, h.Addr, notes)
 	}
 	_ = w.Flush()
 }

@@ -41,6 +41,11 @@ type Config struct {
 	ControllerPort int
 	// AgentArgs are extra flags for every ovagent.
 	AgentArgs []string
+	// EtcdMembers is the size of the external etcd cluster the controller uses; 0 runs the etcd
+	// embedded in the controller instead.
+	EtcdMembers int
+	// EtcdBin is the etcd server run for each external member (Debian's etcd-server).
+	EtcdBin string
 }
 
 // DefaultConfig returns the demo lab: 3 hosts on 192.168.77.0/24, MTU 1500, state in /var/lib/ovlab.
@@ -54,6 +59,8 @@ func DefaultConfig() Config {
 		Dir:            "/var/lib/ovlab",
 		Bin:            "bin",
 		ControllerPort: 7480,
+		EtcdMembers:    0,               // embedded etcd
+		EtcdBin:        "/usr/bin/etcd", // Debian's etcd-server
 	}
 }
 
@@ -70,6 +77,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lab: underlay MTU %d: use 1280-9000: %w", c.MTU, errdefs.ErrInvalidArgument)
 	case !c.External.Is4() || c.Subnet.Contains(c.External):
 		return fmt.Errorf("lab: external address %s must be IPv4 and outside the underlay: %w", c.External, errdefs.ErrInvalidArgument)
+	case c.EtcdMembers < 0 || c.EtcdMembers > maxEtcdMembers:
+		return fmt.Errorf("lab: %d etcd members; use 0 (embedded) to %d: %w", c.EtcdMembers, maxEtcdMembers, errdefs.ErrInvalidArgument)
 	case c.Dir == "" || c.Bin == "":
 		return fmt.Errorf("lab: Dir and Bin are required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -78,26 +87,28 @@ func (c Config) Validate() error {
 
 // Host is one host of the lab.
 type Host struct {
-	Name     string `json:"name"`     // host1, host2, ...
-	Netns    string `json:"netns"`    // network namespace name (under /run/netns)
-	Addr     string `json:"addr"`     // underlay address
-	Dir      string `json:"dir"`      // agent state directory
-	RunDir   string `json:"runDir"`   // agent run directory (socket, shims, netns mounts)
-	Socket   string `json:"socket"`   // agent API socket
-	AgentPID int    `json:"agentPid"` // 0 when not running
+	Name        string `json:"name"`        // host1, host2, ...
+	Netns       string `json:"netns"`       // network namespace name (under /run/netns)
+	Addr        string `json:"addr"`        // underlay address
+	Dir         string `json:"dir"`         // agent state directory
+	RunDir      string `json:"runDir"`      // agent run directory (socket, shims, netns mounts)
+	Socket      string `json:"socket"`      // agent API socket
+	Agent       Proc   `json:"agent"`       // its ovagent (Argv set at its first start)
+	Partitioned bool   `json:"partitioned"` // cut off the underlay by Partition
 }
 
 // Lab is a running lab; its state is kept in Dir/lab.json.
 type Lab struct {
-	Config        Config `json:"config"`
-	UnderlayNetns string `json:"underlayNetns"`
-	Bridge        string `json:"bridge"`
-	ControllerURL string `json:"controllerUrl"`
-	ControllerDir string `json:"controllerDir"`
-	ControllerPID int    `json:"controllerPid"`
-	AdminToken    string `json:"adminToken"`
-	JoinToken     string `json:"joinToken"`
-	Hosts         []Host `json:"hosts"`
+	Config        Config   `json:"config"`
+	UnderlayNetns string   `json:"underlayNetns"`
+	Bridge        string   `json:"bridge"`
+	ControllerURL string   `json:"controllerUrl"`
+	ControllerDir string   `json:"controllerDir"`
+	Controller    Proc     `json:"controller"`
+	Etcd          []Member `json:"etcd,omitempty"` // the external etcd cluster; empty when embedded
+	AdminToken    string   `json:"adminToken"`
+	JoinToken     string   `json:"joinToken"`
+	Hosts         []Host   `json:"hosts"`
 }
 
 func (l *Lab) statePath() string { return filepath.Join(l.Config.Dir, "lab.json") }
@@ -141,7 +152,7 @@ func (l *Lab) Host(name string) (*Host, error) {
 			return &l.Hosts[i], nil
 		}
 	}
-	return nil, fmt.Errorf("lab has no host %q: %w", name, errdefs.ErrNotFound)
+	return nil, fmt.Errorf("lab has no host %q; its hosts are host1 to host%d: %w", name, len(l.Hosts), errdefs.ErrNotFound)
 }
 
 // Up builds the lab: namespaces and links first, then the controller, then one agent per host. On
@@ -163,6 +174,11 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 			return nil, fmt.Errorf("lab: %s is missing in %s; run make build first: %w", b, bin, errdefs.ErrNotFound)
 		}
 	}
+	if cfg.EtcdMembers > 0 {
+		if _, err := os.Stat(cfg.EtcdBin); err != nil {
+			return nil, fmt.Errorf("lab: the external etcd needs %s, which is missing; install etcd-server (scripts/deps.sh): %w", cfg.EtcdBin, errdefs.ErrNotFound)
+		}
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, err
 	}
@@ -176,6 +192,9 @@ func Up(ctx context.Context, cfg Config) (_ *Lab, err error) {
 		}
 	}()
 	if err := l.buildNetwork(); err != nil {
+		return nil, err
+	}
+	if err := l.startEtcdCluster(ctx); err != nil {
 		return nil, err
 	}
 	if err := l.StartController(ctx); err != nil {
@@ -197,8 +216,20 @@ func newLab(cfg Config) *Lab {
 		Bridge:        cfg.Prefix + "-br",
 		ControllerDir: filepath.Join(cfg.Dir, "controller"),
 	}
-	ctrlAddr := nth(cfg.Subnet, 1)
-	l.ControllerURL = "http://" + netip.AddrPortFrom(ctrlAddr, uint16(cfg.ControllerPort)).String()
+	ctrlAddr := netip.AddrPortFrom(nth(cfg.Subnet, 1), uint16(cfg.ControllerPort))
+	l.ControllerURL = "http://" + ctrlAddr.String()
+	l.Etcd = newMembers(cfg, l.UnderlayNetns)
+	l.Controller = Proc{
+		Netns: l.UnderlayNetns,
+		Log:   filepath.Join(cfg.Dir, "controller.log"),
+		Argv: append([]string{
+			filepath.Join(cfg.Bin, "ovcontroller"),
+			"--data-dir", l.ControllerDir,
+			"--listen", ctrlAddr.String(),
+			"--insecure-listen",       // plain HTTP inside the lab's own namespaces
+			"--host-dead-after", "6s", // agents heartbeat every 2s
+		}, etcdFlags(l.Etcd)...),
+	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		name := "host" + strconv.Itoa(i)
 		dir := filepath.Join(cfg.Dir, name)
@@ -209,6 +240,7 @@ func newLab(cfg Config) *Lab {
 			Dir:    filepath.Join(dir, "state"),
 			RunDir: filepath.Join(dir, "run"),
 			Socket: filepath.Join(dir, "run", "agent.sock"),
+			Agent:  Proc{Netns: fmt.Sprintf("%s-h%d", cfg.Prefix, i), Log: filepath.Join(dir, "agent.log")},
 		})
 	}
 	return l

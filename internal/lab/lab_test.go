@@ -34,6 +34,7 @@ func TestConfigValidate(t *testing.T) {
 		{"small subnet", func(c *Config) { c.Subnet = netip.MustParsePrefix("10.0.0.0/28") }, "subnet"},
 		{"external inside", func(c *Config) { c.External = netip.MustParseAddr("192.168.77.200") }, "external"},
 		{"mtu", func(c *Config) { c.MTU = 100 }, "MTU"},
+		{"etcd members", func(c *Config) { c.EtcdMembers = 8 }, "etcd members"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := DefaultConfig()
@@ -91,5 +92,35 @@ func TestNetworkAndDown(t *testing.T) {
 	}
 	if _, err := os.Stat(cfg.Dir); !os.IsNotExist(err) {
 		t.Fatalf("%s left after Down", cfg.Dir)
+	}
+}
+
+// TestExternalEtcdLayout: an external etcd's members get distinct addresses in the underlay namespace,
+// data under the lab's directory, one initial cluster, and the controller is pointed at all of them;
+// the embedded etcd gives the controller no etcd flag.
+func TestExternalEtcdLayout(t *testing.T) {
+	cfg := testConfig(t)
+	if l := newLab(cfg); len(l.Etcd) != 0 || strings.Contains(strings.Join(l.Controller.Argv, " "), "--etcd-endpoints") {
+		t.Fatalf("embedded etcd: members %v, controller %v", l.Etcd, l.Controller.Argv)
+	}
+	cfg.EtcdMembers = 3
+	l := newLab(cfg)
+	ctrl := strings.Join(l.Controller.Argv, " ")
+	seen := map[string]bool{}
+	for i, m := range l.Etcd {
+		argv := strings.Join(m.Proc.Argv, " ")
+		if seen[m.ClientURL] || seen[m.PeerURL] {
+			t.Errorf("member %d reuses an address: %s %s", i+1, m.ClientURL, m.PeerURL)
+		}
+		seen[m.ClientURL], seen[m.PeerURL] = true, true
+		if m.Proc.Netns != l.UnderlayNetns || !strings.HasPrefix(m.Dir, cfg.Dir+"/") || !strings.Contains(argv, "--data-dir "+m.Dir) {
+			t.Errorf("member %d: netns %s, data %s: want the underlay namespace and data under %s", i+1, m.Proc.Netns, m.Dir, cfg.Dir)
+		}
+		if !strings.Contains(argv, "--initial-cluster etcd1=http://127.0.1.1:2380,etcd2=http://127.0.1.2:2380,etcd3=http://127.0.1.3:2380 ") {
+			t.Errorf("member %d does not list the whole initial cluster: %s", i+1, argv)
+		}
+		if !strings.Contains(ctrl, m.ClientURL) {
+			t.Errorf("the controller is not pointed at member %d (%s): %s", i+1, m.ClientURL, ctrl)
+		}
 	}
 }

@@ -18,34 +18,13 @@ import (
 // CgroupParent is the cgroup under which the agent of host h puts its containers.
 func (l *Lab) CgroupParent(h *Host) string { return "/" + l.Config.Prefix + "-" + h.Name }
 
-// StartController starts ovcontroller with an embedded etcd in the underlay namespace and waits until
-// it answers.
+// StartController starts ovcontroller in the underlay namespace, with the flags Up gave it (the same
+// data directory, hence the same tokens, and the same etcd), and waits until it answers.
 func (l *Lab) StartController(ctx context.Context) error {
-	if alive(l.ControllerPID) {
-		return nil
-	}
 	if err := os.MkdirAll(l.ControllerDir, 0o700); err != nil {
 		return err
 	}
-	addr := strings.TrimPrefix(l.ControllerURL, "http://")
-	pid, err := spawn(l.UnderlayNetns, filepath.Join(l.Config.Dir, "controller.log"),
-		filepath.Join(l.Config.Bin, "ovcontroller"),
-		"--data-dir", l.ControllerDir,
-		"--listen", addr,
-		"--insecure-listen",       // plain HTTP inside the lab's own namespaces
-		"--host-dead-after", "6s", // agents heartbeat every 2s
-	)
-	if err != nil {
-		return err
-	}
-	l.ControllerPID = pid
-	if err := l.save(); err != nil {
-		return err
-	}
-	if err := waitFor(ctx, 30*time.Second, "controller", func() error {
-		if !alive(pid) {
-			return fmt.Errorf("ovcontroller exited; see %s", filepath.Join(l.Config.Dir, "controller.log"))
-		}
+	if err := l.startProc(ctx, "controller", &l.Controller, func() error {
 		// (busybox 1.35 wget crashes with -T; a refused connection fails at once anyway)
 		return l.inUnderlay("wget", "-q", "-O", "/dev/null", l.ControllerURL+"/v1/health")
 	}); err != nil {
@@ -69,11 +48,16 @@ func (l *Lab) readTokens() error {
 	return l.save()
 }
 
-// StopController stops the controller (SIGTERM, then SIGKILL after 5 s).
+// StopController stops the controller gracefully (SIGTERM, then SIGKILL after 5 s); a controller that
+// does not run is left as it is.
 func (l *Lab) StopController() error {
-	stop(l.ControllerPID, syscall.SIGTERM, 5*time.Second)
-	l.ControllerPID = 0
+	l.Controller.terminate()
 	return l.save()
+}
+
+// KillController SIGKILLs the controller, as a crash would, and waits until it is gone.
+func (l *Lab) KillController() error {
+	return l.killProc("controller", &l.Controller, syscall.SIGKILL)
 }
 
 // inUnderlay runs busybox's applet in the underlay namespace (no host process needs installing).
@@ -86,40 +70,28 @@ func (l *Lab) inUnderlay(applet string, args ...string) error {
 	return nil
 }
 
-// StartAgent starts the agent of the named host inside its namespace and waits until its socket answers.
+// StartAgent starts the agent of the named host inside its namespace and waits until its socket
+// answers. Its flags are fixed at its first start and reused at every later one.
 func (l *Lab) StartAgent(ctx context.Context, name string) error {
 	h, err := l.Host(name)
 	if err != nil {
 		return err
 	}
-	if alive(h.AgentPID) {
-		return nil
+	if len(h.Agent.Argv) == 0 {
+		h.Agent.Argv = append([]string{
+			filepath.Join(l.Config.Bin, "ovagent"),
+			"--host", h.Name,
+			"--root", h.Dir,
+			"--run-dir", h.RunDir,
+			"--socket", h.Socket,
+			"--cgroup-parent", l.CgroupParent(h),
+			"--controller", l.ControllerURL,
+			"--join-token", l.JoinToken,
+			"--underlay-address", h.Addr,
+			"--runtime", filepath.Join(l.Config.Bin, "ovrt"),
+		}, l.Config.AgentArgs...)
 	}
-	args := []string{
-		filepath.Join(l.Config.Bin, "ovagent"),
-		"--host", h.Name,
-		"--root", h.Dir,
-		"--run-dir", h.RunDir,
-		"--socket", h.Socket,
-		"--cgroup-parent", l.CgroupParent(h),
-		"--controller", l.ControllerURL,
-		"--join-token", l.JoinToken,
-		"--underlay-address", h.Addr,
-		"--runtime", filepath.Join(l.Config.Bin, "ovrt"),
-	}
-	args = append(args, l.Config.AgentArgs...)
-	pid, err := spawn(h.Netns, filepath.Join(filepath.Dir(h.Dir), "agent.log"), args...)
-	if err != nil {
-		return err
-	}
-	h.AgentPID = pid
-	if err := l.save(); err != nil {
-		return err
-	}
-	return waitFor(ctx, 30*time.Second, "agent "+h.Name, func() error {
-		if !alive(pid) {
-			return fmt.Errorf("ovagent exited; see %s", filepath.Join(filepath.Dir(h.Dir), "agent.log"))
-		}
+	return l.startProc(ctx, "agent of "+h.Name, &h.Agent, func() error {
 		c := http.Client{Transport: &http.Transport{DialContext: unixDialer(h.Socket)}, Timeout: time.Second}
 		resp, err := c.Get("http://agent/v1/version")
 		if err != nil {
@@ -130,15 +102,15 @@ func (l *Lab) StartAgent(ctx context.Context, name string) error {
 	})
 }
 
-// KillAgent sends sig to the agent of the named host and waits for it to exit.
+// KillAgent sends sig to the agent of the named host and waits for it to exit (SIGKILL after 5 s).
+// With SIGKILL the agent has no chance to clean up: its containers and their shims keep running, as
+// after a crash.
 func (l *Lab) KillAgent(name string, sig syscall.Signal) error {
 	h, err := l.Host(name)
 	if err != nil {
 		return err
 	}
-	stop(h.AgentPID, sig, 5*time.Second)
-	h.AgentPID = 0
-	return l.save()
+	return l.killProc("agent of "+h.Name, &h.Agent, sig)
 }
 
 // Ctl returns an ovctl command aimed at the named host's agent and the lab's controller. It runs in the
@@ -180,32 +152,6 @@ func (l *Lab) Exec(name string, argv ...string) (string, error) {
 	return string(out), err
 }
 
-// Partition cuts the named host off the underlay (its cable is pulled) and kills its agent: to the
-// others the host is dead. Heal reverses it.
-func (l *Lab) Partition(name string) error {
-	h, err := l.Host(name)
-	if err != nil {
-		return err
-	}
-	if err := l.KillAgent(name, syscall.SIGKILL); err != nil {
-		return err
-	}
-	return ipn(h.Netns, "link", "set", "eth0", "down")
-}
-
-// Heal reconnects a partitioned host and starts its agent again.
-func (l *Lab) Heal(ctx context.Context, name string) error {
-	h, err := l.Host(name)
-	if err != nil {
-		return err
-	}
-	if err := ipn(h.Netns, "link", "set", "eth0", "up"); err != nil {
-		return err
-	}
-	_ = ipn(h.Netns, "route", "replace", "default", "via", nth(l.Config.Subnet, 1).String())
-	return l.StartAgent(ctx, name)
-}
-
 // Down removes everything of the lab: containers (through each agent while it runs), agents,
 // controller, every process left in the lab's namespaces, mounts under the lab's directories, the
 // namespaces, the hosts' cgroups and the directories. It goes on after errors and reports the first.
@@ -217,16 +163,17 @@ func (l *Lab) Down(ctx context.Context) error {
 		}
 	}
 	for _, h := range l.Hosts {
-		if alive(h.AgentPID) {
+		if h.Agent.Running() {
 			l.removeContainers(ctx, h.Name)
 		}
 	}
-	for i := range l.Hosts {
-		stop(l.Hosts[i].AgentPID, syscall.SIGTERM, 5*time.Second)
-		l.Hosts[i].AgentPID = 0
+	for i := range l.Hosts { // agents first, then the controller, then its store
+		l.Hosts[i].Agent.terminate()
 	}
-	stop(l.ControllerPID, syscall.SIGTERM, 5*time.Second)
-	l.ControllerPID = 0
+	l.Controller.terminate()
+	for i := range l.Etcd {
+		l.Etcd[i].Proc.terminate()
+	}
 	namespaces := []string{l.UnderlayNetns}
 	for _, h := range l.Hosts {
 		namespaces = append(namespaces, h.Netns)

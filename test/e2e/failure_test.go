@@ -47,10 +47,16 @@ func TestHostLoss(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	if err := l.KillAgent("host3", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
 	if err := l.Partition("host3"); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = l.Heal(context.Background(), "host3") })
+	t.Cleanup(func() {
+		_ = l.Heal(context.Background(), "host3")
+		_ = l.StartAgent(context.Background(), "host3")
+	})
 	start := time.Now()
 	testutil.Eventually(t, 20*time.Second, func() error {
 		return expectEntries(l, "host1", vni, []string{mac(b.IP) + " dst " + h2, "00:00:00:00:00:00 dst " + h2}, allNeigh[:1])
@@ -68,6 +74,9 @@ func TestHostLoss(t *testing.T) {
 	})
 
 	if err := l.Heal(context.Background(), "host3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := l.StartAgent(context.Background(), "host3"); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 30*time.Second, func() error { return expectEntries(l, "host1", vni, all, allNeigh) })
