@@ -43,7 +43,7 @@ func Unit() bool {
 func Skip(t testing.TB, reason string) {
 	t.Helper()
 	if Strict() {
-		t.Fatalf("STRICT (%s=1): this test would skip: %s", StrictEnv, reason)
+		t.Fatalf("STRICT (%s=1 or CI=true): this test would skip: %s", StrictEnv, reason)
 	}
 	t.Skip("SKIPPED: " + reason)
 }
@@ -104,7 +104,7 @@ func SkipUnlessBench(t testing.TB) string {
 func SkipPart(t testing.TB, reason string) {
 	t.Helper()
 	if Strict() {
-		t.Fatalf("STRICT (%s=1): part of this test would be skipped: %s", StrictEnv, reason)
+		t.Fatalf("STRICT (%s=1 or CI=true): part of this test would be skipped: %s", StrictEnv, reason)
 	}
 	t.Log("PART SKIPPED: " + reason)
 }

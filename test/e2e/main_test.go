@@ -117,6 +117,7 @@ func build() error {
 // and registers it for teardown.
 func startLab(t *testing.T, prefix, subnet string, mtu, hosts int) *lab.Lab {
 	t.Helper()
+	testutil.RequireRoot(t)
 	l, err := tryStartLab(prefix, subnet, mtu, hosts)
 	if err != nil {
 		t.Fatal(err)
