@@ -5,7 +5,9 @@ BIN       := bin
 CMDS      := ovrt ovagent ovshim ovcontroller ovctl ovlab
 TESTFLAGS ?= -count=1 -timeout 80m
 
-.PHONY: all build deps test bench demo demo-runtime clean vet
+FUZZTIME  ?= 30s
+
+.PHONY: all build deps test unit fuzz bench demo demo-runtime clean vet
 
 all: build
 
@@ -23,6 +25,17 @@ vet:
 # All tests: unit, privileged (root), integration (real etcd) and end-to-end (test/e2e).
 test: deps build vet
 	$(GO) test $(TESTFLAGS) ./...
+
+# Tests that need no root (any user): privileged tests skip (OV_UNIT=1, even as root) and -short skips
+# the long etcd-cluster tests. No deps, no build: a quick check while editing.
+unit:
+	OV_UNIT=1 $(GO) test -short -count=1 ./...
+
+# Every fuzz target (func FuzzXxx) for FUZZTIME each (default 30s), one after another. A crasher is
+# written to the package's testdata/fuzz/FuzzXxx/: fix it and commit the file (it joins the seed corpus
+# that every go test runs).
+fuzz:
+	@FUZZTIME=$(FUZZTIME) GO=$(GO) bash scripts/fuzz.sh
 
 # Benchmarks write their tables to docs/performance.md.
 bench: deps build

@@ -2,7 +2,9 @@
 # Installs the Debian packages ov's demo, tests and benchmarks need, only those missing.
 # Safe to run repeatedly; needs root (apt-get) the first time.
 set -euo pipefail
-pkgs=(busybox-static runc iptables iproute2 iputils-ping iperf3 etcd-server etcd-client tcpdump tini procps psmisc kmod libseccomp-dev pkg-config util-linux)
+# Every program a test runs is here: under OV_STRICT=1 (.ci/run) a test whose program is missing fails.
+# systemd provides systemd-analyze (deploy tests verify the unit files; works without systemd as PID 1).
+pkgs=(busybox-static runc iptables iproute2 iputils-ping iperf3 etcd-server etcd-client tcpdump tini procps psmisc kmod libseccomp-dev pkg-config util-linux systemd tar)
 missing=()
 for p in "${pkgs[@]}"; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

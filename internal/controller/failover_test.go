@@ -20,7 +20,7 @@ import (
 // the election are retried, as an agent does), and afterwards none is lost or duplicated.
 func TestClusterMemberDies(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long: etcd cluster")
+		testutil.Skip(t, "long test (etcd cluster): go test -short skips it")
 	}
 	cl := storetest.StartCluster(t, 3)
 	for _, m := range cl.Members {

@@ -13,6 +13,7 @@ import (
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller/client"
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 // TestNoDuplicates: two controllers on one etcd, 50 concurrent clients, 10,000 allocations across 5
@@ -21,7 +22,7 @@ import (
 // is still held.
 func TestNoDuplicates(t *testing.T) {
 	if testing.Short() {
-		t.Skip("long: 10,000 allocations")
+		testutil.Skip(t, "long test (10,000 allocations): go test -short skips it")
 	}
 	e := embeddedEtcd(t)
 	a := startController(t, []string{e}, 10*time.Second)

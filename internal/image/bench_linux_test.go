@@ -20,10 +20,7 @@ import (
 // and writes the table to the file named by OV_PERFDOC (scripts/bench.sh sets it to
 // docs/performance.md). It measures and asserts nothing about speed; without OV_PERFDOC it is skipped.
 func TestBenchImage(t *testing.T) {
-	out := os.Getenv("OV_PERFDOC")
-	if out == "" {
-		t.Skip("benchmark: set OV_PERFDOC=docs/performance.md (make bench does)")
-	}
+	out := testutil.SkipUnlessBench(t)
 	runs := 15
 	if n, err := strconv.Atoi(os.Getenv("OV_BENCH_RUNS")); err == nil && n > 0 {
 		runs = n

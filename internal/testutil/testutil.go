@@ -1,6 +1,7 @@
 // Package testutil holds helpers shared by ov's tests: the privileged-test gate, throw-away network
-// namespaces, and a busybox rootfs built from the busybox-static Debian package. Nothing here is used by
-// production code.
+// namespaces, a busybox rootfs built from the busybox-static Debian package, and the skip gates (Skip,
+// RequireRoot, RequireBinary) that fail instead of skipping under the strict switch (OV_STRICT=1, set by
+// .ci/run). Every skip in ov's tests goes through them. Nothing here is used by production code.
 package testutil
 
 import (
@@ -13,15 +14,6 @@ import (
 	"testing"
 	"time"
 )
-
-// RequireRoot skips t loudly when the test is not running as root. CI runs as root, so privileged
-// tests always run there.
-func RequireRoot(t testing.TB) {
-	t.Helper()
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: privileged test: needs root (CI runs it as root); run with sudo go test")
-	}
-}
 
 var seq atomic.Uint64
 

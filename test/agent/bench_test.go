@@ -15,6 +15,7 @@ import (
 
 	"github.com/ovnet/ov/internal/ovrt/spec"
 	"github.com/ovnet/ov/internal/perfdoc"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 // TestBenchEngine measures `ovctl run --rm IMAGE true` (default bridge network and --network none)
@@ -22,10 +23,7 @@ import (
 // asked at a time, and writes the "engine" section of the performance document. It runs only when
 // OV_PERFDOC names that document (make bench); OV_BENCH_RUNS sets the runs per figure (default 20).
 func TestBenchEngine(t *testing.T) {
-	doc := os.Getenv("OV_PERFDOC")
-	if doc == "" {
-		t.Skip("benchmark: set OV_PERFDOC=docs/performance.md (make bench runs it)")
-	}
+	doc := testutil.SkipUnlessBench(t)
 	runs := 20
 	if n, err := strconv.Atoi(os.Getenv("OV_BENCH_RUNS")); err == nil && n > 0 {
 		runs = n

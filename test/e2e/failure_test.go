@@ -5,12 +5,13 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/ovnet/ov/api"
 	"os/exec"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/ovnet/ov/api"
 
 	"github.com/ovnet/ov/internal/testutil"
 )

@@ -101,7 +101,8 @@ func parseKey(key string) (kind KeyKind, name string, ip netip.Addr) {
 			return KindOther, "", netip.Addr{}
 		}
 		a, err := netip.ParseAddr(rest[i+1:])
-		if err != nil {
+		if err != nil || a.String() != rest[i+1:] {
+			// Not an address in the form endpointKey writes (e.g. "::0"): not a key of the schema.
 			return KindOther, "", netip.Addr{}
 		}
 		return KindEndpoint, rest[:i], a

@@ -22,10 +22,7 @@ import (
 // its table to the file named by OV_PERFDOC (scripts/bench.sh sets docs/performance.md) and asserts
 // nothing about speed; without OV_PERFDOC it is skipped.
 func TestBenchBridge(t *testing.T) {
-	out := os.Getenv("OV_PERFDOC")
-	if out == "" {
-		t.Skip("benchmark: set OV_PERFDOC=docs/performance.md (make bench does)")
-	}
+	out := testutil.SkipUnlessBench(t)
 	if _, inside := testutil.InsideNetns(t); !inside {
 		return
 	}

@@ -55,7 +55,7 @@ func hostLayout(t *testing.T) layout {
 func startIn(t *testing.T, c *Cgroup, script string) (*exec.Cmd, *strings.Builder) {
 	t.Helper()
 	if _, err := os.Stat(testutil.BusyboxPath); err != nil {
-		t.Skipf("SKIPPED: needs %s (Debian package busybox-static)", testutil.BusyboxPath)
+		testutil.Skipf(t, "needs %s (Debian package busybox-static)", testutil.BusyboxPath)
 	}
 	cmd := exec.Command(testutil.BusyboxPath, "sh", "-c", "read go; "+script)
 	out := &strings.Builder{}
@@ -96,7 +96,7 @@ func inCgroup(t *testing.T, pid int, c *Cgroup) {
 func TestHostLimitsApplied(t *testing.T) {
 	l := hostLayout(t)
 	if l.mode == V2 {
-		t.Skip("host is pure v2: v2 files are covered by TestV2Resources and TestV2Real")
+		testutil.NotApplicable(t, "host is pure v2: v2 files are covered by TestV2Resources and TestV2Real")
 	}
 	c := realCgroup(t, l, &specs.LinuxResources{
 		Memory: &specs.LinuxMemory{Limit: ptr(int64(64 << 20)), Reservation: ptr(int64(32 << 20)), Swap: ptr(int64(64 << 20))},
@@ -231,7 +231,7 @@ func TestHostOOMKilled(t *testing.T) {
 func TestV2Real(t *testing.T) {
 	l := hostLayout(t)
 	if l.unified == "" {
-		t.Skip("host has no cgroup2 mount")
+		testutil.Skip(t, "host has no cgroup2 mount (mount cgroup2, e.g. at /sys/fs/cgroup/unified)")
 	}
 	for _, tt := range []struct {
 		name         string
@@ -281,7 +281,7 @@ func TestV2Real(t *testing.T) {
 func TestV2DeviceFilter(t *testing.T) {
 	l := hostLayout(t)
 	if l.unified == "" {
-		t.Skip("host has no cgroup2 mount")
+		testutil.Skip(t, "host has no cgroup2 mount (mount cgroup2, e.g. at /sys/fs/cgroup/unified)")
 	}
 	dev := func(allow bool, major, minor int64, access string) specs.LinuxDeviceCgroup {
 		return specs.LinuxDeviceCgroup{Allow: allow, Type: "c", Major: &major, Minor: &minor, Access: access}

@@ -20,7 +20,7 @@ func TestDefaultRunsUnderRunc(t *testing.T) {
 	testutil.RequireRoot(t)
 	runc, err := exec.LookPath("runc")
 	if err != nil {
-		t.Skip("SKIPPED: needs runc (Debian package runc) as the reference runtime")
+		testutil.Skip(t, "needs runc (Debian package runc) as the reference runtime")
 	}
 	dir := t.TempDir()
 	bundle := filepath.Join(dir, "bundle")

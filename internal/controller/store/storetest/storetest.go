@@ -18,6 +18,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 // FreePort returns a TCP port on 127.0.0.1 that was free a moment ago.
@@ -77,7 +78,7 @@ type Cluster struct {
 func StartCluster(t testing.TB, n int) *Cluster {
 	t.Helper()
 	if _, err := os.Stat(EtcdBinary); err != nil {
-		t.Skipf("SKIPPED: needs %s (Debian package etcd-server; make deps installs it)", EtcdBinary)
+		testutil.Skipf(t, "needs %s (Debian package etcd-server; make deps installs it)", EtcdBinary)
 	}
 	c := &Cluster{t: t}
 	var initial []string
