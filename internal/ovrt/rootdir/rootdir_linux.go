@@ -1,0 +1,293 @@
+package rootdir
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"golang.org/x/sys/unix"
+)
+
+// Dir is a directory tree opened as a file descriptor; its methods take paths inside it.
+type Dir struct {
+	f    *os.File
+	path string // where the tree is on the host (the descriptor's own path), for messages and checks
+}
+
+// Open opens the tree rooted at path, a path the caller trusts (the bundle's root.path, the agent's
+// rootfs). Open fails clearly when the kernel lacks openat2 (Linux 5.6).
+func Open(path string) (*Dir, error) {
+	fd, err := unix.Open(path, unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open root", Path: path, Err: err}
+	}
+	f := os.NewFile(uintptr(fd), path)
+	resolved, err := os.Readlink("/proc/self/fd/" + strconv.Itoa(fd))
+	if err != nil {
+		resolved = path
+	}
+	d := &Dir{f: f, path: resolved}
+	probe, err := d.openat2(".", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		f.Close()
+		if errors.Is(err, unix.ENOSYS) {
+			return nil, fmt.Errorf("open root %s: the kernel has no openat2 (Linux 5.6 or later is needed to resolve paths inside a container's root safely)", path)
+		}
+		return nil, &os.PathError{Op: "open root", Path: path, Err: err}
+	}
+	probe.Close()
+	return d, nil
+}
+
+// Close closes the tree's descriptor.
+func (d *Dir) Close() error { return d.f.Close() }
+
+// Fd is the tree's descriptor (O_PATH).
+func (d *Dir) Fd() int { return int(d.f.Fd()) }
+
+// Path is where the tree is on the host.
+func (d *Dir) Path() string { return d.path }
+
+// rel cleans p as a path of the container and makes it relative to the root ("." for the root).
+func rel(p string) string {
+	c := strings.TrimPrefix(filepath.Clean("/"+p), "/")
+	if c == "" {
+		return "."
+	}
+	return c
+}
+
+// openat2 resolves p beneath the root as the container would see it.
+func (d *Dir) openat2(p string, flags uint64) (*os.File, error) {
+	return openat2In(d.Fd(), rel(p), flags, unix.RESOLVE_IN_ROOT|unix.RESOLVE_NO_MAGICLINKS)
+}
+
+func openat2In(dirfd int, p string, flags, resolve uint64) (*os.File, error) {
+	how := unix.OpenHow{Flags: flags | unix.O_CLOEXEC, Resolve: resolve}
+	var err error
+	// The kernel returns EAGAIN when a rename raced with a scoped lookup; a few retries settle it.
+	for range 32 {
+		var fd int
+		fd, err = unix.Openat2(dirfd, p, &how)
+		if err == nil {
+			return os.NewFile(uintptr(fd), p), nil
+		}
+		if !errors.Is(err, unix.EAGAIN) && !errors.Is(err, unix.EINTR) {
+			break
+		}
+	}
+	return nil, err
+}
+
+// OpenPath returns an O_PATH handle of p, following symlinks inside the tree only.
+func (d *Dir) OpenPath(p string) (*os.File, error) {
+	if Unprotected("resolve") || Unprotected("fd") {
+		return d.unsafeOpen(p)
+	}
+	f, err := d.openat2(p, unix.O_PATH)
+	if err != nil {
+		return nil, d.pathErr("open", p, err)
+	}
+	return f, nil
+}
+
+func (d *Dir) pathErr(op, p string, err error) error {
+	return &os.PathError{Op: op, Path: filepath.Join(d.path, rel(p)), Err: err}
+}
+
+// MkdirAll makes directory p and every missing parent (with mode, less the umask) and returns an
+// O_PATH handle of it. Existing symlinks on the way are followed inside the tree; a symlink to a
+// missing path is an error, not a reason to create its target.
+func (d *Dir) MkdirAll(p string, mode uint32) (*os.File, error) {
+	if Unprotected("resolve") || Unprotected("fd") {
+		return d.unsafeMkdirAll(p, mode)
+	}
+	if f, err := d.openat2(p, unix.O_PATH|unix.O_DIRECTORY); err == nil || !errors.Is(err, unix.ENOENT) {
+		if err != nil {
+			return nil, d.pathErr("open directory", p, err)
+		}
+		return f, nil
+	}
+	parts := strings.Split(rel(p), "/")
+	// The deepest existing directory on the way.
+	cur, err := d.openat2(".", unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return nil, d.pathErr("open", "/", err)
+	}
+	i := 0
+	for ; i < len(parts); i++ {
+		next, err := d.openat2(strings.Join(parts[:i+1], "/"), unix.O_PATH|unix.O_DIRECTORY)
+		if errors.Is(err, unix.ENOENT) {
+			break
+		}
+		if err != nil {
+			cur.Close()
+			return nil, d.pathErr("open directory", strings.Join(parts[:i+1], "/"), err)
+		}
+		cur.Close()
+		cur = next
+	}
+	// Create the rest, one name at a time in the directory already resolved. mkdirat never follows a
+	// symlink, and the next component is opened without following any.
+	for ; i < len(parts); i++ {
+		at := strings.Join(parts[:i+1], "/")
+		if err := unix.Mkdirat(int(cur.Fd()), parts[i], mode); err != nil && !errors.Is(err, unix.EEXIST) {
+			cur.Close()
+			return nil, d.pathErr("mkdir", at, err)
+		}
+		next, err := openat2In(int(cur.Fd()), parts[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW,
+			unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_MAGICLINKS)
+		cur.Close()
+		if errors.Is(err, unix.ELOOP) {
+			return nil, fmt.Errorf("%w: it is a symlink to a missing path; create the target in the image or choose another path", d.pathErr("mkdir", at, err))
+		}
+		if err != nil {
+			return nil, d.pathErr("mkdir", at, err)
+		}
+		cur = next
+	}
+	return cur, nil
+}
+
+// MkFile makes p an empty file (with mode, less the umask) unless something is there already, and
+// returns an O_PATH handle of what is at p. Parents are made as MkdirAll does.
+func (d *Dir) MkFile(p string, mode uint32) (*os.File, error) {
+	if Unprotected("resolve") || Unprotected("fd") {
+		return d.unsafeMkFile(p, mode)
+	}
+	if f, err := d.openat2(p, unix.O_PATH); err == nil || !errors.Is(err, unix.ENOENT) {
+		if err != nil {
+			return nil, d.pathErr("open", p, err)
+		}
+		return f, nil
+	}
+	dir, err := d.MkdirAll(filepath.Dir("/"+rel(p)), 0o755)
+	if err != nil {
+		return nil, err
+	}
+	defer dir.Close()
+	base := filepath.Base("/" + rel(p))
+	// O_EXCL: never through a symlink, never opening a FIFO or device that appeared meanwhile.
+	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+	if err == nil {
+		unix.Close(fd)
+	} else if !errors.Is(err, unix.EEXIST) {
+		return nil, d.pathErr("create", p, err)
+	}
+	f, err := d.openat2(p, unix.O_PATH)
+	if err != nil {
+		return nil, d.pathErr("open", p, err)
+	}
+	return f, nil
+}
+
+// ReadFile reads the regular file p, at most max bytes: anything else (a FIFO, a device, a
+// directory, a file larger than max) is an error, and nothing blocks.
+func (d *Dir) ReadFile(p string, max int64) ([]byte, error) {
+	if Unprotected("resolve") || Unprotected("fd") {
+		return d.unsafeReadFile(p, max)
+	}
+	h, err := d.openat2(p, unix.O_PATH)
+	if err != nil {
+		return nil, d.pathErr("open", p, err)
+	}
+	defer h.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(h.Fd()), &st); err != nil {
+		return nil, d.pathErr("stat", p, err)
+	}
+	if st.Mode&unix.S_IFMT != unix.S_IFREG {
+		return nil, fmt.Errorf("%s is %s, not a regular file", filepath.Join(d.path, rel(p)), kind(st.Mode))
+	}
+	if st.Size > max {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d read from it", filepath.Join(d.path, rel(p)), st.Size, max)
+	}
+	// Re-open the very inode the handle names for reading (O_NONBLOCK in case it changed type: it
+	// cannot, but reading must never block).
+	fd, err := unix.Open("/proc/self/fd/"+strconv.Itoa(int(h.Fd())), unix.O_RDONLY|unix.O_NONBLOCK|unix.O_NOCTTY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, d.pathErr("open", p, err)
+	}
+	f := os.NewFile(uintptr(fd), p)
+	defer f.Close()
+	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	if err != nil {
+		return nil, d.pathErr("read", p, err)
+	}
+	if int64(len(b)) > max {
+		return nil, fmt.Errorf("%s is more than the %d bytes read from it", filepath.Join(d.path, rel(p)), max)
+	}
+	return b, nil
+}
+
+func kind(mode uint32) string {
+	switch mode & unix.S_IFMT {
+	case unix.S_IFIFO:
+		return "a named pipe (FIFO)"
+	case unix.S_IFDIR:
+		return "a directory"
+	case unix.S_IFCHR:
+		return "a character device"
+	case unix.S_IFBLK:
+		return "a block device"
+	case unix.S_IFSOCK:
+		return "a socket"
+	case unix.S_IFLNK:
+		return "a symlink"
+	}
+	return "not a regular file"
+}
+
+// at runs fn on the parent directory of p (resolved inside the tree, not created) and the last
+// component of p, which fn must not follow.
+func (d *Dir) at(op, p string, fn func(dirfd int, name string) error) error {
+	if Unprotected("resolve") || Unprotected("fd") {
+		return d.unsafeAt(p, fn)
+	}
+	c := "/" + rel(p)
+	if c == "/" {
+		return d.pathErr(op, p, unix.EINVAL)
+	}
+	dir, err := d.openat2(filepath.Dir(c), unix.O_PATH|unix.O_DIRECTORY)
+	if err != nil {
+		return d.pathErr(op, filepath.Dir(c), err)
+	}
+	defer dir.Close()
+	if err := fn(int(dir.Fd()), filepath.Base(c)); err != nil {
+		return d.pathErr(op, p, err)
+	}
+	return nil
+}
+
+// Mknod makes the node p (mknodat in p's resolved parent).
+func (d *Dir) Mknod(p string, mode uint32, dev uint64) error {
+	return d.at("mknod", p, func(dirfd int, name string) error { return unix.Mknodat(dirfd, name, mode, int(dev)) })
+}
+
+// Symlink makes p a symlink to target (which is not resolved).
+func (d *Dir) Symlink(target, p string) error {
+	return d.at("symlink", p, func(dirfd int, name string) error { return unix.Symlinkat(target, dirfd, name) })
+}
+
+// Remove removes the file p (not a directory; a symlink itself, not its target).
+func (d *Dir) Remove(p string) error {
+	return d.at("remove", p, func(dirfd int, name string) error { return unix.Unlinkat(dirfd, name, 0) })
+}
+
+// Lchown changes the owner of p itself (-1 leaves an id unchanged).
+func (d *Dir) Lchown(p string, uid, gid int) error {
+	return d.at("chown", p, func(dirfd int, name string) error {
+		return unix.Fchownat(dirfd, name, uid, gid, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
+
+// Lstat stats p itself.
+func (d *Dir) Lstat(p string, st *unix.Stat_t) error {
+	return d.at("lstat", p, func(dirfd int, name string) error {
+		return unix.Fstatat(dirfd, name, st, unix.AT_SYMLINK_NOFOLLOW)
+	})
+}
