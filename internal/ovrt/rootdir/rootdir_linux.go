@@ -100,89 +100,123 @@ func (d *Dir) pathErr(op, p string, err error) error {
 }
 
 // MkdirAll makes directory p and every missing parent (with mode, less the umask) and returns an
-// O_PATH handle of it. Existing symlinks on the way are followed inside the tree; a symlink to a
-// missing path is an error, not a reason to create its target.
+// O_PATH handle of it. Symlinks on the way, dangling ones included, are followed inside the tree as
+// the container would see them (a missing target is created there).
 func (d *Dir) MkdirAll(p string, mode uint32) (*os.File, error) {
 	if Unprotected("resolve") || Unprotected("fd") {
 		return d.unsafeMkdirAll(p, mode)
 	}
-	if f, err := d.openat2(p, unix.O_PATH|unix.O_DIRECTORY); err == nil || !errors.Is(err, unix.ENOENT) {
-		if err != nil {
-			return nil, d.pathErr("open directory", p, err)
-		}
-		return f, nil
-	}
-	parts := strings.Split(rel(p), "/")
-	// The deepest existing directory on the way.
-	cur, err := d.openat2(".", unix.O_PATH|unix.O_DIRECTORY)
-	if err != nil {
-		return nil, d.pathErr("open", "/", err)
-	}
-	i := 0
-	for ; i < len(parts); i++ {
-		next, err := d.openat2(strings.Join(parts[:i+1], "/"), unix.O_PATH|unix.O_DIRECTORY)
-		if errors.Is(err, unix.ENOENT) {
-			break
-		}
-		if err != nil {
-			cur.Close()
-			return nil, d.pathErr("open directory", strings.Join(parts[:i+1], "/"), err)
-		}
-		cur.Close()
-		cur = next
-	}
-	// Create the rest, one name at a time in the directory already resolved. mkdirat never follows a
-	// symlink, and the next component is opened without following any.
-	for ; i < len(parts); i++ {
-		at := strings.Join(parts[:i+1], "/")
-		if err := unix.Mkdirat(int(cur.Fd()), parts[i], mode); err != nil && !errors.Is(err, unix.EEXIST) {
-			cur.Close()
-			return nil, d.pathErr("mkdir", at, err)
-		}
-		next, err := openat2In(int(cur.Fd()), parts[i], unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW,
-			unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS|unix.RESOLVE_NO_MAGICLINKS)
-		cur.Close()
-		if errors.Is(err, unix.ELOOP) {
-			return nil, fmt.Errorf("%w: it is a symlink to a missing path; create the target in the image or choose another path", d.pathErr("mkdir", at, err))
-		}
-		if err != nil {
-			return nil, d.pathErr("mkdir", at, err)
-		}
-		cur = next
-	}
-	return cur, nil
+	return d.create(p, true, mode)
 }
 
 // MkFile makes p an empty file (with mode, less the umask) unless something is there already, and
-// returns an O_PATH handle of what is at p. Parents are made as MkdirAll does.
+// returns an O_PATH handle of what is at p. Parents and symlinks are handled as in MkdirAll.
 func (d *Dir) MkFile(p string, mode uint32) (*os.File, error) {
 	if Unprotected("resolve") || Unprotected("fd") {
 		return d.unsafeMkFile(p, mode)
 	}
-	if f, err := d.openat2(p, unix.O_PATH); err == nil || !errors.Is(err, unix.ENOENT) {
-		if err != nil {
+	return d.create(p, false, mode)
+}
+
+// maxHops bounds the symlinks followed while creating a path, as the kernel's 40.
+const maxHops = 40
+
+func (d *Dir) create(p string, dir bool, mode uint32) (*os.File, error) {
+	flags := uint64(unix.O_PATH)
+	if dir {
+		flags |= unix.O_DIRECTORY
+	}
+	path := rel(p)
+	for range maxHops {
+		f, err := d.openat2(path, flags)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.ENOENT) {
 			return nil, d.pathErr("open", p, err)
 		}
-		return f, nil
+		f, next, err := d.createOnce(path, dir, mode)
+		if err != nil || f != nil {
+			return f, err
+		}
+		path = next
 	}
-	dir, err := d.MkdirAll(filepath.Dir("/"+rel(p)), 0o755)
+	return nil, d.pathErr("create", p, unix.ELOOP)
+}
+
+// createOnce makes what is missing of path, one name at a time in the directory already resolved:
+// mkdirat and openat(O_CREAT|O_EXCL) never follow a symlink, and each new component is opened
+// without following any. A symlink met on the way ends the attempt with the path to try next, its
+// target in place of it (resolved again from the root, so it cannot lead outside).
+func (d *Dir) createOnce(path string, dir bool, mode uint32) (_ *os.File, next string, _ error) {
+	var parts []string
+	for _, c := range strings.Split(path, "/") {
+		if c != "" && c != "." {
+			parts = append(parts, c)
+		}
+	}
+	cur, err := d.openat2(".", unix.O_PATH|unix.O_DIRECTORY)
 	if err != nil {
-		return nil, err
+		return nil, "", d.pathErr("open", "/", err)
 	}
-	defer dir.Close()
-	base := filepath.Base("/" + rel(p))
-	// O_EXCL: never through a symlink, never opening a FIFO or device that appeared meanwhile.
-	fd, err := unix.Openat(int(dir.Fd()), base, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
-	if err == nil {
-		unix.Close(fd)
-	} else if !errors.Is(err, unix.EEXIST) {
-		return nil, d.pathErr("create", p, err)
+	defer func() {
+		if cur != nil {
+			cur.Close()
+		}
+	}()
+	i := 0
+	for ; i < len(parts); i++ {
+		f, err := d.openat2(strings.Join(parts[:i+1], "/"), unix.O_PATH|unix.O_DIRECTORY)
+		if errors.Is(err, unix.ENOENT) {
+			break
+		}
+		if err != nil {
+			return nil, "", d.pathErr("open directory", strings.Join(parts[:i+1], "/"), err)
+		}
+		cur.Close()
+		cur = f
 	}
-	f, err := d.openat2(p, unix.O_PATH)
-	if err != nil {
-		return nil, d.pathErr("open", p, err)
+	for ; i < len(parts); i++ {
+		at, name := strings.Join(parts[:i+1], "/"), parts[i]
+		last := i == len(parts)-1
+		if name == ".." {
+			return nil, "", d.pathErr("create", at, fmt.Errorf("'..' after a missing directory: %w", unix.ENOENT))
+		}
+		flags := uint64(unix.O_PATH | unix.O_DIRECTORY)
+		if last && !dir {
+			flags = unix.O_PATH
+			fd, err := unix.Openat(int(cur.Fd()), name, unix.O_CREAT|unix.O_EXCL|unix.O_RDONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, mode)
+			if err == nil {
+				unix.Close(fd)
+			} else if !errors.Is(err, unix.EEXIST) {
+				return nil, "", d.pathErr("create", at, err)
+			}
+		} else if err := unix.Mkdirat(int(cur.Fd()), name, mode); err != nil && !errors.Is(err, unix.EEXIST) {
+			return nil, "", d.pathErr("mkdir", at, err)
+		}
+		f, err := openat2In(int(cur.Fd()), name, flags, unix.RESOLVE_BENEATH|unix.RESOLVE_NO_SYMLINKS)
+		if errors.Is(err, unix.ELOOP) {
+			// A symlink (dangling, or it would have resolved): go on from its target.
+			buf := make([]byte, unix.PathMax)
+			n, err := unix.Readlinkat(int(cur.Fd()), name, buf)
+			if err != nil {
+				return nil, "", d.pathErr("readlink", at, err)
+			}
+			target := string(buf[:n])
+			if !strings.HasPrefix(target, "/") {
+				target = strings.Join(parts[:i], "/") + "/" + target
+			}
+			return nil, strings.Join(append([]string{target}, parts[i+1:]...), "/"), nil
+		}
+		if err != nil {
+			return nil, "", d.pathErr("open", at, err)
+		}
+		cur.Close()
+		cur = f
 	}
-	return f, nil
+	f := cur
+	cur = nil
+	return f, "", nil
 }
 
 // ReadFile reads the regular file p, at most max bytes: anything else (a FIFO, a device, a
