@@ -2,11 +2,13 @@ package rootdir
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -21,7 +23,8 @@ func snapshot(t *testing.T, dir string) string {
 		if err != nil {
 			return err
 		}
-		line := strings.TrimPrefix(p, dir) + " " + fi.Mode().String()
+		st := fi.Sys().(*syscall.Stat_t)
+		line := fmt.Sprintf("%s %s %d:%d", strings.TrimPrefix(p, dir), fi.Mode(), st.Uid, st.Gid)
 		switch {
 		case fi.Mode().IsRegular():
 			b, _ := os.ReadFile(p)
@@ -68,19 +71,19 @@ func hostile(t *testing.T, how string) (root, outside string) {
 }
 
 func TestNothingLeavesTheRoot(t *testing.T) {
-	ops := map[string]func(d *Dir) error{
-		"MkdirAll": func(d *Dir) error { f, err := d.MkdirAll("/link/new/dir", 0o755); closeIf(f); return err },
-		"MkFile":   func(d *Dir) error { f, err := d.MkFile("/link/new/file", 0o644); closeIf(f); return err },
-		"MkFile victim": func(d *Dir) error {
+	ops := map[string]func(t *testing.T, d *Dir) error{
+		"MkdirAll": func(t *testing.T, d *Dir) error { f, err := d.MkdirAll("/link/new/dir", 0o755); closeIf(f); return err },
+		"MkFile":   func(t *testing.T, d *Dir) error { f, err := d.MkFile("/link/new/file", 0o644); closeIf(f); return err },
+		"MkFile victim": func(t *testing.T, d *Dir) error {
 			f, err := d.MkFile("/link/victim", 0o644)
 			closeIf(f)
 			return err
 		},
-		"Symlink": func(d *Dir) error { _ = d.Symlink("x", "/link/new"); return nil },
-		"Remove":  func(d *Dir) error { _ = d.Remove("/link/victim"); return nil },
-		"Mknod":   func(d *Dir) error { _ = d.Mknod("/link/fifo", unix.S_IFIFO|0o644, 0); return nil },
-		"Lchown":  func(d *Dir) error { _ = d.Lchown("/link/victim", 12345, 12345); return nil },
-		"ReadFile": func(d *Dir) error {
+		"Symlink": func(t *testing.T, d *Dir) error { _ = d.Symlink("x", "/link/new"); return nil },
+		"Remove":  func(t *testing.T, d *Dir) error { _ = d.Remove("/link/victim"); return nil },
+		"Mknod":   func(t *testing.T, d *Dir) error { _ = d.Mknod("/link/fifo", unix.S_IFIFO|0o644, 0); return nil },
+		"Lchown":  func(t *testing.T, d *Dir) error { _ = d.Lchown("/link/victim", 12345, 12345); return nil },
+		"ReadFile": func(t *testing.T, d *Dir) error {
 			if b, err := d.ReadFile("/link/victim", 100); err == nil {
 				t.Errorf("ReadFile of a symlink out of the root read %q from the host", b)
 			}
@@ -97,7 +100,7 @@ func TestNothingLeavesTheRoot(t *testing.T) {
 					t.Fatal(err)
 				}
 				defer d.Close()
-				if err := op(d); err != nil {
+				if err := op(t, d); err != nil {
 					t.Fatalf("%s through a symlink out of the root: %v (it should work inside the root)", name, err)
 				}
 				if after := snapshot(t, outside); after != before {
