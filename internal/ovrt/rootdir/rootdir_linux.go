@@ -219,11 +219,11 @@ func (d *Dir) createOnce(path string, dir bool, mode uint32) (_ *os.File, next s
 	return f, "", nil
 }
 
-// ReadFile reads the regular file p, at most max bytes: anything else (a FIFO, a device, a
-// directory, a file larger than max) is an error, and nothing blocks.
-func (d *Dir) ReadFile(p string, max int64) ([]byte, error) {
+// ReadFile reads the regular file p, at most limit bytes: anything else (a FIFO, a device, a
+// directory, a file larger than limit) is an error, and nothing blocks.
+func (d *Dir) ReadFile(p string, limit int64) ([]byte, error) {
 	if Unprotected("resolve") || Unprotected("fd") {
-		return d.unsafeReadFile(p, max)
+		return d.unsafeReadFile(p, limit)
 	}
 	h, err := d.openat2(p, unix.O_PATH)
 	if err != nil {
@@ -237,8 +237,8 @@ func (d *Dir) ReadFile(p string, max int64) ([]byte, error) {
 	if st.Mode&unix.S_IFMT != unix.S_IFREG {
 		return nil, fmt.Errorf("%s is %s, not a regular file", filepath.Join(d.path, rel(p)), kind(st.Mode))
 	}
-	if st.Size > max {
-		return nil, fmt.Errorf("%s is %d bytes, more than the %d read from it", filepath.Join(d.path, rel(p)), st.Size, max)
+	if st.Size > limit {
+		return nil, fmt.Errorf("%s is %d bytes, more than the %d read from it", filepath.Join(d.path, rel(p)), st.Size, limit)
 	}
 	// Re-open the very inode the handle names for reading (O_NONBLOCK in case it changed type: it
 	// cannot, but reading must never block).
@@ -248,12 +248,12 @@ func (d *Dir) ReadFile(p string, max int64) ([]byte, error) {
 	}
 	f := os.NewFile(uintptr(fd), p)
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, max+1))
+	b, err := io.ReadAll(io.LimitReader(f, limit+1))
 	if err != nil {
 		return nil, d.pathErr("read", p, err)
 	}
-	if int64(len(b)) > max {
-		return nil, fmt.Errorf("%s is more than the %d bytes read from it", filepath.Join(d.path, rel(p)), max)
+	if int64(len(b)) > limit {
+		return nil, fmt.Errorf("%s is more than the %d bytes read from it", filepath.Join(d.path, rel(p)), limit)
 	}
 	return b, nil
 }
