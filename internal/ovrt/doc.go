@@ -17,6 +17,11 @@
 //   - Every mount the container makes happens inside its own mount namespace after "/" was made
 //     slave (or the spec's rootfsPropagation), so nothing leaks to the host and nothing is left after
 //     the namespace dies.
+//   - No path of the container is ever used as a host path: mount destinations, /dev entries and the
+//     image's /etc/passwd are resolved beneath the rootfs descriptor (package rootdir), mounts are
+//     made onto the descriptor of their destination and checked after, so a symlink in the image or
+//     one swapped in during create cannot make the runtime touch anything outside the rootfs.
+//   - A read-only recursive bind (a `-v SRC:DST:ro` volume) is read-only in every mount below it.
 //   - Security settings (capabilities, no_new_privs, seccomp) are applied on the locked OS thread
 //     that calls execve, seccomp last.
 //   - A failed Create leaves nothing behind: no state directory, cgroup or process.

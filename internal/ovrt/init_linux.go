@@ -14,7 +14,9 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovnet/ov/internal/ovrt/rootdir"
 	"github.com/ovnet/ov/internal/ovrt/seccomp"
+	"github.com/ovnet/ov/internal/ovrt/spec"
 )
 
 // Init runs the container helper when the runtime started this program as one (a container's init,
@@ -230,7 +232,9 @@ func setUser(u specs.User) error {
 	return nil
 }
 
-// withHome adds HOME from /etc/passwd (or "/") when the environment lacks it, as runc does.
+// withHome adds HOME from /etc/passwd (or "/") when the environment lacks it, as runc does. The
+// file is the image's: it is read only if it is a regular file, at most spec.MaxUserFile bytes, so
+// a FIFO or a huge file there cannot hang or exhaust the container's start.
 func withHome(env []string, uid uint32) []string {
 	for _, e := range env {
 		if strings.HasPrefix(e, "HOME=") {
@@ -238,7 +242,7 @@ func withHome(env []string, uid uint32) []string {
 		}
 	}
 	home := "/"
-	if b, err := os.ReadFile("/etc/passwd"); err == nil {
+	if b, err := readRootFile("/etc/passwd"); err == nil {
 		for _, line := range strings.Split(string(b), "\n") {
 			f := strings.Split(line, ":")
 			if len(f) >= 6 && f[2] == strconv.Itoa(int(uid)) && f[5] != "" {
@@ -308,4 +312,14 @@ func setRlimit(r specs.POSIXRlimit) error {
 		return fmt.Errorf("process.rlimits: set %s to %d/%d: %w", r.Type, r.Soft, r.Hard, err)
 	}
 	return nil
+}
+
+// readRootFile reads a file of the container's root (after pivot_root) the safe way.
+func readRootFile(p string) ([]byte, error) {
+	root, err := rootdir.Open("/")
+	if err != nil {
+		return nil, err
+	}
+	defer root.Close()
+	return root.ReadFile(p, spec.MaxUserFile)
 }

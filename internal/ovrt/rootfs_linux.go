@@ -6,11 +6,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 
-	securejoin "github.com/cyphar/filepath-securejoin"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
+
+	"github.com/ovnet/ov/internal/ovrt/rootdir"
 )
 
 // mountFlags are the mount(8) options that are flags; the rest go to the filesystem as data.
@@ -39,29 +41,58 @@ var propagationFlags = map[string]uintptr{
 	"unbindable": unix.MS_UNBINDABLE, "runbindable": unix.MS_UNBINDABLE | unix.MS_REC,
 }
 
-// parseMountOptions splits options into flags, propagation flags and filesystem data.
-func parseMountOptions(opts []string) (flags, prop uintptr, data string) {
+// recursiveAttrs are the OCI runtime spec's recursive mount options: mount_setattr(2) with
+// AT_RECURSIVE applies them to the mount and every mount below it.
+var recursiveAttrs = map[string]struct{ set, clr uint64 }{
+	"rro": {unix.MOUNT_ATTR_RDONLY, 0}, "rrw": {0, unix.MOUNT_ATTR_RDONLY},
+	"rnosuid": {unix.MOUNT_ATTR_NOSUID, 0}, "rsuid": {0, unix.MOUNT_ATTR_NOSUID},
+	"rnodev": {unix.MOUNT_ATTR_NODEV, 0}, "rdev": {0, unix.MOUNT_ATTR_NODEV},
+	"rnoexec": {unix.MOUNT_ATTR_NOEXEC, 0}, "rexec": {0, unix.MOUNT_ATTR_NOEXEC},
+	"rnodiratime": {unix.MOUNT_ATTR_NODIRATIME, 0}, "rdiratime": {0, unix.MOUNT_ATTR_NODIRATIME},
+	"rrelatime": {unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME}, "rnorelatime": {0, 0},
+	"rnoatime": {unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME}, "ratime": {0, 0},
+	"rstrictatime": {unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME}, "rnostrictatime": {0, 0},
+}
+
+// mountOptions are a mount's options sorted out.
+type mountOptions struct {
+	flags, prop uintptr
+	rec         unix.MountAttr // recursive attributes ("rro", ...)
+	data        string
+}
+
+// parseMountOptions splits options into flags, propagation flags, recursive attributes and
+// filesystem data.
+func parseMountOptions(opts []string) mountOptions {
+	var o mountOptions
 	var d []string
-	for _, o := range opts {
-		if f, ok := mountFlags[o]; ok {
+	for _, opt := range opts {
+		if f, ok := mountFlags[opt]; ok {
 			if f.clear {
-				flags &^= f.flag
+				o.flags &^= f.flag
 			} else {
-				flags |= f.flag
+				o.flags |= f.flag
 			}
 			continue
 		}
-		if p, ok := propagationFlags[o]; ok {
-			prop |= p
+		if p, ok := propagationFlags[opt]; ok {
+			o.prop |= p
 			continue
 		}
-		d = append(d, o)
+		if a, ok := recursiveAttrs[opt]; ok {
+			o.rec.Attr_set, o.rec.Attr_clr = o.rec.Attr_set&^a.clr|a.set, o.rec.Attr_clr&^a.set|a.clr
+			continue
+		}
+		d = append(d, opt)
 	}
-	return flags, prop, strings.Join(d, ",")
+	o.data = strings.Join(d, ",")
+	return o
 }
 
 // setupRootfs runs in the container's new mount namespace, before pivot_root: it cuts propagation
-// to the host, mounts the bundle's mounts below the rootfs, completes /dev and pivots.
+// to the host, mounts the bundle's mounts below the rootfs, completes /dev and pivots. Every path of
+// the container is resolved inside the rootfs by the kernel (rootdir), and every mount is made onto
+// the file descriptor of its resolved destination, then checked.
 func setupRootfs(s *specs.Spec, rootfs, cgPath string, newNS map[string]bool) error {
 	prop := uintptr(unix.MS_SLAVE | unix.MS_REC)
 	if p := s.Linux.RootfsPropagation; p != "" {
@@ -79,9 +110,14 @@ func setupRootfs(s *specs.Spec, rootfs, cgPath string, newNS map[string]bool) er
 	if err := unix.Mount(rootfs, rootfs, "", unix.MS_BIND|unix.MS_REC, ""); err != nil {
 		return fmt.Errorf("bind rootfs %s: %w", rootfs, err)
 	}
+	root, err := rootdir.Open(rootfs)
+	if err != nil {
+		return err
+	}
+	defer root.Close()
 	have := map[string]bool{}
 	for i, m := range s.Mounts {
-		if err := mountOne(rootfs, m, cgPath, newNS); err != nil {
+		if err := mountOne(root, m, cgPath, newNS); err != nil {
 			return fmt.Errorf("mounts[%d] (%s on %s): %w", i, m.Type, m.Destination, err)
 		}
 		have[filepath.Clean(m.Destination)] = true
@@ -97,83 +133,207 @@ func setupRootfs(s *specs.Spec, rootfs, cgPath string, newNS map[string]bool) er
 		if have[m.Destination] {
 			continue
 		}
-		if err := mountOne(rootfs, m, cgPath, newNS); err != nil {
+		if err := mountOne(root, m, cgPath, newNS); err != nil {
 			return fmt.Errorf("default mount %s: %w", m.Destination, err)
 		}
 	}
-	if devIsOurs || isTmpfs(filepath.Join(rootfs, "dev")) {
-		if err := makeDevices(rootfs, s.Linux.Devices); err != nil {
+	if devIsOurs || isTmpfs(root, "/dev") {
+		if err := makeDevices(root, s.Linux.Devices); err != nil {
 			return err
 		}
 	}
 	return pivotRoot(rootfs)
 }
 
-func isTmpfs(p string) bool {
+func isTmpfs(root *rootdir.Dir, p string) bool {
+	f, err := root.OpenPath(p)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
 	var st unix.Statfs_t
-	return unix.Statfs(p, &st) == nil && st.Type == unix.TMPFS_MAGIC
+	return unix.Fstatfs(int(f.Fd()), &st) == nil && st.Type == unix.TMPFS_MAGIC
 }
 
-func mountOne(rootfs string, m specs.Mount, cgPath string, newNS map[string]bool) error {
-	dest, err := securejoin.SecureJoin(rootfs, m.Destination)
+// fdPath names what f is open on for a path-taking call such as mount(2): the kernel follows the
+// magic link to the very file f holds, whatever happened to the path since it was opened.
+func fdPath(f *os.File) string { return "/proc/self/fd/" + strconv.Itoa(int(f.Fd())) }
+
+func mountOne(root *rootdir.Dir, m specs.Mount, cgPath string, newNS map[string]bool) error {
+	o := parseMountOptions(m.Options)
+	if m.Type == "bind" || o.flags&unix.MS_BIND != 0 {
+		return bindMount(root, m.Source, m.Destination, o)
+	}
+	dest, err := root.MkdirAll(m.Destination, 0o755)
 	if err != nil {
 		return err
 	}
-	flags, prop, data := parseMountOptions(m.Options)
-	typ := m.Type
-	if typ == "bind" || flags&unix.MS_BIND != 0 {
-		return bindMount(m.Source, dest, flags, prop)
+	defer dest.Close()
+	if m.Type == "cgroup" {
+		return mountCgroup(root, m.Destination, dest, o.flags, cgPath, newNS[string(specs.CgroupNamespace)])
 	}
-	if typ == "cgroup" {
-		return mountCgroup(dest, flags, cgPath, newNS[string(specs.CgroupNamespace)])
-	}
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return err
-	}
-	err = unix.Mount(m.Source, dest, typ, flags, data)
-	if err == unix.EPERM && typ == "sysfs" {
+	mnt, err := mountAt(root, m.Destination, dest, func(target string) error {
+		return unix.Mount(m.Source, target, m.Type, o.flags, o.data)
+	})
+	if err == unix.EPERM && m.Type == "sysfs" {
 		// sysfs can only be mounted fresh with a network namespace of our own user namespace: fall
 		// back to a read-only bind of the host's, as runc does.
-		return bindMount("/sys", dest, unix.MS_BIND|unix.MS_REC|unix.MS_RDONLY|flags, 0)
+		o.flags |= unix.MS_BIND | unix.MS_REC | unix.MS_RDONLY
+		return bindMount(root, "/sys", m.Destination, o)
 	}
 	if err != nil {
 		return err
 	}
-	if prop != 0 {
-		return unix.Mount("", dest, "", prop, "")
-	}
-	return nil
+	defer mnt.Close()
+	return finishMount(mnt, o, false)
 }
 
-func bindMount(src, dest string, flags, prop uintptr) error {
-	fi, err := os.Stat(src)
+// mountAt mounts onto dest, the handle of the container path p, through its /proc/self/fd path, then
+// checks that the new mount is what p resolves to now, inside the root, and returns a handle of the
+// mount's root. A destination swapped (for a symlink, say) between the open and the mount cannot
+// redirect the mount: it lands on what dest holds, and the check then fails the container.
+func mountAt(root *rootdir.Dir, p string, dest *os.File, mount func(target string) error) (*os.File, error) {
+	if err := mount(fdPath(dest)); err != nil {
+		return nil, err
+	}
+	mnt, err := root.OpenPath(p)
 	if err != nil {
-		return fmt.Errorf("bind source: %w", err)
+		return nil, fmt.Errorf("reopen mount destination: %w", err)
 	}
-	if fi.IsDir() {
-		err = os.MkdirAll(dest, 0o755)
-	} else {
-		err = touch(dest)
+	before, err1 := mountID(dest)
+	after, err2 := mountID(mnt)
+	where, err3 := os.Readlink(fdPath(mnt))
+	switch {
+	case err1 != nil || err2 != nil || err3 != nil:
+		err = fmt.Errorf("check mount destination: %w", errors.Join(err1, err2, err3))
+	case before == after:
+		err = fmt.Errorf("mount destination %s changed while it was being mounted (a symlink swapped in?): refusing to go on", p)
+	case where != root.Path() && !strings.HasPrefix(where, root.Path()+"/"):
+		err = fmt.Errorf("mount destination %s resolved to %s, outside the root %s: refusing to go on", p, where, root.Path())
 	}
 	if err != nil {
-		return err
+		mnt.Close()
+		return nil, err
 	}
-	if flags&unix.MS_REC == 0 && flags&unix.MS_BIND == 0 {
-		flags |= unix.MS_BIND | unix.MS_REC // type "bind" without bind/rbind option
+	return mnt, nil
+}
+
+func mountID(f *os.File) (uint64, error) {
+	var st unix.Statx_t
+	if err := unix.Statx(int(f.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_SYMLINK_NOFOLLOW, unix.STATX_MNT_ID, &st); err != nil {
+		return 0, err
 	}
-	if err := unix.Mount(src, dest, "", unix.MS_BIND|(flags&unix.MS_REC), ""); err != nil {
-		return err
-	}
-	// Bind mounts take their flags only on a remount.
-	if rest := flags &^ (unix.MS_BIND | unix.MS_REC | unix.MS_REMOUNT); rest != 0 {
-		if err := remount(dest, rest); err != nil {
+	return st.Mnt_id, nil
+}
+
+// finishMount applies what a mount's options ask for after the mount itself: the flags of a bind
+// mount (recursive for a recursive bind, so `-v SRC:DST:ro` makes every submount read-only too),
+// the recursive attributes ("rro", ...), and the propagation.
+func finishMount(mnt *os.File, o mountOptions, bind bool) error {
+	if bind {
+		recursive := o.flags&unix.MS_REC != 0 && !rootdir.Unprotected("rro")
+		if err := setAttr(mnt, o.flags, recursive); err != nil {
 			return err
 		}
 	}
-	if prop != 0 {
-		return unix.Mount("", dest, "", prop, "")
+	if o.rec.Attr_set|o.rec.Attr_clr != 0 {
+		if err := unix.MountSetattr(int(mnt.Fd()), "", unix.AT_EMPTY_PATH|unix.AT_RECURSIVE, &o.rec); err != nil {
+			return fmt.Errorf("set recursive mount attributes: %w", err)
+		}
+	}
+	if o.prop != 0 {
+		if err := unix.Mount("", fdPath(mnt), "", o.prop, ""); err != nil {
+			return fmt.Errorf("set propagation: %w", err)
+		}
 	}
 	return nil
+}
+
+// setAttr sets the mount flags among flags (ro, nosuid, nodev, noexec, atime options) on the mount
+// mnt is the root of, and below it when recursive. It only sets: flags the kernel locks (those of an
+// underlying mount in a user namespace) stay as they are.
+func setAttr(mnt *os.File, flags uintptr, recursive bool) error {
+	var a unix.MountAttr
+	for _, f := range []struct {
+		ms   uintptr
+		attr uint64
+	}{
+		{unix.MS_RDONLY, unix.MOUNT_ATTR_RDONLY}, {unix.MS_NOSUID, unix.MOUNT_ATTR_NOSUID},
+		{unix.MS_NODEV, unix.MOUNT_ATTR_NODEV}, {unix.MS_NOEXEC, unix.MOUNT_ATTR_NOEXEC},
+		{unix.MS_NODIRATIME, unix.MOUNT_ATTR_NODIRATIME},
+	} {
+		if flags&f.ms != 0 {
+			a.Attr_set |= f.attr
+		}
+	}
+	switch {
+	case flags&unix.MS_NOATIME != 0:
+		a.Attr_set, a.Attr_clr = a.Attr_set|unix.MOUNT_ATTR_NOATIME, unix.MOUNT_ATTR__ATIME
+	case flags&unix.MS_STRICTATIME != 0:
+		a.Attr_set, a.Attr_clr = a.Attr_set|unix.MOUNT_ATTR_STRICTATIME, unix.MOUNT_ATTR__ATIME
+	case flags&unix.MS_RELATIME != 0:
+		a.Attr_set, a.Attr_clr = a.Attr_set|unix.MOUNT_ATTR_RELATIME, unix.MOUNT_ATTR__ATIME
+	}
+	if a.Attr_set|a.Attr_clr == 0 {
+		return nil
+	}
+	at := unix.AT_EMPTY_PATH
+	if recursive {
+		at |= unix.AT_RECURSIVE
+	}
+	err := unix.MountSetattr(int(mnt.Fd()), "", uint(at), &a)
+	if errors.Is(err, unix.EPERM) && a.Attr_clr != 0 {
+		// A user namespace may not change the atime mode of a mount it does not own (the kernel
+		// locks it): keep that one as it is.
+		a.Attr_set &^= unix.MOUNT_ATTR__ATIME
+		a.Attr_clr = 0
+		err = unix.MountSetattr(int(mnt.Fd()), "", uint(at), &a)
+	}
+	if errors.Is(err, unix.ENOSYS) && !recursive {
+		return remount(fdPath(mnt), flags&^(unix.MS_BIND|unix.MS_REC|unix.MS_REMOUNT))
+	}
+	if errors.Is(err, unix.ENOSYS) {
+		return fmt.Errorf("set mount flags recursively: the kernel has no mount_setattr (Linux 5.12 or later is needed)")
+	}
+	if err != nil {
+		return fmt.Errorf("set mount flags: %w", err)
+	}
+	return nil
+}
+
+// bindMount binds the host path src (the bundle's, trusted; opened once, so stat and mount see the
+// same file) onto the container path p, made a directory or a file like src.
+func bindMount(root *rootdir.Dir, src, p string, o mountOptions) error {
+	sf, err := os.OpenFile(src, unix.O_PATH|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	defer sf.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(sf.Fd()), &st); err != nil {
+		return fmt.Errorf("bind source: %w", err)
+	}
+	var dest *os.File
+	if st.Mode&unix.S_IFMT == unix.S_IFDIR {
+		dest, err = root.MkdirAll(p, 0o755)
+	} else {
+		dest, err = root.MkFile(p, 0o644)
+	}
+	if err != nil {
+		return err
+	}
+	defer dest.Close()
+	if o.flags&unix.MS_REC == 0 && o.flags&unix.MS_BIND == 0 {
+		o.flags |= unix.MS_BIND | unix.MS_REC // type "bind" without bind/rbind option
+	}
+	mnt, err := mountAt(root, p, dest, func(target string) error {
+		return unix.Mount(fdPath(sf), target, "", unix.MS_BIND|(o.flags&unix.MS_REC), "")
+	})
+	if err != nil {
+		return err
+	}
+	defer mnt.Close()
+	return finishMount(mnt, o, true)
 }
 
 // remount remounts a bind mount with extra flags, keeping the flags the kernel locks (nosuid, nodev,
@@ -194,32 +354,26 @@ func remount(p string, flags uintptr) error {
 	return unix.Mount("", p, "", unix.MS_BIND|unix.MS_REMOUNT|flags, "")
 }
 
-func touch(p string) error {
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+// mountCgroup mounts the cgroup filesystem on dest (the handle of the container path p) read-only
+// as the host lays it out: cgroup2 on a unified host; on a v1 (or hybrid) host a tmpfs with one
+// mount per hierarchy. In a cgroup namespace each mount shows the container's own cgroup as its
+// root. Where a fresh v1 mount is not allowed (a user namespace), the container's own cgroup
+// directories of the host are bound instead. Everything below dest is done through descriptors of
+// the fresh tmpfs, which nothing else can see yet.
+func mountCgroup(root *rootdir.Dir, p string, dest *os.File, flags uintptr, cgPath string, cgroupNS bool) error {
+	var st unix.Statfs_t
+	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
+		mnt, err := mountAt(root, p, dest, func(t string) error { return unix.Mount("cgroup2", t, "cgroup2", flags, "") })
+		if err == nil {
+			mnt.Close()
+		}
 		return err
 	}
-	f, err := os.OpenFile(p, os.O_CREATE|os.O_RDONLY, 0o644)
+	mnt, err := mountAt(root, p, dest, func(t string) error { return unix.Mount("tmpfs", t, "tmpfs", flags&^unix.MS_RDONLY, "mode=755") })
 	if err != nil {
 		return err
 	}
-	return f.Close()
-}
-
-// mountCgroup mounts the cgroup filesystem at dest read-only as the host lays it out: cgroup2 on a
-// unified host; on a v1 (or hybrid) host a tmpfs with one mount per hierarchy. In a cgroup namespace
-// each mount shows the container's own cgroup as its root. Where a fresh v1 mount is not allowed (a
-// user namespace), the container's own cgroup directories of the host are bound instead.
-func mountCgroup(dest string, flags uintptr, cgPath string, cgroupNS bool) error {
-	if err := os.MkdirAll(dest, 0o755); err != nil {
-		return err
-	}
-	var st unix.Statfs_t
-	if err := unix.Statfs("/sys/fs/cgroup", &st); err == nil && st.Type == unix.CGROUP2_SUPER_MAGIC {
-		return unix.Mount("cgroup2", dest, "cgroup2", flags, "")
-	}
-	if err := unix.Mount("tmpfs", dest, "tmpfs", flags&^unix.MS_RDONLY, "mode=755"); err != nil {
-		return err
-	}
+	defer mnt.Close()
 	f, err := os.Open("/proc/self/cgroup")
 	if err != nil {
 		return err
@@ -231,43 +385,78 @@ func mountCgroup(dest string, flags uintptr, cgPath string, cgroupNS bool) error
 		if len(parts) != 3 || parts[1] == "" {
 			continue // the cgroup2 line of a hybrid host
 		}
-		name := strings.TrimPrefix(parts[1], "name=")
-		sub := filepath.Join(dest, name)
-		if err := os.MkdirAll(sub, 0o755); err != nil {
+		if err := mountHierarchy(mnt, parts[1], parts[2], flags, cgPath, cgroupNS); err != nil {
 			return err
-		}
-		err := unix.Mount("cgroup", sub, "cgroup", flags, parts[1])
-		if errors.Is(err, unix.EPERM) {
-			own := filepath.Join("/sys/fs/cgroup", name, cgPath)
-			if err := bindMount(own, sub, unix.MS_BIND|flags, 0); err != nil {
-				return fmt.Errorf("bind cgroup %s: %w", own, err)
-			}
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("mount cgroup %s: %w", parts[1], err)
-		}
-		if !cgroupNS && parts[2] != "/" {
-			// Without a cgroup namespace, show only the container's own cgroup.
-			own := filepath.Join(sub, parts[2])
-			if err := unix.Mount(own, sub, "", unix.MS_BIND, ""); err != nil {
-				return fmt.Errorf("bind own cgroup %s: %w", own, err)
-			}
-		}
-		// Controllers mounted together (cpu,cpuacct) get the usual symlinks.
-		if strings.Contains(name, ",") {
-			for _, c := range strings.Split(name, ",") {
-				_ = os.Symlink(name, filepath.Join(dest, c))
-			}
 		}
 	}
 	if err := sc.Err(); err != nil {
 		return err
 	}
 	if flags&unix.MS_RDONLY != 0 {
-		return remount(dest, unix.MS_RDONLY)
+		return setAttr(mnt, unix.MS_RDONLY, true)
 	}
 	return nil
+}
+
+// mountHierarchy mounts the v1 hierarchy named opts ("memory", "cpu,cpuacct", "name=systemd") in the
+// cgroup tmpfs tmp; own is the init's cgroup in it.
+func mountHierarchy(tmp *os.File, opts, own string, flags uintptr, cgPath string, cgroupNS bool) error {
+	name := strings.TrimPrefix(opts, "name=")
+	if err := unix.Mkdirat(int(tmp.Fd()), name, 0o755); err != nil && !errors.Is(err, unix.EEXIST) {
+		return fmt.Errorf("mkdir cgroup %s: %w", name, err)
+	}
+	sub, err := openIn(tmp, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+	if err != nil {
+		return fmt.Errorf("open cgroup %s: %w", name, err)
+	}
+	defer sub.Close()
+	err = unix.Mount("cgroup", fdPath(sub), "cgroup", flags, opts)
+	if errors.Is(err, unix.EPERM) {
+		host := filepath.Join("/sys/fs/cgroup", name, cgPath)
+		if err := unix.Mount(host, fdPath(sub), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind cgroup %s: %w", host, err)
+		}
+		mnt, err := openIn(tmp, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", name, err)
+		}
+		defer mnt.Close()
+		return setAttr(mnt, flags, false)
+	}
+	if err != nil {
+		return fmt.Errorf("mount cgroup %s: %w", opts, err)
+	}
+	if !cgroupNS && own != "/" {
+		// Without a cgroup namespace, show only the container's own cgroup.
+		mnt, err := openIn(tmp, name, unix.O_PATH|unix.O_DIRECTORY|unix.O_NOFOLLOW)
+		if err != nil {
+			return fmt.Errorf("open cgroup %s: %w", name, err)
+		}
+		defer mnt.Close()
+		ownDir, err := openIn(mnt, strings.TrimPrefix(own, "/"), unix.O_PATH|unix.O_DIRECTORY)
+		if err != nil {
+			return fmt.Errorf("open own cgroup %s: %w", own, err)
+		}
+		defer ownDir.Close()
+		if err := unix.Mount(fdPath(ownDir), fdPath(mnt), "", unix.MS_BIND, ""); err != nil {
+			return fmt.Errorf("bind own cgroup %s: %w", own, err)
+		}
+	}
+	// Controllers mounted together (cpu,cpuacct) get the usual symlinks.
+	if strings.Contains(name, ",") {
+		for _, c := range strings.Split(name, ",") {
+			_ = unix.Symlinkat(name, int(tmp.Fd()), c)
+		}
+	}
+	return nil
+}
+
+func openIn(dir *os.File, name string, flags int) (*os.File, error) {
+	fd, err := unix.Openat(int(dir.Fd()), name, flags|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	return os.NewFile(uintptr(fd), name), nil
 }
 
 // defaultDevices are the device nodes every container gets.
@@ -280,69 +469,78 @@ var defaultDevices = []specs.LinuxDevice{
 	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0},
 }
 
-// makeDevices creates the default devices and the spec's in the container's /dev: mknod, or, where
-// that is not allowed (a user namespace), a bind mount of the host's node.
-func makeDevices(rootfs string, extra []specs.LinuxDevice) error {
+// makeDevices creates the default devices and the spec's in the container's /dev, resolved inside
+// the rootfs (an image whose /dev is a symlink gets them where the symlink leads inside it): mknod,
+// or, where that is not allowed (a user namespace), a bind mount of the host's node.
+func makeDevices(root *rootdir.Dir, extra []specs.LinuxDevice) error {
 	oldMask := unix.Umask(0)
 	defer unix.Umask(oldMask)
 	for _, d := range append(append([]specs.LinuxDevice(nil), defaultDevices...), extra...) {
-		dest, err := securejoin.SecureJoin(rootfs, d.Path)
-		if err != nil {
+		if err := makeDevice(root, d); err != nil {
 			return err
-		}
-		if err := os.MkdirAll(filepath.Dir(dest), 0o755); err != nil {
-			return err
-		}
-		mode := uint32(0o666)
-		if d.FileMode != nil {
-			mode = uint32(*d.FileMode) & 0o7777
-		}
-		switch d.Type {
-		case "c", "u":
-			mode |= unix.S_IFCHR
-		case "b":
-			mode |= unix.S_IFBLK
-		case "p":
-			mode |= unix.S_IFIFO
-		default:
-			return fmt.Errorf("linux.devices %s: unknown type %q", d.Path, d.Type)
-		}
-		err = unix.Mknod(dest, mode, int(unix.Mkdev(uint32(d.Major), uint32(d.Minor))))
-		if errors.Is(err, unix.EEXIST) {
-			continue
-		}
-		if errors.Is(err, unix.EPERM) {
-			err = bindMount(d.Path, dest, unix.MS_BIND, 0)
-		}
-		if err != nil {
-			return fmt.Errorf("create device %s: %w", d.Path, err)
-		}
-		if d.UID != nil || d.GID != nil {
-			uid, gid := -1, -1
-			if d.UID != nil {
-				uid = int(*d.UID)
-			}
-			if d.GID != nil {
-				gid = int(*d.GID)
-			}
-			if err := unix.Lchown(dest, uid, gid); err != nil {
-				return fmt.Errorf("chown device %s: %w", d.Path, err)
-			}
 		}
 	}
 	for link, target := range map[string]string{
 		"fd": "/proc/self/fd", "stdin": "/proc/self/fd/0", "stdout": "/proc/self/fd/1",
 		"stderr": "/proc/self/fd/2", "ptmx": "pts/ptmx",
 	} {
-		p := filepath.Join(rootfs, "dev", link)
-		if _, err := os.Lstat(p); err == nil {
+		p := "/dev/" + link
+		var st unix.Stat_t
+		if err := root.Lstat(p, &st); err == nil {
 			if link != "ptmx" {
 				continue
 			}
-			os.Remove(p)
+			if err := root.Remove(p); err != nil {
+				return fmt.Errorf("replace /dev/ptmx: %w", err)
+			}
 		}
-		if err := os.Symlink(target, p); err != nil {
+		if err := root.Symlink(target, p); err != nil {
 			return fmt.Errorf("link /dev/%s: %w", link, err)
+		}
+	}
+	return nil
+}
+
+func makeDevice(root *rootdir.Dir, d specs.LinuxDevice) error {
+	dir, err := root.MkdirAll(filepath.Dir(filepath.Clean("/"+d.Path)), 0o755)
+	if err != nil {
+		return fmt.Errorf("create device %s: %w", d.Path, err)
+	}
+	dir.Close()
+	mode := uint32(0o666)
+	if d.FileMode != nil {
+		mode = uint32(*d.FileMode) & 0o7777
+	}
+	switch d.Type {
+	case "c", "u":
+		mode |= unix.S_IFCHR
+	case "b":
+		mode |= unix.S_IFBLK
+	case "p":
+		mode |= unix.S_IFIFO
+	default:
+		return fmt.Errorf("linux.devices %s: unknown type %q", d.Path, d.Type)
+	}
+	err = root.Mknod(d.Path, mode, unix.Mkdev(uint32(d.Major), uint32(d.Minor)))
+	if errors.Is(err, unix.EEXIST) {
+		return nil
+	}
+	if errors.Is(err, unix.EPERM) {
+		err = bindMount(root, d.Path, d.Path, mountOptions{flags: unix.MS_BIND})
+	}
+	if err != nil {
+		return fmt.Errorf("create device %s: %w", d.Path, err)
+	}
+	if d.UID != nil || d.GID != nil {
+		uid, gid := -1, -1
+		if d.UID != nil {
+			uid = int(*d.UID)
+		}
+		if d.GID != nil {
+			gid = int(*d.GID)
+		}
+		if err := root.Lchown(d.Path, uid, gid); err != nil {
+			return fmt.Errorf("chown device %s: %w", d.Path, err)
 		}
 	}
 	return nil

@@ -13,6 +13,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
+	"github.com/ovnet/ov/internal/ovrt/rootdir"
 	"github.com/ovnet/ov/internal/ovrt/seccomp"
 )
 
@@ -112,7 +113,7 @@ func spawn(r spawnReq) (*helper, error) {
 	cmd := &exec.Cmd{
 		Path:        fmt.Sprintf("/proc/self/fd/%d", fdExe),
 		Args:        []string{"ovrt", "init"},
-		Env:         []string{envMode + "=" + r.mode},
+		Env:         append([]string{envMode + "=" + r.mode}, rootdir.UnprotectEnv()...),
 		Stdin:       r.stdin,
 		Stdout:      r.stdout,
 		Stderr:      r.stderr,

@@ -1,7 +1,7 @@
 package spec
 
 import (
-	"bufio"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -12,6 +12,7 @@ import (
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ovnet/ov/internal/errdefs"
+	"github.com/ovnet/ov/internal/ovrt/rootdir"
 )
 
 // Options are what a Docker-like `run` decides about a container. The zero value of every field
@@ -317,7 +318,10 @@ func resolveUser(u, rootfs string) (specs.User, error) {
 			return out, fmt.Errorf("user %q: a user name needs the rootfs to look it up in /etc/passwd; give a numeric uid[:gid] or the rootfs: %w", u, errdefs.ErrInvalidArgument)
 		}
 		id, ok, err := lookup(rootfs, "etc/passwd", name, 0)
-		if err != nil || !ok {
+		if err != nil {
+			return out, fmt.Errorf("user %q: cannot look the name up in the image: %v; fix the image's /etc/passwd or give a numeric uid[:gid]: %w", name, err, errdefs.ErrInvalidArgument)
+		}
+		if !ok {
 			return out, fmt.Errorf("user %q: no such user in %s: %w", name, filepath.Join(rootfs, "etc/passwd"), errdefs.ErrInvalidArgument)
 		}
 		out.UID, out.GID = id.uid, id.gid
@@ -327,7 +331,10 @@ func resolveUser(u, rootfs string) (specs.User, error) {
 			out.GID = uint32(n)
 		} else {
 			id, ok, err := lookup(rootfs, "etc/group", group, 0)
-			if err != nil || !ok {
+			if err != nil {
+				return out, fmt.Errorf("user %q: cannot look group %q up in the image: %v; fix the image's /etc/group or give a numeric gid: %w", u, group, err, errdefs.ErrInvalidArgument)
+			}
+			if !ok {
 				return out, fmt.Errorf("user %q: no such group %q in %s: %w", u, group, filepath.Join(rootfs, "etc/group"), errdefs.ErrInvalidArgument)
 			}
 			out.GID = id.uid
@@ -338,20 +345,31 @@ func resolveUser(u, rootfs string) (specs.User, error) {
 
 type ids struct{ uid, gid uint32 }
 
+// MaxUserFile is the most read of an image's /etc/passwd or /etc/group.
+const MaxUserFile = 1 << 20
+
 // lookup finds the passwd or group line whose field key (0 name, 2 id) is value, returning its
-// third and fourth fields (uid and gid for passwd; gid for group).
+// third and fourth fields (uid and gid for passwd; gid for group). The file is the image's: it is
+// resolved inside rootfs (a symlink cannot lead to the host's files), and read only if it is a
+// regular file of at most MaxUserFile bytes (a FIFO cannot hang the caller).
 func lookup(rootfs, file, value string, key int) (ids, bool, error) {
 	if rootfs == "" {
 		return ids{}, false, fmt.Errorf("no rootfs to read %s from", file)
 	}
-	f, err := os.Open(filepath.Join(rootfs, file))
+	root, err := rootdir.Open(rootfs)
 	if err != nil {
 		return ids{}, false, err
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
-	for s.Scan() {
-		fields := strings.Split(s.Text(), ":")
+	defer root.Close()
+	b, err := root.ReadFile(file, MaxUserFile)
+	if errors.Is(err, os.ErrNotExist) {
+		return ids{}, false, nil
+	}
+	if err != nil {
+		return ids{}, false, err
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		fields := strings.Split(line, ":")
 		if len(fields) < 3 || fields[key] != value {
 			continue
 		}
@@ -367,5 +385,5 @@ func lookup(rootfs, file, value string, key int) (ids, bool, error) {
 		}
 		return id, true, nil
 	}
-	return ids{}, false, s.Err()
+	return ids{}, false, nil
 }
