@@ -9,11 +9,12 @@ import (
 
 // MakeDirs creates the agent's state directories, root's alone (0700), and tightens those an older
 // version left open (0711, 0755), before anything is written under them: Root, Root/containers and
-// each container's directory there (records, logs), RunDir and its containers/ (bundles), shims/ and
-// runtime/. The one exception is RunDir with a SocketGID: 0710 with that group, so members can reach
-// the socket (and nothing else: every directory below is 0700). cmd/ovagent calls it first of all;
-// New calls it again. Nothing of a container is meant to be reached through these paths: the runtime
-// enters the container's mount namespace as root and only then drops to the container's user.
+// each container's directory there (records, logs), RunDir, its containers/ and each bundle there,
+// shims/ and runtime/ (the OCI runtime's --root; what the runtime makes inside keeps its own modes).
+// The one exception is RunDir with a SocketGID: 0710 with that group, so members can reach the
+// socket (and nothing else: every directory below is 0700). cmd/ovagent calls it first of all; New
+// calls it again. Nothing of a container is meant to be reached through these paths: the runtime
+// enters the container's rootfs as root and only then drops to the container's user.
 func (c Config) MakeDirs() error {
 	runMode, runGID := os.FileMode(0o700), 0
 	if c.SocketGID > 0 {
@@ -25,7 +26,13 @@ func (c Config) MakeDirs() error {
 	if err := ensureDir(c.RunDir, runMode, runGID); err != nil {
 		return err
 	}
-	for _, d := range []string{filepath.Join(c.Root, "containers"), filepath.Join(c.RunDir, "containers"), filepath.Join(c.RunDir, "shims"), filepath.Join(c.RunDir, "runtime")} {
+	for _, d := range []string{filepath.Join(c.RunDir, "shims"), filepath.Join(c.RunDir, "runtime")} {
+		if err := ensureDir(d, 0o700, 0); err != nil {
+			return err
+		}
+	}
+	// Each container's directories too; what is inside runtime/ is the OCI runtime's (its own modes).
+	for _, d := range []string{filepath.Join(c.Root, "containers"), filepath.Join(c.RunDir, "containers")} {
 		if err := ensureDir(d, 0o700, 0); err != nil {
 			return err
 		}
