@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"net/netip"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"time"
 
@@ -95,6 +96,72 @@ type ContainerCreate struct {
 	CapDrop    []string `json:"capDrop,omitempty"`
 	ReadOnly   bool     `json:"readOnly,omitempty"`
 	Privileged bool     `json:"privileged,omitempty"`
+
+	// LogOpts are the options of the container's log (Docker's json-file --log-opt): "max-size", the
+	// size at which the log file is rotated (bytes, or with a unit k, m or g; default 10m), and
+	// "max-file", the number of files kept, the current one included (default 3). The agent fills in
+	// the defaults, so a container's record shows what applies.
+	LogOpts map[string]string `json:"logOpts,omitempty"`
+}
+
+// Log rotation defaults (LogOpts), as Docker's documentation recommends for json-file: at most
+// 3 x 10 MiB of log per container.
+const (
+	DefaultLogMaxSize = "10m"
+	DefaultLogMaxFile = "3"
+	// MaxLogMaxFile bounds max-file.
+	MaxLogMaxFile = 100
+)
+
+// LogLimits returns the log rotation LogOpts ask for, defaults filled in: the size in bytes at which
+// the file is rotated and the number of files kept.
+func (c *ContainerCreate) LogLimits() (maxSize int64, maxFile int, err error) {
+	for k := range c.LogOpts {
+		if k != "max-size" && k != "max-file" {
+			return 0, 0, fmt.Errorf("--log-opt %s: unknown log option; use max-size=SIZE (e.g. 10m) or max-file=N: %w", k, errdefs.ErrInvalidArgument)
+		}
+	}
+	size, file := DefaultLogMaxSize, DefaultLogMaxFile
+	if v, ok := c.LogOpts["max-size"]; ok {
+		size = v
+	}
+	if v, ok := c.LogOpts["max-file"]; ok {
+		file = v
+	}
+	maxSize, err = ParseSize(size)
+	if err != nil || maxSize <= 0 {
+		return 0, 0, fmt.Errorf("--log-opt max-size=%s: want a size above 0 such as 512k, 10m or 1g: %w", size, errdefs.ErrInvalidArgument)
+	}
+	maxFile, err = strconv.Atoi(file)
+	if err != nil || maxFile < 1 || maxFile > MaxLogMaxFile {
+		return 0, 0, fmt.Errorf("--log-opt max-file=%s: want a number of files from 1 to %d: %w", file, MaxLogMaxFile, errdefs.ErrInvalidArgument)
+	}
+	return maxSize, maxFile, nil
+}
+
+// ParseSize parses a size in bytes: a whole number with an optional unit k, m or g (powers of 1024,
+// as Docker reads them; kb, mb, gb and b are accepted too), such as 512, 100k or 10m.
+func ParseSize(s string) (int64, error) {
+	t := strings.TrimSuffix(strings.ToLower(strings.TrimSpace(s)), "b")
+	shift := 0
+	if n := len(t); n > 0 {
+		switch t[n-1] {
+		case 'k':
+			shift = 10
+		case 'm':
+			shift = 20
+		case 'g':
+			shift = 30
+		}
+		if shift > 0 {
+			t = t[:n-1]
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 || n > (1<<62)>>shift {
+		return 0, fmt.Errorf("size %q: use a whole number with an optional unit k, m or g, e.g. 10m: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return n << shift, nil
 }
 
 // Validate checks a create request without looking at the agent's state.
@@ -146,6 +213,9 @@ func (c *ContainerCreate) Validate() error {
 	}
 	if c.Memory > 0 && c.Memory < 6<<20 {
 		return fmt.Errorf("--memory %d: the minimum is 6MiB: %w", c.Memory, errdefs.ErrInvalidArgument)
+	}
+	if _, _, err := c.LogLimits(); err != nil {
+		return err
 	}
 	return nil
 }

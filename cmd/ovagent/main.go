@@ -8,7 +8,9 @@ import (
 	"fmt"
 	"os"
 	"os/signal"
+	"os/user"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 
@@ -56,7 +58,8 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("root", def.Root, "directory of persistent state (containers, images, networks)")
 	f.String("run-dir", def.RunDir, "directory of runtime state (sockets, bundles, namespaces)")
 	f.String("socket", "", "API unix socket (default RUN_DIR/agent.sock)")
-	f.String("socket-mode", "0600", "permission bits of the API socket")
+	f.String("socket-mode", "0600", "permission bits of the API socket (0660 when --socket-group is set); access to it is root on this host")
+	f.String("socket-group", "", "group (name or GID) given access to the API socket: its members are root on this host")
 	f.String("runtime", def.Runtime, "OCI runtime binary the shims drive (ovrt or /usr/sbin/runc)")
 	f.String("host", def.Host, "this host's name")
 	f.String("cgroup-parent", def.CgroupParent, "cgroup under which every container gets its own (PARENT/<id>)")
@@ -94,12 +97,29 @@ func run(ctx context.Context, v *viper.Viper) error {
 		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))
 	}
 	cfg.SocketMode = os.FileMode(mode)
+	if g := v.GetString("socket-group"); g != "" {
+		if cfg.SocketGID, err = lookupGroup(g); err != nil {
+			return err
+		}
+		if !v.IsSet("socket-mode") {
+			cfg.SocketMode = 0o660
+		}
+	}
 	if !filepath.IsAbs(cfg.Runtime) {
 		p, err := lookPath(cfg.Runtime)
 		if err != nil {
 			return fmt.Errorf("runtime %q: %w; install it or set --runtime", cfg.Runtime, err)
 		}
 		cfg.Runtime = p
+	}
+
+	// The state directories first, root's alone (tightened if an older version left them open),
+	// before the image store or a network driver writes anything under them.
+	if err := cfg.Validate(); err != nil {
+		return err
+	}
+	if err := cfg.MakeDirs(); err != nil {
+		return err
 	}
 
 	// A child subreaper: container inits whose shim died are reparented here and reaped (ReapAdopted).
@@ -157,6 +177,21 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}()
 	go runOverlay(ctx, ov, log)
 	return a.Serve(ctx)
+}
+
+// lookupGroup resolves --socket-group: a group name from the group database, or a numeric GID.
+func lookupGroup(g string) (int, error) {
+	if n, err := strconv.Atoi(g); err == nil {
+		if n <= 0 {
+			return 0, fmt.Errorf("--socket-group %q: use a group name or a GID above 0", g)
+		}
+		return n, nil
+	}
+	gr, err := user.LookupGroup(g)
+	if err != nil {
+		return 0, fmt.Errorf("--socket-group %q: %v; create the group (groupadd %s) or give its GID", g, err, g)
+	}
+	return strconv.Atoi(gr.Gid)
 }
 
 func lookPath(name string) (string, error) {

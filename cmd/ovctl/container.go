@@ -30,7 +30,7 @@ type runFlags struct {
 	memory, entrypoint                                 string
 	cpus                                               float64
 	pidsLimit                                          int64
-	env, ports, volumes, capAdd, capDrop               []string
+	env, ports, volumes, capAdd, capDrop, logOpts      []string
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
@@ -58,6 +58,7 @@ func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
 	fl.StringArrayVar(&f.capDrop, "cap-drop", nil, "drop a Linux capability (repeatable; ALL)")
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fl.BoolVar(&f.privileged, "privileged", false, "give every capability and device access, no masked paths")
+	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option KEY=VALUE (repeatable): max-size=SIZE (rotate at, default 10m), max-file=N (files kept, default 3)")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind-mount HOSTPATH:CONTAINERPATH[:ro] (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
 }
@@ -86,6 +87,16 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 			return req, err
 		}
 		req.Mounts = append(req.Mounts, m)
+	}
+	for _, o := range f.logOpts {
+		k, v, ok := strings.Cut(o, "=")
+		if !ok || k == "" {
+			return req, fmt.Errorf("--log-opt %q: use KEY=VALUE, e.g. max-size=10m or max-file=3: %w", o, errdefs.ErrInvalidArgument)
+		}
+		if req.LogOpts == nil {
+			req.LogOpts = map[string]string{}
+		}
+		req.LogOpts[k] = v
 	}
 	if f.memory != "" {
 		n, err := parseBytes(f.memory)

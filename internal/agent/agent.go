@@ -61,10 +61,8 @@ func New(cfg Config) (*Agent, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	for _, d := range []string{cfg.Root, cfg.RunDir, filepath.Join(cfg.Root, "containers"), filepath.Join(cfg.RunDir, "containers"), filepath.Join(cfg.RunDir, "shims"), filepath.Join(cfg.RunDir, "runtime")} {
-		if err := os.MkdirAll(d, 0o700); err != nil {
-			return nil, fmt.Errorf("agent: create state directory: %w", err)
-		}
+	if err := cfg.MakeDirs(); err != nil {
+		return nil, err
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent"), containers: map[string]*container{},

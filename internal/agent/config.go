@@ -21,8 +21,14 @@ type Config struct {
 	RunDir string
 	// Socket is the API's unix socket. Default RunDir/agent.sock.
 	Socket string
-	// SocketMode is the socket's permission bits. Default 0600 (root only).
+	// SocketMode is the socket's permission bits, which it has from the moment it exists (see Serve).
+	// Default 0600 (root only). Whoever can connect controls the host's containers: that is root on
+	// the host.
 	SocketMode os.FileMode
+	// SocketGID is the socket's group; 0 (default): root's. With a group, SocketMode must give the
+	// group read and write (0660), and RunDir is 0710 with that group so its members can reach the
+	// socket there.
+	SocketGID int
 	// Runtime is the OCI runtime binary the shims drive (ovrt, or /usr/sbin/runc). Default: ovrt next to
 	// the agent's own binary when it exists, else runc from PATH.
 	Runtime string
@@ -92,6 +98,15 @@ func (c *Config) Validate() error {
 	}
 	if c.SocketMode == 0 {
 		c.SocketMode = 0o600
+	}
+	if c.SocketMode&^os.ModePerm != 0 || c.SocketMode&0o600 != 0o600 {
+		return fmt.Errorf("agent: socket mode %o: use permission bits that let root read and write, such as 0600 or 0660: %w", c.SocketMode, errdefs.ErrInvalidArgument)
+	}
+	if c.SocketGID < 0 {
+		return fmt.Errorf("agent: socket group %d: use a group ID above 0, or 0 for none: %w", c.SocketGID, errdefs.ErrInvalidArgument)
+	}
+	if c.SocketGID > 0 && c.SocketMode&0o060 != 0o060 {
+		return fmt.Errorf("agent: socket group %d with socket mode %04o: the group cannot connect; use socket mode 0660: %w", c.SocketGID, c.SocketMode, errdefs.ErrInvalidArgument)
 	}
 	if c.CgroupParent == "" {
 		c.CgroupParent = "/ov"

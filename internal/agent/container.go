@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"syscall"
@@ -64,6 +65,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	if err := req.Validate(); err != nil {
 		return api.Container{}, err
 	}
+	req.LogOpts = logOptsWithDefaults(req.LogOpts)
 	id := newID()
 	t0 := time.Now()
 	var u undo
@@ -294,6 +296,11 @@ func (a *Agent) startShim(ctx context.Context, rec api.Container) (int, error) {
 		return 0, err
 	}
 	defer r.Close()
+	// A record from before log rotation has no LogOpts: it gets the defaults.
+	maxSize, maxFile, err := rec.Config.LogLimits()
+	if err != nil {
+		return 0, fmt.Errorf("container %s: %w", api.ShortID(rec.ID), err)
+	}
 	bundle := a.bundleDir(rec.ID)
 	args := append([]string(nil), a.cfg.ShimCommand[1:]...)
 	args = append(args,
@@ -303,6 +310,8 @@ func (a *Agent) startShim(ctx context.Context, rec api.Container) (int, error) {
 		"--runtime-root", a.runtimeRoot(),
 		"--socket", a.shimSocket(rec.ID),
 		"--log-path", rec.LogPath,
+		"--log-max-size", strconv.FormatInt(maxSize, 10),
+		"--log-max-file", strconv.Itoa(maxFile),
 		"--exit-file", filepath.Join(a.containerDir(rec.ID), "exit.json"),
 		"--debug-log", filepath.Join(bundle, "shim.log"),
 	)
@@ -672,6 +681,16 @@ func (a *Agent) Exec(ctx context.Context, ref string, cfg api.ExecConfig) (net.C
 	}
 	p.ConsoleSize = nil
 	return c.shim.Exec(ctx, shim.ExecRequest{Process: p, Stdin: cfg.Stdin})
+}
+
+// logOptsWithDefaults returns opts with the rotation defaults filled in, so that a container's record
+// says what applies to it.
+func logOptsWithDefaults(opts map[string]string) map[string]string {
+	out := map[string]string{"max-size": api.DefaultLogMaxSize, "max-file": api.DefaultLogMaxFile}
+	for k, v := range opts {
+		out[k] = v
+	}
+	return out
 }
 
 // Logs writes the container's log as frames to w: the last tail entries (tail < 0: all), then with

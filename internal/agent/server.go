@@ -171,13 +171,8 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 // Serve answers the API on the configured unix socket until ctx ends, then stops serving (containers
 // keep running) and returns.
 func (a *Agent) Serve(ctx context.Context) error {
-	_ = os.Remove(a.cfg.Socket)
-	l, err := net.Listen("unix", a.cfg.Socket)
+	l, err := listenSocket(a.cfg.Socket, a.cfg.SocketMode, a.cfg.SocketGID)
 	if err != nil {
-		return fmt.Errorf("agent: listen on %s: %w", a.cfg.Socket, err)
-	}
-	if err := os.Chmod(a.cfg.Socket, a.cfg.SocketMode); err != nil {
-		l.Close()
 		return err
 	}
 	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}

@@ -13,6 +13,10 @@
 //	tmp/                           unpacking in progress; emptied when a Store is opened
 //
 // Invariants:
+//   - Every directory the store makes for itself (the root, tmp/, layers/, layers/sha256/,
+//     containers/, containers/<id>/ and its work/) is 0700, and New tightens any an older version left
+//     open: a host user must not reach a container's files (setuid binaries, device nodes) by path.
+//     Layer dirs and upper/ keep the image's "/" mode; their parents shut them off.
 //   - A directory under layers/ is complete: layers are unpacked into tmp/ and renamed into place, and
 //     the unpacked content is checked against the diff ID the image names, and flushed (syncfs) before
 //     index.json names it. A crash mid-load leaves only tmp/ debris and unreferenced layers, both

@@ -122,7 +122,7 @@ func (s *Store) Prepare(ctx context.Context, containerID, ref string) (string, e
 // makeContainerDirs creates the container's directories and records its image. A new upper dir
 // takes the owner and mode of the image's root directory (the top layer's), which is what "/" shows.
 func (s *Store) makeContainerDirs(dir, upper, work, rootfs, top, imageID string) error {
-	if err := os.MkdirAll(dir, 0o711); err != nil {
+	if err := privateDir(dir); err != nil {
 		return err
 	}
 	if _, err := os.Stat(upper); errors.Is(err, fs.ErrNotExist) {
@@ -140,10 +140,13 @@ func (s *Store) makeContainerDirs(dir, upper, work, rootfs, top, imageID string)
 			return err
 		}
 	}
-	for _, d := range []string{work, rootfs} {
-		if err := os.MkdirAll(d, 0o755); err != nil {
-			return err
-		}
+	// work/ is overlayfs's alone. rootfs/ is the mount point: made 0700, never chmod'ed (when mounted,
+	// its mode is the container's "/").
+	if err := privateDir(work); err != nil {
+		return err
+	}
+	if err := os.MkdirAll(rootfs, privateMode); err != nil {
+		return err
 	}
 	path := filepath.Join(dir, "image")
 	if err := atomicfile.WriteSync(path, []byte(imageID+"\n"), 0o600); err != nil {

@@ -125,15 +125,8 @@ func New(cfg Config) (*Store, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	// The root and containers/ can be traversed (0711) so that a runtime that has already entered a
-	// user namespace can still reach a rootfs; tmp/ and layers/ are root's alone.
-	for _, d := range []struct {
-		path string
-		mode os.FileMode
-	}{{"", 0o711}, {"tmp", 0o700}, {"layers", 0o700}, {"layers/sha256", 0o700}, {"containers", 0o711}} {
-		if err := os.MkdirAll(filepath.Join(cfg.Root, d.path), d.mode); err != nil {
-			return nil, fmt.Errorf("image store: %w", err)
-		}
+	if err := makePrivateDirs(cfg.Root); err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
 	}
 	root, err := filepath.EvalSymlinks(cfg.Root)
 	if err != nil {
@@ -163,6 +156,62 @@ func New(cfg Config) (*Store, error) {
 		return nil, err
 	}
 	return s, nil
+}
+
+// privateMode is the mode of every directory the store makes for itself: root's alone. A container's
+// files are reached through its mount namespace (the runtime pivots into the rootfs as root before
+// it drops to the container's user), never through these paths, so no traversal bit is needed; with
+// one, any host user who learns a container ID could reach a setuid binary or a device node made
+// inside it (the class of Docker's CVE-2021-41091).
+const privateMode = 0o700
+
+// makePrivateDirs creates the store's directories 0700 and tightens those an older version made
+// traversable (0711, 0755): the root, tmp/, layers/, layers/sha256/, containers/ and each
+// containers/<id>/ with its work/ dir. Layer directories and a container's upper/ and rootfs/ keep
+// their own modes: they are the image's "/" as the container sees it, and their parents shut them off.
+func makePrivateDirs(root string) error {
+	for _, d := range []string{"", "tmp", "layers", "layers/sha256", "containers"} {
+		if err := privateDir(filepath.Join(root, d)); err != nil {
+			return err
+		}
+	}
+	entries, err := os.ReadDir(filepath.Join(root, "containers"))
+	if err != nil {
+		return err
+	}
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		dir := filepath.Join(root, "containers", e.Name())
+		if err := privateDir(dir); err != nil {
+			return err
+		}
+		if work := filepath.Join(dir, "work"); exists(work, "") {
+			if err := privateDir(work); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+// privateDir creates dir (and its missing parents) with privateMode, or sets that mode on a directory
+// that exists.
+func privateDir(dir string) error {
+	if err := os.MkdirAll(dir, privateMode); err != nil {
+		return err
+	}
+	fi, err := os.Stat(dir)
+	if err != nil {
+		return err
+	}
+	if fi.Mode().Perm() != privateMode || fi.Mode()&(os.ModeSetuid|os.ModeSetgid|os.ModeSticky) != 0 {
+		if err := os.Chmod(dir, privateMode); err != nil {
+			return fmt.Errorf("make %s private: %w", dir, err)
+		}
+	}
+	return nil
 }
 
 // Root returns the store's directory.

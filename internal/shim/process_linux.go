@@ -14,7 +14,7 @@ import (
 
 // create sets up the container's stdio and runs `runtime create`.
 func (s *Shim) create() error {
-	lf, err := openLogFile(s.cfg.LogPath)
+	lf, err := openLogFile(s.cfg.LogPath, s.cfg.LogMaxSize, s.cfg.LogMaxFile)
 	if err != nil {
 		return err
 	}

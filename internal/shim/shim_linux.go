@@ -26,6 +26,8 @@ type Config struct {
 	RuntimeRoot string // the runtime's --root
 	Socket      string // unix socket the shim serves its API on
 	LogPath     string // json-lines log file of the container's output
+	LogMaxSize  int64  // rotate LogPath when the next entry would take it past this size; 0: never
+	LogMaxFile  int    // log files kept, LogPath included (LogPath.1 the newest rotated); below 2: LogPath alone
 	ExitFile    string // written (atomically) with the final api.ContainerState when the container exits
 	Tty         bool   // the container has a terminal (config.json process.terminal must agree)
 	Stdin       bool   // keep the container's stdin open for attach

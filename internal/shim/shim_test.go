@@ -10,7 +10,7 @@ import (
 
 func TestLogFileLinesAndTail(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "c-json.log")
-	lf, err := openLogFile(path)
+	lf, err := openLogFile(path, 0, 1)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -49,6 +49,8 @@ func New(sub bool) *cobra.Command {
 	f.StringVar(&cfg.RuntimeRoot, "runtime-root", "", "the runtime's --root")
 	f.StringVar(&cfg.Socket, "socket", "", "unix socket of the shim's API")
 	f.StringVar(&cfg.LogPath, "log-path", "", "json-lines log of the container's output")
+	f.Int64Var(&cfg.LogMaxSize, "log-max-size", 0, "rotate the log at this many bytes (0: never)")
+	f.IntVar(&cfg.LogMaxFile, "log-max-file", 1, "log files kept, the current one included")
 	f.StringVar(&cfg.ExitFile, "exit-file", "", "file the exit status is written to")
 	f.BoolVar(&cfg.Tty, "tty", false, "the container has a terminal")
 	f.BoolVar(&cfg.Stdin, "stdin", false, "keep the container's stdin open")
