@@ -143,6 +143,9 @@ type Host struct {
 	// Token is the host's own credential, set only in the controller's answer to a first registration
 	// (see docs/api.md): the agent keeps it and authenticates with it from then on.
 	Token string `json:"token,omitempty" yaml:"-"`
+	// GossipKeyringVersion is the version of the cluster's gossip keyring (GossipKeyring.Version), set
+	// in the answer to a heartbeat: an agent refetches the keyring when it changes.
+	GossipKeyringVersion int64 `json:"gossipKeyringVersion,omitempty" yaml:"-"`
 }
 
 // Validate checks a host registration.

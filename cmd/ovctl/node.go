@@ -12,7 +12,7 @@ import (
 
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage the cluster's hosts (through the controller)"}
-	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g))
+	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g), newNodeGossipKeyCmd(g))
 	return cmd
 }
 
@@ -77,4 +77,47 @@ func newNodeRmCmd(g *globals) *cobra.Command {
 			return failed
 		},
 	}
+}
+
+func newNodeGossipKeyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gossip-key",
+		Short: "Show or rotate the key that encrypts the agents' gossip",
+		Long: `The controller keeps the cluster's gossip keyring and gives it only to registered hosts. Without a
+subcommand this shows its version and how many keys it holds (never the keys).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			kr, err := c.GossipKeyring(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "gossip keyring version %d, %d key(s)\n", kr.Version, len(kr.Keys))
+			return nil
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Put a fresh primary gossip key in place, keeping the previous one as secondary",
+		Long: `rotate makes a fresh primary key; the previous primary stays accepted as secondary so that agents
+switch without losing a message (they refetch the keyring at their next heartbeat). Rotate twice to
+drop a leaked key altogether.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			kr, err := c.RotateGossipKeyring(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "gossip keyring rotated: version %d, %d key(s)\n", kr.Version, len(kr.Keys))
+			return nil
+		},
+	})
+	return cmd
 }

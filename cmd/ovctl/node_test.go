@@ -54,6 +54,15 @@ func TestNodeCommands(t *testing.T) {
 	if _, err := ovctl(t, "node", "ls", "--controller", url, "--token", "wrong-token"); !errors.Is(err, errdefs.ErrUnauthorized) {
 		t.Fatalf("node ls with a bad token: %v, want unauthorized", err)
 	}
+
+	out, err = ovctl(t, append([]string{"node", "gossip-key", "rotate"}, flags...)...)
+	if err != nil || !strings.Contains(out, "version 2, 2 key(s)") {
+		t.Fatalf("node gossip-key rotate: %v\n%s", err, out)
+	}
+	out, err = ovctl(t, append([]string{"node", "gossip-key"}, flags...)...)
+	if err != nil || !strings.Contains(out, "version 2, 2 key(s)") {
+		t.Fatalf("node gossip-key: %v\n%s", err, out)
+	}
 }
 
 // TestOverlayNetworkCommands: ovctl network create -d overlay goes to the controller; ls, inspect and rm

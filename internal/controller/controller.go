@@ -119,6 +119,10 @@ func (c *Controller) Run(ctx context.Context) error {
 			errs <- c.st.Watch(ctx, k, kindWatcher{c: c.cache, kind: k})
 		}()
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); c.ensureSecrets(ctx) }()
 	var first error
 	for range cachedKinds {
 		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
@@ -127,6 +131,26 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// ensureSecrets creates the secrets the cluster needs (the gossip keyring) when they do not exist
+// yet, retrying while etcd is unavailable, until it succeeds or ctx ends.
+func (c *Controller) ensureSecrets(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		_, err := c.GossipKeyring(ctx)
+		if err == nil {
+			return
+		}
+		c.log.Debug("creating the cluster's secrets failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
 }
 
 // network returns the network from the cache, or from etcd when the cache does not have it (yet).

@@ -45,6 +45,8 @@ func (c *Controller) Handler() http.Handler {
 	route("POST /v1/hosts/{name}/heartbeat", c.heartbeat)
 	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
 	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
+	route("GET /v1/gossip/keyring", c.getGossipKeyring)
+	route("POST /v1/gossip/keyring/rotate", c.rotateGossipKeyring)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, fmt.Errorf("%s %s: no such API path; see docs/api.md: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
 	})
@@ -416,7 +418,9 @@ func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p princip
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, c.hostView(out, time.Now()))
+		view := c.hostView(out, time.Now())
+		view.GossipKeyringVersion = c.gossipVersion()
+		writeJSON(w, http.StatusOK, view)
 		return nil
 	}
 	return fmt.Errorf("heartbeat of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)
