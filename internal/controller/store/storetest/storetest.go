@@ -31,26 +31,19 @@ func FreePort(t testing.TB) int {
 	return l.Addr().(*net.TCPAddr).Port
 }
 
-// Embedded starts an embedded single-member etcd on random loopback ports, stopped at the end of the
-// test, and returns it.
+// Embedded starts an embedded single-member etcd serving clients on a unix socket in a temporary
+// directory, stopped at the end of the test, and returns it.
 func Embedded(t testing.TB, noFsync bool) *store.Embedded {
 	t.Helper()
-	var lastErr error
-	for attempt := 0; attempt < 5; attempt++ {
-		e, err := store.StartEmbedded(store.EmbedConfig{
-			Dir:           filepath.Join(t.TempDir(), "etcd"),
-			ClientURL:     fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-			PeerURL:       fmt.Sprintf("http://127.0.0.1:%d", FreePort(t)),
-			UnsafeNoFsync: noFsync,
-		})
-		if err == nil {
-			t.Cleanup(e.Close)
-			return e
-		}
-		lastErr = err // a port was taken meanwhile: try others
+	e, err := store.StartEmbedded(store.EmbedConfig{
+		Dir:           filepath.Join(t.TempDir(), "etcd"),
+		UnsafeNoFsync: noFsync,
+	})
+	if err != nil {
+		t.Fatal(err)
 	}
-	t.Fatal(lastErr)
-	return nil
+	t.Cleanup(e.Close)
+	return e
 }
 
 // EtcdBinary is Debian's etcd server.
