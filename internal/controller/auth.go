@@ -55,11 +55,11 @@ func (c *Controller) authenticate(ctx context.Context, r *http.Request) (princip
 	if !ok || tok == "" {
 		return principal{}, fmt.Errorf("no token: send Authorization: Bearer <token> with the admin, join or host token: %w", errdefs.ErrUnauthorized)
 	}
-	switch {
-	case equal(tok, c.cfg.AdminToken):
+	if equal(tok, c.cfg.AdminToken) {
 		return principal{role: roleAdmin}, nil
-	case equal(tok, c.cfg.JoinToken):
-		return principal{role: roleJoin}, nil
+	}
+	if ok, err := c.checkJoin(ctx, tok); ok || err != nil {
+		return principal{role: roleJoin}, err
 	}
 	if rest, ok := strings.CutPrefix(tok, hostTokenPrefix); ok {
 		if i := strings.LastIndexByte(rest, '.'); i > 0 {

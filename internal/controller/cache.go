@@ -21,6 +21,8 @@ type cache struct {
 
 	secrets map[string]store.Secret // the controller's secrets (gossip keyring, join token, host-token key)
 	synced  map[store.KeyKind]bool  // kinds whose first snapshot has been applied
+
+	onSecret func(name string, s store.Secret) // called (under mu) when a secret's value changes; may be nil
 }
 
 // netState is what the cache and this controller know about one network's addresses.
@@ -159,8 +161,27 @@ func (c *cache) put(r store.Record) {
 		}
 	case store.KindSecret:
 		if v, err := r.Secret(); err == nil {
+			old, had := c.secrets[r.Name]
 			c.secrets[r.Name] = store.Secret{Value: v, Revision: r.Revision}
+			if c.onSecret != nil && (!had || string(old.Value) != string(v)) {
+				c.onSecret(r.Name, c.secrets[r.Name])
+			}
 		}
+	}
+}
+
+// learnSecret records a secret this controller just wrote, so that it acts on it before its watch
+// delivers it (an older revision than the cached one is ignored).
+func (c *cache) learnSecret(name string, s store.Secret) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, ok := c.secrets[name]
+	if ok && old.Revision >= s.Revision {
+		return
+	}
+	c.secrets[name] = s
+	if c.onSecret != nil && (!ok || string(old.Value) != string(s.Value)) {
+		c.onSecret(name, s)
 	}
 }
 

@@ -20,8 +20,17 @@ type Config struct {
 	Store *store.Store
 	// AdminToken authorises everything (ovctl). Required.
 	AdminToken string
-	// JoinToken lets an agent register a new host. Required.
+	// JoinToken is the first join token (it lets an agent register a new host): stored in etcd, with
+	// JoinTokenTTL, when etcd has none yet. From then on etcd's is the join token (ovctl node
+	// join-token shows and rotates it), and this one counts no more. Required.
 	JoinToken string
+	// JoinTokenTTL is how long a join token works (the first one, and a rotated one given no TTL of
+	// its own); 0: never expires. Default 24h.
+	JoinTokenTTL time.Duration
+	// OnJoinToken, if set, is called with the join token whenever this controller learns that it
+	// changed (at start and after rotations by any controller); cmd/ovcontroller keeps the token file
+	// current with it. It must return quickly.
+	OnJoinToken func(token string)
 	// Pools are the defaults for networks created without subnet or VNI. Default: 10.128.0.0/9 carved
 	// into /24 subnets, VNIs 4096-16777215.
 	Pools store.Pools
@@ -46,6 +55,7 @@ func DefaultConfig() Config {
 		},
 		HostDeadAfter:  30 * time.Second,
 		WatchHeartbeat: 15 * time.Second,
+		JoinTokenTTL:   24 * time.Hour, // as kubeadm's bootstrap tokens: long enough to add hosts today
 		Log:            slog.Default(),
 	}
 }
@@ -105,7 +115,15 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	log := cfg.Log.With("component", "controller")
-	return &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}, nil
+	c := &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}
+	if cfg.OnJoinToken != nil {
+		c.cache.onSecret = func(name string, s store.Secret) {
+			if j, err := decodeJoin(s); name == joinSecret && err == nil {
+				cfg.OnJoinToken(j.Token)
+			}
+		}
+	}
+	return c, nil
 }
 
 // Run keeps the cache current (list, then watch, re-list after compaction; one list-watch per kind
@@ -139,6 +157,9 @@ func (c *Controller) ensureSecrets(ctx context.Context) {
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
 		_, err := c.GossipKeyring(ctx)
+		if err == nil {
+			_, err = c.joinToken(ctx)
+		}
 		if err == nil {
 			return
 		}

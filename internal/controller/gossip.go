@@ -77,13 +77,14 @@ func (c *Controller) RotateGossipKeyring(ctx context.Context) (api.GossipKeyring
 		}
 		next := api.GossipKeyring{Keys: keys, Version: kr.Version + 1}
 		b, _ := json.Marshal(next)
-		_, err = c.st.UpdateSecret(ctx, gossipSecret, b, s.Revision)
+		ns, err := c.st.UpdateSecret(ctx, gossipSecret, b, s.Revision)
 		if errors.Is(err, errdefs.ErrConflict) {
 			continue
 		}
 		if err != nil {
 			return api.GossipKeyring{}, err
 		}
+		c.cache.learnSecret(gossipSecret, ns)
 		c.log.Info("gossip keyring rotated", "version", next.Version, "keys", len(next.Keys))
 		return next, nil
 	}

@@ -45,6 +45,8 @@ func (c *Controller) Handler() http.Handler {
 	route("POST /v1/hosts/{name}/heartbeat", c.heartbeat)
 	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
 	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
+	route("GET /v1/join-token", c.getJoinToken)
+	route("POST /v1/join-token/rotate", c.rotateJoinToken)
 	route("GET /v1/gossip/keyring", c.getGossipKeyring)
 	route("POST /v1/gossip/keyring/rotate", c.rotateGossipKeyring)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
@@ -349,6 +351,9 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 	}
 	ctx := r.Context()
 	for attempt := 0; attempt < 16; attempt++ {
+		if err := c.addressFree(ctx, req); err != nil {
+			return err
+		}
 		cur, err := c.st.GetHost(ctx, req.Name)
 		switch {
 		case errors.Is(err, errdefs.ErrNotFound):
@@ -398,6 +403,21 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 		return nil
 	}
 	return fmt.Errorf("register host %q: it keeps changing; retry: %w", req.Name, errdefs.ErrConflict)
+}
+
+// addressFree checks that no other host is registered with h's address (ErrConflict naming it).
+func (c *Controller) addressFree(ctx context.Context, h api.Host) error {
+	hs, err := c.st.ListHosts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range hs {
+		if o.Name != h.Name && o.Address == h.Address {
+			return fmt.Errorf("host %q: address %s is already registered by host %q; give each host its own underlay address, or remove %q first with ovctl node rm %s: %w",
+				h.Name, h.Address, o.Name, o.Name, o.Name, errdefs.ErrConflict)
+		}
+	}
+	return nil
 }
 
 func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p principal) error {

@@ -317,3 +317,18 @@ func (c *Client) RotateGossipKeyring(ctx context.Context) (api.GossipKeyring, er
 	err := c.do(ctx, http.MethodPost, "/v1/gossip/keyring/rotate", nil, &out)
 	return out, err
 }
+
+// JoinToken reads the join token and its expiry (admin token).
+func (c *Client) JoinToken(ctx context.Context) (api.JoinToken, error) {
+	var out api.JoinToken
+	err := c.do(ctx, http.MethodGet, "/v1/join-token", nil, &out)
+	return out, err
+}
+
+// RotateJoinToken replaces the join token with a fresh one (admin token); ttl is a Go duration ("24h";
+// "0": never expires; "": the controller's default). The old token stops working at once.
+func (c *Client) RotateJoinToken(ctx context.Context, ttl string) (api.JoinToken, error) {
+	var out api.JoinToken
+	err := c.do(ctx, http.MethodPost, "/v1/join-token/rotate", api.JoinTokenRotate{TTL: ttl}, &out)
+	return out, err
+}
