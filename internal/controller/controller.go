@@ -40,6 +40,10 @@ type Config struct {
 	// pace the stream checks that its network still exists and ends when it does not (the client's
 	// reconnect then gets 404). Default 15s.
 	WatchHeartbeat time.Duration
+	// MaxWatchesPerToken caps the endpoint watch streams one token (one host, the admin, the join
+	// token) may hold open at once; one more is answered 429. An agent holds one per overlay network it
+	// serves. Default 64.
+	MaxWatchesPerToken int
 	// Log receives the controller's messages. Default slog.Default().
 	Log *slog.Logger
 }
@@ -53,10 +57,11 @@ func DefaultConfig() Config {
 			VNIMin:     4096,                                  // below: left for hand-picked VNIs
 			VNIMax:     1<<24 - 1,                             // the largest VXLAN VNI
 		},
-		HostDeadAfter:  30 * time.Second,
-		WatchHeartbeat: 15 * time.Second,
-		JoinTokenTTL:   24 * time.Hour, // as kubeadm's bootstrap tokens: long enough to add hosts today
-		Log:            slog.Default(),
+		HostDeadAfter:      30 * time.Second,
+		WatchHeartbeat:     15 * time.Second,
+		MaxWatchesPerToken: 64,
+		JoinTokenTTL:       24 * time.Hour, // as kubeadm's bootstrap tokens: long enough to add hosts today
+		Log:                slog.Default(),
 	}
 }
 
@@ -88,6 +93,33 @@ type Controller struct {
 
 	stopOnce    sync.Once
 	stopWatches chan struct{} // closed by CloseWatches
+	watches     watchCount
+}
+
+// watchCount counts the open watch streams of each token.
+type watchCount struct {
+	mu sync.Mutex
+	n  map[principal]int
+}
+
+// acquire counts one more stream for p, or refuses it when p holds max already; release uncounts it.
+func (wc *watchCount) acquire(p principal, max int) (release func(), err error) {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	if wc.n == nil {
+		wc.n = map[principal]int{}
+	}
+	if wc.n[p] >= max {
+		return nil, tooManyWatches{fmt.Errorf("this token already holds %d watch streams on this controller, the most it may; close some (an agent needs one per overlay network it serves): %w", max, errdefs.ErrExhausted)}
+	}
+	wc.n[p]++
+	return func() {
+		wc.mu.Lock()
+		defer wc.mu.Unlock()
+		if wc.n[p]--; wc.n[p] <= 0 {
+			delete(wc.n, p)
+		}
+	}, nil
 }
 
 // CloseWatches ends every open watch stream (their clients reconnect, to another controller if need
@@ -110,6 +142,9 @@ func New(cfg Config) (*Controller, error) {
 	}
 	if cfg.Log == nil {
 		cfg.Log = d.Log
+	}
+	if cfg.MaxWatchesPerToken == 0 {
+		cfg.MaxWatchesPerToken = d.MaxWatchesPerToken
 	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
@@ -151,6 +186,22 @@ func (c *Controller) Run(ctx context.Context) error {
 	return first
 }
 
+// Ready tells whether the controller's cache holds its first view of every kind it watches and the
+// cluster's secrets: from then on a request with an invalid token costs no etcd read.
+func (c *Controller) Ready() bool {
+	for _, k := range cachedKinds {
+		if !c.cache.hasSynced(k) {
+			return false
+		}
+	}
+	for _, n := range []string{gossipSecret, joinSecret, hostKeySecret} {
+		if _, ok := c.cache.secret(n); !ok {
+			return false
+		}
+	}
+	return true
+}
+
 // ensureSecrets creates the secrets the cluster needs (the gossip keyring) when they do not exist
 // yet, retrying while etcd is unavailable, until it succeeds or ctx ends.
 func (c *Controller) ensureSecrets(ctx context.Context) {
@@ -159,6 +210,9 @@ func (c *Controller) ensureSecrets(ctx context.Context) {
 		_, err := c.GossipKeyring(ctx)
 		if err == nil {
 			_, err = c.joinToken(ctx)
+		}
+		if err == nil {
+			_, err = c.hostKey(ctx)
 		}
 		if err == nil {
 			return

@@ -53,6 +53,7 @@ func (c *Controller) GossipKeyring(ctx context.Context) (api.GossipKeyring, erro
 	if err != nil {
 		return api.GossipKeyring{}, err
 	}
+	c.cache.learnSecret(gossipSecret, s)
 	return decodeKeyring(s)
 }
 

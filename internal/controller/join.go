@@ -64,6 +64,7 @@ func (c *Controller) joinToken(ctx context.Context) (joinRecord, error) {
 	if err != nil {
 		return joinRecord{}, err
 	}
+	c.cache.learnSecret(joinSecret, s)
 	return decodeJoin(s)
 }
 

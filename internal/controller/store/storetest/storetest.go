@@ -14,6 +14,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -176,4 +177,25 @@ func WaitReady(t testing.TB, clientURL string, timeout time.Duration) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// RangeCount is how many reads (range requests) the embedded etcd members of this process have
+// served so far, from etcd's own metrics.
+func RangeCount(t testing.TB) float64 {
+	t.Helper()
+	mfs, err := prometheus.DefaultGatherer.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == "etcd_debugging_mvcc_range_total" {
+			var n float64
+			for _, m := range mf.GetMetric() {
+				n += m.GetCounter().GetValue()
+			}
+			return n
+		}
+	}
+	t.Fatal("etcd's metric etcd_debugging_mvcc_range_total is missing: cannot count etcd reads")
+	return 0
 }
