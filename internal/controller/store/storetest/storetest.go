@@ -188,7 +188,7 @@ func RangeCount(t testing.TB) float64 {
 		t.Fatal(err)
 	}
 	for _, mf := range mfs {
-		if mf.GetName() == "etcd_debugging_mvcc_range_total" {
+		if mf.GetName() == "etcd_mvcc_range_total" {
 			var n float64
 			for _, m := range mf.GetMetric() {
 				n += m.GetCounter().GetValue()
@@ -196,6 +196,6 @@ func RangeCount(t testing.TB) float64 {
 			return n
 		}
 	}
-	t.Fatal("etcd's metric etcd_debugging_mvcc_range_total is missing: cannot count etcd reads")
+	t.Fatal("etcd's metric etcd_mvcc_range_total is missing: cannot count etcd reads")
 	return 0
 }
