@@ -25,7 +25,7 @@ import (
 
 // realServer serves a controller with the server ovcontroller runs (its timeouts and limits) on a
 // loopback port, and waits until the controller is ready.
-func realServer(t *testing.T) (*controller.Controller, string) {
+func realServer(t *testing.T) (*store.Embedded, string) {
 	t.Helper()
 	e := storetest.Embedded(t, true)
 	st, err := store.Open(store.Config{Endpoints: []string{e.ClientURL()}, Log: testLog()})
@@ -65,7 +65,7 @@ func realServer(t *testing.T) (*controller.Controller, string) {
 		}
 		return nil
 	})
-	return c, hs.URL
+	return e, hs.URL
 }
 
 // latencies times n sequential admin reads and returns them sorted.
@@ -90,7 +90,7 @@ func latencies(t *testing.T, url string, n int) []time.Duration {
 // a 503 to an unauthenticated client names no internal endpoint. OV_ATTACK_WEAKEN=http runs it
 // without the watch cap, the forgery check and the server's timeouts, to show that it then fails.
 func TestAttackControllerHTTP(t *testing.T) {
-	_, url := realServer(t)
+	e, url := realServer(t)
 	ctx := context.Background()
 	admin := newClient(t, url, adminToken)
 	h, err := newClient(t, url, joinToken).RegisterHost(ctx, api.Host{Name: "h1", Address: "192.168.63.1"})
@@ -170,7 +170,7 @@ func TestAttackControllerHTTP(t *testing.T) {
 	}
 
 	// 10,000 requests with invalid tokens: not one etcd read.
-	before := storetest.RangeCount(t)
+	before := storetest.RangeCount(t, e)
 	tokens := []string{
 		"ovh.h1." + strings.Repeat("ab", 24) + "." + strings.Repeat("cd", 16), // forged signed token
 		"ovh.h1." + strings.Repeat("ef", 24),                                  // forged old-style token
@@ -205,7 +205,7 @@ func TestAttackControllerHTTP(t *testing.T) {
 	if n := unexpected.Load(); n > 0 {
 		t.Errorf("%d of 10,000 requests with invalid tokens were not answered 401", n)
 	}
-	if reads := storetest.RangeCount(t) - before; reads != 0 {
+	if reads := storetest.RangeCount(t, e) - before; reads != 0 {
 		t.Errorf("10,000 requests with invalid tokens caused %v etcd reads; want none", reads)
 	}
 
