@@ -3,6 +3,7 @@ package api
 import (
 	"fmt"
 	"net/netip"
+	"time"
 
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -88,4 +89,18 @@ func validContainer(s string) bool {
 type GossipKeyring struct {
 	Keys    []string `json:"keys"`    // base64 (standard encoding) of 32-byte AES-256 keys; Keys[0] primary
 	Version int64    `json:"version"` // grows with every rotation; agents refetch when it changes
+}
+
+// JoinToken answers GET /v1/join-token and POST /v1/join-token/rotate (admin): the token agents
+// register new hosts with, and when it stops working.
+type JoinToken struct {
+	Token   string    `json:"token"`
+	Expires time.Time `json:"expires,omitempty"` // zero: never (--join-token-ttl 0)
+}
+
+// JoinTokenRotate is the body of POST /v1/join-token/rotate.
+type JoinTokenRotate struct {
+	// TTL is how long the new token works, as a Go duration ("24h", "30m"); empty: the controller's
+	// --join-token-ttl; "0" never expires.
+	TTL string `json:"ttl,omitempty"`
 }

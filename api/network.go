@@ -143,6 +143,9 @@ type Host struct {
 	// Token is the host's own credential, set only in the controller's answer to a first registration
 	// (see docs/api.md): the agent keeps it and authenticates with it from then on.
 	Token string `json:"token,omitempty" yaml:"-"`
+	// GossipKeyringVersion is the version of the cluster's gossip keyring (GossipKeyring.Version), set
+	// in the answer to a heartbeat: an agent refetches the keyring when it changes.
+	GossipKeyringVersion int64 `json:"gossipKeyringVersion,omitempty" yaml:"-"`
 }
 
 // Validate checks a host registration.
@@ -150,10 +153,35 @@ func (h *Host) Validate() error {
 	if !ValidName(h.Name) {
 		return fmt.Errorf("host name %q: use 1-63 letters, digits, '_', '.' or '-': %w", h.Name, errdefs.ErrInvalidArgument)
 	}
-	if a, err := netip.ParseAddr(h.Address); err != nil || !a.Is4() {
+	a, err := netip.ParseAddr(h.Address)
+	if err != nil || !a.Is4() {
 		return fmt.Errorf("host %q: address %q is not an IPv4 address: %w", h.Name, h.Address, errdefs.ErrInvalidArgument)
 	}
+	if why := notUnicast(a); why != "" {
+		return fmt.Errorf("host %q: address %s is %s, not a unicast address other hosts can send VXLAN to; give the host's own underlay address: %w", h.Name, a, why, errdefs.ErrInvalidArgument)
+	}
 	return nil
+}
+
+// notUnicast says why a is not a host's own unicast IPv4 address ("" when it is). Loopback is refused
+// too: a VTEP on 127.0.0.0/8 would make every peer send the host's traffic to itself (the lab and
+// the tests give their hosts real addresses in network namespaces).
+func notUnicast(a netip.Addr) string {
+	switch {
+	case a.IsUnspecified():
+		return "unspecified (0.0.0.0)"
+	case a == netip.AddrFrom4([4]byte{255, 255, 255, 255}):
+		return "the broadcast address"
+	case a.IsMulticast():
+		return "a multicast address"
+	case a.IsLoopback():
+		return "a loopback address"
+	case a.As4()[0] == 0:
+		return "in 0.0.0.0/8 (this network)"
+	case a.As4()[0] >= 240:
+		return "in the reserved range 240.0.0.0/4"
+	}
+	return ""
 }
 
 // Error is the body of every non-2xx API answer (agent and controller alike).

@@ -12,7 +12,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"net/netip"
 	"os"
 	"os/signal"
@@ -81,12 +80,13 @@ order of precedence. SIGTERM or SIGINT shuts down gracefully.`,
 	f.String("etcd-cert", "", "client certificate for an external etcd")
 	f.String("etcd-key", "", "client key for an external etcd")
 	f.String("etcd-ca", "", "CA bundle that signed the external etcd's server certificates")
-	f.String("etcd-client-url", "http://127.0.0.1:7481", "embedded etcd: where it serves clients")
-	f.String("etcd-peer-url", "http://127.0.0.1:7482", "embedded etcd: its peer URL (unused by a single member)")
+	f.String("etcd-client-url", "", "embedded etcd: the unix socket it serves clients on, unix:///PATH, root-only (default DATA_DIR/etcd/client.sock)")
+	f.String("etcd-peer-url", "http://127.0.0.1:7482", "embedded etcd: its advertised peer URL (a single member neither dials nor listens on it)")
 	f.Bool("etcd-unsafe-no-fsync", false, "embedded etcd: do not fsync (tests and benchmarks only: loses writes on power loss)")
 	f.Duration("etcd-timeout", 5*time.Second, "longest wait for one etcd request before answering 503")
 	f.String("admin-token-file", "", "file holding the admin token (default DATA_DIR/admin.token)")
-	f.String("join-token-file", "", "file holding the join token (default DATA_DIR/join.token)")
+	f.String("join-token-file", "", "file holding the first join token (default DATA_DIR/join.token); rewritten when the join token is rotated")
+	f.Duration("join-token-ttl", def.JoinTokenTTL, "how long a join token works (the first one, and rotated ones given no --ttl); 0: never expires")
 	f.String("subnet-pool", def.Pools.Subnet.String(), "pool that subnets of networks created without --subnet come from")
 	f.Int("subnet-size", def.Pools.SubnetBits, "prefix length of subnets carved from the pool")
 	f.Uint32("vni-min", def.Pools.VNIMin, "lowest VNI handed out automatically")
@@ -153,8 +153,12 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	defer closeStore()
 	cfg.Store, cfg.Log = st, log
-	if cfg.AdminToken, cfg.JoinToken, err = tokens(v, log); err != nil {
+	var joinFile string
+	if cfg.AdminToken, cfg.JoinToken, joinFile, err = tokens(v, log); err != nil {
 		return err
+	}
+	if joinFile != "" {
+		cfg.OnJoinToken = func(tok string) { keepJoinFile(log, joinFile, tok) }
 	}
 	ctl, err := controller.New(cfg)
 	if err != nil {
@@ -187,6 +191,10 @@ func controllerConfig(v *viper.Viper) (controller.Config, error) {
 	cfg.Pools.Subnet, cfg.Pools.SubnetBits = pool, v.GetInt("subnet-size")
 	cfg.Pools.VNIMin, cfg.Pools.VNIMax = v.GetUint32("vni-min"), v.GetUint32("vni-max")
 	cfg.HostDeadAfter = v.GetDuration("host-dead-after")
+	cfg.JoinTokenTTL = v.GetDuration("join-token-ttl")
+	if cfg.JoinTokenTTL < 0 {
+		return controller.Config{}, fmt.Errorf("--join-token-ttl %v is negative; give a duration such as 24h, or 0 for a token that never expires", cfg.JoinTokenTTL)
+	}
 	return cfg, nil
 }
 
@@ -223,24 +231,46 @@ func openStore(v *viper.Viper, log *slog.Logger) (*store.Store, []string, func()
 	return st, endpoints, func() { st.Close(); closeEmbedded() }, nil
 }
 
-// tokens reads (or generates) the admin and join tokens.
-func tokens(v *viper.Viper, log *slog.Logger) (admin, join string, err error) {
+// keepJoinFile writes the current join token to its file (when it differs), so that whoever reads the
+// file (an operator, the lab) gets the token that works.
+func keepJoinFile(log *slog.Logger, file, tok string) {
+	if b, err := os.ReadFile(file); err == nil && strings.TrimSpace(string(b)) == tok {
+		return
+	}
+	tmp := file + ".tmp"
+	if err := os.WriteFile(tmp, []byte(tok+"\n"), 0o600); err != nil {
+		log.Warn("could not write the join token file", "path", file, "err", err)
+		return
+	}
+	if err := os.Rename(tmp, file); err != nil {
+		log.Warn("could not write the join token file", "path", file, "err", err)
+		return
+	}
+	log.Info("join token file updated", "path", file)
+}
+
+// tokens reads (or generates) the admin and join tokens; joinFile is the join token's file, "" when
+// OV_JOIN_TOKEN gave it.
+func tokens(v *viper.Viper, log *slog.Logger) (admin, join, joinFile string, err error) {
 	dataDir := v.GetString("data-dir")
 	adminFile := v.GetString("admin-token-file")
 	if adminFile == "" {
 		adminFile = filepath.Join(dataDir, "admin.token")
 	}
-	joinFile := v.GetString("join-token-file")
+	joinFile = v.GetString("join-token-file")
 	if joinFile == "" {
 		joinFile = filepath.Join(dataDir, "join.token")
 	}
 	if admin, err = token(log, "admin", os.Getenv("OV_ADMIN_TOKEN"), adminFile); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	if join, err = token(log, "join", os.Getenv("OV_JOIN_TOKEN"), joinFile); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
-	return admin, join, nil
+	if os.Getenv("OV_JOIN_TOKEN") != "" {
+		joinFile = ""
+	}
+	return admin, join, joinFile, nil
 }
 
 // serve serves the API on --listen and keeps the controller's cache current until ctx ends, then
@@ -252,8 +282,7 @@ func serve(ctx context.Context, v *viper.Viper, log *slog.Logger, ctl *controlle
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", listen, err)
 	}
-	srv := &http.Server{Handler: ctl.Handler(), ReadHeaderTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
-	srv.RegisterOnShutdown(ctl.CloseWatches)
+	srv := ctl.HTTPServer()
 	runCtx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	cacheDone := make(chan error, 1)

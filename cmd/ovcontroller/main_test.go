@@ -45,8 +45,7 @@ func TestRunEmbedded(t *testing.T) {
 	dir := t.TempDir()
 	listen := fmt.Sprintf("127.0.0.1:%d", storetest.FreePort(t))
 	cfgFile := filepath.Join(dir, "controller.yaml")
-	yaml := fmt.Sprintf("listen: %q\netcd-client-url: http://127.0.0.1:%d\netcd-peer-url: http://127.0.0.1:%d\netcd-unsafe-no-fsync: true\nlog-level: warn\n",
-		listen, storetest.FreePort(t), storetest.FreePort(t))
+	yaml := fmt.Sprintf("listen: %q\netcd-unsafe-no-fsync: true\nlog-level: warn\n", listen)
 	if err := os.WriteFile(cfgFile, []byte(yaml), 0o600); err != nil {
 		t.Fatal(err)
 	}
@@ -77,6 +76,9 @@ func TestRunEmbedded(t *testing.T) {
 	}
 	if _, err := os.Stat(filepath.Join(dir, "etcd", "member")); err != nil {
 		t.Fatalf("no embedded etcd data in the data directory: %v", err)
+	}
+	if fi, err := os.Stat(filepath.Join(dir, "etcd", "client.sock")); err != nil || fi.Mode().Perm() != 0o600 || fi.Mode()&os.ModeSocket == 0 {
+		t.Fatalf("embedded etcd's client socket: %v, %v; want a socket with mode 0600", fi, err)
 	}
 	cancel()
 	select {

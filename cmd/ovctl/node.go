@@ -6,13 +6,17 @@ import (
 	"sort"
 	"strings"
 	"text/tabwriter"
+	"time"
+
+	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/errdefs"
 
 	"github.com/spf13/cobra"
 )
 
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage the cluster's hosts (through the controller)"}
-	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g))
+	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g), newNodeJoinTokenCmd(g), newNodeGossipKeyCmd(g))
 	return cmd
 }
 
@@ -77,4 +81,97 @@ func newNodeRmCmd(g *globals) *cobra.Command {
 			return failed
 		},
 	}
+}
+
+func newNodeGossipKeyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "gossip-key",
+		Short: "Show or rotate the key that encrypts the agents' gossip",
+		Long: `The controller keeps the cluster's gossip keyring and gives it only to registered hosts. Without a
+subcommand this shows its version and how many keys it holds (never the keys).`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			kr, err := c.GossipKeyring(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "gossip keyring version %d, %d key(s)\n", kr.Version, len(kr.Keys))
+			return nil
+		},
+	}
+	cmd.AddCommand(&cobra.Command{
+		Use:   "rotate",
+		Short: "Put a fresh primary gossip key in place, keeping the previous one as secondary",
+		Long: `rotate makes a fresh primary key; the previous primary stays accepted as secondary so that agents
+switch without losing a message (they refetch the keyring at their next heartbeat). Rotate twice to
+drop a leaked key altogether.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			kr, err := c.RotateGossipKeyring(cmd.Context())
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "gossip keyring rotated: version %d, %d key(s)\n", kr.Version, len(kr.Keys))
+			return nil
+		},
+	})
+	return cmd
+}
+
+func newNodeJoinTokenCmd(g *globals) *cobra.Command {
+	var rotate bool
+	var ttl string
+	cmd := &cobra.Command{
+		Use:   "join-token [--rotate [--ttl DURATION]]",
+		Short: "Show the token agents register new hosts with, or replace it",
+		Long: `join-token prints the cluster's join token on stdout (and when it expires on stderr). With --rotate
+it makes a new one, which works for --ttl (default: the controller's --join-token-ttl, 24h; 0: never
+expires); the old token stops working at once. Registered hosts are not affected: they use their
+own host tokens.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			if ttl != "" && !rotate {
+				return fmt.Errorf("--ttl applies to a new token; add --rotate: %w", errdefs.ErrInvalidArgument)
+			}
+			if ttl != "" {
+				if d, err := time.ParseDuration(ttl); err != nil || d < 0 {
+					return fmt.Errorf("--ttl %q is not a duration such as 24h or 30m (0: never expires): %w", ttl, errdefs.ErrInvalidArgument)
+				}
+			}
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			var jt api.JoinToken
+			if rotate {
+				jt, err = c.RotateJoinToken(cmd.Context(), ttl)
+			} else {
+				jt, err = c.JoinToken(cmd.Context())
+			}
+			if err != nil {
+				return err
+			}
+			fmt.Fprintln(cmd.OutOrStdout(), jt.Token)
+			switch {
+			case jt.Expires.IsZero():
+				fmt.Fprintln(cmd.ErrOrStderr(), "never expires")
+			case time.Now().After(jt.Expires):
+				fmt.Fprintf(cmd.ErrOrStderr(), "expired at %s; make a new one with ovctl node join-token --rotate\n", jt.Expires.Local().Format(time.RFC3339))
+			default:
+				fmt.Fprintf(cmd.ErrOrStderr(), "expires at %s (in %s)\n", jt.Expires.Local().Format(time.RFC3339), time.Until(jt.Expires).Round(time.Second))
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&rotate, "rotate", false, "replace the join token with a new one")
+	cmd.Flags().StringVar(&ttl, "ttl", "", "with --rotate: how long the new token works, e.g. 2h (0: never expires)")
+	return cmd
 }

@@ -54,6 +54,34 @@ func TestNodeCommands(t *testing.T) {
 	if _, err := ovctl(t, "node", "ls", "--controller", url, "--token", "wrong-token"); !errors.Is(err, errdefs.ErrUnauthorized) {
 		t.Fatalf("node ls with a bad token: %v, want unauthorized", err)
 	}
+
+	out, err = ovctl(t, append([]string{"node", "join-token"}, flags...)...)
+	if err != nil || !strings.HasPrefix(out, testJoinToken+"\n") || !strings.Contains(out, "expires at") {
+		t.Fatalf("node join-token: %v\n%s", err, out)
+	}
+	out, err = ovctl(t, append([]string{"node", "join-token", "--rotate", "--ttl", "2h"}, flags...)...)
+	if err != nil || strings.Contains(out, testJoinToken) || !strings.Contains(out, "expires at") {
+		t.Fatalf("node join-token --rotate --ttl 2h: %v\n%s", err, out)
+	}
+	newToken := strings.SplitN(out, "\n", 2)[0]
+	if _, err := ovctl(t, append([]string{"node", "join-token", "--ttl", "2h"}, flags...)...); !errors.Is(err, errdefs.ErrInvalidArgument) {
+		t.Fatalf("node join-token --ttl without --rotate: %v; want invalid argument", err)
+	}
+	if _, err := admin.WithToken(testJoinToken).RegisterHost(ctx, api.Host{Name: "late", Address: "192.168.74.9"}); !errors.Is(err, errdefs.ErrUnauthorized) {
+		t.Fatalf("register with the rotated-away join token: %v; want unauthorized", err)
+	}
+	if _, err := admin.WithToken(newToken).RegisterHost(ctx, api.Host{Name: "late", Address: "192.168.74.9"}); err != nil {
+		t.Fatalf("register with the new join token %q: %v", newToken, err)
+	}
+
+	out, err = ovctl(t, append([]string{"node", "gossip-key", "rotate"}, flags...)...)
+	if err != nil || !strings.Contains(out, "version 2, 2 key(s)") {
+		t.Fatalf("node gossip-key rotate: %v\n%s", err, out)
+	}
+	out, err = ovctl(t, append([]string{"node", "gossip-key"}, flags...)...)
+	if err != nil || !strings.Contains(out, "version 2, 2 key(s)") {
+		t.Fatalf("node gossip-key: %v\n%s", err, out)
+	}
 }
 
 // TestOverlayNetworkCommands: ovctl network create -d overlay goes to the controller; ls, inspect and rm

@@ -18,6 +18,11 @@ type cache struct {
 	nets  map[string]*netState
 	hosts map[string]store.Host
 	epRev int64 // last revision the endpoints watch applied
+
+	secrets map[string]store.Secret // the controller's secrets (gossip keyring, join token, host-token key)
+	synced  map[store.KeyKind]bool  // kinds whose first snapshot has been applied
+
+	onSecret func(name string, s store.Secret) // called (under mu) when a secret's value changes; may be nil
 }
 
 // netState is what the cache and this controller know about one network's addresses.
@@ -33,10 +38,11 @@ type netState struct {
 }
 
 // cachedKinds are the kinds of keys the cache watches, one list-watch each.
-var cachedKinds = []store.KeyKind{store.KindNetwork, store.KindHost, store.KindEndpoint, store.KindCursor}
+var cachedKinds = []store.KeyKind{store.KindNetwork, store.KindHost, store.KindEndpoint, store.KindCursor, store.KindSecret}
 
 func newCache(log *slog.Logger) *cache {
-	return &cache{log: log, nets: map[string]*netState{}, hosts: map[string]store.Host{}}
+	return &cache{log: log, nets: map[string]*netState{}, hosts: map[string]store.Host{},
+		secrets: map[string]store.Secret{}, synced: map[store.KeyKind]bool{}}
 }
 
 // state returns the netState of name, creating an empty one. Callers hold c.mu.
@@ -76,10 +82,13 @@ func (w kindWatcher) Snapshot(recs []store.Record, rev int64) error {
 		for _, st := range c.nets {
 			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
 		}
+	case store.KindSecret:
+		c.secrets = map[string]store.Secret{}
 	}
 	for _, r := range recs {
 		c.put(r)
 	}
+	c.synced[w.kind] = true
 	c.log.Debug("cache snapshot", "kind", w.kind.String(), "revision", rev, "keys", len(recs))
 	return nil
 }
@@ -113,6 +122,8 @@ func (w kindWatcher) Event(ev store.Event) error {
 		if st != nil {
 			st.etcdCursor, st.etcdRev = netip.Addr{}, 0
 		}
+	case store.KindSecret:
+		delete(c.secrets, r.Name)
 	}
 	return nil
 }
@@ -148,7 +159,46 @@ func (c *cache) put(r store.Record) {
 			st := c.state(r.Name)
 			st.etcdCursor, st.etcdRev = a, r.Revision
 		}
+	case store.KindSecret:
+		if v, err := r.Secret(); err == nil {
+			old, had := c.secrets[r.Name]
+			c.secrets[r.Name] = store.Secret{Value: v, Revision: r.Revision}
+			if c.onSecret != nil && (!had || string(old.Value) != string(v)) {
+				c.onSecret(r.Name, c.secrets[r.Name])
+			}
+		}
 	}
+}
+
+// learnSecret records a secret this controller just wrote, so that it acts on it before its watch
+// delivers it (an older revision than the cached one is ignored).
+func (c *cache) learnSecret(name string, s store.Secret) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	old, ok := c.secrets[name]
+	if ok && old.Revision >= s.Revision {
+		return
+	}
+	c.secrets[name] = s
+	if c.onSecret != nil && (!ok || string(old.Value) != string(s.Value)) {
+		c.onSecret(name, s)
+	}
+}
+
+// secret returns the cached secret, if any.
+func (c *cache) secret(name string) (store.Secret, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	s, ok := c.secrets[name]
+	return s, ok
+}
+
+// hasSynced tells whether the first snapshot of kind has been applied: from then on the cache knows
+// every key of that kind (up to the watch's small lag).
+func (c *cache) hasSynced(kind store.KeyKind) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.synced[kind]
 }
 
 // network returns the cached network, if any.

@@ -20,8 +20,17 @@ type Config struct {
 	Store *store.Store
 	// AdminToken authorises everything (ovctl). Required.
 	AdminToken string
-	// JoinToken lets an agent register a new host. Required.
+	// JoinToken is the first join token (it lets an agent register a new host): stored in etcd, with
+	// JoinTokenTTL, when etcd has none yet. From then on etcd's is the join token (ovctl node
+	// join-token shows and rotates it), and this one counts no more. Required.
 	JoinToken string
+	// JoinTokenTTL is how long a join token works (the first one, and a rotated one given no TTL of
+	// its own); 0: never expires. Default 24h.
+	JoinTokenTTL time.Duration
+	// OnJoinToken, if set, is called with the join token whenever this controller learns that it
+	// changed (at start and after rotations by any controller); cmd/ovcontroller keeps the token file
+	// current with it. It must return quickly.
+	OnJoinToken func(token string)
 	// Pools are the defaults for networks created without subnet or VNI. Default: 10.128.0.0/9 carved
 	// into /24 subnets, VNIs 4096-16777215.
 	Pools store.Pools
@@ -31,6 +40,10 @@ type Config struct {
 	// pace the stream checks that its network still exists and ends when it does not (the client's
 	// reconnect then gets 404). Default 15s.
 	WatchHeartbeat time.Duration
+	// MaxWatchesPerToken caps the endpoint watch streams one token (one host, the admin, the join
+	// token) may hold open at once; one more is answered 429. An agent holds one per overlay network it
+	// serves. Default 64.
+	MaxWatchesPerToken int
 	// Log receives the controller's messages. Default slog.Default().
 	Log *slog.Logger
 }
@@ -44,9 +57,11 @@ func DefaultConfig() Config {
 			VNIMin:     4096,                                  // below: left for hand-picked VNIs
 			VNIMax:     1<<24 - 1,                             // the largest VXLAN VNI
 		},
-		HostDeadAfter:  30 * time.Second,
-		WatchHeartbeat: 15 * time.Second,
-		Log:            slog.Default(),
+		HostDeadAfter:      30 * time.Second,
+		WatchHeartbeat:     15 * time.Second,
+		MaxWatchesPerToken: 64,
+		JoinTokenTTL:       24 * time.Hour, // as kubeadm's bootstrap tokens: long enough to add hosts today
+		Log:                slog.Default(),
 	}
 }
 
@@ -78,6 +93,33 @@ type Controller struct {
 
 	stopOnce    sync.Once
 	stopWatches chan struct{} // closed by CloseWatches
+	watches     watchCount
+}
+
+// watchCount counts the open watch streams of each token.
+type watchCount struct {
+	mu sync.Mutex
+	n  map[principal]int
+}
+
+// acquire counts one more stream for p, or refuses it when p holds max already; release uncounts it.
+func (wc *watchCount) acquire(p principal, max int) (release func(), err error) {
+	wc.mu.Lock()
+	defer wc.mu.Unlock()
+	if wc.n == nil {
+		wc.n = map[principal]int{}
+	}
+	if wc.n[p] >= max {
+		return nil, tooManyWatches{fmt.Errorf("this token already holds %d watch streams on this controller, the most it may; close some (an agent needs one per overlay network it serves): %w", max, errdefs.ErrExhausted)}
+	}
+	wc.n[p]++
+	return func() {
+		wc.mu.Lock()
+		defer wc.mu.Unlock()
+		if wc.n[p]--; wc.n[p] <= 0 {
+			delete(wc.n, p)
+		}
+	}, nil
 }
 
 // CloseWatches ends every open watch stream (their clients reconnect, to another controller if need
@@ -101,11 +143,22 @@ func New(cfg Config) (*Controller, error) {
 	if cfg.Log == nil {
 		cfg.Log = d.Log
 	}
+	if cfg.MaxWatchesPerToken == 0 {
+		cfg.MaxWatchesPerToken = d.MaxWatchesPerToken
+	}
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
 	log := cfg.Log.With("component", "controller")
-	return &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}, nil
+	c := &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}
+	if cfg.OnJoinToken != nil {
+		c.cache.onSecret = func(name string, s store.Secret) {
+			if j, err := decodeJoin(s); name == joinSecret && err == nil {
+				cfg.OnJoinToken(j.Token)
+			}
+		}
+	}
+	return c, nil
 }
 
 // Run keeps the cache current (list, then watch, re-list after compaction; one list-watch per kind
@@ -119,6 +172,10 @@ func (c *Controller) Run(ctx context.Context) error {
 			errs <- c.st.Watch(ctx, k, kindWatcher{c: c.cache, kind: k})
 		}()
 	}
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	wg.Add(1)
+	go func() { defer wg.Done(); c.ensureSecrets(ctx) }()
 	var first error
 	for range cachedKinds {
 		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
@@ -127,6 +184,48 @@ func (c *Controller) Run(ctx context.Context) error {
 		}
 	}
 	return first
+}
+
+// Ready tells whether the controller's cache holds its first view of every kind it watches and the
+// cluster's secrets: from then on a request with an invalid token costs no etcd read.
+func (c *Controller) Ready() bool {
+	for _, k := range cachedKinds {
+		if !c.cache.hasSynced(k) {
+			return false
+		}
+	}
+	for _, n := range []string{gossipSecret, joinSecret, hostKeySecret} {
+		if _, ok := c.cache.secret(n); !ok {
+			return false
+		}
+	}
+	return true
+}
+
+// ensureSecrets creates the secrets the cluster needs (the gossip keyring) when they do not exist
+// yet, retrying while etcd is unavailable, until it succeeds or ctx ends.
+func (c *Controller) ensureSecrets(ctx context.Context) {
+	backoff := 100 * time.Millisecond
+	for ctx.Err() == nil {
+		_, err := c.GossipKeyring(ctx)
+		if err == nil {
+			_, err = c.joinToken(ctx)
+		}
+		if err == nil {
+			_, err = c.hostKey(ctx)
+		}
+		if err == nil {
+			return
+		}
+		c.log.Debug("creating the cluster's secrets failed; retrying", "err", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(backoff):
+		}
+		if backoff < 5*time.Second {
+			backoff *= 2
+		}
+	}
 }
 
 // network returns the network from the cache, or from etcd when the cache does not have it (yet).

@@ -89,6 +89,20 @@ func TestEtcdUnreachable(t *testing.T) {
 		}
 	}
 
+	// An unauthenticated client (health needs no token; a bad token on an API call) learns no
+	// internal endpoint from the 503.
+	for name, call := range map[string]func() error{
+		"health without a token": func() error { return newClient(t, s.URL, "").Health(ctx) },
+		"join with a bad token": func() error {
+			_, err := newClient(t, s.URL, "ovh.h.forged.token").ListNetworks(ctx)
+			return err
+		},
+	} {
+		if err := call(); err != nil && strings.Contains(err.Error(), m.ClientURL) {
+			t.Errorf("%s with etcd down: %v; names etcd's endpoint to an unauthenticated client", name, err)
+		}
+	}
+
 	cl.Start(m)
 	testutil.Eventually(t, 60*time.Second, func() error { return s.Admin.Health(ctx) })
 	after, err := s.Admin.Allocate(ctx, api.Endpoint{Network: "n", Host: "h", Container: "after"})

@@ -39,6 +39,12 @@ func testLog() *slog.Logger {
 // startController starts a controller against etcd at endpoints and serves it until the test ends.
 func startController(t testing.TB, endpoints []string, requestTimeout time.Duration) *server {
 	t.Helper()
+	return startControllerWith(t, endpoints, requestTimeout, nil)
+}
+
+// startControllerWith is startController with a configuration changed by adjust (nil: none).
+func startControllerWith(t testing.TB, endpoints []string, requestTimeout time.Duration, adjust func(*controller.Config)) *server {
+	t.Helper()
 	st, err := store.Open(store.Config{Endpoints: endpoints, RequestTimeout: requestTimeout, Log: testLog()})
 	if err != nil {
 		t.Fatal(err)
@@ -46,6 +52,9 @@ func startController(t testing.TB, endpoints []string, requestTimeout time.Durat
 	cfg := controller.DefaultConfig()
 	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, adminToken, joinToken, testLog()
 	cfg.WatchHeartbeat = 200 * time.Millisecond
+	if adjust != nil {
+		adjust(&cfg)
+	}
 	c, err := controller.New(cfg)
 	if err != nil {
 		t.Fatal(err)

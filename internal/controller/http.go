@@ -5,7 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
+	"log/slog"
 	"net/http"
 	"strconv"
 	"time"
@@ -21,12 +21,13 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("GET /v1/health", c.health)
 	route := func(pattern string, h func(w http.ResponseWriter, r *http.Request, p principal) error) {
 		mux.HandleFunc(pattern, func(w http.ResponseWriter, r *http.Request) {
+			r.Body = http.MaxBytesReader(w, r.Body, maxBody)
 			p, err := c.authenticate(r.Context(), r)
 			if err == nil {
 				err = h(w, r, p)
 			}
 			if err != nil {
-				c.writeError(w, r, err)
+				c.writeError(w, r, err, p.role != roleNone)
 			}
 		})
 	}
@@ -45,20 +46,62 @@ func (c *Controller) Handler() http.Handler {
 	route("POST /v1/hosts/{name}/heartbeat", c.heartbeat)
 	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
 	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
+	route("GET /v1/join-token", c.getJoinToken)
+	route("POST /v1/join-token/rotate", c.rotateJoinToken)
+	route("GET /v1/gossip/keyring", c.getGossipKeyring)
+	route("POST /v1/gossip/keyring/rotate", c.rotateGossipKeyring)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-		c.writeError(w, r, fmt.Errorf("%s %s: no such API path; see docs/api.md: %w", r.Method, r.URL.Path, errdefs.ErrNotFound))
+		c.writeError(w, r, fmt.Errorf("%s %s: no such API path; see docs/api.md: %w", r.Method, r.URL.Path, errdefs.ErrNotFound), false)
 	})
 	return mux
 }
 
-func (c *Controller) writeError(w http.ResponseWriter, r *http.Request, err error) {
+// Limits of the API server (HTTPServer) and of its requests.
+const (
+	maxBody        = 4 << 20 // request bodies (a reconcile of thousands of endpoints fits)
+	maxHeaderBytes = 64 << 10
+)
+
+// HTTPServer returns an http.Server for the API with the limits an exposed service needs: slow or
+// idle clients cannot hold connections for ever (header, read, write and idle timeouts; watch streams
+// lift the read and write deadlines for themselves), headers and bodies are bounded, and a graceful
+// shutdown ends the watch streams. The caller sets Addr or calls Serve.
+func (c *Controller) HTTPServer() *http.Server {
+	srv := &http.Server{
+		Handler:           c.Handler(),
+		ReadHeaderTimeout: 10 * time.Second,
+		ReadTimeout:       30 * time.Second,
+		WriteTimeout:      60 * time.Second,
+		IdleTimeout:       120 * time.Second,
+		MaxHeaderBytes:    maxHeaderBytes,
+		ErrorLog:          slog.NewLogLogger(c.log.Handler(), slog.LevelDebug),
+	}
+	srv.RegisterOnShutdown(c.CloseWatches)
+	return srv
+}
+
+// tooManyWatches is the error of a watch over the per-token cap: HTTP 429, class ErrExhausted.
+type tooManyWatches struct{ error }
+
+func (e tooManyWatches) Unwrap() error { return e.error }
+
+// writeError answers err. A client that did not authenticate gets no detail of a 5xx failure (it may
+// name etcd's endpoints): the log has it.
+func (c *Controller) writeError(w http.ResponseWriter, r *http.Request, err error, authenticated bool) {
 	status := errdefs.HTTPStatus(err)
+	if errors.As(err, new(tooManyWatches)) {
+		status = http.StatusTooManyRequests
+	}
+	msg := err.Error()
 	if status >= 500 {
 		c.log.Warn("request failed", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
+		if !authenticated {
+			msg = fmt.Sprintf("%s %s: the controller cannot answer right now (its store is unavailable); retry later; the controller's log has the details", r.Method, r.URL.Path)
+		}
 	} else {
 		c.log.Debug("request refused", "method", r.Method, "path", r.URL.Path, "status", status, "err", err)
 	}
-	writeJSON(w, status, api.Error{Code: errdefs.Code(err), Message: err.Error()})
+	writeJSON(w, status, api.Error{Code: errdefs.Code(err), Message: msg})
 }
 
 func writeJSON(w http.ResponseWriter, status int, v any) {
@@ -68,7 +111,10 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 }
 
 func decode(r *http.Request, v any) error {
-	if err := json.NewDecoder(io.LimitReader(r.Body, 4<<20)).Decode(v); err != nil {
+	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return fmt.Errorf("%s %s: request body is larger than %d bytes: %w", r.Method, r.URL.Path, maxBody, errdefs.ErrInvalidArgument)
+		}
 		return fmt.Errorf("%s %s: request body is not valid JSON: %v: %w", r.Method, r.URL.Path, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
@@ -76,7 +122,9 @@ func decode(r *http.Request, v any) error {
 
 func (c *Controller) health(w http.ResponseWriter, r *http.Request) {
 	if err := c.st.Health(r.Context()); err != nil {
-		c.writeError(w, r, err)
+		// No token is needed; with one (admin or host) the answer says what failed.
+		_, aerr := c.authenticate(r.Context(), r)
+		c.writeError(w, r, err, aerr == nil)
 		return
 	}
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
@@ -193,6 +241,11 @@ func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p pri
 			}
 			rev = v
 		}
+		release, err := c.watches.acquire(p, c.cfg.MaxWatchesPerToken)
+		if err != nil {
+			return err
+		}
+		defer release()
 		return c.watch(w, r, name, rev)
 	}
 	eps, rev, err := c.st.ListEndpoints(r.Context(), name)
@@ -223,6 +276,10 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 			}
 		})
 	}()
+	// A stream outlives the server's read and write timeouts: lift them, and bound each write instead.
+	rc := http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
 	w.Header().Set("Content-Type", "application/x-ndjson")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
@@ -254,8 +311,9 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 			}
 			return nil
 		}
+		_ = rc.SetWriteDeadline(time.Now().Add(c.cfg.WatchHeartbeat + 30*time.Second))
 		if err := enc.Encode(ev); err != nil {
-			return nil // the client went away
+			return nil // the client went away, or reads nothing
 		}
 		if flusher != nil {
 			flusher.Flush()
@@ -347,13 +405,20 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 	}
 	ctx := r.Context()
 	for attempt := 0; attempt < 16; attempt++ {
+		if err := c.addressFree(ctx, req); err != nil {
+			return err
+		}
 		cur, err := c.st.GetHost(ctx, req.Name)
 		switch {
 		case errors.Is(err, errdefs.ErrNotFound):
 			if p.role != roleAdmin && p.role != roleJoin {
 				return fmt.Errorf("host %q is not registered (it was removed?); register again with the join token: %w", req.Name, errdefs.ErrUnauthorized)
 			}
-			token, hash := newHostToken(req.Name)
+			key, err := c.hostKey(ctx)
+			if err != nil {
+				return err
+			}
+			token, hash := newHostToken(req.Name, key)
 			h := store.Host{Host: api.Host{Name: req.Name, Address: req.Address, Labels: req.Labels, LastSeen: time.Now().UTC()}, TokenHash: hash}
 			out, err := c.st.CreateHost(ctx, h)
 			if errors.Is(err, errdefs.ErrAlreadyExists) {
@@ -398,6 +463,21 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 	return fmt.Errorf("register host %q: it keeps changing; retry: %w", req.Name, errdefs.ErrConflict)
 }
 
+// addressFree checks that no other host is registered with h's address (ErrConflict naming it).
+func (c *Controller) addressFree(ctx context.Context, h api.Host) error {
+	hs, err := c.st.ListHosts(ctx)
+	if err != nil {
+		return err
+	}
+	for _, o := range hs {
+		if o.Name != h.Name && o.Address == h.Address {
+			return fmt.Errorf("host %q: address %s is already registered by host %q; give each host its own underlay address, or remove %q first with ovctl node rm %s: %w",
+				h.Name, h.Address, o.Name, o.Name, o.Name, errdefs.ErrConflict)
+		}
+	}
+	return nil
+}
+
 func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p principal) error {
 	name := r.PathValue("name")
 	if err := p.need(false, name); err != nil {
@@ -416,7 +496,9 @@ func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p princip
 		if err != nil {
 			return err
 		}
-		writeJSON(w, http.StatusOK, c.hostView(out, time.Now()))
+		view := c.hostView(out, time.Now())
+		view.GossipKeyringVersion = c.gossipVersion()
+		writeJSON(w, http.StatusOK, view)
 		return nil
 	}
 	return fmt.Errorf("heartbeat of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)

@@ -301,3 +301,34 @@ func (c *Client) watchOnce(ctx context.Context, network string, rev *int64, fn f
 	}
 	return fmt.Errorf("watch network %q: stream ended (%v): %w", network, sc.Err(), errdefs.ErrUnavailable)
 }
+
+// GossipKeyring reads the cluster's gossip keyring (host token or admin token); the controller creates
+// it when there is none yet.
+func (c *Client) GossipKeyring(ctx context.Context) (api.GossipKeyring, error) {
+	var out api.GossipKeyring
+	err := c.do(ctx, http.MethodGet, "/v1/gossip/keyring", nil, &out)
+	return out, err
+}
+
+// RotateGossipKeyring puts a fresh primary key in the gossip keyring, keeping the previous one as
+// secondary (admin token), and returns the new keyring.
+func (c *Client) RotateGossipKeyring(ctx context.Context) (api.GossipKeyring, error) {
+	var out api.GossipKeyring
+	err := c.do(ctx, http.MethodPost, "/v1/gossip/keyring/rotate", nil, &out)
+	return out, err
+}
+
+// JoinToken reads the join token and its expiry (admin token).
+func (c *Client) JoinToken(ctx context.Context) (api.JoinToken, error) {
+	var out api.JoinToken
+	err := c.do(ctx, http.MethodGet, "/v1/join-token", nil, &out)
+	return out, err
+}
+
+// RotateJoinToken replaces the join token with a fresh one (admin token); ttl is a Go duration ("24h";
+// "0": never expires; "": the controller's default). The old token stops working at once.
+func (c *Client) RotateJoinToken(ctx context.Context, ttl string) (api.JoinToken, error) {
+	var out api.JoinToken
+	err := c.do(ctx, http.MethodPost, "/v1/join-token/rotate", api.JoinTokenRotate{TTL: ttl}, &out)
+	return out, err
+}

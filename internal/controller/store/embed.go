@@ -21,11 +21,14 @@ type EmbedConfig struct {
 	Dir string
 	// Name of the member. Default "ovcontroller".
 	Name string
-	// ClientURL is where the member serves clients. Default http://127.0.0.1:7481 (a port of its own so
-	// that it does not clash with a system etcd on 2379).
+	// ClientURL is where the member serves clients: a unix socket, unix:///ABSOLUTE/PATH, made 0600 in
+	// a directory made 0700, so that only root (the controller) can reach it. A TCP URL is refused, on
+	// loopback too: every local process could read and write the cluster state there. Default
+	// unix://DIR/client.sock.
 	ClientURL string
-	// PeerURL is the member's peer URL; nobody dials it in a single-member cluster. Default
-	// http://127.0.0.1:7482.
+	// PeerURL is the member's advertised peer URL. Nobody dials it in a single-member cluster, so the
+	// member does not listen on it (a peer listener would take raft messages from anyone who reaches
+	// it). Default http://127.0.0.1:7482.
 	PeerURL string
 	// UnsafeNoFsync skips fsync of the write-ahead log: much faster, loses the last writes on power
 	// loss. For benchmarks and tests only. Default false.
@@ -51,7 +54,7 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 		cfg.Name = "ovcontroller"
 	}
 	if cfg.ClientURL == "" {
-		cfg.ClientURL = "http://127.0.0.1:7481"
+		cfg.ClientURL = "unix://" + filepath.Join(cfg.Dir, "client.sock")
 	}
 	if cfg.PeerURL == "" {
 		cfg.PeerURL = "http://127.0.0.1:7482"
@@ -62,23 +65,25 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 	if cfg.Log == nil {
 		cfg.Log = slog.Default()
 	}
-	cu, err := url.Parse(cfg.ClientURL)
+	cu, sock, err := socketURL(cfg.ClientURL)
 	if err != nil {
-		return nil, fmt.Errorf("embedded etcd: client URL %q: %v: %w", cfg.ClientURL, err, errdefs.ErrInvalidArgument)
+		return nil, err
 	}
 	pu, err := url.Parse(cfg.PeerURL)
 	if err != nil {
 		return nil, fmt.Errorf("embedded etcd: peer URL %q: %v: %w", cfg.PeerURL, err, errdefs.ErrInvalidArgument)
 	}
-	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
-		return nil, fmt.Errorf("embedded etcd: %w", err)
+	for _, d := range []string{cfg.Dir, filepath.Dir(sock)} {
+		if err := privateDir(d); err != nil {
+			return nil, err
+		}
 	}
 	ec := embed.NewConfig()
 	ec.Name = cfg.Name
 	ec.Dir = cfg.Dir
 	ec.ListenClientUrls = []url.URL{*cu}
 	ec.AdvertiseClientUrls = []url.URL{*cu}
-	ec.ListenPeerUrls = []url.URL{*pu}
+	ec.ListenPeerUrls = nil // see PeerURL
 	ec.AdvertisePeerUrls = []url.URL{*pu}
 	ec.InitialCluster = cfg.Name + "=" + pu.String()
 	ec.InitialClusterToken = "ov-" + filepath.Base(cfg.Dir)
@@ -101,8 +106,42 @@ func StartEmbedded(cfg EmbedConfig) (*Embedded, error) {
 		e.Close()
 		return nil, fmt.Errorf("embedded etcd in %s did not become ready within %v: %w", cfg.Dir, cfg.StartTimeout, errdefs.ErrUnavailable)
 	}
+	if err := os.Chmod(sock, socketMode); err != nil {
+		e.Close()
+		return nil, fmt.Errorf("embedded etcd: restrict its socket: %w", err)
+	}
 	cfg.Log.Info("embedded etcd ready", "component", "etcd", "dir", cfg.Dir, "client_url", cfg.ClientURL, "unsafe_no_fsync", cfg.UnsafeNoFsync)
 	return &Embedded{e: e, url: cfg.ClientURL}, nil
+}
+
+// Permissions of the client socket and of the directories around it (variables so that the attack
+// tests can show that they are what protects the store).
+var (
+	socketMode os.FileMode = 0o600
+	dirMode    os.FileMode = 0o700
+)
+
+// socketURL checks that a client URL is a unix socket at an absolute path and returns it parsed and
+// the path.
+func socketURL(s string) (*url.URL, string, error) {
+	u, err := url.Parse(s)
+	if err != nil || u.Scheme != "unix" || u.Host != "" || !filepath.IsAbs(u.Path) {
+		return nil, "", fmt.Errorf("embedded etcd: client URL %q: the embedded etcd serves clients only on a unix socket, written unix:///absolute/path, that only root can reach; "+
+			"a TCP URL (even on loopback) would let every local process read and write the cluster state. Leave --etcd-client-url empty for DATA_DIR/etcd/client.sock, "+
+			"or run an etcd cluster with client TLS and give --etcd-endpoints: %w", s, errdefs.ErrInvalidArgument)
+	}
+	return u, filepath.Clean(u.Path), nil
+}
+
+// privateDir creates d, or tightens it if it exists (an older version made it wider), to dirMode.
+func privateDir(d string) error {
+	if err := os.MkdirAll(d, dirMode); err != nil {
+		return fmt.Errorf("embedded etcd: %w", err)
+	}
+	if err := os.Chmod(d, dirMode); err != nil {
+		return fmt.Errorf("embedded etcd: restrict %s: %w", d, err)
+	}
+	return nil
 }
 
 // ClientURL is the URL clients use to reach the member.

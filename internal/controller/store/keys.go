@@ -17,6 +17,9 @@ import (
 //	/ov/v1/endpoints/<network>/<ip>         JSON endpoint: the allocation of one address
 //	/ov/v1/owners/<network>/<host>/<ctr>    the address owned by (network, host, container)
 //	/ov/v1/cursors/<network>                last address handed out in the network (next-fit cursor)
+//	/ov/v1/secrets/<name>                   controller secrets, opaque to the store: gossip (the gossip
+//	                                        keyring), join (the join token and its expiry), hostkey (the
+//	                                        key that signs host tokens)
 const (
 	root         = "/ov/v1/"
 	netsetKey    = root + "meta/netset"
@@ -27,6 +30,7 @@ const (
 	endpointsPfx = root + "endpoints/"
 	ownersPfx    = root + "owners/"
 	cursorsPfx   = root + "cursors/"
+	secretsPfx   = root + "secrets/"
 )
 
 func networkKey(name string) string         { return networksPfx + name }
@@ -42,6 +46,7 @@ func ownerKey(network, host, container string) string {
 	return hostOwnersPrefix(network, host) + container
 }
 func cursorKey(network string) string { return cursorsPfx + network }
+func secretKey(name string) string    { return secretsPfx + name }
 
 // KeyKind classifies the keys of the schema, for watchers (Watch, Record).
 type KeyKind int
@@ -53,6 +58,7 @@ const (
 	KindHost
 	KindEndpoint
 	KindCursor
+	KindSecret
 )
 
 // String names the kind, for messages.
@@ -66,6 +72,8 @@ func (k KeyKind) String() string {
 		return "endpoint"
 	case KindCursor:
 		return "cursor"
+	case KindSecret:
+		return "secret"
 	}
 	return "other"
 }
@@ -81,6 +89,8 @@ func kindPrefix(kind KeyKind) string {
 		return endpointsPfx
 	case KindCursor:
 		return cursorsPfx
+	case KindSecret:
+		return secretsPfx
 	}
 	return ""
 }
@@ -94,6 +104,8 @@ func parseKey(key string) (kind KeyKind, name string, ip netip.Addr) {
 		return KindHost, key[len(hostsPfx):], netip.Addr{}
 	case strings.HasPrefix(key, cursorsPfx):
 		return KindCursor, key[len(cursorsPfx):], netip.Addr{}
+	case strings.HasPrefix(key, secretsPfx):
+		return KindSecret, key[len(secretsPfx):], netip.Addr{}
 	case strings.HasPrefix(key, endpointsPfx):
 		rest := key[len(endpointsPfx):]
 		i := strings.LastIndexByte(rest, '/')

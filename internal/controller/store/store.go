@@ -23,7 +23,8 @@ import (
 
 // Config says how to reach etcd.
 type Config struct {
-	// Endpoints are etcd client URLs, e.g. https://10.0.0.1:2379. Required.
+	// Endpoints are etcd client URLs, e.g. https://10.0.0.1:2379, or unix:///path for the embedded
+	// etcd's socket. Required.
 	Endpoints []string
 	// TLS is the client TLS configuration for https endpoints; nil for plain http.
 	TLS *tls.Config
@@ -47,8 +48,8 @@ func (c *Config) Validate() error {
 		return fmt.Errorf("store: no etcd endpoints; give the client URLs of an etcd cluster, or start an embedded etcd and use its URL: %w", errdefs.ErrInvalidArgument)
 	}
 	for _, e := range c.Endpoints {
-		if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") {
-			return fmt.Errorf("store: etcd endpoint %q: write it as http://host:port or https://host:port: %w", e, errdefs.ErrInvalidArgument)
+		if !strings.HasPrefix(e, "http://") && !strings.HasPrefix(e, "https://") && !strings.HasPrefix(e, "unix:///") {
+			return fmt.Errorf("store: etcd endpoint %q: write it as http://host:port, https://host:port or unix:///path/to/socket: %w", e, errdefs.ErrInvalidArgument)
 		}
 	}
 	return nil

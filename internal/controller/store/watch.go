@@ -67,6 +67,14 @@ func (r Record) Cursor() (netip.Addr, error) {
 	return netip.ParseAddr(string(r.val.Value))
 }
 
+// Secret returns the raw value of a secret key (its meaning is the controller's).
+func (r Record) Secret() ([]byte, error) {
+	if r.val == nil {
+		return nil, r.noValue()
+	}
+	return r.val.Value, nil
+}
+
 func (r Record) noValue() error {
 	return fmt.Errorf("store: the event of %s carries no value", r.Key)
 }
@@ -97,7 +105,7 @@ type Watcher interface {
 	Progress(rev int64) error
 }
 
-// Watch lists every key of kind (KindNetwork, KindHost, KindEndpoint or KindCursor, in every
+// Watch lists every key of kind (KindNetwork, KindHost, KindEndpoint, KindCursor or KindSecret, in every
 // network) and watches them for changes until ctx ends or w fails. When the watch breaks (etcd
 // restarts, a member dies) it resumes from the last revision delivered.
 func (s *Store) Watch(ctx context.Context, kind KeyKind, w Watcher) error {
