@@ -29,6 +29,8 @@ type Controller interface {
 	Release(ctx context.Context, network, host, container string) error
 	Reconcile(ctx context.Context, host string, have []api.Endpoint) ([]api.Endpoint, error)
 	WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error
+	// GossipKeyring returns the cluster's gossip keys (host token): registered hosts only.
+	GossipKeyring(ctx context.Context) (api.GossipKeyring, error)
 }
 
 // Dataplane converges the host's overlay kernel state (*vxlan.Driver satisfies it).
@@ -38,12 +40,15 @@ type Dataplane interface {
 	Kick()
 }
 
-// Members tells which hosts are alive (*membership.Membership satisfies it).
+// Members tells which hosts are alive (*membership.Membership satisfies it). Run must not gossip
+// before SetKeyring gave it the cluster's keys (it waits); SetHosts gives the registered hosts, the
+// only members it may accept, and SetKeyring may be called again with a rotated keyring.
 type Members interface {
 	Run(ctx context.Context) error
 	Members() []membership.Member
 	Changes() <-chan struct{}
-	SetSeeds(seeds []string)
+	SetHosts(hosts []membership.Host)
+	SetKeyring(keys [][]byte) error
 }
 
 // Config configures the overlay driver.
@@ -163,6 +168,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.runCtx = ctx
 	d.mu.Unlock()
+	d.gossipFromState()
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()
