@@ -138,7 +138,7 @@ type entry struct {
 	Member
 	gossipDead bool // memberlist says dead or left; Alive stays true until a direct probe fails
 	probing    bool // a direct probe is under way
-	contested  bool // a probe answered although gossip says dead (logged once per claim)
+	warned     time.Time // when a refuted dead claim was last logged (once a minute at most)
 }
 
 // Membership tracks the liveness of the cluster's hosts.
@@ -183,7 +183,10 @@ func New(cfg Config) (*Membership, error) {
 	}, nil
 }
 
-// Changes is signalled (without blocking, coalesced) whenever a member joins, dies, leaves or changes.
+// Changes is signalled (without blocking, coalesced) whenever a member joins, dies, leaves or changes,
+// and when a node holding the key that is not a registered host (at its address) was refused: the host
+// list may be stale (a host that just registered), so the caller should refresh it (SetHosts), after
+// which the node is joined at once.
 func (m *Membership) Changes() <-chan struct{} { return m.changes }
 
 func signal(c chan struct{}) {
@@ -531,7 +534,7 @@ func (m *Membership) record(n *memberlist.Node, alive bool) {
 	e.gossipDead = !alive
 	switch {
 	case alive:
-		e.Alive, e.contested = true, false
+		e.Alive = true
 	case !seen || m.unsafe.trustDeadClaims || n.Name == m.cfg.Name:
 		e.Alive = false
 	default:
@@ -616,8 +619,10 @@ func (m *Membership) settle(mb Member, answered bool) {
 		return
 	}
 	if answered {
-		first := !e.contested
-		e.contested = true
+		first := time.Since(e.warned) > time.Minute
+		if first {
+			e.warned = time.Now()
+		}
 		m.mu.Unlock()
 		if first {
 			m.log.Warn("gossip claims a host is dead but it answers a direct probe: its entries stay (a rogue member, or a transient loss)", "host", mb.Name, "addr", mb.Addr)
@@ -645,8 +650,12 @@ func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
 	m := (*Membership)(a)
 	addr, _ := netip.AddrFromSlice(n.Addr)
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.allowedLocked(n.Name, netip.AddrPortFrom(addr.Unmap(), n.Port))
+	err := m.allowedLocked(n.Name, netip.AddrPortFrom(addr.Unmap(), n.Port))
+	m.mu.Unlock()
+	if err != nil {
+		m.kick() // the host list may be stale: a host that registered a moment ago
+	}
+	return err
 }
 
 type delegate Membership

@@ -121,14 +121,15 @@ type Driver struct {
 	log *slog.Logger
 	dp  Dataplane
 
-	mu       sync.Mutex
-	st       *fileState
-	ctl      Controller // with the host token once registered; nil before
-	joinErr  error      // why the host has not joined yet
-	watches  map[string]context.CancelFunc
-	runCtx   context.Context
-	released []api.Endpoint // releases that failed, retried with the heartbeat
-	wg       sync.WaitGroup
+	mu         sync.Mutex
+	st         *fileState
+	ctl        Controller // with the host token once registered; nil before
+	joinErr    error      // why the host has not joined yet
+	watches    map[string]context.CancelFunc
+	runCtx     context.Context
+	released   []api.Endpoint // releases that failed, retried with the heartbeat
+	refreshNow chan struct{}  // gossip changed: refresh the host list before the next heartbeat
+	wg         sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
 	gen    uint64     // under mu
@@ -150,12 +151,13 @@ func New(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{
-		cfg:     cfg,
-		log:     cfg.Log.With("component", "overlay"),
-		dp:      cfg.Dataplane,
-		st:      st,
-		watches: map[string]context.CancelFunc{},
-		joinErr: errors.New("the agent is starting"),
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "overlay"),
+		dp:         cfg.Dataplane,
+		st:         st,
+		watches:    map[string]context.CancelFunc{},
+		refreshNow: make(chan struct{}, 1),
+		joinErr:    errors.New("the agent is starting"),
 	}
 	d.links, d.routes = d.linkNames, d.hostRoutes
 	return d, nil
@@ -180,6 +182,10 @@ func (d *Driver) Run(ctx context.Context) error {
 			return nil
 		case <-d.cfg.Members.Changes():
 			d.dp.Kick()
+			select { // and refresh the host list: a host gossip refused may have just registered
+			case d.refreshNow <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

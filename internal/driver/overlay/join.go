@@ -64,11 +64,29 @@ func (d *Driver) joinWithRetry(ctx context.Context) {
 func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 	t := time.NewTicker(d.cfg.Heartbeat)
 	defer t.Stop()
+	var refreshed time.Time
+	var again <-chan time.Time
+	refresh := func() {
+		refreshed = time.Now()
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+		d.refreshHosts(rctx)
+		cancel()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+		case <-d.refreshNow: // gossip changed, or refused a node the host list may not have yet
+			again = time.After(time.Second) // once more: the list may lag a registration by a moment
+			if time.Since(refreshed) > 250*time.Millisecond { // a rogue member may keep knocking
+				refresh()
+			}
+			continue
+		case <-again:
+			again = nil
+			refresh()
+			continue
 		}
 		err := d.heartbeat(ctx)
 		if !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound) {
