@@ -136,8 +136,8 @@ type meta struct {
 // entry is a member and what gossip last said about it.
 type entry struct {
 	Member
-	gossipDead bool // memberlist says dead or left; Alive stays true until a direct probe fails
-	probing    bool // a direct probe is under way
+	gossipDead bool      // memberlist says dead or left; Alive stays true until a direct probe fails
+	probing    bool      // a direct probe is under way
 	warned     time.Time // when a refuted dead claim was last logged (once a minute at most)
 }
 

@@ -78,7 +78,7 @@ func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 			return false
 		case <-t.C:
 		case <-d.refreshNow: // gossip changed, or refused a node the host list may not have yet
-			again = time.After(time.Second) // once more: the list may lag a registration by a moment
+			again = time.After(time.Second)                   // once more: the list may lag a registration by a moment
 			if time.Since(refreshed) > 250*time.Millisecond { // a rogue member may keep knocking
 				refresh()
 			}
