@@ -11,7 +11,8 @@
 //   - Only registered hosts are members (SetHosts: name and gossip address): alive messages about any
 //     other node are refused, so they never enter the table, and a host removed from the list leaves it.
 //   - A claim that a host is dead is believed only when the host does not answer a direct probe from
-//     this host either (two pings, ProbeTimeout): a member holding the key cannot blackhole a live host.
+//     this host either (two authenticated probes, Config.VerifyTimeout, answered to the asker's
+//     registered address only: probe.go): a member holding the key cannot blackhole a live host.
 //     While the claim stands the host is probed every ProbeInterval, so a later real death is seen.
 //   - Callbacks from memberlist never block: they record the change and signal Changes(). memberlist is
 //     never called with the Membership's lock held (its callbacks hold its own lock).

@@ -43,6 +43,10 @@ type Config struct {
 	// RejoinInterval is how often seeds that are not alive members are joined again, which heals a
 	// partition and a restart of every other host. Default 2s.
 	RejoinInterval time.Duration
+	// VerifyTimeout is how long the direct probe of a host gossip claims is dead waits for the host's
+	// answer before the claim is believed. Default 100ms: an underlay's round trip is well under a
+	// millisecond, and this wait adds to the time a really dead host's entries stay.
+	VerifyTimeout time.Duration
 	// Keys is the gossip keyring (AES-256 keys of 32 bytes, Keys[0] the primary): every message is
 	// encrypted and authenticated with it, and a message that does not decrypt is dropped. Gossip does
 	// not start without one (Run waits for SetKeyring). Default none: the controller hands it out.
@@ -67,6 +71,7 @@ func DefaultConfig(name string, addr netip.Addr) Config {
 		SuspicionMult:  3,
 		RejoinInterval: 2 * time.Second,
 		KeyGrace:       10 * time.Second,
+		VerifyTimeout:  100 * time.Millisecond,
 		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -84,6 +89,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("membership %q: port %d out of range: %w", c.Name, c.Port, errdefs.ErrInvalidArgument)
 	case c.ProbeInterval <= 0 || c.ProbeTimeout <= 0 || c.SuspicionMult < 1 || c.RejoinInterval <= 0:
 		return fmt.Errorf("membership %q: probe interval, probe timeout, suspicion multiplier and rejoin interval must be positive: %w", c.Name, errdefs.ErrInvalidArgument)
+	case c.VerifyTimeout <= 0:
+		return fmt.Errorf("membership %q: verify timeout %v must be positive: %w", c.Name, c.VerifyTimeout, errdefs.ErrInvalidArgument)
 	case c.KeyGrace < 0:
 		return fmt.Errorf("membership %q: negative key grace %v: %w", c.Name, c.KeyGrace, errdefs.ErrInvalidArgument)
 	case c.Log == nil:
@@ -157,6 +164,7 @@ type Membership struct {
 	keys    [][]byte
 	ring    *memberlist.Keyring
 	list    *memberlist.Memberlist
+	probes  map[uint64]chan struct{} // direct probes waiting for their answer, by nonce
 
 	// unsafe turns protections off, for the tests that show each protection is what stops its attack.
 	unsafe struct {
@@ -179,6 +187,7 @@ func New(cfg Config) (*Membership, error) {
 		keysSet:   make(chan struct{}, 1),
 		verify:    make(chan struct{}, 1),
 		members:   map[string]*entry{},
+		probes:    map[uint64]chan struct{}{},
 		keys:      cfg.Keys,
 	}, nil
 }
@@ -588,21 +597,9 @@ func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
 		m.mu.Unlock()
 		for _, mb := range todo {
 			wg.Add(1)
-			go func() { defer wg.Done(); m.settle(mb, probe(list, mb)) }()
+			go func() { defer wg.Done(); m.settle(mb, m.probe(list, mb)) }()
 		}
 	}
-}
-
-// probe pings a member directly, twice at once (one lost datagram is not a death), and reports whether
-// either ping was answered within ProbeTimeout.
-func probe(list *memberlist.Memberlist, mb Member) bool {
-	addr := net.UDPAddrFromAddrPort(mb.Addr)
-	answered := make(chan bool, 2)
-	for range 2 {
-		go func() { _, err := list.Ping(mb.Name, addr); answered <- err == nil }()
-	}
-	a, b := <-answered, <-answered
-	return a || b
 }
 
 // settle records the outcome of a direct probe of a member gossip calls dead.
@@ -667,7 +664,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NotifyMsg(b []byte)                         { (*Membership)(d).handleProbe(b) }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}
