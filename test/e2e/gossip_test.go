@@ -5,6 +5,7 @@ import (
 	"encoding/base64"
 	"encoding/binary"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log"
@@ -12,6 +13,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"runtime"
 	"slices"
 	"strings"
 	"sync"
@@ -23,7 +25,6 @@ import (
 
 	"github.com/ovnet/ov/internal/lab"
 	"github.com/ovnet/ov/internal/membership/membershiptest"
-	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 )
 
@@ -31,6 +32,38 @@ import (
 // compromised member holding the cluster's key.
 
 const gossipPort = 7946
+
+// inNetns runs fn on a thread of its own moved into the network namespace at path; the thread ends
+// with fn. Never the main thread: its namespace is the process's (ip netns pids, which the lab's
+// teardown kills), and Go cannot end it, so a goroutine that lands there tries again elsewhere.
+func inNetns(path string, fn func() error) error {
+	errMain := errors.New("on the main thread")
+	for {
+		errc := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread() // never unlocked once moved: the thread ends with the goroutine
+			if unix.Gettid() == unix.Getpid() {
+				runtime.UnlockOSThread()
+				errc <- errMain
+				return
+			}
+			f, err := os.Open(path)
+			if err != nil {
+				errc <- err
+				return
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+				return
+			}
+			errc <- fn()
+		}()
+		if err := <-errc; err != errMain {
+			return err
+		}
+	}
+}
 
 // nsTransport is memberlist's UDP/TCP transport with its sockets in a network namespace: listeners
 // made there, and outgoing TCP connections dialled from there.
@@ -41,7 +74,7 @@ type nsTransport struct {
 
 func (t nsTransport) DialTimeout(addr string, timeout time.Duration) (net.Conn, error) {
 	var c net.Conn
-	err := netlink.Do(t.netns, func() (err error) { c, err = net.DialTimeout("tcp", addr, timeout); return err })
+	err := inNetns(t.netns, func() (err error) { c, err = net.DialTimeout("tcp", addr, timeout); return err })
 	return c, err
 }
 
@@ -56,7 +89,7 @@ func strangerNode(t *testing.T, l *lab.Lab, name string) *memberlist.Memberlist 
 	ns := "/run/netns/" + l.UnderlayNetns
 	addr := l.Config.Subnet.Masked().Addr().Next().String()
 	var nt *memberlist.NetTransport
-	err := netlink.Do(ns, func() (err error) {
+	err := inNetns(ns, func() (err error) {
 		nt, err = memberlist.NewNetTransport(&memberlist.NetTransportConfig{BindAddrs: []string{addr}, BindPort: gossipPort, Logger: log.New(io.Discard, "", 0)})
 		return err
 	})
@@ -86,7 +119,7 @@ type capture struct {
 func startCapture(t *testing.T, l *lab.Lab, stop <-chan struct{}) (*capture, <-chan struct{}) {
 	t.Helper()
 	var fd int
-	err := netlink.Do("/run/netns/"+l.UnderlayNetns, func() (err error) {
+	err := inNetns("/run/netns/"+l.UnderlayNetns, func() (err error) {
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
 		return err
 	})
@@ -246,7 +279,7 @@ func TestGossipDeadClaimsChangeNothing(t *testing.T) {
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var conn *net.UDPConn
-			err := netlink.Do("/run/netns/"+tc.netns, func() (err error) {
+			err := inNetns("/run/netns/"+tc.netns, func() (err error) {
 				conn, err = net.ListenUDP("udp4", nil)
 				return err
 			})
