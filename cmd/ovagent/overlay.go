@@ -30,7 +30,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 	f.String("join-token-file", "", "file holding the join token")
 	f.String("underlay-address", "", "this host's underlay IPv4 address, for VXLAN and gossip (default: the address of the default route's interface)")
 	f.Int("vxlan-port", 4789, "UDP port of VXLAN, the same on every host")
-	f.Int("gossip-port", 7946, "TCP and UDP port of the gossip among agents, the same on every host")
+	f.Int("gossip-port", 7946, "TCP and UDP port of the gossip among agents (encrypted with the cluster's keyring from the controller), the same on every host")
 	f.StringToString("labels", nil, "labels of this host, key=value,...")
 	f.Duration("overlay-resync", 10*time.Second, "period of the full overlay reconcile that repairs kernel state changed behind the agent's back")
 }

@@ -1,8 +1,10 @@
 package membership
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -10,6 +12,7 @@ import (
 	"net/netip"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -40,6 +43,18 @@ type Config struct {
 	// RejoinInterval is how often seeds that are not alive members are joined again, which heals a
 	// partition and a restart of every other host. Default 2s.
 	RejoinInterval time.Duration
+	// VerifyTimeout is how long the direct probe of a host gossip claims is dead waits for the host's
+	// answer before the claim is believed. Default 100ms: an underlay's round trip is well under a
+	// millisecond, and this wait adds to the time a really dead host's entries stay.
+	VerifyTimeout time.Duration
+	// Keys is the gossip keyring (AES-256 keys of 32 bytes, Keys[0] the primary): every message is
+	// encrypted and authenticated with it, and a message that does not decrypt is dropped. Gossip does
+	// not start without one (Run waits for SetKeyring). Default none: the controller hands it out.
+	Keys [][]byte
+	// KeyGrace is how long a new primary key is only accepted before this host sends with it, so that
+	// every host has fetched it before anyone needs it (a rotation loses no message). Default 10s:
+	// agents refetch the keyring within a heartbeat (2s).
+	KeyGrace time.Duration
 	// Log receives membership events; memberlist's own chatter goes to it at debug level.
 	Log *slog.Logger
 }
@@ -55,6 +70,8 @@ func DefaultConfig(name string, addr netip.Addr) Config {
 		ProbeTimeout:   250 * time.Millisecond,
 		SuspicionMult:  3,
 		RejoinInterval: 2 * time.Second,
+		KeyGrace:       10 * time.Second,
+		VerifyTimeout:  100 * time.Millisecond,
 		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
 	}
 }
@@ -72,19 +89,50 @@ func (c Config) Validate() error {
 		return fmt.Errorf("membership %q: port %d out of range: %w", c.Name, c.Port, errdefs.ErrInvalidArgument)
 	case c.ProbeInterval <= 0 || c.ProbeTimeout <= 0 || c.SuspicionMult < 1 || c.RejoinInterval <= 0:
 		return fmt.Errorf("membership %q: probe interval, probe timeout, suspicion multiplier and rejoin interval must be positive: %w", c.Name, errdefs.ErrInvalidArgument)
+	case c.VerifyTimeout <= 0:
+		return fmt.Errorf("membership %q: verify timeout %v must be positive: %w", c.Name, c.VerifyTimeout, errdefs.ErrInvalidArgument)
+	case c.KeyGrace < 0:
+		return fmt.Errorf("membership %q: negative key grace %v: %w", c.Name, c.KeyGrace, errdefs.ErrInvalidArgument)
 	case c.Log == nil:
 		return fmt.Errorf("membership %q: no logger: %w", c.Name, errdefs.ErrInvalidArgument)
+	}
+	if len(c.Keys) > 0 {
+		if err := validKeys(c.Keys); err != nil {
+			return fmt.Errorf("membership %q: %w", c.Name, err)
+		}
+	}
+	return nil
+}
+
+// validKeys checks a keyring: at least one key, every key 32 bytes (AES-256).
+func validKeys(keys [][]byte) error {
+	if len(keys) == 0 {
+		return fmt.Errorf("the gossip keyring is empty; the controller hands out the cluster's keyring: %w", errdefs.ErrInvalidArgument)
+	}
+	for i, k := range keys {
+		if len(k) != 32 {
+			return fmt.Errorf("gossip key %d is %d bytes, want 32 (AES-256); rotate the keyring with ovctl: %w", i, len(k), errdefs.ErrInvalidArgument)
+		}
 	}
 	return nil
 }
 
 // Member is one host as gossip sees it.
 type Member struct {
-	Name  string         `json:"name"`
-	Addr  netip.AddrPort `json:"addr"` // gossip address
-	VTEP  netip.Addr     `json:"vtep"`
-	Alive bool           `json:"alive"`
-	Since time.Time      `json:"since"` // when Alive last changed
+	Name string         `json:"name"`
+	Addr netip.AddrPort `json:"addr"` // gossip address
+	VTEP netip.Addr     `json:"vtep"`
+	// Alive is false only when gossip says the host is dead (or left) and the host does not answer a
+	// direct probe from this host: a claim of death alone (from a rogue member) withdraws nothing.
+	Alive bool      `json:"alive"`
+	Since time.Time `json:"since"` // when Alive last changed
+}
+
+// Host is a registered host of the cluster: its name and gossip address. Only these take part in
+// gossip (see SetHosts).
+type Host struct {
+	Name string
+	Addr netip.AddrPort
 }
 
 // meta is what a host tells the others about itself (memberlist node metadata, at most 512 bytes).
@@ -92,17 +140,38 @@ type meta struct {
 	VTEP string `json:"vtep"`
 }
 
+// entry is a member and what gossip last said about it.
+type entry struct {
+	Member
+	gossipDead bool      // memberlist says dead or left; Alive stays true until a direct probe fails
+	probing    bool      // a direct probe is under way
+	warned     time.Time // when a refuted dead claim was last logged (once a minute at most)
+}
+
 // Membership tracks the liveness of the cluster's hosts.
 type Membership struct {
 	cfg       Config
 	log       *slog.Logger
 	changes   chan struct{}
-	rejoinNow chan struct{} // SetSeeds learned new seeds
+	rejoinNow chan struct{} // SetHosts learned new seeds
+	keysSet   chan struct{} // SetKeyring gave the first keyring
+	verify    chan struct{} // a member was claimed dead: probe it
 
 	mu      sync.Mutex
-	members map[string]Member
+	members map[string]*entry
+	hosts   map[string]netip.AddrPort // registered hosts; nil until SetHosts
 	seeds   []string
+	keys    [][]byte
+	ring    *memberlist.Keyring
 	list    *memberlist.Memberlist
+	probes  map[uint64]chan struct{} // direct probes waiting for their answer, by nonce
+
+	// unsafe turns protections off, for the tests that show each protection is what stops its attack.
+	unsafe struct {
+		clearText       bool // gossip without a keyring
+		trustDeadClaims bool // act on a dead claim without a direct probe
+		anyMember       bool // accept members that are not registered hosts
+	}
 }
 
 // New returns a Membership; Run starts gossip.
@@ -115,35 +184,140 @@ func New(cfg Config) (*Membership, error) {
 		log:       cfg.Log.With("component", "membership"),
 		changes:   make(chan struct{}, 1),
 		rejoinNow: make(chan struct{}, 1),
-		members:   map[string]Member{},
+		keysSet:   make(chan struct{}, 1),
+		verify:    make(chan struct{}, 1),
+		members:   map[string]*entry{},
+		probes:    map[uint64]chan struct{}{},
+		keys:      cfg.Keys,
 	}, nil
 }
 
-// Changes is signalled (without blocking, coalesced) whenever a member joins, dies, leaves or changes.
+// Changes is signalled (without blocking, coalesced) whenever a member joins, dies, leaves or changes,
+// and when a node holding the key that is not a registered host (at its address) was refused: the host
+// list may be stale (a host that just registered), so the caller should refresh it (SetHosts), after
+// which the node is joined at once.
 func (m *Membership) Changes() <-chan struct{} { return m.changes }
 
-func (m *Membership) kick() {
+func signal(c chan struct{}) {
 	select {
-	case m.changes <- struct{}{}:
+	case c <- struct{}{}:
 	default:
 	}
 }
 
-// SetSeeds sets the gossip addresses ("ip:port") of other hosts to join; the run loop joins those that
-// are not alive members, at once when the list changed and then every RejoinInterval.
-func (m *Membership) SetSeeds(seeds []string) {
-	seeds = slices.Clone(seeds)
+func (m *Membership) kick() { signal(m.changes) }
+
+// SetHosts gives the cluster's registered hosts (from the controller). They are the gossip seeds: the
+// run loop joins those that are not alive members, at once when the list changed and then every
+// RejoinInterval. They are also the only members accepted: a node whose name is not registered, or
+// that gossips from another address than its host's, is refused (its alive messages are ignored) and
+// removed from the member table.
+func (m *Membership) SetHosts(hosts []Host) {
+	seeds := make([]string, 0, len(hosts))
+	allowed := make(map[string]netip.AddrPort, len(hosts))
+	for _, h := range hosts {
+		allowed[h.Name] = h.Addr
+		if h.Name != m.cfg.Name {
+			seeds = append(seeds, h.Addr.String())
+		}
+	}
 	slices.Sort(seeds)
 	m.mu.Lock()
 	changed := !slices.Equal(m.seeds, seeds)
 	m.seeds = seeds
-	m.mu.Unlock()
-	if changed {
-		select {
-		case m.rejoinNow <- struct{}{}:
-		default:
+	m.hosts = allowed
+	pruned := false
+	for name, e := range m.members {
+		if err := m.allowedLocked(name, e.Addr); err != nil {
+			m.log.Warn("member removed: not a registered host", "host", name, "addr", e.Addr, "reason", err)
+			delete(m.members, name)
+			pruned = true
 		}
 	}
+	m.mu.Unlock()
+	if pruned {
+		m.kick()
+	}
+	if changed {
+		signal(m.rejoinNow)
+	}
+}
+
+// allowedLocked says why a node may not be a member (nil: it may); m.mu is held.
+func (m *Membership) allowedLocked(name string, addr netip.AddrPort) error {
+	if name == m.cfg.Name || m.unsafe.anyMember {
+		return nil
+	}
+	want, ok := m.hosts[name]
+	switch {
+	case !ok:
+		return fmt.Errorf("%q is not a registered host of the cluster", name)
+	case want != addr:
+		return fmt.Errorf("host %q is registered at %s, not %s", name, want, addr)
+	}
+	return nil
+}
+
+// SetKeyring gives the cluster's gossip keyring (Keys[0] the primary). Before gossip starts it is the
+// keyring gossip starts with. While it runs, new keys are accepted at once, removed keys at once, and
+// a new primary is used for sending after Config.KeyGrace (at once if the current one was removed).
+func (m *Membership) SetKeyring(keys [][]byte) error {
+	if err := validKeys(keys); err != nil {
+		return fmt.Errorf("membership %q: %w", m.cfg.Name, err)
+	}
+	keys = slices.Clone(keys)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keys = keys
+	if m.ring == nil {
+		signal(m.keysSet)
+		return nil
+	}
+	for _, k := range keys {
+		if err := m.ring.AddKey(k); err != nil {
+			return fmt.Errorf("membership %q: install a gossip key: %w", m.cfg.Name, err)
+		}
+	}
+	primary := keys[0]
+	if cur := m.ring.GetPrimaryKey(); !bytes.Equal(cur, primary) {
+		if hasKey(keys, cur) {
+			time.AfterFunc(m.cfg.KeyGrace, func() { m.usePrimary(primary) })
+		} else if err := m.ring.UseKey(primary); err != nil {
+			return fmt.Errorf("membership %q: use the new gossip key: %w", m.cfg.Name, err)
+		}
+	}
+	m.removeOldKeysLocked()
+	return nil
+}
+
+// usePrimary sends with key from now on, if it is still the keyring's primary.
+func (m *Membership) usePrimary(key []byte) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if len(m.keys) == 0 || !bytes.Equal(m.keys[0], key) {
+		return
+	}
+	if err := m.ring.UseKey(key); err != nil {
+		m.log.Error("use the new gossip key", "err", err)
+		return
+	}
+	m.log.Info("gossip now sends with the new primary key")
+	m.removeOldKeysLocked()
+}
+
+// removeOldKeysLocked removes the installed keys that are no longer in the keyring (never the key in
+// use); m.mu is held.
+func (m *Membership) removeOldKeysLocked() {
+	cur := m.ring.GetPrimaryKey()
+	for _, k := range m.ring.GetKeys() {
+		if !hasKey(m.keys, k) && !bytes.Equal(k, cur) {
+			_ = m.ring.RemoveKey(k)
+		}
+	}
+}
+
+func hasKey(keys [][]byte, k []byte) bool {
+	return slices.ContainsFunc(keys, func(x []byte) bool { return bytes.Equal(x, k) })
 }
 
 // Members returns every host seen so far, sorted by name, this host included.
@@ -151,18 +325,10 @@ func (m *Membership) Members() []Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	out := make([]Member, 0, len(m.members))
-	for _, mb := range m.members {
-		out = append(out, mb)
+	for _, e := range m.members {
+		out = append(out, e.Member)
 	}
-	slices.SortFunc(out, func(a, b Member) int {
-		if a.Name < b.Name {
-			return -1
-		}
-		if a.Name > b.Name {
-			return 1
-		}
-		return 0
-	})
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -170,21 +336,28 @@ func (m *Membership) Members() []Member {
 func (m *Membership) Alive(name string) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	return m.members[name].Alive
+	e, ok := m.members[name]
+	return ok && e.Alive
 }
 
 // Addr returns the gossip address this member listens on.
 func (m *Membership) Addr() string {
 	m.mu.Lock()
-	defer m.mu.Unlock()
-	if m.list == nil {
+	list := m.list
+	m.mu.Unlock()
+	if list == nil {
 		return ""
 	}
-	n := m.list.LocalNode()
+	// Never call memberlist with m.mu held: it calls back (record, NotifyAlive) holding its own lock.
+	n := list.LocalNode()
 	return net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
 }
 
-// Start creates the gossip endpoint; it returns once the listener is bound, so Addr works.
+// errNoKeyring is Start's answer before a keyring is known.
+var errNoKeyring = errors.New("no gossip keyring yet: gossip never runs in clear; the agent gets the keyring from the controller once registered")
+
+// Start creates the gossip endpoint; it returns once the listener is bound, so Addr works. It needs
+// a keyring (Config.Keys or SetKeyring).
 func (m *Membership) Start() error {
 	mc := memberlist.DefaultLANConfig()
 	mc.Name = m.cfg.Name
@@ -200,20 +373,47 @@ func (m *Membership) Start() error {
 	mc.DeadNodeReclaimTime = time.Second  // a host that restarts may come back at once under its name
 	mc.Events = (*events)(m)
 	mc.Delegate = (*delegate)(m)
+	mc.Alive = (*aliveFilter)(m)
 	mc.Logger = slog.NewLogLogger(m.log.Handler(), slog.LevelDebug)
+	m.mu.Lock()
+	keys, clear := m.keys, m.unsafe.clearText
+	m.mu.Unlock()
+	var ring *memberlist.Keyring
+	if !clear {
+		if len(keys) == 0 {
+			return fmt.Errorf("membership %q: %w: %w", m.cfg.Name, errNoKeyring, errdefs.ErrUnavailable)
+		}
+		var err error
+		if ring, err = memberlist.NewKeyring(keys, keys[0]); err != nil {
+			return fmt.Errorf("membership %q: gossip keyring: %w", m.cfg.Name, err)
+		}
+		mc.Keyring = ring
+		mc.GossipVerifyIncoming = true // drop every message that does not decrypt with a key of the ring
+		mc.GossipVerifyOutgoing = true
+	}
 	list, err := memberlist.Create(mc)
 	if err != nil {
 		return fmt.Errorf("membership: start gossip on %s:%d: %w (is another agent using the port?)", m.cfg.BindAddr, m.cfg.Port, err)
 	}
 	m.mu.Lock()
-	m.list = list
+	m.list, m.ring = list, ring
 	m.mu.Unlock()
+	if !clear {
+		m.mu.Lock()
+		keys = m.keys
+		m.mu.Unlock()
+		_ = m.SetKeyring(keys) // a keyring given between the read above and now
+	}
 	return nil
 }
 
-// Run gossips until ctx is done, joining seeds that are not alive members every RejoinInterval. It calls
-// Start if it has not been called. It does not leave the cluster on return (see the package doc).
+// Run gossips until ctx is done, joining seeds that are not alive members every RejoinInterval and
+// probing members that gossip claims are dead. It waits for a keyring first, then calls Start if it
+// has not been called. It does not leave the cluster on return (see the package doc).
 func (m *Membership) Run(ctx context.Context) error {
+	if err := m.waitForKeyring(ctx); err != nil {
+		return nil
+	}
 	m.mu.Lock()
 	started := m.list != nil
 	m.mu.Unlock()
@@ -228,6 +428,12 @@ func (m *Membership) Run(ctx context.Context) error {
 		m.mu.Unlock()
 		_ = list.Shutdown()
 	}()
+	var wg sync.WaitGroup
+	defer wg.Wait()
+	vctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	wg.Add(1)
+	go func() { defer wg.Done(); m.verifyLoop(vctx, &wg) }()
 	t := time.NewTicker(m.cfg.RejoinInterval)
 	defer t.Stop()
 	for {
@@ -237,6 +443,26 @@ func (m *Membership) Run(ctx context.Context) error {
 			return nil
 		case <-t.C:
 		case <-m.rejoinNow:
+		}
+	}
+}
+
+// waitForKeyring returns once a keyring is known (or gossip may run in clear), or ctx's error.
+func (m *Membership) waitForKeyring(ctx context.Context) error {
+	for logged := false; ; logged = true {
+		m.mu.Lock()
+		ready := len(m.keys) > 0 || m.unsafe.clearText || m.list != nil
+		m.mu.Unlock()
+		if ready {
+			return nil
+		}
+		if !logged {
+			m.log.Info("gossip waits for the cluster's gossip keyring (the controller hands it to registered hosts)")
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-m.keysSet:
 		}
 	}
 }
@@ -256,24 +482,24 @@ func (m *Membership) rejoin() {
 	m.mu.Lock()
 	list := m.list
 	alive := map[string]bool{}
-	for _, mb := range m.members {
-		if mb.Alive {
-			alive[mb.Addr.String()] = true
+	for _, e := range m.members {
+		if e.Alive && !e.gossipDead {
+			alive[e.Addr.String()] = true
 		}
 	}
-	var todo []string
-	self := ""
-	if list != nil {
-		n := list.LocalNode()
-		self = net.JoinHostPort(n.Addr.String(), strconv.Itoa(int(n.Port)))
+	seeds := m.seeds
+	m.mu.Unlock()
+	if list == nil {
+		return
 	}
-	for _, s := range m.seeds {
+	self := m.Addr()
+	var todo []string
+	for _, s := range seeds {
 		if s != self && !alive[s] {
 			todo = append(todo, s)
 		}
 	}
-	m.mu.Unlock()
-	if list == nil || len(todo) == 0 {
+	if len(todo) == 0 {
 		return
 	}
 	n, err := list.Join(todo)
@@ -283,36 +509,128 @@ func (m *Membership) rejoin() {
 }
 
 // record updates the member table from a memberlist node; it never blocks. memberlist does not keep
-// Node.State current in its callbacks, so the caller says whether the node is alive: joins and updates
-// are, leaves (dead or left) are not.
+// Node.State current in its callbacks, so the caller says whether gossip calls the node alive: joins
+// and updates do, leaves (dead or left) do not. A node gossip calls dead stays Alive until a direct
+// probe (verifyLoop) fails too.
 func (m *Membership) record(n *memberlist.Node, alive bool) {
 	addr, _ := netip.AddrFromSlice(n.Addr)
-	mb := Member{Name: n.Name, Addr: netip.AddrPortFrom(addr.Unmap(), n.Port), Alive: alive}
+	ap := netip.AddrPortFrom(addr.Unmap(), n.Port)
 	var md meta
+	vtep := netip.Addr{}
 	if json.Unmarshal(n.Meta, &md) == nil {
-		mb.VTEP, _ = netip.ParseAddr(md.VTEP)
+		vtep, _ = netip.ParseAddr(md.VTEP)
 	}
 	m.mu.Lock()
-	old, seen := m.members[n.Name]
-	if !mb.VTEP.IsValid() && seen {
-		mb.VTEP = old.VTEP
+	if err := m.allowedLocked(n.Name, ap); err != nil {
+		_, had := m.members[n.Name]
+		delete(m.members, n.Name)
+		m.mu.Unlock()
+		if had {
+			m.kick()
+		}
+		return
 	}
-	mb.Since = old.Since
-	if !seen || old.Alive != mb.Alive {
-		mb.Since = time.Now()
+	e, seen := m.members[n.Name]
+	if !seen {
+		e = &entry{Member: Member{Name: n.Name}}
+		m.members[n.Name] = e
 	}
-	m.members[n.Name] = mb
+	old := e.Member
+	e.Addr = ap
+	if vtep.IsValid() {
+		e.VTEP = vtep
+	}
+	e.gossipDead = !alive
+	switch {
+	case alive:
+		e.Alive = true
+	case !seen || m.unsafe.trustDeadClaims || n.Name == m.cfg.Name:
+		e.Alive = false
+	default:
+		signal(m.verify) // Alive stays as it is until a direct probe fails
+	}
+	if !seen || old.Alive != e.Alive {
+		e.Since = time.Now()
+	}
+	changed := !seen || old != e.Member
+	mb := e.Member
 	m.mu.Unlock()
-	if !seen || old != mb {
-		state := "dead"
-		if mb.Alive {
-			state = "alive"
-		}
-		if n.Name != m.cfg.Name {
-			m.log.Info("member changed", "host", n.Name, "state", state, "vtep", mb.VTEP)
-		}
+	if changed {
+		m.logChange(mb)
 		m.kick()
 	}
+}
+
+func (m *Membership) logChange(mb Member) {
+	if mb.Name == m.cfg.Name {
+		return
+	}
+	state := "dead"
+	if mb.Alive {
+		state = "alive"
+	}
+	m.log.Info("member changed", "host", mb.Name, "state", state, "vtep", mb.VTEP)
+}
+
+// verifyLoop probes, directly, every member that gossip calls dead while it is still Alive: at once
+// when a claim arrives, then every ProbeInterval while the claim stands. A member that does not answer
+// is dead; one that answers keeps its entries (a rogue member's claim withdraws nothing).
+func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
+	t := time.NewTicker(m.cfg.ProbeInterval)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-m.verify:
+		case <-t.C:
+		}
+		m.mu.Lock()
+		list := m.list
+		var todo []Member
+		for _, e := range m.members {
+			if e.gossipDead && e.Alive && !e.probing {
+				e.probing = true
+				todo = append(todo, e.Member)
+			}
+		}
+		m.mu.Unlock()
+		for _, mb := range todo {
+			wg.Add(1)
+			go func() { defer wg.Done(); m.settle(mb, m.probe(list, mb)) }()
+		}
+	}
+}
+
+// settle records the outcome of a direct probe of a member gossip calls dead.
+func (m *Membership) settle(mb Member, answered bool) {
+	m.mu.Lock()
+	e, ok := m.members[mb.Name]
+	if !ok || e.Addr != mb.Addr {
+		m.mu.Unlock()
+		return
+	}
+	e.probing = false
+	if !e.gossipDead || !e.Alive {
+		m.mu.Unlock()
+		return
+	}
+	if answered {
+		first := time.Since(e.warned) > time.Minute
+		if first {
+			e.warned = time.Now()
+		}
+		m.mu.Unlock()
+		if first {
+			m.log.Warn("gossip claims a host is dead but it answers a direct probe: its entries stay (a rogue member, or a transient loss)", "host", mb.Name, "addr", mb.Addr)
+		}
+		return
+	}
+	e.Alive, e.Since = false, time.Now()
+	out := e.Member
+	m.mu.Unlock()
+	m.logChange(out)
+	m.kick()
 }
 
 type events Membership
@@ -320,6 +638,22 @@ type events Membership
 func (e *events) NotifyJoin(n *memberlist.Node)   { (*Membership)(e).record(n, true) }
 func (e *events) NotifyLeave(n *memberlist.Node)  { (*Membership)(e).record(n, false) }
 func (e *events) NotifyUpdate(n *memberlist.Node) { (*Membership)(e).record(n, true) }
+
+// aliveFilter refuses alive messages about nodes that are not registered hosts at their registered
+// address, so they never enter memberlist's table: no growth without bound, no unknown member.
+type aliveFilter Membership
+
+func (a *aliveFilter) NotifyAlive(n *memberlist.Node) error {
+	m := (*Membership)(a)
+	addr, _ := netip.AddrFromSlice(n.Addr)
+	m.mu.Lock()
+	err := m.allowedLocked(n.Name, netip.AddrPortFrom(addr.Unmap(), n.Port))
+	m.mu.Unlock()
+	if err != nil {
+		m.kick() // the host list may be stale: a host that registered a moment ago
+	}
+	return err
+}
 
 type delegate Membership
 
@@ -330,7 +664,7 @@ func (d *delegate) NodeMeta(limit int) []byte {
 	}
 	return b
 }
-func (d *delegate) NotifyMsg([]byte)                           {}
+func (d *delegate) NotifyMsg(b []byte)                         { (*Membership)(d).handleProbe(b) }
 func (d *delegate) GetBroadcasts(overhead, limit int) [][]byte { return nil }
 func (d *delegate) LocalState(join bool) []byte                { return nil }
 func (d *delegate) MergeRemoteState(buf []byte, join bool)     {}

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/netip"
 	"os"
+	"strings"
 	"testing"
 	"time"
 
@@ -39,19 +40,46 @@ func freePort(t *testing.T) int {
 	}
 }
 
-func startNode(t *testing.T, name string, vtep string, seeds []string) *node {
+// testKey is the cluster's gossip key in these tests.
+var testKey = []byte("0123456789abcdef0123456789abcdef")
+
+// cluster is the registered hosts of a test: each on loopback with its own port.
+type cluster []Host
+
+func newCluster(t *testing.T, names ...string) cluster {
 	t.Helper()
-	return startNodeOn(t, name, vtep, freePort(t), seeds)
+	var c cluster
+	for _, n := range names {
+		c = append(c, Host{Name: n, Addr: netip.AddrPortFrom(netip.MustParseAddr("127.0.0.1"), uint16(freePort(t)))})
+	}
+	return c
 }
 
-func startNodeOn(t *testing.T, name string, vtep string, port int, seeds []string) *node {
+func (c cluster) port(name string) int {
+	for _, h := range c {
+		if h.Name == name {
+			return int(h.Addr.Port())
+		}
+	}
+	panic("no host " + name)
+}
+
+func startNode(t *testing.T, c cluster, name, vtep string) *node {
+	t.Helper()
+	return startNodeWith(t, c, name, vtep, nil)
+}
+
+// startNodeWith starts a member of cluster c with the keyring from Config (testKey) and lets mod
+// change the Membership before Start (to turn a protection off).
+func startNodeWith(t *testing.T, c cluster, name, vtep string, mod func(*Membership)) *node {
 	t.Helper()
 	cfg := DefaultConfig(name, netip.MustParseAddr("127.0.0.1"))
-	cfg.Port = port
+	cfg.Port = c.port(name)
 	cfg.VTEP = netip.MustParseAddr(vtep)
 	cfg.ProbeInterval = 200 * time.Millisecond
 	cfg.ProbeTimeout = 100 * time.Millisecond
 	cfg.RejoinInterval = 200 * time.Millisecond
+	cfg.Keys = [][]byte{testKey}
 	if testing.Verbose() {
 		cfg.Log = slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}
@@ -59,10 +87,13 @@ func startNodeOn(t *testing.T, name string, vtep string, port int, seeds []strin
 	if err != nil {
 		t.Fatal(err)
 	}
+	if mod != nil {
+		mod(m)
+	}
 	if err := m.Start(); err != nil {
 		t.Fatal(err)
 	}
-	m.SetSeeds(seeds)
+	m.SetHosts(c)
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &node{m: m, cancel: cancel, done: make(chan error, 1)}
 	go func() { n.done <- m.Run(ctx) }()
@@ -100,9 +131,10 @@ func expect(m *Membership, want map[string]string) error {
 }
 
 func TestMembersSeeEachOtherDeathAndReturn(t *testing.T) {
-	a := startNode(t, "host1", "192.0.2.1", nil)
-	b := startNode(t, "host2", "192.0.2.2", []string{a.m.Addr()})
-	c := startNode(t, "host3", "192.0.2.3", []string{a.m.Addr()})
+	cl := newCluster(t, "host1", "host2", "host3")
+	a := startNode(t, cl, "host1", "192.0.2.1")
+	b := startNode(t, cl, "host2", "192.0.2.2")
+	c := startNode(t, cl, "host3", "192.0.2.3")
 	all := map[string]string{"host1": "alive vtep=192.0.2.1", "host2": "alive vtep=192.0.2.2", "host3": "alive vtep=192.0.2.3"}
 	for _, n := range []*node{a, b, c} {
 		testutil.Eventually(t, 10*time.Second, func() error { return expect(n.m, all) })
@@ -126,25 +158,28 @@ func TestMembersSeeEachOtherDeathAndReturn(t *testing.T) {
 	}
 
 	// host3 comes back under its name and address, as after a restart, and is alive again everywhere.
-	c2 := startNodeOn(t, "host3", "192.0.2.3", c.m.cfg.Port, []string{a.m.Addr()})
+	c2 := startNode(t, cl, "host3", "192.0.2.3")
 	for _, n := range []*node{a, b, c2} {
 		testutil.Eventually(t, 15*time.Second, func() error { return expect(n.m, all) })
 	}
 }
 
 func TestSeedsHealAfterEveryoneRestarts(t *testing.T) {
-	a := startNode(t, "host1", "192.0.2.1", nil)
-	b := startNode(t, "host2", "192.0.2.2", nil)
-	// Neither knows the other until seeds arrive (as from the controller's host list).
-	a.m.SetSeeds([]string{b.m.Addr()})
+	cl := newCluster(t, "host1", "host2")
+	a := startNode(t, cl[:1], "host1", "192.0.2.1")
+	b := startNode(t, cl[1:], "host2", "192.0.2.2")
+	// Neither knows the other until the host list arrives (as from the controller).
+	a.m.SetHosts(cl)
+	b.m.SetHosts(cl)
 	want := map[string]string{"host1": "alive vtep=192.0.2.1", "host2": "alive vtep=192.0.2.2"}
 	testutil.Eventually(t, 10*time.Second, func() error { return expect(b.m, want) })
 	testutil.Eventually(t, 10*time.Second, func() error { return expect(a.m, want) })
 }
 
 func TestLeaveIsNotAlive(t *testing.T) {
-	a := startNode(t, "host1", "192.0.2.1", nil)
-	b := startNode(t, "host2", "192.0.2.2", []string{a.m.Addr()})
+	cl := newCluster(t, "host1", "host2")
+	a := startNode(t, cl, "host1", "192.0.2.1")
+	b := startNode(t, cl, "host2", "192.0.2.2")
 	testutil.Eventually(t, 10*time.Second, func() error { return expect(a.m, map[string]string{"host2": "alive vtep=192.0.2.2"}) })
 	if err := b.m.Leave(time.Second); err != nil {
 		t.Fatal(err)
@@ -164,6 +199,8 @@ func TestConfigValidate(t *testing.T) {
 		{"no vtep", func(c *Config) { c.VTEP = netip.Addr{} }},
 		{"bad port", func(c *Config) { c.Port = 70000 }},
 		{"zero probe", func(c *Config) { c.ProbeInterval = 0 }},
+		{"short key", func(c *Config) { c.Keys = [][]byte{[]byte("0123456789abcdef")} }},
+		{"negative key grace", func(c *Config) { c.KeyGrace = -time.Second }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good
@@ -183,4 +220,41 @@ func drain(m *Membership) {
 	case <-m.Changes():
 	default:
 	}
+}
+
+// TestNoKeyringNoGossip: without a keyring gossip refuses to start and Run waits, bound to nothing,
+// until SetKeyring gives one; it never gossips in clear.
+func TestNoKeyringNoGossip(t *testing.T) {
+	port := freePort(t)
+	cfg := DefaultConfig("host1", netip.MustParseAddr("127.0.0.1"))
+	cfg.Port = port
+	m, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := m.Start(); err == nil || !strings.Contains(err.Error(), "no gossip keyring") {
+		t.Fatalf("Start without a keyring = %v, want an error saying there is no keyring", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- m.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(300 * time.Millisecond)
+	u, err := net.ListenPacket("udp", fmt.Sprintf("127.0.0.1:%d", port))
+	if err != nil {
+		t.Fatalf("the gossip port is bound before any keyring was given: %v", err)
+	}
+	u.Close()
+	if err := m.SetKeyring([][]byte{[]byte("short")}); err == nil {
+		t.Fatal("SetKeyring accepted a 5-byte key")
+	}
+	if err := m.SetKeyring([][]byte{testKey}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if m.Addr() == "" {
+			return fmt.Errorf("gossip did not start once the keyring was given")
+		}
+		return nil
+	})
 }

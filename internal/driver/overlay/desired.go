@@ -11,10 +11,10 @@ import (
 // desired computes the whole overlay state this host should have. It must stay cheap: the data plane
 // calls it on every reconcile.
 func (d *Driver) desired() vxlan.State {
-	dead := map[string]bool{}
+	dead := map[string]netip.Addr{} // a dead member's gossip address: it counts only from its host's VTEP
 	for _, m := range d.cfg.Members.Members() {
 		if !m.Alive {
-			dead[m.Name] = true
+			dead[m.Name] = m.Addr.Addr()
 		}
 	}
 	d.mu.Lock()
@@ -49,7 +49,7 @@ func (d *Driver) desired() vxlan.State {
 		slices.SortFunc(st.Endpoints, func(a, b vxlan.Endpoint) int { return a.IP.Compare(b.IP) })
 		vteps := map[netip.Addr]bool{}
 		for _, ep := range ns.Remote {
-			if ep.Host == d.cfg.Host || dead[ep.Host] {
+			if ep.Host == d.cfg.Host {
 				continue
 			}
 			ip, err := netip.ParseAddr(ep.IP)
@@ -61,7 +61,7 @@ func (d *Driver) desired() vxlan.State {
 				vtepStr = h.Address
 			}
 			vtep, err := netip.ParseAddr(vtepStr)
-			if err != nil || vtep == d.cfg.Address {
+			if a, ok := dead[ep.Host]; err != nil || vtep == d.cfg.Address || (ok && a == vtep) {
 				continue
 			}
 			st.Peers = append(st.Peers, vxlan.Peer{IP: ip, VTEP: vtep})

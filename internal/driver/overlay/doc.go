@@ -12,13 +12,19 @@
 //   - The state file holds everything needed to rebuild the data plane without the controller: the
 //     networks, the local endpoints and the last known remote endpoints with their watch revision. An
 //     agent restarted while the controller is down programs exactly what it had, so traffic keeps flowing.
-//   - A remote endpoint is programmed unless gossip has seen its host and says it is dead; a host gossip
-//     has not seen yet (just after a start) counts as alive, so a restart withdraws nothing.
+//   - A remote endpoint is programmed unless gossip has seen its host, at the host's registered
+//     address, and says it is dead (membership believes a dead claim only when a direct probe fails
+//     too); a host gossip has not seen yet (just after a start) counts as alive, so a restart withdraws
+//     nothing.
+//   - Gossip runs only with the cluster's keyring, which the controller gives registered hosts; the
+//     driver keeps it, with the host list, in the state file (0600), so a restart gossips at once even
+//     with the controller down, and refetches it when the heartbeat answer shows a new version.
 //   - Attach allocates first and programs second; a failure after the allocation releases it. Detach
 //     unprograms first and releases second; a release that fails (controller down) is made good by the
 //     reconcile report at the next registration, which releases whatever the host does not really have.
 //
-// Files: driver.go (Config, the Driver, Run), join.go (registration, heartbeat, host list), watch.go
+// Files: driver.go (Config, the Driver, Run), join.go (registration, heartbeat, host list), gossip.go
+// (the gossip keyring and members from the controller and the state file), watch.go
 // (the controller's network list and endpoint watches, applied to the state), network.go (network
 // operations), attach.go (attach and detach), desired.go (the desired data plane state), state.go
 // (the state file), ifname.go (interface names and route checks).

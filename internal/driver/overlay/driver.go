@@ -29,6 +29,8 @@ type Controller interface {
 	Release(ctx context.Context, network, host, container string) error
 	Reconcile(ctx context.Context, host string, have []api.Endpoint) ([]api.Endpoint, error)
 	WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error
+	// GossipKeyring returns the cluster's gossip keys (host token): registered hosts only.
+	GossipKeyring(ctx context.Context) (api.GossipKeyring, error)
 }
 
 // Dataplane converges the host's overlay kernel state (*vxlan.Driver satisfies it).
@@ -38,12 +40,15 @@ type Dataplane interface {
 	Kick()
 }
 
-// Members tells which hosts are alive (*membership.Membership satisfies it).
+// Members tells which hosts are alive (*membership.Membership satisfies it). Run must not gossip
+// before SetKeyring gave it the cluster's keys (it waits); SetHosts gives the registered hosts, the
+// only members it may accept, and SetKeyring may be called again with a rotated keyring.
 type Members interface {
 	Run(ctx context.Context) error
 	Members() []membership.Member
 	Changes() <-chan struct{}
-	SetSeeds(seeds []string)
+	SetHosts(hosts []membership.Host)
+	SetKeyring(keys [][]byte) error
 }
 
 // Config configures the overlay driver.
@@ -116,14 +121,15 @@ type Driver struct {
 	log *slog.Logger
 	dp  Dataplane
 
-	mu       sync.Mutex
-	st       *fileState
-	ctl      Controller // with the host token once registered; nil before
-	joinErr  error      // why the host has not joined yet
-	watches  map[string]context.CancelFunc
-	runCtx   context.Context
-	released []api.Endpoint // releases that failed, retried with the heartbeat
-	wg       sync.WaitGroup
+	mu         sync.Mutex
+	st         *fileState
+	ctl        Controller // with the host token once registered; nil before
+	joinErr    error      // why the host has not joined yet
+	watches    map[string]context.CancelFunc
+	runCtx     context.Context
+	released   []api.Endpoint // releases that failed, retried with the heartbeat
+	refreshNow chan struct{}  // gossip changed: refresh the host list before the next heartbeat
+	wg         sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
 	gen    uint64     // under mu
@@ -145,12 +151,13 @@ func New(cfg Config) (*Driver, error) {
 		return nil, err
 	}
 	d := &Driver{
-		cfg:     cfg,
-		log:     cfg.Log.With("component", "overlay"),
-		dp:      cfg.Dataplane,
-		st:      st,
-		watches: map[string]context.CancelFunc{},
-		joinErr: errors.New("the agent is starting"),
+		cfg:        cfg,
+		log:        cfg.Log.With("component", "overlay"),
+		dp:         cfg.Dataplane,
+		st:         st,
+		watches:    map[string]context.CancelFunc{},
+		refreshNow: make(chan struct{}, 1),
+		joinErr:    errors.New("the agent is starting"),
 	}
 	d.links, d.routes = d.linkNames, d.hostRoutes
 	return d, nil
@@ -163,6 +170,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.mu.Lock()
 	d.runCtx = ctx
 	d.mu.Unlock()
+	d.gossipFromState()
 	d.wg.Add(3)
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()
@@ -174,6 +182,10 @@ func (d *Driver) Run(ctx context.Context) error {
 			return nil
 		case <-d.cfg.Members.Changes():
 			d.dp.Kick()
+			select { // and refresh the host list: a host gossip refused may have just registered
+			case d.refreshNow <- struct{}{}:
+			default:
+			}
 		}
 	}
 }

@@ -2,6 +2,7 @@ package overlay
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/netip"
@@ -32,6 +33,7 @@ type fakeController struct {
 	next      map[string]int
 	reports   [][]api.Endpoint
 	tokens    []string
+	keyring   api.GossipKeyring
 }
 
 func newFakeController() *fakeController {
@@ -40,8 +42,15 @@ func newFakeController() *fakeController {
 		hosts:     map[string]api.Host{},
 		endpoints: map[string]api.Endpoint{},
 		next:      map[string]int{},
+		keyring:   api.GossipKeyring{Keys: []string{key1}, Version: 1},
 	}
 }
+
+// Gossip keys of the fake cluster (base64 of 32 bytes).
+var (
+	key1 = base64.StdEncoding.EncodeToString([]byte("0123456789abcdef0123456789abcdef"))
+	key2 = base64.StdEncoding.EncodeToString([]byte("fedcba9876543210fedcba9876543210"))
+)
 
 var errDown = fmt.Errorf("dial tcp 192.0.2.1:7480: connection refused: %w", errdefs.ErrUnavailable)
 
@@ -120,6 +129,7 @@ func (c tokenClient) Heartbeat(ctx context.Context, host string) (api.Host, erro
 	if !ok || c.token != "ovh."+host {
 		return api.Host{}, fmt.Errorf("the token is not valid for this cluster (wrong token, or the host was removed): %w", errdefs.ErrUnauthorized)
 	}
+	h.GossipKeyringVersion = c.keyring.Version
 	return h, nil
 }
 func (f *fakeController) ListHosts(ctx context.Context) ([]api.Host, error) {
@@ -170,6 +180,17 @@ func (f *fakeController) WatchEndpoints(ctx context.Context, network string, fro
 	<-ctx.Done()
 	return ctx.Err()
 }
+func (c tokenClient) GossipKeyring(ctx context.Context) (api.GossipKeyring, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := c.check(); err != nil {
+		return api.GossipKeyring{}, err
+	}
+	if _, ok := c.hosts[strings.TrimPrefix(c.token, "ovh.")]; !ok {
+		return api.GossipKeyring{}, fmt.Errorf("the gossip keyring is given only to registered hosts: %w", errdefs.ErrUnauthorized)
+	}
+	return c.keyring, nil
+}
 func (f *fakeController) held() []string {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -203,7 +224,8 @@ func (p *fakeDataplane) Kick() { p.mu.Lock(); p.kicks++; p.mu.Unlock() }
 type fakeMembers struct {
 	mu      sync.Mutex
 	members []membership.Member
-	seeds   []string
+	hosts   []membership.Host
+	keys    [][]byte
 	changes chan struct{}
 }
 
@@ -213,8 +235,19 @@ func (m *fakeMembers) Members() []membership.Member {
 	defer m.mu.Unlock()
 	return m.members
 }
-func (m *fakeMembers) Changes() <-chan struct{} { return m.changes }
-func (m *fakeMembers) SetSeeds(s []string)      { m.mu.Lock(); m.seeds = s; m.mu.Unlock() }
+func (m *fakeMembers) Changes() <-chan struct{}     { return m.changes }
+func (m *fakeMembers) SetHosts(h []membership.Host) { m.mu.Lock(); m.hosts = h; m.mu.Unlock() }
+func (m *fakeMembers) SetKeyring(k [][]byte) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.keys = k
+	return nil
+}
+func (m *fakeMembers) keyring() [][]byte {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.keys
+}
 
 type harness struct {
 	d    *Driver
@@ -268,6 +301,10 @@ func newHarness(t *testing.T, ctl *fakeController, path string) *harness {
 	return h
 }
 
+func gossipAddr(ip string) netip.AddrPort {
+	return netip.AddrPortFrom(netip.MustParseAddr(ip), 7946)
+}
+
 // render prints a desired state compactly for comparison.
 func render(s vxlan.State) []string {
 	var out []string
@@ -318,7 +355,7 @@ func TestAttachProgramsAndDesiredFollowsPeersAndLiveness(t *testing.T) {
 			"  vtep 192.168.77.12", "  vtep 192.168.77.13"}},
 		{"host3 dies: its entries are withdrawn", func() {
 			h.mem.mu.Lock()
-			h.mem.members = []membership.Member{{Name: "host2", Alive: true}, {Name: "host3", Alive: false}}
+			h.mem.members = []membership.Member{{Name: "host2", Addr: gossipAddr("192.168.77.12"), Alive: true}, {Name: "host3", Addr: gossipAddr("192.168.77.13"), Alive: false}}
 			h.mem.mu.Unlock()
 		}, []string{
 			"net front vni=4096 gw=10.20.0.1", "  local 10.20.0.2 eth0 c1",
@@ -328,7 +365,7 @@ func TestAttachProgramsAndDesiredFollowsPeersAndLiveness(t *testing.T) {
 		}, []string{"net front vni=4096 gw=10.20.0.1", "  local 10.20.0.2 eth0 c1"}},
 		{"host3 back", func() {
 			h.mem.mu.Lock()
-			h.mem.members = []membership.Member{{Name: "host3", Alive: true}}
+			h.mem.members = []membership.Member{{Name: "host3", Addr: gossipAddr("192.168.77.13"), Alive: true}}
 			h.mem.mu.Unlock()
 		}, []string{"net front vni=4096 gw=10.20.0.1", "  local 10.20.0.2 eth0 c1", "  peer 10.20.0.4 via 192.168.77.13", "  vtep 192.168.77.13"}},
 	}

@@ -4,8 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"net"
-	"strconv"
 	"time"
 
 	"github.com/ovnet/ov/api"
@@ -66,11 +64,29 @@ func (d *Driver) joinWithRetry(ctx context.Context) {
 func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 	t := time.NewTicker(d.cfg.Heartbeat)
 	defer t.Stop()
+	var refreshed time.Time
+	var again <-chan time.Time
+	refresh := func() {
+		refreshed = time.Now()
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+		d.refreshHosts(rctx)
+		cancel()
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return false
 		case <-t.C:
+		case <-d.refreshNow: // gossip changed, or refused a node the host list may not have yet
+			again = time.After(time.Second)                   // once more: the list may lag a registration by a moment
+			if time.Since(refreshed) > 250*time.Millisecond { // a rogue member may keep knocking
+				refresh()
+			}
+			continue
+		case <-again:
+			again = nil
+			refresh()
+			continue
 		}
 		err := d.heartbeat(ctx)
 		if !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound) {
@@ -149,10 +165,14 @@ func (d *Driver) join(ctx context.Context) error {
 			return fmt.Errorf("claim the address %s of container %s on network %q: %w", ep.IP, api.ShortID(ep.Container), ep.Network, err)
 		}
 	}
+	// The host list first (the members gossip may accept), then the keyring (gossip starts with it).
 	d.mu.Lock()
 	d.ctl, d.joinErr = ctl, nil
 	d.mu.Unlock()
 	d.refreshHosts(ctx)
+	if err := d.fetchKeyring(ctx, ctl); err != nil { // retried with every heartbeat until it works
+		d.log.Error("no gossip keyring yet: this host does not gossip (other hosts' entries stay programmed)", "err", err)
+	}
 	d.refreshNetworks(ctx)
 	d.mu.Lock()
 	for name, ns := range d.st.Networks {
@@ -187,11 +207,17 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 	}
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	if _, err := ctl.Heartbeat(hctx, d.cfg.Host); err != nil {
+	h, err := ctl.Heartbeat(hctx, d.cfg.Host)
+	if err != nil {
 		d.log.Debug("heartbeat", "err", err)
 		return err
 	}
 	d.refreshHosts(hctx)
+	if v, have := h.GossipKeyringVersion, d.keyringVersion(); have == 0 || (v != 0 && v != have) {
+		if err := d.fetchKeyring(hctx, ctl); err != nil {
+			d.log.Warn("the gossip keyring changed but cannot be fetched; retrying with the next heartbeat", "version", v, "err", err)
+		}
+	}
 	d.mu.Lock()
 	pending := d.released
 	d.released = nil
@@ -206,7 +232,8 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 	return nil
 }
 
-// refreshHosts learns the other hosts: their VTEP addresses and gossip seeds.
+// refreshHosts learns the registered hosts: their VTEP addresses, the gossip seeds and the only
+// members gossip accepts.
 func (d *Driver) refreshHosts(ctx context.Context) {
 	ctl := d.controller()
 	if ctl == nil {
@@ -217,21 +244,18 @@ func (d *Driver) refreshHosts(ctx context.Context) {
 		d.log.Debug("list hosts", "err", err)
 		return
 	}
-	seeds := make([]string, 0, len(hosts))
 	m := make(map[string]api.Host, len(hosts))
 	for _, h := range hosts {
 		m[h.Name] = h
-		if h.Name != d.cfg.Host {
-			seeds = append(seeds, net.JoinHostPort(h.Address, strconv.Itoa(d.cfg.GossipPort)))
-		}
 	}
-	d.cfg.Members.SetSeeds(seeds)
 	d.mu.Lock()
 	changed := !equalHosts(d.st.Hosts, m)
 	if changed {
 		d.st.Hosts = m
 	}
+	members := d.gossipHostsLocked()
 	d.mu.Unlock()
+	d.cfg.Members.SetHosts(members)
 	if changed {
 		d.dp.Kick()
 		_ = d.persist()

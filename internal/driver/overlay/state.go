@@ -31,6 +31,9 @@ type fileState struct {
 	HostToken string               `json:"hostToken,omitempty"`
 	Networks  map[string]*netState `json:"networks"`
 	Hosts     map[string]api.Host  `json:"hosts,omitempty"` // last known host list (VTEPs, gossip seeds)
+	// GossipKeyring is the last keyring the controller gave (the file is 0600): an agent restarted
+	// while the controller is down gossips with it.
+	GossipKeyring *api.GossipKeyring `json:"gossipKeyring,omitempty"`
 }
 
 func loadState(path string) (*fileState, error) {
