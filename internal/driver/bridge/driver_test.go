@@ -138,7 +138,6 @@ const defaultOnly = `*raw
 :OV-LOOPBACK -
 -A PREROUTING -m comment --comment "ov:OV-LOOPBACK:#" -j OV-LOOPBACK
 -A OV-LOOPBACK ! -i lo -d 127.0.0.0/8 -m comment --comment "ov:OV-LOOPBACK:#" -j DROP
--A OV-LOOPBACK ! -i lo -s 127.0.0.0/8 -m comment --comment "ov:OV-LOOPBACK:#" -j DROP
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -219,7 +218,6 @@ func TestRules(t *testing.T) {
 :OV-LOOPBACK -
 -A PREROUTING -m comment --comment "ov:OV-LOOPBACK:#" -j OV-LOOPBACK
 -A OV-LOOPBACK ! -i lo -d 127.0.0.0/8 -m comment --comment "ov:OV-LOOPBACK:#" -j DROP
--A OV-LOOPBACK ! -i lo -s 127.0.0.0/8 -m comment --comment "ov:OV-LOOPBACK:#" -j DROP
 COMMIT
 *nat
 :PREROUTING ACCEPT

@@ -19,20 +19,19 @@ const (
 )
 
 // loopbackRules are the whole content of ChainLoopback, the same on every host whatever the state: an
-// IPv4 packet whose destination or source on the wire is in 127.0.0.0/8 and that arrives on any
-// interface but lo is dropped before conntrack and NAT see it (RFC 1122: 127/8 never appears outside a
+// IPv4 packet whose destination on the wire is in 127.0.0.0/8 and that arrives on any interface but
+// lo is dropped before conntrack and NAT see it (RFC 1122: 127/8 never appears outside a
 // host). It is what stops a container from reaching the host's services bound to 127.0.0.1 by sending
 // to its gateway's MAC (the class of Kubernetes' CVE-2020-8558) wherever route_localnet lets such a
 // packet be routed: on a bridge with a port published on 127.0.0.1, or on every interface when an
 // administrator (or kube-proxy) set net.ipv4.conf.all.route_localnet=1. It is in raw PREROUTING, not
-// filter INPUT as Kubernetes puts it, because there it sees the addresses on the wire: the replies of
-// a legitimate 127.0.0.1 -> published port flow arrive addressed to the bridge's gateway address (the
-// MASQUERADE address) and pass, so the rule needs no conntrack exception, and no packet can slip
-// through such an exception by matching the tuple of an existing loopback flow; the dropped packets
-// never make a conntrack entry either.
+// filter INPUT as Kubernetes puts it, because there it sees the addresses on the wire, before
+// conntrack and NAT: the replies of a legitimate 127.0.0.1 -> published port flow arrive addressed to
+// the bridge's gateway (the MASQUERADE address) and pass, so the rule needs no conntrack exception;
+// the dropped packets never make a conntrack entry (no table to fill); and no ACCEPT that another
+// firewall puts into filter INPUT (an "-i docker0 -j ACCEPT", a policy of ACCEPT) comes before it.
 var loopbackRules = []iptables.Rule{
 	"! -i lo -d 127.0.0.0/8 -j DROP",
-	"! -i lo -s 127.0.0.0/8 -j DROP",
 }
 
 type chainRef struct{ table, chain string }
