@@ -78,9 +78,9 @@ func serve(t *testing.T, path, body string) {
 	})
 }
 
-// dumpRules lists the filter and nat tables of the host namespace.
+// dumpRules lists the filter, nat and raw tables of the host namespace.
 func dumpRules(t *testing.T) string {
-	return run(t, "iptables", "-t", "filter", "-S") + run(t, "iptables", "-t", "nat", "-S")
+	return run(t, "iptables", "-t", "filter", "-S") + run(t, "iptables", "-t", "nat", "-S") + run(t, "iptables", "-t", "raw", "-S")
 }
 
 // links lists the host's interfaces and addresses (names and IPv4 addresses only).
@@ -386,7 +386,7 @@ func TestBridgePrivileged(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		for _, tab := range rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).tables(false) {
+		for _, tab := range d.rules().tables(false) {
 			if n, err := iptables.Sync(c, tab); err != nil || n != 0 {
 				t.Errorf("rules of table %s are not in place: a sync made %d changes (%v)", tab.Name, n, err)
 			}

@@ -62,6 +62,11 @@ type Config struct {
 	Sysctl func(name, value string) error
 	// Log receives the driver's log records; nil discards them.
 	Log *slog.Logger
+
+	// unguarded turns the loopback protection off (route_localnet on every bridge, ChainLoopback
+	// empty), as ov was before issue 9. Tests only: the attack tests set it (OV_TEST_UNPROTECT=loopback)
+	// to show that they fail without the protection.
+	unguarded bool
 }
 
 // DefaultConfig returns the defaults for an agent on a real host.

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net/netip"
 	"os"
 	"path/filepath"
 	"sync"
@@ -35,6 +34,9 @@ type Driver struct {
 	// applied is the rendering (ruleSet.String) of the rules last written in full by syncRules; ""
 	// when unknown (none written yet, or the last write failed).
 	applied string
+	// guarded is true once the loopback guard (ChainLoopback and its jump) was written, and until a
+	// write of it fails or Teardown removes it.
+	guarded bool
 }
 
 // New loads the driver's state. It changes nothing on the host: call Reconcile to build the default
@@ -79,12 +81,38 @@ func New(cfg Config) (*Driver, error) {
 // chain and the jumps and repairs whatever differs (with the real client: one iptables-save per table,
 // and one atomic iptables-restore per table that needs edits).
 func (d *Driver) syncRules() error {
-	rs := rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom)
-	d.applied = ""
+	rs := d.rules()
+	d.applied, d.guarded = "", false
 	if err := rs.apply(d.ipt); err != nil {
 		return err
 	}
-	d.applied = rs.String()
+	d.applied, d.guarded = rs.String(), true
+	return nil
+}
+
+// rules is the rule set of the current state.
+func (d *Driver) rules() ruleSet {
+	rs := rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom)
+	if d.cfg.unguarded {
+		rs[chainRef{"raw", ChainLoopback}] = nil
+	}
+	return rs
+}
+
+// ensureGuard puts the loopback guard in place (the raw table's ChainLoopback and its jump from
+// PREROUTING) unless it is known to be there. Every path that gives a container a network namespace
+// or an interface calls it first, so no container, on a bridge or an overlay network, can send a
+// packet while the host lacks the guard: when it cannot be written, the container gets no network
+// and the error says why.
+func (d *Driver) ensureGuard() error {
+	if d.guarded {
+		return nil
+	}
+	raw := d.rules().tables(false)[0]
+	if _, err := iptables.Sync(d.ipt, raw); err != nil {
+		return fmt.Errorf("cannot put in place the rules that keep containers away from the host's 127.0.0.1 (iptables raw table, chain %s): %w; no container gets a network until they are (check that the iptables binary works: iptables -t raw -S)", ChainLoopback, err)
+	}
+	d.guarded = true
 	return nil
 }
 
@@ -93,7 +121,7 @@ func (d *Driver) syncRules() error {
 // all. What another program changed in ov's chains meanwhile is repaired by the next change of the
 // rules or the next full sync (Reconcile, a network created or deleted).
 func (d *Driver) syncChangedRules() error {
-	if d.applied != "" && rulesFor(d.sortedNetworks(), d.sortedEndpoints(), d.cfg.IsolateFrom).String() == d.applied {
+	if d.applied != "" && d.rules().String() == d.applied {
 		return nil
 	}
 	return d.syncRules()
@@ -106,6 +134,10 @@ func (d *Driver) syncChangedRules() error {
 func (d *Driver) Reconcile(ctx context.Context) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	// The loopback guard first: containers that survived a restart may already be sending.
+	if err := d.ensureGuard(); err != nil {
+		return err
+	}
 	if d.cfg.DefaultBridge != "" {
 		if _, ok := d.st.Networks[DefaultNetwork]; !ok {
 			n, err := d.newNetwork(CreateRequest{Name: DefaultNetwork, Driver: api.DriverBridge, Subnet: d.cfg.DefaultSubnet}, newID(), d.cfg.DefaultBridge)
@@ -134,7 +166,7 @@ func (d *Driver) Reconcile(ctx context.Context) error {
 		}
 	}
 	for _, n := range d.sortedNetworks() {
-		if err := d.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU); err != nil {
+		if err := d.ensureBridge(n); err != nil {
 			errs = append(errs, fmt.Errorf("network %q: bridge %s: %w", n.Name, n.Bridge, err))
 		}
 		held := map[string]bool{}
@@ -184,6 +216,7 @@ func (d *Driver) Teardown(ctx context.Context) error {
 		errs = append(errs, d.deleteBridge(n.Bridge))
 	}
 	errs = append(errs, removeAll(d.ipt))
+	d.applied, d.guarded = "", false
 	return errors.Join(errs...)
 }
 

@@ -132,7 +132,14 @@ func render(d *Driver, ipt *iptables.Fake) string {
 	return s
 }
 
-const defaultOnly = `*nat
+const defaultOnly = `*raw
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:OV-LOOPBACK -
+-A PREROUTING -m comment --comment "ov:OV-LOOPBACK:#" -j OV-LOOPBACK
+-A OV-LOOPBACK ! -i lo -d 127.0.0.0/8 -m comment --comment "ov:OV-LOOPBACK:#" -j DROP
+COMMIT
+*nat
 :PREROUTING ACCEPT
 :INPUT ACCEPT
 :OUTPUT ACCEPT
@@ -205,7 +212,14 @@ func TestRules(t *testing.T) {
 	if ep2.IfName != "eth1" || ep2.DefaultRoute {
 		t.Errorf("second interface = %+v; want eth1 without default route", ep2)
 	}
-	want := `*nat
+	want := `*raw
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:OV-LOOPBACK -
+-A PREROUTING -m comment --comment "ov:OV-LOOPBACK:#" -j OV-LOOPBACK
+-A OV-LOOPBACK ! -i lo -d 127.0.0.0/8 -m comment --comment "ov:OV-LOOPBACK:#" -j DROP
+COMMIT
+*nat
 :PREROUTING ACCEPT
 :INPUT ACCEPT
 :OUTPUT ACCEPT

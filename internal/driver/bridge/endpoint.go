@@ -114,6 +114,9 @@ func (d *Driver) attach(req driver.AttachRequest, ip netip.Addr, ports []api.Por
 	if err := d.checkPorts(key, ports); err != nil {
 		return nil, err
 	}
+	if err := d.ensureGuard(); err != nil {
+		return nil, fmt.Errorf("container %s: attach to network %q: %w", req.Container, n.Name, err)
+	}
 	old := d.st.Endpoints[key]
 	want := ip
 	if old != nil && !want.IsValid() {
@@ -140,7 +143,7 @@ func (d *Driver) attach(req driver.AttachRequest, ip netip.Addr, ports []api.Por
 	d.st.Endpoints[key] = e
 	err = d.st.save(d.statePath)
 	if err == nil {
-		err = d.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU)
+		err = d.ensureBridge(n)
 	}
 	if err == nil {
 		err = d.ensureVeth(e, n.Bridge, n.MTU)
@@ -154,6 +157,7 @@ func (d *Driver) attach(req driver.AttachRequest, ip netip.Addr, ports []api.Por
 			d.st.Endpoints[key] = old
 		}
 		_ = d.st.save(d.statePath)
+		_ = d.ensureLocalnet(n)
 		return nil, fmt.Errorf("container %s: attach to network %q: %w", req.Container, n.Name, err)
 	}
 	if err := d.syncChangedRules(); err != nil {
@@ -281,6 +285,12 @@ func (d *Driver) detach(network, container string) error {
 	}
 	if err := d.syncChangedRules(); err != nil {
 		return fmt.Errorf("container %s: network %q: iptables: %w", container, network, err)
+	}
+	// After the DNAT rules are gone: the last port on 127.0.0.1 may have left with the endpoint.
+	if n := d.st.Networks[network]; n != nil && e != nil && len(e.Ports) > 0 {
+		if err := d.ensureLocalnet(n); err != nil {
+			return fmt.Errorf("container %s: network %q: %w", container, network, err)
+		}
 	}
 	if e != nil {
 		d.log.Info("endpoint detached", "network", network, "container", container)

@@ -80,9 +80,10 @@ func ensureAddrs(h netlink.Handle, link vnl.Link, want netip.Prefix) error {
 	return h.AddrReplace(link, &vnl.Addr{IPNet: ipNet(want)})
 }
 
-// ensureBridge makes bridge name exist, up, with exactly address addr and the MTU; it also enables
-// IPv4 forwarding and route_localnet on the bridge.
-func (d *Driver) ensureBridge(name string, addr netip.Prefix, mtu int) error {
+// ensureBridge makes the network's bridge exist, up, with exactly the gateway address and the MTU; it
+// also enables IPv4 forwarding and sets route_localnet on the bridge as the state wants it (localnet).
+func (d *Driver) ensureBridge(n *Network) error {
+	name, addr, mtu := n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU
 	link, err := netlink.FindLink(d.h, name)
 	if err == nil && link == nil {
 		br := &vnl.Bridge{LinkAttrs: vnl.LinkAttrs{Name: name, MTU: mtu}}
@@ -113,10 +114,39 @@ func (d *Driver) ensureBridge(name string, addr netip.Prefix, mtu int) error {
 	if err := d.sysctl("net.ipv4.ip_forward", "1"); err != nil {
 		return err
 	}
-	// 127.0.0.1:HOSTPORT is DNATed to a container: the packet keeps 127.0.0.1 as source until
-	// POSTROUTING masquerades it, and the kernel routes such packets out of a device only with
-	// route_localnet on it.
-	return d.sysctl("net.ipv4.conf."+name+".route_localnet", "1")
+	return d.ensureLocalnet(n)
+}
+
+// ensureLocalnet sets route_localnet on the network's bridge exactly when a container of the network
+// publishes a port on a loopback address or on every address (which includes 127.0.0.1), and clears
+// it otherwise. A connection from 127.0.0.1 to such a port is DNATed to the container (nat OUTPUT)
+// and keeps 127.0.0.1 as its source until POSTROUTING masquerades it; the kernel routes a packet with
+// a 127/8 address out of, and its replies in from, a device only with route_localnet on it. Without
+// it the kernel drops 127/8 on the bridge as martian; with it, the raw rules of ChainLoopback do.
+func (d *Driver) ensureLocalnet(n *Network) error {
+	v := "0"
+	if d.localnet(n.Name) {
+		v = "1"
+	}
+	return d.sysctl("net.ipv4.conf."+n.Bridge+".route_localnet", v)
+}
+
+// localnet reports whether the network needs route_localnet on its bridge (see ensureLocalnet).
+func (d *Driver) localnet(network string) bool {
+	if d.cfg.unguarded {
+		return true
+	}
+	for _, e := range d.st.Endpoints {
+		if e.Network != network {
+			continue
+		}
+		for _, p := range e.Ports {
+			if !p.HostIP.IsValid() || p.HostIP.IsUnspecified() || p.HostIP.IsLoopback() {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 // bridges lists the names of the host's bridge devices.

@@ -17,10 +17,18 @@ func (d *Driver) NetnsPath(container string) string {
 
 // CreateNetns makes the container's network namespace (bind-mounted at NetnsPath, with lo up) and
 // returns its path; it is what the runtime joins. Creating an existing one returns it unchanged. Use it
-// for bridge networks and for --network none.
+// for bridge networks and for --network none. The host's loopback guard is put in place first (every
+// container namespace, an overlay container's too, is made here); when it cannot be, nothing is made
+// and the error says why.
 func (d *Driver) CreateNetns(ctx context.Context, container string) (string, error) {
 	if !validID(container) {
 		return "", errorf(errdefs.ErrInvalidArgument, "container ID %q cannot name a namespace file; use letters, digits, '_', '.' or '-'", container)
+	}
+	d.mu.Lock()
+	err := d.ensureGuard()
+	d.mu.Unlock()
+	if err != nil {
+		return "", fmt.Errorf("container %s: %w", container, err)
 	}
 	p := d.NetnsPath(container)
 	if err := d.ensureNetns(p); err != nil {

@@ -98,7 +98,7 @@ func (d *Driver) addNetwork(n *Network) error {
 	d.st.Networks[n.Name] = n
 	err := d.st.save(d.statePath)
 	if err == nil {
-		err = d.ensureBridge(n.Bridge, netip.PrefixFrom(n.Gateway, n.Subnet.Bits()), n.MTU)
+		err = d.ensureBridge(n)
 	}
 	if err == nil {
 		err = d.syncRules()

@@ -2,6 +2,7 @@ package bridge
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ovnet/ov/internal/iptables"
@@ -14,7 +15,24 @@ const (
 	ChainIsolation2  = "OV-ISOLATION-2"     // filter: ... that enters another ov bridge is dropped
 	ChainDNAT        = "OV-DNAT"            // nat: published ports
 	ChainPostrouting = "OV-NAT-POSTROUTING" // nat: MASQUERADE (outbound, hairpin, from 127/8)
+	ChainLoopback    = "OV-LOOPBACK"        // raw: drop 127.0.0.0/8 that did not come in on lo
 )
+
+// loopbackRules are the whole content of ChainLoopback, the same on every host whatever the state: an
+// IPv4 packet whose destination on the wire is in 127.0.0.0/8 and that arrives on any interface but
+// lo is dropped before conntrack and NAT see it (RFC 1122: 127/8 never appears outside a
+// host). It is what stops a container from reaching the host's services bound to 127.0.0.1 by sending
+// to its gateway's MAC (the class of Kubernetes' CVE-2020-8558) wherever route_localnet lets such a
+// packet be routed: on a bridge with a port published on 127.0.0.1, or on every interface when an
+// administrator (or kube-proxy) set net.ipv4.conf.all.route_localnet=1. It is in raw PREROUTING, not
+// filter INPUT as Kubernetes puts it, because there it sees the addresses on the wire, before
+// conntrack and NAT: the replies of a legitimate 127.0.0.1 -> published port flow arrive addressed to
+// the bridge's gateway (the MASQUERADE address) and pass, so the rule needs no conntrack exception;
+// the dropped packets never make a conntrack entry (no table to fill); and no ACCEPT that another
+// firewall puts into filter INPUT (an "-i docker0 -j ACCEPT", a policy of ACCEPT) comes before it.
+var loopbackRules = []iptables.Rule{
+	"! -i lo -d 127.0.0.0/8 -j DROP",
+}
 
 type chainRef struct{ table, chain string }
 
@@ -26,6 +44,7 @@ type jump struct {
 
 // jumps are the only rules the driver puts into built-in chains.
 var jumps = []jump{
+	{"raw", "PREROUTING", ChainLoopback, nil},
 	{"filter", "FORWARD", ChainForward, nil},
 	{"nat", "PREROUTING", ChainDNAT, []string{"-m", "addrtype", "--dst-type", "LOCAL"}},
 	{"nat", "OUTPUT", ChainDNAT, []string{"-m", "addrtype", "--dst-type", "LOCAL"}},
@@ -33,8 +52,9 @@ var jumps = []jump{
 }
 
 // chains lists the driver's chains in the order they are synced: a chain is filled before a chain that
-// jumps to it.
+// jumps to it; the loopback guard comes first.
 var chains = []chainRef{
+	{"raw", ChainLoopback},
 	{"filter", ChainIsolation2}, {"filter", ChainIsolation1}, {"filter", ChainForward},
 	{"nat", ChainDNAT}, {"nat", ChainPostrouting},
 }
@@ -46,7 +66,7 @@ type ruleSet map[chainRef][]iptables.Rule
 // network and container) so that the result is deterministic. isolateFrom lists further interface
 // patterns that traffic from the bridges must not enter.
 func rulesFor(nets []*Network, eps []*Endpoint, isolateFrom []string) ruleSet {
-	rs := ruleSet{}
+	rs := ruleSet{{"raw", ChainLoopback}: slices.Clone(loopbackRules)}
 	add := func(table, chain, format string, args ...any) {
 		k := chainRef{table, chain}
 		rs[k] = append(rs[k], iptables.Rule(fmt.Sprintf(format, args...)))
