@@ -1,6 +1,7 @@
 package vxlan
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -11,27 +12,44 @@ import (
 
 // The chains ov owns. Built-in chains get one jump rule each, nothing else.
 const (
-	ChainInput   = "OV-OVERLAY-IN"  // filter: VXLAN only from known VTEPs
-	ChainForward = "OV-OVERLAY-FWD" // filter: forwarding within, out of and between overlay networks
-	ChainNAT     = "OV-OVERLAY-NAT" // nat: MASQUERADE of traffic leaving a non-internal network
-	ChainRaw     = "OV-OVERLAY-RAW" // raw: no connection tracking for the VXLAN packets
+	ChainInput    = "OV-OVERLAY-IN"    // filter: VXLAN only on the underlay, to LocalIP, from a VTEP serving its VNI
+	ChainForward  = "OV-OVERLAY-FWD"   // filter: forwarding within, out of and between overlay networks
+	ChainNAT      = "OV-OVERLAY-NAT"   // nat: MASQUERADE of traffic leaving a non-internal network
+	ChainRaw      = "OV-OVERLAY-RAW"   // raw: no connection tracking for the VXLAN packets
+	ChainRawGuard = "OV-OVERLAY-GUARD" // raw PREROUTING: no VXLAN from any interface but the underlay
 )
+
+// vniMatch is the u32 match that selects VXLAN packets carrying vni: from the start of the IP header,
+// skip IHL*4 bytes (0>>22&0x3C@) to the UDP header, then 8 (UDP) + 4 (flags, reserved) bytes to the
+// 24-bit VNI, the top three bytes of that word (>>8). Written as iptables-save prints it.
+func vniMatch(vni uint32) []string {
+	return []string{"-m", "u32", "--u32", fmt.Sprintf("0x0>>0x16&0x3c@0xc>>0x8=0x%x", vni)}
+}
 
 // wantedTables computes ov's part of each table for the networks set up on this host: the chains, their
 // rules and the jumps into them.
-func wantedTables(nets []NetworkState, local netip.Addr, port int, isolateFrom []string, noTrack bool) []iptables.Table {
+//
+// The VXLAN ingress filter: the kernel's VXLAN socket takes any UDP datagram to Port on any local
+// address and decapsulates it into the device of the VNI in its header, whoever sent it. So:
+//   - raw PREROUTING (OV-OVERLAY-GUARD) drops every UDP datagram to Port that did not arrive on the
+//     underlay interface: nothing from a container (bridges, gateways, veths) or from lo is taken in
+//     or forwarded, before connection tracking and before any rule in the filter table;
+//   - filter INPUT (OV-OVERLAY-IN) accepts a datagram to Port only when it arrives on the underlay
+//     interface, to LocalIP, from a VTEP that serves the VNI it carries (one rule per network and VTEP,
+//     the VNI matched with u32), and drops every other one delivered to this host.
+func wantedTables(nets []NetworkState, local netip.Addr, underlay string, port int, isolateFrom []string, noTrack bool) []iptables.Table {
 	p := strconv.Itoa(port)
 	var in, fwd, nat, raw [][]string // rules as argument lists, in `iptables -S` form
 
-	var vteps []netip.Addr
 	for _, ns := range nets {
-		vteps = append(vteps, remoteVTEPs(ns, local)...)
-	}
-	slices.SortFunc(vteps, netip.Addr.Compare)
-	for _, v := range slices.Compact(vteps) {
-		in = append(in, []string{"-s", v.String() + "/32", "-p", "udp", "-m", "udp", "--dport", p, "-j", "ACCEPT"})
+		for _, v := range remoteVTEPs(ns, local) {
+			in = append(in, slices.Concat(
+				[]string{"-s", v.String() + "/32", "-d", local.String() + "/32", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p},
+				vniMatch(ns.Network.VNI), []string{"-j", "ACCEPT"}))
+		}
 	}
 	in = append(in, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
+	guard := [][]string{{"!", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"}}
 
 	// Traffic between the containers of a network never reaches netfilter (the macvlans of a VXLAN
 	// device switch it among themselves, the device tunnels it): these rules see only what is routed
@@ -72,7 +90,10 @@ func wantedTables(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 			{Name: ChainForward, Jumps: from("FORWARD"), Rules: toRules(fwd)},
 		}},
 		{Name: "nat", Chains: []iptables.Chain{{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)}}},
-		{Name: "raw", Chains: []iptables.Chain{{Name: ChainRaw, Jumps: from("PREROUTING", "OUTPUT"), Rules: toRules(raw), Absent: !noTrack}}},
+		{Name: "raw", Chains: []iptables.Chain{
+			{Name: ChainRawGuard, Jumps: from("PREROUTING"), Rules: toRules(guard)},
+			{Name: ChainRaw, Jumps: from("PREROUTING", "OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
+		}},
 	}
 }
 
