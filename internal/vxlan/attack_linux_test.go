@@ -88,7 +88,8 @@ func quiet(t *testing.T, ns string) {
 // sends VXLAN frames crafted for it (VNI 200, its MAC and IP, a UDP datagram to a listener in it):
 //   - from a container (root with NET_RAW) spoofing the outer source of host 2, a member serving B:
 //     to its own gateways and its host's underlay address, and through another member host;
-//   - from a `--network host` process on host 1, a member that shares A with host 0 but not B;
+//   - from a `--network host` process on host 1, a member that shares A with host 0 but not B, and
+//     from one on host 0 itself forging host 2's address;
 //   - from a namespace on the underlay that is not a member.
 //
 // None reaches b0 (its listener and its RX counter do not move), while the same crafted frame sent by
@@ -156,6 +157,7 @@ func TestLabVXLANIngressAttacks(t *testing.T) {
 		{"container spoofing a member's VTEP, to its host's underlay address", a0.path, h2.Addr, h0.Addr},
 		{"container on another member spoofing a member's VTEP, through its host", a1.path, h2.Addr, h0.Addr},
 		{"--network host process on a member, for a VNI that member does not serve", h1.Path, h1.Addr, h0.Addr},
+		{"--network host process on the target host, spoofing a member's VTEP", h0.Path, h2.Addr, h0.Addr},
 		{"non-member on the underlay", rogue.Path, rogue.Addr, h0.Addr},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
