@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -15,6 +16,13 @@ import (
 	"github.com/ovnet/ov/internal/vxlan/vxlantest"
 	"golang.org/x/sys/unix"
 )
+
+// The attackers and the listener below enter lab namespaces from this process (vxlantest.InNetns: a
+// thread switched into the namespace, discarded afterwards). Go cannot discard the main thread: it
+// would stay in the namespace, and the lab's teardown, which kills every process of its namespaces,
+// would kill the test binary. Keeping the main goroutine on the main thread keeps every other
+// goroutine off it.
+func init() { runtime.LockOSThread() }
 
 // TestVXLANIngressAttacks: with real agents, crafted VXLAN frames for a container of an internal
 // network (its VNI, MAC and IP, a UDP datagram to a listener in it) reach it from no attacker: a
