@@ -187,7 +187,7 @@ func TestLabVXLANIngressAttacks(t *testing.T) {
 	}
 }
 
-// Fail closed, against the kernel: on a host whose iptables cannot install the filter (its u32 match
+// Fail closed, against the kernel: on a host whose iptables cannot install the filter (its raw table
 // is missing), the network does not come up, no VXLAN device, gateway or container interface exists,
 // and the error names what is missing. With a working iptables, the same state comes up and works.
 func TestLabFilterNotInstalledNoDevice(t *testing.T) {
@@ -202,14 +202,14 @@ func TestLabFilterNotInstalledNoDevice(t *testing.T) {
 		t.Fatal(err)
 	}
 	cfg := vxlan.DefaultConfig()
-	cfg.HostNetns, cfg.LocalIP, cfg.IPTables = h0.Path, h0.Addr, noU32{real}
+	cfg.HostNetns, cfg.LocalIP, cfg.IPTables = h0.Path, h0.Addr, noRaw{real}
 	broken, err := vxlan.New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	err = broken.Reconcile(context.Background(), c.stateFor(0))
-	if err == nil || !strings.Contains(err.Error(), "VXLAN ingress filter") || !strings.Contains(err.Error(), "u32") {
-		t.Fatalf("reconcile with an iptables lacking u32: %v; want an error naming the filter and the u32 match", err)
+	if err == nil || !strings.Contains(err.Error(), "VXLAN ingress filter") || !strings.Contains(err.Error(), "table `raw': Table does not exist") {
+		t.Fatalf("reconcile with an iptables lacking the raw table: %v; want an error naming the filter and the raw table", err)
 	}
 	if got := ovObjects(t, h0.Name); strings.Contains(got, "ovvx-") || strings.Contains(got, "ovgw-") {
 		t.Errorf("host 0 brought devices up without their filter:\n%s", got)

@@ -174,24 +174,25 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 	}
 	slices.SortFunc(active, func(a, b NetworkState) int { return int(a.Network.VNI) - int(b.Network.VNI) })
 
-	// Fail closed: the VXLAN ingress filter is in place before any VXLAN device exists, and when it
-	// cannot be installed no network is set up (devices of networks that go are still removed). The
-	// filter needs the underlay interface, so a LocalIP on no interface stops everything too.
+	// Stale links go first: the previous design's bridges hold the gateway addresses and their veths
+	// the containers' interface names that the macvlans take over, and the VXLAN devices of networks
+	// that go must not count among the host's VNIs for the ingress filter (ingressRules).
 	var errs []error
+	if err := p.removeStale(active); err != nil {
+		errs = append(errs, err)
+	}
+	// Fail closed: the VXLAN ingress filter is in place before any VXLAN device exists, and when it
+	// cannot be installed no network is set up. The filter needs the underlay interface, so a LocalIP
+	// on no interface stops everything too.
 	var ul underlay
 	if len(active) > 0 {
 		if ul, err = p.underlay(); err != nil {
-			return err
+			return errors.Join(append(errs, err)...)
 		}
 	}
-	fwErr := p.firewall(active, ul.name, full)
+	fwErr := p.firewall(active, ul, full)
 	if fwErr != nil {
 		errs = append(errs, fwErr)
-	}
-	// Stale links go before the networks are set up: the previous design's bridges hold the gateway
-	// addresses and their veths the containers' interface names that the macvlans take over.
-	if err := p.removeStale(active); err != nil {
-		errs = append(errs, err)
 	}
 	now := map[endpointKey]endpointLoc{}
 	for _, ns := range active {
@@ -224,8 +225,8 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 
 // firewall installs ov's rules for the active networks (the VXLAN ingress filter among them), or
 // removes them all when there are none. Its error says that the networks stay down and why.
-func (p *pass) firewall(active []NetworkState, underlay string, full bool) error {
-	specs := wantedTables(active, p.d.cfg.LocalIP, underlay, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
+func (p *pass) firewall(active []NetworkState, ul underlay, full bool) error {
+	specs := wantedTables(active, p.d.cfg.LocalIP, ul.name, ul.vnis, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
 	if !full && time.Since(p.d.fwAt) < p.d.cfg.Resync && reflect.DeepEqual(specs, p.d.fwSpecs) {
 		return nil
 	}

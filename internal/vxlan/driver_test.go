@@ -160,7 +160,7 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -239,8 +239,7 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-200 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
--A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
--A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0xc8 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -304,7 +303,7 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -704,7 +703,7 @@ func TestRunKickSkipsUnchangedFirewall(t *testing.T) {
 	newHost := vxlan.Peer{IP: a("10.1.0.8"), VTEP: a("192.168.77.9")}
 	set(pB, sameHost, newHost)
 	w.d.Kick()
-	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
+	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
 	testutil.Eventually(t, 10*time.Second, has("fdb ovvx-100 02:42:0a:01:00:08 dst 192.168.77.9"))
 
 	// Reconcile (not kicked) always checks the rules: drift is repaired at once.

@@ -35,20 +35,15 @@ func vniMatch(vni uint32) []string {
 //     underlay interface: nothing from a container (bridges, gateways, veths) or from lo is taken in
 //     or forwarded, before connection tracking and before any rule in the filter table;
 //   - filter INPUT (OV-OVERLAY-IN) accepts a datagram to Port only when it arrives on the underlay
-//     interface, to LocalIP, from a VTEP that serves the VNI it carries (one rule per network and VTEP,
-//     the VNI matched with u32), and drops every other one delivered to this host.
-func wantedTables(nets []NetworkState, local netip.Addr, underlay string, port int, isolateFrom []string, noTrack bool) []iptables.Table {
+//     interface, to LocalIP, from a VTEP that serves the VNI it carries (see ingressRules), and drops
+//     every other one delivered to this host.
+//
+// devVNIs are the VNIs of the VXLAN devices on Port the host namespace has now (ov's and any other's).
+func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNIs []uint32, port int, isolateFrom []string, noTrack bool) []iptables.Table {
 	p := strconv.Itoa(port)
 	var in, fwd, nat, raw [][]string // rules as argument lists, in `iptables -S` form
 
-	for _, ns := range nets {
-		for _, v := range remoteVTEPs(ns, local) {
-			in = append(in, slices.Concat(
-				[]string{"-s", v.String() + "/32", "-d", local.String() + "/32", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p},
-				vniMatch(ns.Network.VNI), []string{"-j", "ACCEPT"}))
-		}
-	}
-	in = append(in, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
+	in = append(ingressRules(nets, local, underlay, devVNIs, p), []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
 	guard := [][]string{{"!", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"}}
 
 	// Traffic between the containers of a network never reaches netfilter (the macvlans of a VXLAN
@@ -95,6 +90,42 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, port i
 			{Name: ChainRaw, Jumps: from("PREROUTING", "OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
 		}},
 	}
+}
+
+// ingressRules returns the accept rules of OV-OVERLAY-IN: for each other VTEP, one rule per network it
+// serves, matching the VNI with u32. The kernel decapsulates a packet only into a VXLAN device of its
+// VNI, so a VTEP that serves every VNI the host has a device for (and will have, once nets are set
+// up) gets one rule without the VNI test: the same packets pass, and the tunnel's packets skip the u32
+// match (an iptables-nft compat match, the costliest test on their path).
+func ingressRules(nets []NetworkState, local netip.Addr, underlay string, devVNIs []uint32, p string) [][]string {
+	all := map[uint32]bool{}
+	for _, v := range devVNIs {
+		all[v] = true
+	}
+	served := map[netip.Addr][]uint32{}
+	var vteps []netip.Addr
+	for _, ns := range nets {
+		all[ns.Network.VNI] = true
+		for _, v := range remoteVTEPs(ns, local) {
+			if served[v] == nil {
+				vteps = append(vteps, v)
+			}
+			served[v] = append(served[v], ns.Network.VNI)
+		}
+	}
+	slices.SortFunc(vteps, netip.Addr.Compare)
+	var out [][]string
+	for _, v := range vteps {
+		head := []string{"-s", v.String() + "/32", "-d", local.String() + "/32", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p}
+		if len(served[v]) == len(all) {
+			out = append(out, append(head, "-j", "ACCEPT"))
+			continue
+		}
+		for _, vni := range served[v] {
+			out = append(out, slices.Concat(head, vniMatch(vni), []string{"-j", "ACCEPT"}))
+		}
+	}
+	return out
 }
 
 func toRules(specs [][]string) []iptables.Rule {

@@ -42,7 +42,8 @@ func linkByName(h netlink.Handle, name string) (vnl.Link, error) {
 // underlay is the interface holding LocalIP: VXLAN arrives on it, overlay MTUs derive from its MTU.
 type underlay struct {
 	name string
-	mtu  int // Config.UnderlayMTU, or the interface's MTU
+	mtu  int      // Config.UnderlayMTU, or the interface's MTU
+	vnis []uint32 // VNIs of the VXLAN devices on Config.Port in the host namespace now
 }
 
 // underlay finds the interface holding LocalIP in the host namespace.
@@ -56,13 +57,19 @@ func (p *pass) underlay() (underlay, error) {
 	if err != nil {
 		return underlay{}, fmt.Errorf("vxlan: list links: %w", err)
 	}
+	var vnis []uint32
+	for _, l := range links {
+		if v, ok := l.(*vnl.Vxlan); ok && v.Port == p.d.cfg.Port {
+			vnis = append(vnis, uint32(v.VxlanId))
+		}
+	}
 	for _, a := range addrs {
 		if !a.IP.Equal(local) {
 			continue
 		}
 		for _, l := range links {
 			if l.Attrs().Index == a.LinkIndex {
-				ul := underlay{name: l.Attrs().Name, mtu: l.Attrs().MTU}
+				ul := underlay{name: l.Attrs().Name, mtu: l.Attrs().MTU, vnis: vnis}
 				if p.d.cfg.UnderlayMTU != 0 {
 					ul.mtu = p.d.cfg.UnderlayMTU
 				}
