@@ -211,7 +211,7 @@ func TestLabFilterNotInstalledNoDevice(t *testing.T) {
 	if err == nil || !strings.Contains(err.Error(), "VXLAN ingress filter") || !strings.Contains(err.Error(), "table `raw': Table does not exist") {
 		t.Fatalf("reconcile with an iptables lacking the raw table: %v; want an error naming the filter and the raw table", err)
 	}
-	if got := ovObjects(t, h0.Name); strings.Contains(got, "ovvx-") || strings.Contains(got, "ovgw-") {
+	if got := sh(t, h0.Name, "ip", "-o", "link", "show"); strings.Contains(got, "ovvx-") || strings.Contains(got, "ovgw-") {
 		t.Errorf("host 0 brought devices up without their filter:\n%s", got)
 	}
 	if out := sh(t, lab.Prefix+"A", "ip", "-o", "link", "show"); strings.Contains(out, "eth0") {
