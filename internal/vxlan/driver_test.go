@@ -133,9 +133,9 @@ route default via 10.1.0.1 dev eth0
 :OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
 -A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+-A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
@@ -209,9 +209,9 @@ route default via 10.1.0.1 dev eth1
 :OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
 -A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+-A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
@@ -276,9 +276,9 @@ route default via 10.1.0.1 dev eth1
 :OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
 -A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+-A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat

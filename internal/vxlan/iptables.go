@@ -15,8 +15,8 @@ const (
 	ChainInput    = "OV-OVERLAY-IN"    // filter: VXLAN only on the underlay, to LocalIP, from a VTEP serving its VNI
 	ChainForward  = "OV-OVERLAY-FWD"   // filter: forwarding within, out of and between overlay networks
 	ChainNAT      = "OV-OVERLAY-NAT"   // nat: MASQUERADE of traffic leaving a non-internal network
-	ChainRaw      = "OV-OVERLAY-RAW"   // raw: no connection tracking for the VXLAN packets
-	ChainRawGuard = "OV-OVERLAY-GUARD" // raw PREROUTING: no VXLAN from any interface but the underlay
+	ChainRaw      = "OV-OVERLAY-RAW"   // raw OUTPUT: no connection tracking for the VXLAN packets sent
+	ChainRawGuard = "OV-OVERLAY-GUARD" // raw PREROUTING: no VXLAN from any interface but the underlay; no tracking for the rest
 )
 
 // vniMatch is the u32 match that selects VXLAN packets carrying vni: from the start of the IP header,
@@ -78,7 +78,12 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 	// Connection tracking buys nothing for the tunnel packets (stateless rules): skipping it shortens
 	// every packet's path. Traffic routed through a gateway stays tracked (RELATED,ESTABLISHED,
 	// MASQUERADE).
+	// The guard chain, on the path of every tunnel packet received, does the NOTRACK of PREROUTING too:
+	// one jump and two rules per packet rather than two jumps.
 	raw = append(raw, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "NOTRACK"})
+	if noTrack {
+		guard = append(guard, raw...)
+	}
 	return []iptables.Table{
 		{Name: "filter", Chains: []iptables.Chain{
 			{Name: ChainInput, Jumps: from("INPUT"), Rules: toRules(in)},
@@ -87,7 +92,7 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 		{Name: "nat", Chains: []iptables.Chain{{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)}}},
 		{Name: "raw", Chains: []iptables.Chain{
 			{Name: ChainRawGuard, Jumps: from("PREROUTING"), Rules: toRules(guard)},
-			{Name: ChainRaw, Jumps: from("PREROUTING", "OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
+			{Name: ChainRaw, Jumps: from("OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
 		}},
 	}
 }
