@@ -23,7 +23,8 @@ type Client interface {
 }
 
 // Rule is one rule spec without the "-A CHAIN" prefix, e.g. "-o ov0 -j ACCEPT". Arguments are separated
-// by spaces and contain none; ov's comment is the only quoted argument.
+// by spaces and contain none; iptables-save quotes some (ov's comment, a u32 expression), which ov
+// writes without quotes except its comment: rules are compared by their comment, never by text.
 type Rule string
 
 // Spec splits the rule into arguments.

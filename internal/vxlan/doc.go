@@ -13,11 +13,18 @@
 //   - the links of the previous design, ovbr-<vni> (bridge) and ovep<hash> (veth), deleted on sight;
 //   - the self FDB entries with a dst and the ARP entries on every ovvx-<vni>: exactly one entry
 //     per remote endpoint plus one all-zero FDB entry per other VTEP serving the network;
-//   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter), OV-OVERLAY-NAT (nat) and
-//     OV-OVERLAY-RAW (raw) and the single jump rule to each from INPUT, FORWARD, POSTROUTING and
-//     raw PREROUTING and OUTPUT.
+//   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter), OV-OVERLAY-NAT (nat),
+//     OV-OVERLAY-GUARD and OV-OVERLAY-RAW (raw) and the single jump rule to each from INPUT, FORWARD,
+//     POSTROUTING and raw PREROUTING and OUTPUT.
 //
 // Invariants: Reconcile is idempotent (running it twice changes nothing), removes everything of the
 // above that the State does not list, and leaves every other link, entry, rule and chain alone.
 // A network is set up on a host only while that host has at least one local endpoint on it.
+//
+// The VXLAN ingress filter: UDP to Config.Port is taken in only when it arrives on the underlay
+// interface (the one holding LocalIP), to LocalIP, from a VTEP the State lists for the network whose
+// VNI the packet carries; everything else to that port is dropped, and nothing to it from another
+// interface is taken in or forwarded. It fails closed: a reconcile whose iptables rules cannot be
+// installed creates no VXLAN device, gateway or container interface, and returns an error naming
+// what the filter needs.
 package vxlan

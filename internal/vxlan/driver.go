@@ -174,15 +174,25 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 	}
 	slices.SortFunc(active, func(a, b NetworkState) int { return int(a.Network.VNI) - int(b.Network.VNI) })
 
-	// Rules first: a device must never carry traffic before its accept, drop and NOTRACK rules exist.
+	// Stale links go first: the previous design's bridges hold the gateway addresses and their veths
+	// the containers' interface names that the macvlans take over, and the VXLAN devices of networks
+	// that go must not count among the host's VNIs for the ingress filter (ingressRules).
 	var errs []error
-	if err := p.firewall(active, full); err != nil {
-		errs = append(errs, err)
-	}
-	// Stale links go before the networks are set up: the previous design's bridges hold the gateway
-	// addresses and their veths the containers' interface names that the macvlans take over.
 	if err := p.removeStale(active); err != nil {
 		errs = append(errs, err)
+	}
+	// Fail closed: the VXLAN ingress filter is in place before any VXLAN device exists, and when it
+	// cannot be installed no network is set up. The filter needs the underlay interface, so a LocalIP
+	// on no interface stops everything too.
+	var ul underlay
+	if len(active) > 0 {
+		if ul, err = p.underlay(); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
+	}
+	fwErr := p.firewall(active, ul, full)
+	if fwErr != nil {
+		errs = append(errs, fwErr)
 	}
 	now := map[endpointKey]endpointLoc{}
 	for _, ns := range active {
@@ -194,18 +204,15 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 		errs = append(errs, err)
 	}
 	d.attached = now
-	if len(active) > 0 {
-		mtu, err := p.underlayMTU()
-		if err != nil {
+	for _, ns := range active {
+		if fwErr != nil {
+			break
+		}
+		if err := ctx.Err(); err != nil {
 			return err
 		}
-		for _, ns := range active {
-			if err := ctx.Err(); err != nil {
-				return err
-			}
-			if err := p.network(ns, mtu); err != nil {
-				errs = append(errs, fmt.Errorf("overlay network %q (VNI %d): %w", ns.Network.Name, ns.Network.VNI, err))
-			}
+		if err := p.network(ns, ul.mtu); err != nil {
+			errs = append(errs, fmt.Errorf("overlay network %q (VNI %d): %w", ns.Network.Name, ns.Network.VNI, err))
 		}
 	}
 	d.lastChanges = p.changes
@@ -216,14 +223,21 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 	return err
 }
 
-func (p *pass) firewall(active []NetworkState, full bool) error {
-	specs := wantedTables(active, p.d.cfg.LocalIP, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
+// firewall installs ov's rules for the active networks (the VXLAN ingress filter among them), or
+// removes them all when there are none. Its error says that the networks stay down and why.
+func (p *pass) firewall(active []NetworkState, ul underlay, full bool) error {
+	specs := wantedTables(active, p.d.cfg.LocalIP, ul.name, ul.vnis, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
 	if !full && time.Since(p.d.fwAt) < p.d.cfg.Resync && reflect.DeepEqual(specs, p.d.fwSpecs) {
 		return nil
 	}
 	p.d.fwAt = time.Time{}
 	if err := p.firewallPass(active, specs); err != nil {
-		return err
+		if len(active) == 0 {
+			return fmt.Errorf("overlay firewall: remove ov's rules: %w", err)
+		}
+		return fmt.Errorf("overlay firewall: cannot install the VXLAN ingress filter, so no overlay network is brought up on this host "+
+			"(it needs iptables-save and iptables-restore with the raw and filter tables and the udp, u32 and comment matches: "+
+			"kernel options CONFIG_NETFILTER_XT_MATCH_U32 and CONFIG_NETFILTER_XT_MATCH_COMMENT, Debian package iptables): %w", err)
 	}
 	p.d.fwSpecs, p.d.fwAt = specs, time.Now()
 	return nil

@@ -130,9 +130,12 @@ route default via 10.1.0.1 dev eth0
 *raw
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
+:OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
 -A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+-A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
@@ -157,7 +160,7 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -203,9 +206,12 @@ route default via 10.1.0.1 dev eth1
 *raw
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
+:OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
 -A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+-A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
@@ -232,8 +238,8 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-200 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-200 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
--A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -267,9 +273,12 @@ route default via 10.1.0.1 dev eth1
 *raw
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
+:OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
 -A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+-A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
 -A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
@@ -294,7 +303,7 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.3/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -464,7 +473,8 @@ func TestLocalPeersIgnored(t *testing.T) {
 	w.apply(t, vxlan.State{Networks: []vxlan.NetworkState{ns}}, st.want)
 }
 
-// With NoTrack off, the raw chain is not made, and one left by an earlier configuration is removed.
+// With NoTrack off, the NOTRACK chain is not made, and one left by an earlier configuration is removed;
+// the guard chain of the VXLAN ingress filter stays.
 func TestNoTrackOff(t *testing.T) {
 	w := newWorld(t, 1500)
 	w.apply(t, states[1].state, states[1].want)
@@ -476,7 +486,14 @@ func TestNoTrackOff(t *testing.T) {
 	w.d = d
 	want := states[1].want
 	raw := strings.Index(want, "*raw\n")
-	want = want[:raw] + want[raw+strings.Index(want[raw:], "COMMIT\n")+len("COMMIT\n"):]
+	want = want[:raw] + `*raw
+:PREROUTING ACCEPT
+:OUTPUT ACCEPT
+:OV-OVERLAY-GUARD -
+-A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
+-A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
+COMMIT
+` + want[raw+strings.Index(want[raw:], "COMMIT\n")+len("COMMIT\n"):]
 	w.apply(t, states[1].state, want)
 }
 
@@ -686,7 +703,7 @@ func TestRunKickSkipsUnchangedFirewall(t *testing.T) {
 	newHost := vxlan.Peer{IP: a("10.1.0.8"), VTEP: a("192.168.77.9")}
 	set(pB, sameHost, newHost)
 	w.d.Kick()
-	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
+	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
 	testutil.Eventually(t, 10*time.Second, has("fdb ovvx-100 02:42:0a:01:00:08 dst 192.168.77.9"))
 
 	// Reconcile (not kicked) always checks the rules: drift is repaired at once.

@@ -1,6 +1,7 @@
 package vxlan
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"strconv"
@@ -11,27 +12,39 @@ import (
 
 // The chains ov owns. Built-in chains get one jump rule each, nothing else.
 const (
-	ChainInput   = "OV-OVERLAY-IN"  // filter: VXLAN only from known VTEPs
-	ChainForward = "OV-OVERLAY-FWD" // filter: forwarding within, out of and between overlay networks
-	ChainNAT     = "OV-OVERLAY-NAT" // nat: MASQUERADE of traffic leaving a non-internal network
-	ChainRaw     = "OV-OVERLAY-RAW" // raw: no connection tracking for the VXLAN packets
+	ChainInput    = "OV-OVERLAY-IN"    // filter: VXLAN only on the underlay, to LocalIP, from a VTEP serving its VNI
+	ChainForward  = "OV-OVERLAY-FWD"   // filter: forwarding within, out of and between overlay networks
+	ChainNAT      = "OV-OVERLAY-NAT"   // nat: MASQUERADE of traffic leaving a non-internal network
+	ChainRaw      = "OV-OVERLAY-RAW"   // raw OUTPUT: no connection tracking for the VXLAN packets sent
+	ChainRawGuard = "OV-OVERLAY-GUARD" // raw PREROUTING: no VXLAN from any interface but the underlay; no tracking for the rest
 )
+
+// vniMatch is the u32 match that selects VXLAN packets carrying vni: from the start of the IP header,
+// skip IHL*4 bytes (0>>22&0x3C@) to the UDP header, then 8 (UDP) + 4 (flags, reserved) bytes to the
+// 24-bit VNI, the top three bytes of that word (>>8). Written as iptables-save prints it.
+func vniMatch(vni uint32) []string {
+	return []string{"-m", "u32", "--u32", fmt.Sprintf("0x0>>0x16&0x3c@0xc>>0x8=0x%x", vni)}
+}
 
 // wantedTables computes ov's part of each table for the networks set up on this host: the chains, their
 // rules and the jumps into them.
-func wantedTables(nets []NetworkState, local netip.Addr, port int, isolateFrom []string, noTrack bool) []iptables.Table {
+//
+// The VXLAN ingress filter: the kernel's VXLAN socket takes any UDP datagram to Port on any local
+// address and decapsulates it into the device of the VNI in its header, whoever sent it. So:
+//   - raw PREROUTING (OV-OVERLAY-GUARD) drops every UDP datagram to Port that did not arrive on the
+//     underlay interface: nothing from a container (bridges, gateways, veths) or from lo is taken in
+//     or forwarded, before connection tracking and before any rule in the filter table;
+//   - filter INPUT (OV-OVERLAY-IN) accepts a datagram to Port only when it arrives on the underlay
+//     interface, to LocalIP, from a VTEP that serves the VNI it carries (see ingressRules), and drops
+//     every other one delivered to this host.
+//
+// devVNIs are the VNIs of the VXLAN devices on Port the host namespace has now (ov's and any other's).
+func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNIs []uint32, port int, isolateFrom []string, noTrack bool) []iptables.Table {
 	p := strconv.Itoa(port)
 	var in, fwd, nat, raw [][]string // rules as argument lists, in `iptables -S` form
 
-	var vteps []netip.Addr
-	for _, ns := range nets {
-		vteps = append(vteps, remoteVTEPs(ns, local)...)
-	}
-	slices.SortFunc(vteps, netip.Addr.Compare)
-	for _, v := range slices.Compact(vteps) {
-		in = append(in, []string{"-s", v.String() + "/32", "-p", "udp", "-m", "udp", "--dport", p, "-j", "ACCEPT"})
-	}
-	in = append(in, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
+	in = append(ingressRules(nets, local, underlay, devVNIs, p), []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
+	guard := [][]string{{"!", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"}}
 
 	// Traffic between the containers of a network never reaches netfilter (the macvlans of a VXLAN
 	// device switch it among themselves, the device tunnels it): these rules see only what is routed
@@ -65,15 +78,59 @@ func wantedTables(nets []NetworkState, local netip.Addr, port int, isolateFrom [
 	// Connection tracking buys nothing for the tunnel packets (stateless rules): skipping it shortens
 	// every packet's path. Traffic routed through a gateway stays tracked (RELATED,ESTABLISHED,
 	// MASQUERADE).
+	// The guard chain, on the path of every tunnel packet received, does the NOTRACK of PREROUTING too:
+	// one jump and two rules per packet rather than two jumps.
 	raw = append(raw, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "NOTRACK"})
+	if noTrack {
+		guard = append(guard, raw...)
+	}
 	return []iptables.Table{
 		{Name: "filter", Chains: []iptables.Chain{
 			{Name: ChainInput, Jumps: from("INPUT"), Rules: toRules(in)},
 			{Name: ChainForward, Jumps: from("FORWARD"), Rules: toRules(fwd)},
 		}},
 		{Name: "nat", Chains: []iptables.Chain{{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)}}},
-		{Name: "raw", Chains: []iptables.Chain{{Name: ChainRaw, Jumps: from("PREROUTING", "OUTPUT"), Rules: toRules(raw), Absent: !noTrack}}},
+		{Name: "raw", Chains: []iptables.Chain{
+			{Name: ChainRawGuard, Jumps: from("PREROUTING"), Rules: toRules(guard)},
+			{Name: ChainRaw, Jumps: from("OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
+		}},
 	}
+}
+
+// ingressRules returns the accept rules of OV-OVERLAY-IN: for each other VTEP, one rule per network it
+// serves, matching the VNI with u32. The kernel decapsulates a packet only into a VXLAN device of its
+// VNI, so a VTEP that serves every VNI the host has a device for (and will have, once nets are set
+// up) gets one rule without the VNI test: the same packets pass, and the tunnel's packets skip the u32
+// match (an iptables-nft compat match, the costliest test on their path).
+func ingressRules(nets []NetworkState, local netip.Addr, underlay string, devVNIs []uint32, p string) [][]string {
+	all := map[uint32]bool{}
+	for _, v := range devVNIs {
+		all[v] = true
+	}
+	served := map[netip.Addr][]uint32{}
+	var vteps []netip.Addr
+	for _, ns := range nets {
+		all[ns.Network.VNI] = true
+		for _, v := range remoteVTEPs(ns, local) {
+			if served[v] == nil {
+				vteps = append(vteps, v)
+			}
+			served[v] = append(served[v], ns.Network.VNI)
+		}
+	}
+	slices.SortFunc(vteps, netip.Addr.Compare)
+	var out [][]string
+	for _, v := range vteps {
+		head := []string{"-s", v.String() + "/32", "-d", local.String() + "/32", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p}
+		if len(served[v]) == len(all) {
+			out = append(out, append(head, "-j", "ACCEPT"))
+			continue
+		}
+		for _, vni := range served[v] {
+			out = append(out, slices.Concat(head, vniMatch(vni), []string{"-j", "ACCEPT"}))
+		}
+	}
+	return out
 }
 
 func toRules(specs [][]string) []iptables.Rule {

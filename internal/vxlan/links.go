@@ -39,19 +39,29 @@ func linkByName(h netlink.Handle, name string) (vnl.Link, error) {
 	return nil, nil
 }
 
-// underlayMTU returns Config.UnderlayMTU or the MTU of the interface holding LocalIP.
-func (p *pass) underlayMTU() (int, error) {
-	if p.d.cfg.UnderlayMTU != 0 {
-		return p.d.cfg.UnderlayMTU, nil
-	}
+// underlay is the interface holding LocalIP: VXLAN arrives on it, overlay MTUs derive from its MTU.
+type underlay struct {
+	name string
+	mtu  int      // Config.UnderlayMTU, or the interface's MTU
+	vnis []uint32 // VNIs of the VXLAN devices on Config.Port in the host namespace now
+}
+
+// underlay finds the interface holding LocalIP in the host namespace.
+func (p *pass) underlay() (underlay, error) {
 	addrs, err := p.h.AddrList(nil, unix.AF_INET)
 	if err != nil {
-		return 0, fmt.Errorf("vxlan: list addresses: %w", err)
+		return underlay{}, fmt.Errorf("vxlan: list addresses: %w", err)
 	}
 	local := net.IP(p.d.cfg.LocalIP.AsSlice())
 	links, err := p.h.LinkList()
 	if err != nil {
-		return 0, fmt.Errorf("vxlan: list links: %w", err)
+		return underlay{}, fmt.Errorf("vxlan: list links: %w", err)
+	}
+	var vnis []uint32
+	for _, l := range links {
+		if v, ok := l.(*vnl.Vxlan); ok && v.Port == p.d.cfg.Port {
+			vnis = append(vnis, uint32(v.VxlanId))
+		}
 	}
 	for _, a := range addrs {
 		if !a.IP.Equal(local) {
@@ -59,11 +69,15 @@ func (p *pass) underlayMTU() (int, error) {
 		}
 		for _, l := range links {
 			if l.Attrs().Index == a.LinkIndex {
-				return l.Attrs().MTU, nil
+				ul := underlay{name: l.Attrs().Name, mtu: l.Attrs().MTU, vnis: vnis}
+				if p.d.cfg.UnderlayMTU != 0 {
+					ul.mtu = p.d.cfg.UnderlayMTU
+				}
+				return ul, nil
 			}
 		}
 	}
-	return 0, fmt.Errorf("vxlan: local address %s is on no interface of the host network namespace %q; set Config.LocalIP to this host's underlay address: %w", p.d.cfg.LocalIP, p.d.cfg.HostNetns, errdefs.ErrInvalidArgument)
+	return underlay{}, fmt.Errorf("vxlan: local address %s is on no interface of the host network namespace %q; set Config.LocalIP to this host's underlay address: %w", p.d.cfg.LocalIP, p.d.cfg.HostNetns, errdefs.ErrInvalidArgument)
 }
 
 // network sets up one network: VXLAN device, gateway macvlan, ARP and FDB entries, local endpoints.
