@@ -194,4 +194,3 @@ func captureIn(t *testing.T, path string, payloads ...string) func(string) int {
 	return func(p string) int { mu.Lock(); defer mu.Unlock(); return got[p] }
 }
 
-func htons(v uint16) uint16 { return v<<8 | v>>8 }

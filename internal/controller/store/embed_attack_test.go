@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 // nobody is the attacker: a process on the controller host without credentials.
@@ -24,9 +25,7 @@ const nobody = 65534
 // (get, put) and a raw connect are refused. OV_ATTACK_WEAKEN=etcd runs it with the socket and
 // directory permissions taken away, to show that the test then fails.
 func TestAttackEmbeddedEtcdWithoutCredentials(t *testing.T) {
-	if os.Geteuid() != 0 {
-		t.Skip("SKIPPED: needs root (to act as user nobody); CI runs as root")
-	}
+	testutil.RequireRoot(t) // to act as user nobody
 	etcdctl, err := exec.LookPath("etcdctl")
 	if err != nil {
 		t.Fatalf("etcdctl is missing (Debian package etcd-client, make deps): %v", err)
