@@ -193,4 +193,3 @@ func captureIn(t *testing.T, path string, payloads ...string) func(string) int {
 	}()
 	return func(p string) int { mu.Lock(); defer mu.Unlock(); return got[p] }
 }
-
