@@ -65,12 +65,8 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	cp, _ := freePort()
-	pp, _ := freePort()
-	e, err := store.StartEmbedded(store.EmbedConfig{
-		Dir: filepath.Join(dir, "etcd"), ClientURL: fmt.Sprintf("http://127.0.0.1:%d", cp), PeerURL: fmt.Sprintf("http://127.0.0.1:%d", pp),
-		UnsafeNoFsync: !fsync, Log: log,
-	})
+	// The embedded etcd serves clients on its unix socket (DATA_DIR/etcd/client.sock), as the controller runs it.
+	e, err := store.StartEmbedded(store.EmbedConfig{Dir: filepath.Join(dir, "etcd"), UnsafeNoFsync: !fsync, Log: log})
 	if err != nil {
 		return err
 	}
