@@ -26,19 +26,6 @@ func (p *pass) change(what string, args ...any) {
 	p.d.log.Debug(what, args...)
 }
 
-func linkByName(h netlink.Handle, name string) (vnl.Link, error) {
-	links, err := h.LinkList()
-	if err != nil {
-		return nil, fmt.Errorf("list links: %w", err)
-	}
-	for _, l := range links {
-		if l.Attrs().Name == name {
-			return l, nil
-		}
-	}
-	return nil, nil
-}
-
 // underlay is the interface holding LocalIP: VXLAN arrives on it, overlay MTUs derive from its MTU.
 type underlay struct {
 	name string
@@ -119,7 +106,7 @@ func isMacvlanOn(l vnl.Link, parent int) bool {
 // of that name that is not right is deleted and recreated. It returns the link as the kernel has it.
 func (p *pass) ensureLink(h netlink.Handle, want vnl.Link, ok func(vnl.Link) bool) (vnl.Link, error) {
 	name := want.Attrs().Name
-	have, err := linkByName(h, name)
+	have, err := netlink.FindLink(h, name)
 	if err != nil {
 		return nil, err
 	}
@@ -135,7 +122,7 @@ func (p *pass) ensureLink(h netlink.Handle, want vnl.Link, ok func(vnl.Link) boo
 			return nil, fmt.Errorf("create %s %s: %w", want.Type(), name, err)
 		}
 		p.change("created link", "link", name)
-		if have, err = linkByName(h, name); err != nil {
+		if have, err = netlink.FindLink(h, name); err != nil {
 			return nil, err
 		} else if have == nil {
 			return nil, fmt.Errorf("%s %s vanished right after it was created (someone else deletes ov's links?): %w", want.Type(), name, errdefs.ErrConflict)
@@ -346,7 +333,7 @@ func (p *pass) endpoint(n Network, e Endpoint, mtu, vx int) error {
 		return fmt.Errorf("container network namespace: %w", err)
 	}
 	defer ch.Close()
-	cv, err := linkByName(ch, e.IfName)
+	cv, err := netlink.FindLink(ch, e.IfName)
 	if err != nil {
 		return err
 	}
@@ -375,7 +362,7 @@ func (p *pass) endpoint(n Network, e Endpoint, mtu, vx int) error {
 			return fmt.Errorf("create macvlan %s in the container: %w", e.IfName, err)
 		}
 		p.change("created macvlan", "link", e.IfName, "container", e.ContainerID)
-		if cv, err = linkByName(ch, e.IfName); err != nil {
+		if cv, err = netlink.FindLink(ch, e.IfName); err != nil {
 			return err
 		}
 		if cv == nil {
@@ -451,7 +438,7 @@ func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
 		if _, ok := now[k]; ok {
 			continue
 		}
-		vx, err := linkByName(p.h, VXLANName(k.vni))
+		vx, err := netlink.FindLink(p.h, VXLANName(k.vni))
 		if err != nil || vx == nil {
 			continue
 		}
@@ -459,7 +446,7 @@ func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
 		if err != nil {
 			continue // the container is gone, and its interface with it
 		}
-		if cv, err := linkByName(ch, loc.ifName); err == nil && cv != nil && isMacvlanOn(cv, vx.Attrs().Index) {
+		if cv, err := netlink.FindLink(ch, loc.ifName); err == nil && cv != nil && isMacvlanOn(cv, vx.Attrs().Index) {
 			if err := ch.LinkDel(cv); err != nil && !errors.Is(err, unix.ENODEV) {
 				errs = append(errs, fmt.Errorf("container %s: delete macvlan %s of the network it left: %w", k.container, loc.ifName, err))
 			} else {
