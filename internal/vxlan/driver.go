@@ -36,6 +36,12 @@ type Driver struct {
 	// The containers the last reconcile set up, to take the macvlan out of one that leaves a network
 	// while it keeps running (its interface lives in its namespace, out of sight of the host's).
 	attached map[endpointKey]endpointLoc
+	// What the last reconcile left out, since when; the problems that appeared, per network and in
+	// all; and the Status it left.
+	problems      map[Problem]time.Time
+	detected      map[string]uint64
+	detectedTotal uint64
+	status        Status
 }
 
 // New returns a Driver for cfg. It touches nothing in the kernel until Reconcile or Run.
@@ -145,27 +151,19 @@ func ownedEvent(e netlink.Event) bool {
 
 // Reconcile makes the kernel of the host match s exactly: it creates, fixes and removes VXLAN
 // devices, gateway and container macvlans, neighbour and FDB entries and iptables rules. Networks without local
-// endpoints are torn down on this host. It carries on past a failing network or endpoint and returns
-// every failure joined; calling it again retries.
+// endpoints are torn down on this host. The entries of s that cannot be programmed (see
+// State.Sanitize) are left out, logged once and reported by Status; they are no error, and the rest
+// is programmed. It carries on past a failing network or endpoint and returns every failure joined;
+// calling it again retries.
 func (d *Driver) Reconcile(ctx context.Context, s State) error { return d.reconcile(ctx, s, true) }
 
 // reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
 // pass, younger than Resync, left them.
-func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
-	s = withoutLocalPeers(s, d.cfg.LocalIP)
-	if err := s.Validate(); err != nil {
-		return err
-	}
+func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err error) {
+	s, probs := withoutLocalPeers(desired, d.cfg.LocalIP).Sanitize()
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	start := time.Now()
-	h, err := d.nl.Handle(d.cfg.HostNetns)
-	if err != nil {
-		return fmt.Errorf("vxlan reconcile: %w", err)
-	}
-	defer h.Close()
-	p := &pass{d: d, h: h}
-
+	d.noteProblems(probs)
 	var active []NetworkState
 	for _, ns := range s.Networks {
 		if len(ns.Endpoints) > 0 {
@@ -173,6 +171,15 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 		}
 	}
 	slices.SortFunc(active, func(a, b NetworkState) int { return int(a.Network.VNI) - int(b.Network.VNI) })
+	netErrs := map[string]error{}
+	defer func() { d.recordStatus(desired, active, netErrs, err) }()
+	start := time.Now()
+	h, err := d.nl.Handle(d.cfg.HostNetns)
+	if err != nil {
+		return fmt.Errorf("vxlan reconcile: %w", err)
+	}
+	defer h.Close()
+	p := &pass{d: d, h: h}
 
 	// Stale links go first: the previous design's bridges hold the gateway addresses and their veths
 	// the containers' interface names that the macvlans take over, and the VXLAN devices of networks
@@ -206,12 +213,14 @@ func (d *Driver) reconcile(ctx context.Context, s State, full bool) error {
 	d.attached = now
 	for _, ns := range active {
 		if fwErr != nil {
-			break
+			netErrs[ns.Network.Name] = fwErr
+			continue
 		}
 		if err := ctx.Err(); err != nil {
 			return err
 		}
 		if err := p.network(ns, ul.mtu); err != nil {
+			netErrs[ns.Network.Name] = err
 			errs = append(errs, fmt.Errorf("overlay network %q (VNI %d): %w", ns.Network.Name, ns.Network.VNI, err))
 		}
 	}

@@ -536,37 +536,6 @@ func TestEndpointConflict(t *testing.T) {
 	}
 }
 
-func TestInvalidStates(t *testing.T) {
-	bad := func(mod func(*vxlan.NetworkState)) vxlan.State {
-		ns := vxlan.NetworkState{Network: front, Endpoints: []vxlan.Endpoint{c1}, Peers: []vxlan.Peer{pB}}
-		mod(&ns)
-		return vxlan.State{Networks: []vxlan.NetworkState{ns}}
-	}
-	for _, tc := range []struct {
-		name, wantMsg string
-		st            vxlan.State
-	}{
-		{"VNI zero", "VNI 0", bad(func(ns *vxlan.NetworkState) { ns.Network.VNI = 0 })},
-		{"duplicate VNI", "also used", vxlan.State{Networks: []vxlan.NetworkState{{Network: front}, {Network: vxlan.Network{Name: "x", VNI: 100, Subnet: pfx("10.9.0.0/24"), Gateway: a("10.9.0.1")}}}}},
-		{"gateway outside subnet", "gateway 10.9.0.1", bad(func(ns *vxlan.NetworkState) { ns.Network.Gateway = a("10.9.0.1") })},
-		{"endpoint outside subnet", "outside subnet", bad(func(ns *vxlan.NetworkState) { ns.Endpoints[0].IP = a("10.9.0.2") })},
-		{"peer reuses endpoint IP", "already used", bad(func(ns *vxlan.NetworkState) { ns.Peers[0].IP = c1.IP })},
-		{"endpoint without interface name", "interface name", bad(func(ns *vxlan.NetworkState) { ns.Endpoints[0].IfName = "" })},
-		{"peer without VTEP", "no IPv4 VTEP", bad(func(ns *vxlan.NetworkState) { ns.Peers[0].VTEP = netip.Addr{} })},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			w := newWorld(t, 1500)
-			err := w.d.Reconcile(context.Background(), tc.st)
-			if !errors.Is(err, errdefs.ErrInvalidArgument) || !strings.Contains(err.Error(), tc.wantMsg) {
-				t.Fatalf("got %v, want invalid argument mentioning %q", err, tc.wantMsg)
-			}
-			if diff := cmp.Diff(emptyHost+emptyIPT, w.render()); diff != "" {
-				t.Fatalf("an invalid state changed the host (-want +got):\n%s", diff)
-			}
-		})
-	}
-}
-
 func TestDefaultConfig(t *testing.T) {
 	c := vxlan.DefaultConfig()
 	if c.Port != 4789 || !c.Watch || !c.NoTrack || !c.IPForward || c.Resync <= 0 || c.Logger == nil || c.Netlink == nil {
