@@ -34,6 +34,46 @@ type Network struct {
 	ID       string    `json:"id,omitempty" yaml:"-"`       // set by the owner
 	Created  time.Time `json:"created,omitempty" yaml:"-"`  // set by the owner
 	Revision int64     `json:"revision,omitempty" yaml:"-"` // etcd mod revision, for compare-and-swap
+
+	// Dataplane is how the answering agent's host carries an overlay network; set only in an agent's
+	// answer to GET /networks/{name} (ovctl network inspect), never stored, ignored in requests.
+	Dataplane *NetworkDataplane `json:"dataplane,omitempty" yaml:"-"`
+}
+
+// NetworkDataplane is one host's data plane for an overlay network: what it programmed, and the
+// entries it left out and why. A bad entry (two endpoints claiming one address, an address outside the
+// subnet, an invalid VTEP) costs that entry only: the rest of the network is programmed.
+type NetworkDataplane struct {
+	Host   string `json:"host"`   // the agent's host
+	Active bool   `json:"active"` // set up on this host: it has containers on the network
+	// Programmed entries: local containers, remote endpoints (ARP and FDB entries), other hosts
+	// (flood entries and the VXLAN ingress filter).
+	Endpoints int `json:"endpoints"`
+	Peers     int `json:"peers"`
+	VTEPs     int `json:"vteps"`
+	// Problems are the entries left out now, sorted by kind and entry.
+	Problems []DataplaneProblem `json:"problems,omitempty"`
+	// ProblemsDetected counts the problems of this network that appeared on this host since the agent
+	// started (a problem that goes and comes back counts again).
+	ProblemsDetected uint64 `json:"problemsDetected"`
+	// Error is the last failure to program the network on this host (kernel, iptables); "" when none.
+	Error string `json:"error,omitempty"`
+}
+
+// Kinds of DataplaneProblem.Kind.
+const (
+	DataplaneNetwork  = "network"   // the whole network is not set up on this host
+	DataplaneEndpoint = "container" // a container of this host gets no interface on the network
+	DataplanePeer     = "peer"      // an endpoint on another host is not reachable from this host
+	DataplaneVTEP     = "vtep"      // another host gets no flood entry and its VXLAN is not taken in
+)
+
+// DataplaneProblem is an entry a host's data plane left out of an overlay network.
+type DataplaneProblem struct {
+	Kind   string    `json:"kind"`   // one of the Dataplane* kinds
+	Entry  string    `json:"entry"`  // which: "VNI 100", "<container ID> at 10.1.0.2", "10.1.0.3 on 192.168.1.12", a VTEP
+	Reason string    `json:"reason"` // what is wrong and what to do
+	Since  time.Time `json:"since"`  // left out since
 }
 
 var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)

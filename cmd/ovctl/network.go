@@ -81,7 +81,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 func newNetworkInspectCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "inspect NETWORK...",
-		Short: "Show networks as JSON",
+		Short: "Show networks as JSON, with this host's data plane for overlay networks",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			var out []api.Network
@@ -92,7 +92,15 @@ func newNetworkInspectCmd(g *globals) *cobra.Command {
 				}
 				out = append(out, n)
 			}
-			return printJSON(out)
+			if err := printJSON(out); err != nil {
+				return err
+			}
+			for _, n := range out {
+				if dp := n.Dataplane; dp != nil && len(dp.Problems) > 0 {
+					fmt.Fprintf(os.Stderr, "warning: host %s leaves %d entries of network %q out of its data plane; the rest is programmed (see dataplane.problems)\n", dp.Host, len(dp.Problems), n.Name)
+				}
+			}
+			return nil
 		},
 	}
 }

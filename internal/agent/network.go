@@ -173,13 +173,25 @@ func (a *Agent) Networks(ctx context.Context) ([]api.Network, error) {
 	return out, nil
 }
 
-// Network returns one network by name.
+// Network returns one network by name, with this host's data plane for it when its driver reports one.
 func (a *Agent) Network(ctx context.Context, name string) (api.Network, error) {
 	if name == api.DriverHost || name == api.DriverNone {
 		return api.Network{Name: name, Driver: name}, nil
 	}
-	n, _, err := a.findNetwork(ctx, name)
-	return n, err
+	n, dname, err := a.findNetwork(ctx, name)
+	if err != nil {
+		return n, err
+	}
+	if r, ok := a.cfg.Drivers[dname].(dataplaneReporter); ok {
+		n.Dataplane = r.NetworkDataplane(n.Name)
+	}
+	return n, nil
+}
+
+// dataplaneReporter is implemented by drivers whose networks have a host data plane that reports what
+// it programmed and left out (overlay): Network shows it (ovctl network inspect).
+type dataplaneReporter interface {
+	NetworkDataplane(network string) *api.NetworkDataplane
 }
 
 // CreateNetwork creates a network through the driver it names.

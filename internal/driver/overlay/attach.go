@@ -66,6 +66,9 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 	if err = d.persist(); err == nil {
 		err = d.program(ctx, req.Netns, ifName)
 	}
+	if why := d.leftOut(req.Network, req.Container); err != nil && why != "" {
+		err = fmt.Errorf("%s: %w", why, errdefs.ErrConflict)
+	}
 	if err != nil {
 		d.forget(req.Network, req.Container)
 		_ = d.dp.Reconcile(context.Background(), d.desired())

@@ -1,6 +1,7 @@
 package overlay
 
 import (
+	"fmt"
 	"net/netip"
 	"slices"
 	"sort"
@@ -30,18 +31,24 @@ func (d *Driver) desired() vxlan.State {
 		if len(ns.Local) == 0 {
 			continue
 		}
+		// What does not parse is left out here, and reported by the data plane with its own problems
+		// (logged once, shown by ovctl network inspect): one bad entry costs that entry only.
 		subnet, err := netip.ParsePrefix(ns.Network.Subnet)
-		if err != nil {
-			d.log.Warn("network has no valid subnet; skipped", "network", name, "subnet", ns.Network.Subnet)
-			continue
-		}
 		gw, _ := netip.ParseAddr(ns.Network.Gateway)
 		st := vxlan.NetworkState{Network: vxlan.Network{
 			Name: name, VNI: ns.Network.VNI, Subnet: subnet, Gateway: gw, MTU: ns.Network.MTU, Internal: ns.Network.Internal,
 		}}
+		if err != nil {
+			st.LeftOut = append(st.LeftOut, vxlan.Problem{Network: name, Kind: vxlan.KindNetwork, Entry: fmt.Sprintf("VNI %d", ns.Network.VNI),
+				Reason: fmt.Sprintf("subnet %q is not a CIDR; the network's record on the controller is damaged: recreate the network", ns.Network.Subnet)})
+			s.Networks = append(s.Networks, st)
+			continue
+		}
 		for _, l := range ns.Local {
 			ip, err := netip.ParseAddr(l.IP)
 			if err != nil {
+				st.LeftOut = append(st.LeftOut, vxlan.Problem{Network: name, Kind: vxlan.KindEndpoint, Entry: fmt.Sprintf("%s at %q", l.Container, l.IP),
+					Reason: "its address does not parse; disconnect and reconnect the container"})
 				continue
 			}
 			st.Endpoints = append(st.Endpoints, vxlan.Endpoint{ContainerID: l.Container, NetNSPath: l.Netns, IfName: l.IfName, IP: ip})
@@ -52,16 +59,18 @@ func (d *Driver) desired() vxlan.State {
 			if ep.Host == d.cfg.Host {
 				continue
 			}
-			ip, err := netip.ParseAddr(ep.IP)
-			if err != nil {
-				continue
-			}
 			vtepStr := ep.VTEP
 			if h, ok := d.st.Hosts[ep.Host]; ok && h.Address != "" {
 				vtepStr = h.Address
 			}
-			vtep, err := netip.ParseAddr(vtepStr)
-			if a, ok := dead[ep.Host]; err != nil || vtep == d.cfg.Address || (ok && a == vtep) {
+			ip, ierr := netip.ParseAddr(ep.IP)
+			vtep, verr := netip.ParseAddr(vtepStr)
+			if ierr != nil || verr != nil {
+				st.LeftOut = append(st.LeftOut, vxlan.Problem{Network: name, Kind: vxlan.KindPeer, Entry: fmt.Sprintf("%q on %q", ep.IP, vtepStr),
+					Reason: fmt.Sprintf("container %s of host %q has an address or VTEP that does not parse; fix the host's registration or release the endpoint", ep.Container, ep.Host)})
+				continue
+			}
+			if a, ok := dead[ep.Host]; vtep == d.cfg.Address || (ok && a == vtep) {
 				continue
 			}
 			st.Peers = append(st.Peers, vxlan.Peer{IP: ip, VTEP: vtep})
