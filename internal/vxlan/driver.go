@@ -37,7 +37,8 @@ type Driver struct {
 	// while it keeps running (its interface lives in its namespace, out of sight of the host's).
 	attached map[endpointKey]endpointLoc
 	// What the last reconcile left out, since when; the problems that appeared, per network and in
-	// all; and the Status it left.
+	// all; and the Status it left. Under smu, not mu: Status does not wait for a reconcile.
+	smu           sync.Mutex
 	problems      map[Problem]time.Time
 	detected      map[string]uint64
 	detectedTotal uint64

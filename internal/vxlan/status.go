@@ -37,8 +37,8 @@ type ProblemStatus struct {
 
 // Status returns a copy of the status the last reconcile left.
 func (d *Driver) Status() Status {
-	d.mu.Lock()
-	defer d.mu.Unlock()
+	d.smu.Lock()
+	defer d.smu.Unlock()
 	st := d.status
 	st.ProblemsDetected = d.detectedTotal
 	st.Networks = slices.Clone(st.Networks)
@@ -50,8 +50,10 @@ func (d *Driver) Status() Status {
 }
 
 // noteProblems remembers the problems of this reconcile, logs those that are new (once, not at every
-// reconcile) and those that went away, and counts the new ones. Callers hold d.mu.
+// reconcile) and those that went away, and counts the new ones.
 func (d *Driver) noteProblems(probs []Problem) {
+	d.smu.Lock()
+	defer d.smu.Unlock()
 	now := time.Now()
 	next := make(map[Problem]time.Time, len(probs))
 	for _, p := range probs {
@@ -80,8 +82,9 @@ func (d *Driver) noteProblems(probs []Problem) {
 
 // recordStatus keeps the status of a reconcile of desired (as given, networks left out whole
 // included) that set up the networks active, with per-network errors netErrs and overall error err.
-// Callers hold d.mu.
 func (d *Driver) recordStatus(desired State, active []NetworkState, netErrs map[string]error, err error) {
+	d.smu.Lock()
+	defer d.smu.Unlock()
 	st := Status{Reconciles: d.status.Reconciles + 1, Failed: d.status.Failed}
 	if err != nil {
 		st.Failed++
