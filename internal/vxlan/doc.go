@@ -20,6 +20,9 @@
 // Invariants: Reconcile is idempotent (running it twice changes nothing), removes everything of the
 // above that the State does not list, and leaves every other link, entry, rule and chain alone.
 // A network is set up on a host only while that host has at least one local endpoint on it.
+// A bad entry of the State (an address claimed twice, outside its subnet, an invalid VTEP; a network
+// with a bad VNI or subnet) is left out, logged once and reported by Driver.Status, and everything
+// else is programmed: see State.Sanitize for the rules, which do not depend on the order of the lists.
 //
 // The VXLAN ingress filter: UDP to Config.Port is taken in only when it arrives on the underlay
 // interface (the one holding LocalIP), to LocalIP, from a VTEP the State lists for the network whose
