@@ -55,6 +55,7 @@ func decodeNetwork(kv *mvccpb.KeyValue) (Network, error) {
 
 func encodeNetwork(n api.Network) string {
 	n.Revision = 0
+	n.Dataplane = nil // a host's view (agent inspect), never the cluster's record
 	b, _ := json.Marshal(n)
 	return string(b)
 }
