@@ -180,11 +180,12 @@ func (p *cutProxy) cut(line []byte) bool {
 // watcher applies a watch to a table of endpoints the way the overlay driver does (keyed by host and
 // container, a snapshot replaces everything) and tracks the last revision it has in full.
 type watcher struct {
-	mu   sync.Mutex
-	eps  map[string]api.Endpoint
-	rev  int64
-	gone int // deletes of endpoints it did not have
-	done chan error
+	mu    sync.Mutex
+	eps   map[string]api.Endpoint
+	rev   int64
+	gone  int // deletes of endpoints it did not have
+	snaps int // snapshots applied
+	done  chan error
 }
 
 func startWatcher(t testing.TB, c *client.Client, network string) *watcher {
@@ -206,6 +207,7 @@ func (w *watcher) apply(ev api.EndpointEvent) error {
 			w.eps[ep.Host+"/"+ep.Container] = ep
 		}
 		w.rev = ev.Revision
+		w.snaps++
 		return nil
 	case api.EventPut:
 		w.eps[ev.Endpoint.Host+"/"+ev.Endpoint.Container] = *ev.Endpoint
@@ -220,6 +222,12 @@ func (w *watcher) apply(ev api.EndpointEvent) error {
 		w.rev = max(w.rev, ev.Revision)
 	}
 	return nil
+}
+
+func (w *watcher) snapshots() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.snaps
 }
 
 // table renders endpoints as sorted "host/container=ip" lines.
