@@ -299,11 +299,15 @@ var resumeWithOldCursor = false
 func (c *cursor) next(ev api.EndpointEvent) (deliver bool) {
 	change := ev.Type == api.EventPut || ev.Type == api.EventDelete
 	if c.skip > 0 {
-		if change && ev.Revision == c.part {
+		switch {
+		case change && ev.Revision == c.part:
 			c.skip--
 			return false // delivered before the stream broke
+		case ev.Type == api.EventProgress && ev.Revision < c.part:
+			// a heartbeat about revisions before: the repeated events may still follow
+		default:
+			c.skip = 0 // the stream went elsewhere (a snapshot, the revision gone): nothing to drop
 		}
-		c.skip = 0 // the stream went elsewhere (a snapshot, the revision gone): nothing to drop
 	}
 	return true
 }
