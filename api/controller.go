@@ -32,11 +32,21 @@ const (
 )
 
 // EndpointEvent is one line (newline-delimited JSON) of GET /v1/networks/{name}/endpoints?watch=1.
+//
+// One change of the cluster store can make many events with one Revision (a reconcile or a host
+// removal releases up to 40 addresses in one transaction). A watch may resume only from a revision
+// whose events were all applied: the last revision of a snapshot, a progress event or an event marked
+// Last, never the revision of an event without Last (the rest of its revision would be skipped).
 type EndpointEvent struct {
 	Type      string     `json:"type"`
 	Endpoint  *Endpoint  `json:"endpoint,omitempty"`  // put, delete
 	Endpoints []Endpoint `json:"endpoints,omitempty"` // snapshot
 	Revision  int64      `json:"revision"`
+	// Last marks the last put or delete of its revision: once it is applied, everything up to
+	// Revision is. Snapshot and progress events are complete by themselves. (A controller older than
+	// this field never sets it; its revisions are complete when an event of a later revision, a
+	// progress or a snapshot arrives.)
+	Last bool `json:"last,omitempty"`
 }
 
 // ReconcileRequest is the body of POST /v1/hosts/{name}/reconcile: the endpoints the host really has.

@@ -95,6 +95,7 @@ order of precedence. SIGTERM or SIGINT shuts down gracefully.`,
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	_ = v.BindPFlags(f)
+	cmd.AddCommand(newSnapshotCmd())
 	v.SetEnvPrefix("OV")
 	v.SetEnvKeyReplacer(strings.NewReplacer("-", "_"))
 	v.AutomaticEnv()

@@ -288,15 +288,15 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 		flusher.Flush()
 	}
 	enc := json.NewEncoder(w)
-	last := fromRev
+	last := fromRev // the last revision sent in full: heartbeats must not claim a revision half sent
 	tick := time.NewTicker(c.cfg.WatchHeartbeat)
 	defer tick.Stop()
 	for {
 		var ev api.EndpointEvent
 		select {
 		case ev = <-events:
-			if ev.Revision > last {
-				last = ev.Revision
+			if ev.Type == api.EventSnapshot || ev.Type == api.EventProgress || ev.Last {
+				last = ev.Revision // a snapshot after a restore goes back
 			}
 		case <-tick.C:
 			if _, err := c.st.GetNetwork(ctx, network); errors.Is(err, errdefs.ErrNotFound) {

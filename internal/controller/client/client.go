@@ -242,14 +242,18 @@ func (c *Client) Reconcile(ctx context.Context, host string, have []api.Endpoint
 // WatchEndpoints streams the endpoints of network to fn: a snapshot (unless fromRev > 0 and the
 // controller still has that history), then each change and periodic progress events. When the stream
 // breaks (controller restart, network trouble) it reconnects by itself and resumes from the last
-// revision it delivered; a snapshot event then means "replace everything". It returns when ctx ends
-// (ctx.Err()), when fn returns an error (that error), or on an answer that retrying cannot fix
-// (unknown network, bad token, bad request); everything else is retried with backoff.
+// revision it delivered in full, dropping the events of a half-delivered revision that fn already had:
+// fn sees every event once, in order, even when one transaction made many events and the stream broke
+// among them. A snapshot event means "replace everything"; it comes again, possibly at a lower
+// revision, when the controller's store was compacted past or restored behind the watch. fromRev must
+// be a revision fn had in full (see api.EndpointEvent.Last). It returns when ctx ends (ctx.Err()),
+// when fn returns an error (that error), or on an answer that retrying cannot fix (unknown network,
+// bad token, bad request); everything else is retried with backoff.
 func (c *Client) WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error {
-	rev := fromRev
+	cur := cursor{rev: fromRev}
 	backoff := 100 * time.Millisecond
 	for {
-		err := c.watchOnce(ctx, network, &rev, fn, &backoff)
+		err := c.watchOnce(ctx, network, &cur, fn, &backoff)
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -277,8 +281,69 @@ type fnError struct{ err error }
 
 func (e fnError) Error() string { return e.err.Error() }
 
-func (c *Client) watchOnce(ctx context.Context, network string, rev *int64, fn func(api.EndpointEvent) error, backoff *time.Duration) error {
-	path := fmt.Sprintf("/v1/networks/%s/endpoints?watch=1&revision=%d", esc(network), *rev)
+// cursor is where a watch stands: rev was delivered in full; of revision part (0: none), the first
+// n events were delivered. A resumed stream starts at rev+1 and so repeats those n events: skip
+// counts how many of them are still to be dropped.
+type cursor struct {
+	rev     int64
+	part    int64
+	n, skip int
+}
+
+// resumeWithOldCursor, when set by a test, makes the watch resume from the revision of the last
+// event it delivered, as it did before revisions were tracked in full: a transaction's events after
+// a break are then lost. Tests set it to show that they catch that.
+var resumeWithOldCursor = false
+
+// next decides whether ev is delivered, and moves the cursor past it once it is.
+func (c *cursor) next(ev api.EndpointEvent) (deliver bool) {
+	change := ev.Type == api.EventPut || ev.Type == api.EventDelete
+	if c.skip > 0 {
+		switch {
+		case change && ev.Revision == c.part:
+			c.skip--
+			return false // delivered before the stream broke
+		case ev.Type == api.EventProgress && ev.Revision < c.part:
+			// a heartbeat about revisions before: the repeated events may still follow
+		default:
+			c.skip = 0 // the stream went elsewhere (a snapshot, the revision gone): nothing to drop
+		}
+	}
+	return true
+}
+
+// delivered moves the cursor past ev, which fn has applied.
+func (c *cursor) delivered(ev api.EndpointEvent) {
+	switch {
+	case resumeWithOldCursor:
+		c.rev = max(c.rev, ev.Revision)
+	case ev.Type == api.EventSnapshot:
+		c.rev, c.part, c.n = ev.Revision, 0, 0 // after a restore it goes back
+	case ev.Type == api.EventPut || ev.Type == api.EventDelete:
+		if c.part != 0 && ev.Revision > c.part {
+			c.rev = c.part // a later revision: the earlier one was complete (controllers without Last)
+		}
+		if ev.Revision != c.part {
+			c.part, c.n = ev.Revision, 0
+		}
+		c.n++
+		if ev.Last {
+			c.rev, c.part, c.n = max(c.rev, ev.Revision), 0, 0
+		}
+	default: // progress: everything up to its revision is complete
+		if ev.Revision >= c.part {
+			c.part, c.n = 0, 0
+		}
+		c.rev = max(c.rev, ev.Revision)
+	}
+}
+
+func (c *Client) watchOnce(ctx context.Context, network string, cur *cursor, fn func(api.EndpointEvent) error, backoff *time.Duration) error {
+	cur.skip = 0
+	if cur.part != 0 {
+		cur.skip = cur.n
+	}
+	path := fmt.Sprintf("/v1/networks/%s/endpoints?watch=1&revision=%d", esc(network), cur.rev)
 	resp, err := c.hj.Send(ctx, http.MethodGet, path, nil)
 	if err != nil {
 		return err
@@ -291,12 +356,13 @@ func (c *Client) watchOnce(ctx context.Context, network string, rev *int64, fn f
 		if err := json.Unmarshal(sc.Bytes(), &ev); err != nil {
 			return fmt.Errorf("watch network %q: bad event from the controller: %v: %w", network, err, errdefs.ErrUnavailable)
 		}
+		if !cur.next(ev) {
+			continue
+		}
 		if err := fn(ev); err != nil {
 			return fnError{err}
 		}
-		if ev.Revision > *rev {
-			*rev = ev.Revision
-		}
+		cur.delivered(ev)
 		*backoff = 100 * time.Millisecond
 	}
 	return fmt.Errorf("watch network %q: stream ended (%v): %w", network, sc.Err(), errdefs.ErrUnavailable)

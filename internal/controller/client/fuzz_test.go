@@ -42,6 +42,9 @@ func FuzzWatchStream(f *testing.F) {
 		"{\"type\":\"put\"\n",
 		"\n\n",
 		`{"type":"snapshot","endpoints":null,"revision":3}{"type":"put"}` + "\n",
+		// one transaction's events: the last one marked
+		`{"type":"delete","endpoint":` + ep + `,"revision":9}` + "\n" + `{"type":"delete","endpoint":` + ep + `,"revision":9,"last":true}` + "\n" + `{"type":"put","endpoint":` + ep + `,"revision":11}` + "\n",
+		`{"type":"snapshot","endpoints":[],"revision":20}` + "\n" + `{"type":"snapshot","endpoints":[],"revision":4}` + "\n" + `{"type":"progress","revision":3}` + "\n",
 	} {
 		f.Add([]byte(s), int64(0))
 		f.Add([]byte(s), int64(5))

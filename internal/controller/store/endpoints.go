@@ -418,8 +418,9 @@ func sortEndpoints(eps []api.Endpoint) {
 
 // WatchEndpoints streams the endpoints of a network to fn: a snapshot first (unless fromRev > 0 and
 // that history is still there), then every change, and progress events; a fresh snapshot whenever the
-// history it needs was compacted. It returns when ctx ends or fn fails; an unknown network is
-// ErrNotFound.
+// history it needs was compacted or the store is behind fromRev (restored from a backup). Events of
+// one revision come in etcd's order, the last one marked Last. It returns when ctx ends or fn fails;
+// an unknown network is ErrNotFound.
 func (s *Store) WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error {
 	if _, err := s.GetNetwork(ctx, network); err != nil {
 		return err
@@ -452,7 +453,7 @@ func (w endpointWatcher) Event(ev Event) error {
 		if err != nil {
 			return err
 		}
-		return w.fn(api.EndpointEvent{Type: api.EventPut, Endpoint: &ep, Revision: r.Revision})
+		return w.fn(api.EndpointEvent{Type: api.EventPut, Endpoint: &ep, Revision: r.Revision, Last: ev.Last})
 	}
 	var ep api.Endpoint
 	if r.HasValue() {
@@ -461,7 +462,7 @@ func (w endpointWatcher) Event(ev Event) error {
 		ep = api.Endpoint{Network: r.Name, IP: r.IP.String()}
 	}
 	ep.Revision = r.Revision
-	return w.fn(api.EndpointEvent{Type: api.EventDelete, Endpoint: &ep, Revision: r.Revision})
+	return w.fn(api.EndpointEvent{Type: api.EventDelete, Endpoint: &ep, Revision: r.Revision, Last: ev.Last})
 }
 
 func (w endpointWatcher) Progress(rev int64) error {

@@ -93,11 +93,14 @@ const (
 type Event struct {
 	Type   EventType
 	Record Record
+	// Last marks the last event of its revision (one transaction can change many keys): once it is
+	// applied, everything up to Record.Revision is.
+	Last bool
 }
 
 // Watcher receives a list-then-watch stream. Snapshot replaces everything the watch covers with recs
-// as of rev: first, and again whenever the history the watch needed was compacted (the store re-lists
-// by itself). Event applies one change; Progress says nothing changed up to rev. A returned error ends
+// as of rev: first, and again whenever the history the watch needed was compacted or the store's
+// revision is behind it (etcd restored from a backup; the store re-lists by itself). Event applies one change; Progress says nothing changed up to rev. A returned error ends
 // the watch with that error. Calls come from one goroutine, in revision order.
 type Watcher interface {
 	Snapshot(recs []Record, rev int64) error
@@ -119,12 +122,16 @@ func (s *Store) Watch(ctx context.Context, kind KeyKind, w Watcher) error {
 // listWatch lists prefix and watches it for changes until ctx ends.
 // prevKV asks for the previous value with each event (deletes then say what was deleted); it costs
 // etcd a read per event. With fromRev > 0 it resumes: it watches from fromRev+1 without a snapshot,
-// and falls back to a fresh snapshot when that revision has been compacted. When the watch breaks it
-// resumes from the last revision delivered; it returns only when ctx ends or w returns an error.
+// and falls back to a fresh snapshot when that revision has been compacted or is ahead of the store
+// (restored from a backup without a revision bump). When the watch breaks it resumes from the last
+// revision delivered in full; it returns only when ctx ends or w returns an error.
 func (s *Store) listWatch(ctx context.Context, prefix string, fromRev int64, prevKV bool, w Watcher) error {
 	rev := fromRev
 	backoff := 100 * time.Millisecond
 	for ctx.Err() == nil {
+		if rev > 0 && !s.checkRevision(ctx, prefix, &rev, &backoff) {
+			continue
+		}
 		if rev == 0 {
 			lctx, cancel := s.timeout(ctx)
 			resp, err := s.cli.Get(lctx, prefix, clientv3.WithPrefix())
@@ -183,15 +190,45 @@ func (s *Store) follow(wch clientv3.WatchChan, prefix string, rev *int64, backof
 			}
 			continue
 		}
-		for _, ev := range resp.Events {
-			if err := w.Event(newEvent(ev)); err != nil {
+		// etcd never splits a revision across responses (its watch batches end at revision
+		// boundaries, and fragmenting is off): the last event of a revision is the last of the
+		// response or the one before an event of a later revision.
+		for i, ev := range resp.Events {
+			e := newEvent(ev)
+			e.Last = i == len(resp.Events)-1 || resp.Events[i+1].Kv.ModRevision != ev.Kv.ModRevision
+			if err := w.Event(e); err != nil {
 				return err
 			}
-			*rev = ev.Kv.ModRevision
+			if e.Last {
+				*rev = ev.Kv.ModRevision
+			}
 		}
 		*backoff = 100 * time.Millisecond
 	}
 	return nil
+}
+
+// checkRevision checks, before a watch resumes from *rev, that the store has reached *rev. A store
+// whose revision is behind (etcd restored from a snapshot without --bump-revision) would keep the
+// watch waiting for revisions that mean other changes: it sets *rev to 0, so that the caller lists
+// again. It reports false when the store did not answer (the caller retries).
+func (s *Store) checkRevision(ctx context.Context, prefix string, rev *int64, backoff *time.Duration) bool {
+	lctx, cancel := s.timeout(ctx)
+	resp, err := s.cli.Get(lctx, prefix, clientv3.WithPrefix(), clientv3.WithKeysOnly(), clientv3.WithLimit(1))
+	cancel()
+	if err != nil {
+		if ctx.Err() == nil {
+			s.log.Debug("reading the store revision failed; retrying", "prefix", prefix, "err", err)
+			sleep(ctx, backoff)
+		}
+		return false
+	}
+	if resp.Header.Revision < *rev {
+		s.log.Warn("the store's revision is behind the watch's (etcd restored from a backup without --bump-revision?); re-listing",
+			"prefix", prefix, "watch", *rev, "store", resp.Header.Revision)
+		*rev = 0
+	}
+	return true
 }
 
 // newEvent turns an etcd event into an Event: a put carries the new value, a delete the previous one

@@ -113,7 +113,13 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 			delete(ns.Remote, remoteKey(ev.Endpoint.Host, ev.Endpoint.Container))
 		}
 	}
-	if ev.Revision > ns.Revision {
+	// The saved revision is where the watch resumes after a crash: only a revision applied in full
+	// (a later one would skip the rest of a transaction's events), and a snapshot's even when it is
+	// lower (the controller's store was restored from a backup).
+	switch {
+	case ev.Type == api.EventSnapshot:
+		ns.Revision = ev.Revision
+	case (ev.Type == api.EventProgress || ev.Last) && ev.Revision > ns.Revision:
 		ns.Revision = ev.Revision
 	}
 	changed := ev.Type != api.EventProgress
