@@ -95,12 +95,14 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		d.mu.Unlock()
 		return
 	}
+	var missing []api.Endpoint
 	switch ev.Type {
 	case api.EventSnapshot:
 		ns.Remote = make(map[string]api.Endpoint, len(ev.Endpoints))
 		for _, ep := range ev.Endpoints {
 			ns.Remote[remoteKey(ep.Host, ep.Container)] = ep
 		}
+		missing = d.missingLocked(network, ns)
 	case api.EventPut:
 		if ev.Endpoint != nil {
 			if ns.Remote == nil {
@@ -123,9 +125,66 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		ns.Revision = ev.Revision
 	}
 	changed := ev.Type != api.EventProgress
+	if len(missing) > 0 && d.runCtx != nil {
+		d.wg.Add(1)
+		go d.reclaim(d.runCtx, missing)
+	}
 	d.mu.Unlock()
 	if changed {
 		d.dp.Kick() // program the kernel first; the watch replays from the saved revision after a crash
 		_ = d.persist()
+	}
+}
+
+// missingLocked lists this host's containers on the network that a snapshot does not hold: the
+// controller's store lost their allocations (restored from a backup taken before they started). d.mu is
+// held.
+func (d *Driver) missingLocked(network string, ns *netState) []api.Endpoint {
+	var out []api.Endpoint
+	for id, l := range ns.Local {
+		if _, ok := ns.Remote[remoteKey(d.cfg.Host, id)]; !ok && l.IP != "" {
+			out = append(out, api.Endpoint{Network: network, Host: d.cfg.Host, Container: id, IP: l.IP})
+		}
+	}
+	return out
+}
+
+// reclaim asks the controller again for the addresses of this host's running containers that its
+// store no longer holds, each the address the container has: after a restore from backup the store
+// learns them again instead of handing them to another container. An address given to another
+// container in the meantime cannot be taken back: that is logged as an error, for the operator.
+func (d *Driver) reclaim(ctx context.Context, eps []api.Endpoint) {
+	defer d.wg.Done()
+	d.mu.Lock()
+	ctl := d.ctl
+	d.mu.Unlock()
+	if ctl == nil {
+		return
+	}
+	for _, ep := range eps {
+		rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
+		got, err := ctl.Allocate(rctx, ep)
+		cancel()
+		switch {
+		case err != nil:
+			d.log.Error("the controller's store does not hold this container's address and it cannot be claimed again (was the store restored from a backup?); remove and re-run the container to give it a new address",
+				"network", ep.Network, "container", api.ShortID(ep.Container), "ip", ep.IP, "err", err)
+			continue
+		case got.IP != ep.IP:
+			d.log.Error("the controller's store holds another address for this container than the one it has; remove and re-run the container",
+				"network", ep.Network, "container", api.ShortID(ep.Container), "has", ep.IP, "store", got.IP)
+		default:
+			d.log.Info("the controller's store did not list this container's address (restored from a backup?): claimed it again",
+				"network", ep.Network, "container", api.ShortID(ep.Container), "ip", ep.IP)
+		}
+		d.mu.Lock()
+		still := false
+		if ns, ok := d.st.Networks[ep.Network]; ok {
+			_, still = ns.Local[ep.Container]
+		}
+		d.mu.Unlock()
+		if !still { // detached meanwhile: give it back
+			d.release(ctl, got)
+		}
 	}
 }

@@ -1,11 +1,15 @@
 package overlay
 
 import (
+	"context"
 	"fmt"
 	"path/filepath"
 	"testing"
+	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/driver"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 // TestSavedRevisionIsAppliedInFull: the revision the driver saves (and resumes its watch from after a
@@ -57,5 +61,43 @@ func TestSavedRevisionIsAppliedInFull(t *testing.T) {
 	}
 	if got := st.Networks["n"].Revision; got != 7 {
 		t.Fatalf("the state file resumes the watch from %d, want 7 (the restored store's snapshot)", got)
+	}
+}
+
+// TestSnapshotWithoutLocalEndpointReclaimsIt: after the controller's store is restored from a backup taken
+// before a container started, the store no longer holds that container's address. The watch's snapshot
+// shows it; the driver claims the address again for the running container (the address it has), so the
+// controller cannot hand it to another container.
+func TestSnapshotWithoutLocalEndpointReclaimsIt(t *testing.T) {
+	ctl := newFakeController()
+	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
+	ctx := context.Background()
+	ep, err := h.d.Attach(ctx, driver.AttachRequest{Network: "front", Container: "c1", Netns: "/run/ov/netns/c1"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctl.mu.Lock()
+	delete(ctl.endpoints, "front/host1/c1") // the restored store never heard of c1
+	ctl.mu.Unlock()
+	h.d.apply("front", api.EndpointEvent{Type: api.EventSnapshot, Revision: 1_000_000_001})
+	testutil.Eventually(t, 5*time.Second, func() error {
+		ctl.mu.Lock()
+		defer ctl.mu.Unlock()
+		got, ok := ctl.endpoints["front/host1/c1"]
+		if !ok || got.IP != ep.IP {
+			return fmt.Errorf("the controller holds %+v for c1 (present: %v), want its address %s claimed again", got, ok, ep.IP)
+		}
+		return nil
+	})
+	// A detached container is not claimed again.
+	if err := h.d.Detach(ctx, "front", "c1"); err != nil {
+		t.Fatal(err)
+	}
+	h.d.apply("front", api.EndpointEvent{Type: api.EventSnapshot, Revision: 1_000_000_002})
+	time.Sleep(100 * time.Millisecond)
+	ctl.mu.Lock()
+	defer ctl.mu.Unlock()
+	if got, ok := ctl.endpoints["front/host1/c1"]; ok {
+		t.Fatalf("a detached container's address was claimed again: %+v", got)
 	}
 }
