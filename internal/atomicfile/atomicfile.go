@@ -61,6 +61,10 @@ func write(path string, data []byte, perm os.FileMode, o options) error {
 	return nil
 }
 
+// SyncDir flushes the directory dir, and with it the names renamed into it or removed from it: call
+// it after renaming or removing a file that must stay so after a crash of the machine.
+func SyncDir(dir string) error { return syncDir(dir) }
+
 // syncDir flushes the directory dir, and with it the names renamed into it.
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
