@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/image"
 	"github.com/ovnet/ov/internal/shim"
@@ -127,6 +128,10 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	// The record goes to disk before the shim starts, so a crash in between leaves something that
 	// remove can clean up.
 	if err := a.saveRecord(c); err != nil {
+		return api.Container{}, err
+	}
+	// The container's directory is new: its name is durable once its parent is flushed.
+	if err := atomicfile.SyncDir(filepath.Dir(a.containerDir(id))); err != nil {
 		return api.Container{}, err
 	}
 	_ = os.Remove(filepath.Join(a.containerDir(id), creatingMarker))
