@@ -127,14 +127,9 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	c := a.newContainer(rec)
 	// The record goes to disk before the shim starts, so a crash in between leaves something that
 	// remove can clean up.
-	if err := a.saveRecord(c); err != nil {
+	if err := a.saveFirstRecord(c); err != nil {
 		return api.Container{}, err
 	}
-	// The container's directory is new: its name is durable once its parent is flushed.
-	if err := atomicfile.SyncDir(filepath.Dir(a.containerDir(id))); err != nil {
-		return api.Container{}, err
-	}
-	_ = os.Remove(filepath.Join(a.containerDir(id), creatingMarker))
 	tSpec := time.Since(t0)
 	pid, shimErr := a.startShim(ctx, rec)
 	tShim := time.Since(t0)
@@ -164,6 +159,20 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
 		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
 	return c.snapshot(), nil
+}
+
+// saveFirstRecord writes a new container's record and makes its directory durable (its name is
+// flushed in its parent); from then on the directory needs no creatingMarker.
+func (a *Agent) saveFirstRecord(c *container) error {
+	if err := a.saveRecord(c); err != nil {
+		return err
+	}
+	dir := a.containerDir(c.snapshot().ID)
+	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(dir, creatingMarker))
+	return nil
 }
 
 // newContainer is the agent's handle of the container rec, talking to its shim.

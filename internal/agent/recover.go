@@ -218,6 +218,7 @@ func (a *Agent) adopt(id, reason string) *container {
 	if ns := filepath.Join(a.cfg.RunDir, "netns", id); a.cfg.Netns != nil && exists(ns) {
 		rec.NetNS = ns
 	}
+	rec.Image, rec.ImageID = a.imageOf(id)
 	c := a.newContainer(rec)
 	ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
 	st, err := c.shim.State(ctx)
@@ -241,6 +242,22 @@ func (a *Agent) adopt(id, reason string) *container {
 		a.monitor(c)
 	}
 	return c
+}
+
+// imageOf names the image of container id's rootfs (its first tag, else its ID) and its ID, from
+// the image store; "" when the store has no rootfs for it.
+func (a *Agent) imageOf(id string) (name, imageID string) {
+	for _, p := range a.prepared() {
+		if p.ContainerID != id {
+			continue
+		}
+		name = p.ImageID
+		if img, err := a.cfg.Images.Get(a.ctx, p.ImageID); err == nil && len(img.RepoTags) > 0 {
+			name = img.RepoTags[0]
+		}
+		return name, p.ImageID
+	}
+	return "", ""
 }
 
 // adoptLeftovers quarantines the containers of which something is left (a bundle, runtime state or

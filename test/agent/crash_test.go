@@ -75,6 +75,8 @@ func TestAgentQuarantinesDamagedRecords(t *testing.T) {
 				t.Errorf("%s: ps -a does not list the %s container", when, d.name)
 			case !strings.Contains(c.Quarantine, d.reason):
 				t.Errorf("%s: %s container: quarantine reason %q, want it to say %q", when, d.name, c.Quarantine, d.reason)
+			case c.Image != "busybox:latest":
+				t.Errorf("%s: %s container's image %q, want busybox:latest (from its rootfs)", when, d.name, c.Image)
 			case c.State.Status != api.StateRunning || c.State.Pid != pids[d.name]:
 				t.Errorf("%s: %s container is %s (pid %d), want running (pid %d)", when, d.name, c.State.Status, c.State.Pid, pids[d.name])
 			}
