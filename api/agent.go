@@ -25,6 +25,9 @@ const (
 	StateCreated = "created"
 	StateRunning = "running"
 	StateExited  = "exited"
+	// StateUnknown is the status of a quarantined container (see Container.Quarantine) whose shim
+	// does not answer: the agent cannot tell whether its process runs.
+	StateUnknown = "unknown"
 )
 
 // PortMapping publishes a container port on the host (docker's -p [HOSTIP:]HOSTPORT:CONTAINERPORT[/PROTO]).
@@ -255,6 +258,10 @@ type Container struct {
 	NetNS    string              `json:"netns,omitempty"` // path of its network namespace, if it has its own
 	Rootfs   string              `json:"rootfs,omitempty"`
 	LogPath  string              `json:"logPath,omitempty"`
+	// Quarantine, when set, says why the agent has no readable record of this container (its record
+	// was unreadable and moved aside, or is missing): the agent found the container from what it left
+	// (shim, bundle, rootfs) and keeps it, but knows only what those tell. Remove it with force.
+	Quarantine string `json:"quarantine,omitempty"`
 }
 
 // ShortID is the 12-digit prefix of a container or image ID.

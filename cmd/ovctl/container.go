@@ -371,7 +371,7 @@ func newPsCmd(g *globals) *cobra.Command {
 					cmdline = cmdline[:21] + "..."
 				}
 				fmt.Fprintf(tw, "%s\t%s\t%q\t%s\t%s\t%s\t%s\t%s\n", api.ShortID(c.ID), c.Image, cmdline, ago(c.Created),
-					status(c.State), strings.Join(ports, ","), strings.Join(nets, ","), c.Name)
+					containerStatus(c), strings.Join(ports, ","), strings.Join(nets, ","), c.Name)
 			}
 			return tw.Flush()
 		},
@@ -380,6 +380,18 @@ func newPsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
+}
+
+// containerStatus is status with why the agent has no record of the container, if it has none.
+func containerStatus(c api.Container) string {
+	if c.Quarantine == "" {
+		return status(c.State)
+	}
+	s := status(c.State)
+	if c.State.Status == api.StateUnknown {
+		s = "unknown"
+	}
+	return s + " (record quarantined: " + c.Quarantine + ")"
 }
 
 func status(st api.ContainerState) string {

@@ -12,12 +12,9 @@ import (
 	"sort"
 	"strings"
 	"sync"
-	"time"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
-	"github.com/ovnet/ov/internal/image"
 	"github.com/ovnet/ov/internal/shim"
 	"golang.org/x/sys/unix"
 )
@@ -87,128 +84,14 @@ func (a *Agent) shimSocket(id string) string {
 }
 func (a *Agent) runtimeRoot() string { return filepath.Join(a.cfg.RunDir, "runtime") }
 
+// saveRecord writes the container's record, durably. A quarantined container has none (its record
+// stays set aside, so that every restart reports it the same way): nothing is written for it.
 func (a *Agent) saveRecord(c *container) error {
 	rec := c.snapshot()
+	if rec.Quarantine != "" {
+		return nil
+	}
 	return writeJSONFileSync(filepath.Join(a.containerDir(rec.ID), "container.json"), rec)
-}
-
-// recover loads every container record and reconnects to its shim; a container whose shim is gone
-// gets the status its exit file recorded.
-func (a *Agent) recover() error {
-	entries, err := os.ReadDir(filepath.Join(a.cfg.Root, "containers"))
-	if err != nil {
-		return err
-	}
-	var exited []*container
-	for _, e := range entries {
-		var rec api.Container
-		if err := readJSONFile(filepath.Join(a.containerDir(e.Name()), "container.json"), &rec); errors.Is(err, os.ErrNotExist) {
-			// A remove (or a create) was interrupted after the record went: prune drops the rest.
-			a.log.Info("removing the directory of a container without a record", "dir", e.Name())
-			_ = os.RemoveAll(a.containerDir(e.Name()))
-			_ = os.RemoveAll(a.bundleDir(e.Name()))
-			continue
-		} else if err != nil {
-			a.log.Warn("skip unreadable container record", "dir", e.Name(), "err", err)
-			continue
-		}
-		c := a.newContainer(rec)
-		a.mu.Lock()
-		a.containers[rec.ID] = c
-		a.names[rec.Name] = rec.ID
-		a.mu.Unlock()
-		if rec.State.Status == api.StateExited {
-			close(c.exited)
-			exited = append(exited, c)
-			continue
-		}
-		st, err := c.shim.State(a.ctx)
-		if err != nil {
-			st = a.exitFromFile(rec.ID)
-		}
-		c.rec.State = mergeState(c.rec.State, st)
-		_ = a.saveRecord(c)
-		if c.rec.State.Status == api.StateExited {
-			close(c.exited)
-			exited = append(exited, c)
-			continue
-		}
-		a.monitor(c)
-	}
-	a.prune()
-	for _, c := range exited {
-		a.autoRemove(c) // --rm containers that exited while the agent was away
-	}
-	a.log.Info("state loaded", "containers", len(a.containers))
-	return nil
-}
-
-// prune drops what drivers and the namespace directory hold for containers without a record (a
-// crash between their first step and their record, or in the middle of a remove).
-func (a *Agent) prune() {
-	known := func(id string) bool {
-		a.mu.Lock()
-		defer a.mu.Unlock()
-		_, ok := a.containers[id]
-		return ok
-	}
-	for name, d := range a.cfg.Drivers {
-		if p, ok := d.(driver.Pruner); ok {
-			if err := p.Prune(a.ctx, known); err != nil {
-				a.log.Warn("prune network endpoints", "driver", name, "err", err)
-			}
-		}
-	}
-	// Shims of unknown containers: delete their containers (which ends the shims).
-	socks, _ := filepath.Glob(filepath.Join(a.cfg.RunDir, "shims", "*.sock"))
-	for _, sock := range socks {
-		short := strings.TrimSuffix(filepath.Base(sock), ".sock")
-		if len(short) != 12 || a.knownPrefix(short) {
-			continue
-		}
-		a.log.Info("deleting the container of an orphaned shim", "container", short)
-		ctx, cancel := context.WithTimeout(a.ctx, 10*time.Second)
-		if _, err := shim.NewClient(sock).Delete(ctx, true); err != nil {
-			_ = os.Remove(sock)
-		}
-		cancel()
-	}
-	if a.cfg.Images != nil {
-		if lister, ok := a.cfg.Images.(interface {
-			Prepared(context.Context) ([]image.Prepared, error)
-		}); ok {
-			prepared, _ := lister.Prepared(a.ctx)
-			for _, p := range prepared {
-				if !known(p.ContainerID) {
-					a.log.Info("releasing the rootfs of an unknown container", "container", api.ShortID(p.ContainerID))
-					if err := a.cfg.Images.Release(a.ctx, p.ContainerID); err != nil {
-						a.log.Warn("release rootfs", "container", api.ShortID(p.ContainerID), "err", err)
-					}
-				}
-			}
-		}
-	}
-	if a.cfg.Netns == nil {
-		return
-	}
-	entries, _ := os.ReadDir(filepath.Join(a.cfg.RunDir, "netns"))
-	for _, e := range entries {
-		if len(e.Name()) == 64 && !known(e.Name()) {
-			a.log.Info("removing the network namespace of an unknown container", "container", api.ShortID(e.Name()))
-			if err := a.cfg.Netns.RemoveNetns(a.ctx, e.Name()); err != nil {
-				a.log.Warn("remove netns", "container", api.ShortID(e.Name()), "err", err)
-			}
-		}
-	}
-}
-
-// exitFromFile reads the exit file a shim left; without one the shim died without recording.
-func (a *Agent) exitFromFile(id string) api.ContainerState {
-	var st api.ContainerState
-	if err := readJSONFile(filepath.Join(a.containerDir(id), "exit.json"), &st); err == nil {
-		return st
-	}
-	return api.ContainerState{Status: api.StateExited, ExitCode: 255, Error: "the container's shim is gone and recorded no exit"}
 }
 
 // mergeState keeps what the agent knew (StartedAt) when the shim's report lacks it.

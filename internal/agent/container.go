@@ -21,6 +21,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/image"
 	"github.com/ovnet/ov/internal/shim"
@@ -126,7 +127,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	c := a.newContainer(rec)
 	// The record goes to disk before the shim starts, so a crash in between leaves something that
 	// remove can clean up.
-	if err := a.saveRecord(c); err != nil {
+	if err := a.saveFirstRecord(c); err != nil {
 		return api.Container{}, err
 	}
 	tSpec := time.Since(t0)
@@ -158,6 +159,20 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
 		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
 	return c.snapshot(), nil
+}
+
+// saveFirstRecord writes a new container's record and makes its directory durable (its name is
+// flushed in its parent); from then on the directory needs no creatingMarker.
+func (a *Agent) saveFirstRecord(c *container) error {
+	if err := a.saveRecord(c); err != nil {
+		return err
+	}
+	dir := a.containerDir(c.snapshot().ID)
+	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(dir, creatingMarker))
+	return nil
 }
 
 // newContainer is the agent's handle of the container rec, talking to its shim.
@@ -229,6 +244,11 @@ func (a *Agent) makeContainerDirs(id string, u *undo) (string, error) {
 		return "", err
 	}
 	u.add(func() { _ = os.RemoveAll(a.containerDir(id)) })
+	// Until the first record is written, the marker lets a restart prune what a crash left. It need
+	// not be durable: without it a restart quarantines the leftovers instead, which deletes nothing.
+	if err := writeMarker(a.containerDir(id), creatingMarker); err != nil {
+		return "", err
+	}
 	bundle := a.bundleDir(id)
 	if err := os.MkdirAll(bundle, 0o700); err != nil {
 		return "", err
@@ -493,8 +513,15 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 			}
 		}
 	}
+	if rec.Quarantine != "" && !force {
+		return nil, fmt.Errorf("container %s is quarantined (%s): the agent cannot tell what it holds; remove it with force, which kills it and deletes its files, the set-aside record included: %w", api.ShortID(rec.ID), rec.Quarantine, errdefs.ErrConflict)
+	}
 	if running && !force {
 		return nil, fmt.Errorf("container %s is %s; stop it first, or remove it with force (which kills it): %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
+	}
+	// The marker tells a restart after a crash from here on to finish the remove (see recover).
+	if err := writeMarker(a.containerDir(rec.ID), removingMarker); err != nil {
+		return nil, fmt.Errorf("remove container %s: %w", api.ShortID(rec.ID), err)
 	}
 	c.mu.Lock()
 	c.removing = true
@@ -537,7 +564,7 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	default:
 		close(c.exited)
 	}
-	if err := os.Remove(filepath.Join(a.containerDir(rec.ID), "container.json")); err != nil && !errors.Is(err, os.ErrNotExist) {
+	if err := os.Remove(filepath.Join(a.containerDir(rec.ID), recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		a.log.Warn("remove container record", "container", api.ShortID(rec.ID), "err", err)
 	}
 	a.mu.Lock()
@@ -580,6 +607,9 @@ func (a *Agent) teardown(rec api.Container, t0 time.Time, deleteRuntime func(), 
 	go func() {
 		defer wg.Done()
 		a.teardownNetwork(rec)
+		if rec.Quarantine != "" {
+			a.pruneEndpoints(rec.ID) // its record, which named its networks, is lost
+		}
 		tNet = time.Since(t0)
 	}()
 	go func() {

@@ -5,6 +5,7 @@
 package atomicfile
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -30,6 +31,10 @@ type options struct {
 
 func write(path string, data []byte, perm os.FileMode, o options) error {
 	dir := filepath.Dir(path)
+	var created []string
+	if o.sync {
+		created = missingDirs(dir)
+	}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -55,11 +60,35 @@ func write(path string, data []byte, perm os.FileMode, o options) error {
 		_ = os.Remove(tmp)
 		return err
 	}
-	if o.sync {
-		return o.syncDir(dir)
+	if !o.sync {
+		return nil
+	}
+	if err := o.syncDir(dir); err != nil {
+		return err
+	}
+	// The directories made above exist after a crash only once their parents are flushed too.
+	for _, d := range created {
+		if err := o.syncDir(filepath.Dir(d)); err != nil {
+			return err
+		}
 	}
 	return nil
 }
+
+// missingDirs lists dir and those of its parents that do not exist, deepest first.
+func missingDirs(dir string) []string {
+	var out []string
+	for d := dir; ; d = filepath.Dir(d) {
+		if _, err := os.Lstat(d); !errors.Is(err, os.ErrNotExist) || d == filepath.Dir(d) {
+			return out
+		}
+		out = append(out, d)
+	}
+}
+
+// SyncDir flushes the directory dir, and with it the names renamed into it or removed from it: call
+// it after renaming or removing a file that must stay so after a crash of the machine.
+func SyncDir(dir string) error { return syncDir(dir) }
 
 // syncDir flushes the directory dir, and with it the names renamed into it.
 func syncDir(dir string) error {

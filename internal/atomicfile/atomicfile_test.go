@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -63,14 +64,25 @@ func TestWriteSyncFlushesDirectoryAfterRename(t *testing.T) {
 		name     string
 		sync     bool
 		dirErr   error
+		newDirs  int // directories the write must make
 		wantDirs int
 	}{
 		{name: "sync", sync: true, wantDirs: 1},
 		{name: "no sync", sync: false, wantDirs: 0},
 		{name: "directory sync fails", sync: true, dirErr: os.ErrPermission, wantDirs: 1},
+		// The new directories' names live in their parents: those are flushed too, deepest first.
+		{name: "new directories", sync: true, newDirs: 2, wantDirs: 3},
+		{name: "new directories, no sync", sync: false, newDirs: 2, wantDirs: 0},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			dir := t.TempDir()
+			top := t.TempDir()
+			dir := top
+			var want []string
+			for range tc.newDirs {
+				want = append([]string{dir}, want...)
+				dir = filepath.Join(dir, "sub")
+			}
+			want = append([]string{dir}, want...)
 			path := filepath.Join(dir, "state.json")
 			var synced []string
 			o := options{sync: tc.sync, syncDir: func(d string) error {
@@ -85,8 +97,14 @@ func TestWriteSyncFlushesDirectoryAfterRename(t *testing.T) {
 			if !errors.Is(err, tc.dirErr) || (tc.dirErr == nil) != (err == nil) {
 				t.Fatalf("write: %v, want %v", err, tc.dirErr)
 			}
-			if len(synced) != tc.wantDirs || (tc.wantDirs == 1 && synced[0] != dir) {
-				t.Fatalf("flushed directories %q, want %d flush of %s", synced, tc.wantDirs, dir)
+			if tc.dirErr != nil {
+				want = want[:1] // the first failure ends the write
+			}
+			if !tc.sync {
+				want = nil
+			}
+			if len(synced) != tc.wantDirs || !slices.Equal(synced, want) {
+				t.Fatalf("flushed directories %q, want %q", synced, want)
 			}
 		})
 	}

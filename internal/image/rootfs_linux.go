@@ -152,7 +152,9 @@ func (s *Store) makeContainerDirs(dir, upper, work, rootfs, top, imageID string)
 	if err := atomicfile.WriteSync(path, []byte(imageID+"\n"), 0o600); err != nil {
 		return fmt.Errorf("write %s: %w", path, err)
 	}
-	return nil
+	// dir may be new: its name (and with it the container's upper dir) is durable once its parent is
+	// flushed.
+	return atomicfile.SyncDir(filepath.Dir(dir))
 }
 
 // mountOverlay mounts overlayfs at target. Options longer than a page (many layers) are passed one

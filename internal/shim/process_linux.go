@@ -95,12 +95,14 @@ func (s *Shim) monitor(c <-chan unix.WaitStatus) {
 	close(s.exited)
 }
 
+// writeFileAtomic replaces path with v as JSON, durably: the exit file lives under the agent's root
+// and must survive a crash of the machine whole (the agent reads it at start when the shim is gone).
 func writeFileAtomic(path string, v any) error {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return err
 	}
-	return atomicfile.Write(path, b, 0o600)
+	return atomicfile.WriteSync(path, b, 0o600)
 }
 
 func (s *Shim) getState() api.ContainerState {
