@@ -24,6 +24,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/ovnet/ov/cmd/internal/daemon"
+	"github.com/ovnet/ov/internal/atomicfile"
 	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/store"
 )
@@ -127,7 +128,7 @@ func token(log *slog.Logger, what, envValue, file string) (string, error) {
 	if err := os.MkdirAll(filepath.Dir(file), 0o700); err != nil {
 		return "", err
 	}
-	if err := os.WriteFile(file, []byte(t+"\n"), 0o600); err != nil {
+	if err := atomicfile.WriteSync(file, []byte(t+"\n"), 0o600); err != nil { // a token lost to a power cut locks every client out
 		return "", fmt.Errorf("write %s token: %w", what, err)
 	}
 	log.Info("generated a token", "token", what, "path", file)
