@@ -24,6 +24,7 @@ const (
 	chaosContainers = 200              // containers started across the hosts
 	chaosWorkers    = 6                // concurrent ovctl operations
 	chaosKeep       = 0.2              // fraction of the containers left running (the rest are removed)
+	chaosWorkload   = 2 * time.Minute  // the workload hands out no container after this
 	chaosSettle     = 90 * time.Second // for the cluster to converge once the last fault is healed
 	chaosSeedEnv    = "OV_CHAOS_SEED"
 )

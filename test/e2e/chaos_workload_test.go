@@ -3,6 +3,7 @@ package e2e
 import (
 	"context"
 	"fmt"
+	"math"
 	"math/rand/v2"
 	"os/exec"
 	"slices"
@@ -145,12 +146,21 @@ func (c *chaos) runWorkload(ctx context.Context) {
 	}()
 	for k, ct := range c.ctrs {
 		c.waitFaults(ctx, k)
+		if time.Since(c.t0) > chaosWorkload || ctx.Err() != nil {
+			c.event("workload cut short at container %d", k)
+			c.t.Errorf("chaos seed %d: the workload handed out only %d of %d containers in %v: operations are stuck (see the timeline) (%s)",
+				c.seed, k, len(c.ctrs), chaosWorkload, c.replay())
+			break
+		}
 		jobs <- ct
 		c.mu.Lock()
 		c.dispatched = k + 1
 		c.mu.Unlock()
 	}
 	close(jobs)
+	c.mu.Lock()
+	c.dispatched = math.MaxInt // a workload cut short does not hold the remaining faults back
+	c.mu.Unlock()
 	wg.Wait()
 	c.event("workload done")
 	<-faultsDone
