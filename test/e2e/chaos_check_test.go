@@ -193,9 +193,18 @@ func (c *chaos) checkEtcd(st *chaosState) []string {
 			removed[ct.ID] = ct.Name
 		}
 	}
+	listed := map[string]api.Container{}
+	for _, cs := range st.ctrs {
+		for _, ct := range cs {
+			listed[ct.ID] = ct
+		}
+	}
 	whose := func(id string) string {
 		if name, ok := removed[id]; ok {
 			return fmt.Sprintf("the removed container %s (%.12s)", name, id)
+		}
+		if ct, ok := listed[id]; ok {
+			return fmt.Sprintf("container %s (%.12s, %s, listed with networks %v)", ct.Name, id, ct.State.Status, ct.Networks)
 		}
 		return fmt.Sprintf("container %.12s", id)
 	}
