@@ -22,10 +22,13 @@
 //   - Attach allocates first and programs second; a failure after the allocation releases it. Detach
 //     unprograms first and releases second; a release that fails (controller down) is made good by the
 //     reconcile report at the next registration, which releases whatever the host does not really have.
+//   - The local endpoints are the agent's containers: at start-up the agent prunes those of containers
+//     it has no record of (a crash between attach and record), before the registration reports them.
 //
 // Files: driver.go (Config, the Driver, Run), join.go (registration, heartbeat, host list), gossip.go
 // (the gossip keyring and members from the controller and the state file), watch.go
 // (the controller's network list and endpoint watches, applied to the state), network.go (network
-// operations), attach.go (attach and detach), desired.go (the desired data plane state), state.go
-// (the state file), ifname.go (interface names and route checks).
+// operations), attach.go (attach and detach), prune.go (endpoints of containers the agent does not
+// know, at start-up), desired.go (the desired data plane state), state.go (the state file), ifname.go
+// (interface names and route checks).
 package overlay
