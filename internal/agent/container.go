@@ -151,6 +151,9 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	if err := a.saveRecord(c); err != nil {
 		return api.Container{}, err
 	}
+	// The create is complete: its record names its pid and endpoints. (Not flushed: a marker that comes
+	// back after a power cut beside a complete record is ignored, see interrupted.)
+	_ = os.Remove(filepath.Join(a.containerDir(id), creatingMarker))
 	a.mu.Lock()
 	a.containers[id] = c
 	a.mu.Unlock()
@@ -162,17 +165,15 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 }
 
 // saveFirstRecord writes a new container's record and makes its directory durable (its name is
-// flushed in its parent); from then on the directory needs no creatingMarker.
+// flushed in its parent). The creatingMarker stays until Create completes: an agent killed before
+// then (the endpoints attached but not yet in the record, the user told nothing) leaves a create that
+// the next start undoes in full, endpoints included, instead of a container whose addresses nothing
+// would release.
 func (a *Agent) saveFirstRecord(c *container) error {
 	if err := a.saveRecord(c); err != nil {
 		return err
 	}
-	dir := a.containerDir(c.snapshot().ID)
-	if err := atomicfile.SyncDir(filepath.Dir(dir)); err != nil {
-		return err
-	}
-	_ = os.Remove(filepath.Join(dir, creatingMarker))
-	return nil
+	return atomicfile.SyncDir(filepath.Dir(a.containerDir(c.snapshot().ID)))
 }
 
 // newContainer is the agent's handle of the container rec, talking to its shim.

@@ -20,7 +20,7 @@ import (
 )
 
 // Markers in a container's directory under Root that say its directory may go without a record:
-// creatingMarker from the start of a create until its first record is written, removingMarker from
+// creatingMarker from the start of a create until it completes (its record names its pid), removingMarker from
 // the start of a remove. A directory without a readable record and without a marker is a container
 // whose record was lost (a crash of the machine, a damaged disk): it is quarantined, never pruned.
 const (
@@ -45,7 +45,7 @@ func (a *Agent) recover() error {
 	for _, e := range entries {
 		id := e.Name()
 		rec, readErr := a.readRecord(id)
-		if a.interrupted(id, readErr) {
+		if a.interrupted(id, rec, readErr) {
 			// A remove (or a create) was interrupted: prune drops the rest.
 			discard[id] = true
 			continue
@@ -87,13 +87,30 @@ func (a *Agent) readRecord(id string) (api.Container, error) {
 	return rec, nil
 }
 
-// interrupted tells whether container id's directory is what a remove, or a create that wrote no
-// record yet, left: both mark the directory first.
-func (a *Agent) interrupted(id string, readErr error) bool {
+// interrupted tells whether container id's directory is what a remove, or a create that did not
+// complete, left: both mark the directory first. A create is complete once its record names the
+// container's pid (the last thing Create writes, with its endpoints); a first record without one is
+// an interrupted create (the user was never told it exists), and so is no record at all. An
+// unreadable record is not judged here: it is quarantined.
+func (a *Agent) interrupted(id string, rec api.Container, readErr error) bool {
 	if exists(filepath.Join(a.containerDir(id), removingMarker)) {
 		return true
 	}
-	return errors.Is(readErr, os.ErrNotExist) && exists(filepath.Join(a.containerDir(id), creatingMarker))
+	marker := filepath.Join(a.containerDir(id), creatingMarker)
+	if !exists(marker) {
+		return false
+	}
+	switch {
+	case errors.Is(readErr, os.ErrNotExist):
+		return true
+	case readErr != nil:
+		return false
+	case rec.State.Pid == 0 && rec.State.Status == api.StateCreated:
+		return true
+	default: // complete: the marker's removal was lost (a power cut)
+		_ = os.Remove(marker)
+		return false
+	}
 }
 
 func exists(path string) bool {

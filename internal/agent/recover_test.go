@@ -34,6 +34,8 @@ func TestRecoverQuarantinesAndPrunes(t *testing.T) {
 		{name: "set aside before", files: files{quarantinePrefix + "20260101T000000Z": "\x00\x00"}, wantLoaded: true, wantReason: "set aside as " + quarantinePrefix + "20260101T000000Z", wantAside: true},
 		{name: "only a bundle", bundle: true, wantLoaded: true, wantReason: "found its bundle"},
 		{name: "interrupted create", files: files{creatingMarker: ""}, bundle: true, wantGone: true},
+		{name: "create interrupted after its first record", files: files{creatingMarker: "", recordFile: "FIRST"}, bundle: true, wantGone: true},
+		{name: "complete create, marker left", files: files{creatingMarker: "", recordFile: "RECORD"}, bundle: true, wantLoaded: true},
 		{name: "interrupted remove", files: files{removingMarker: ""}, bundle: true, wantGone: true},
 		{name: "remove begun, record left", files: files{removingMarker: "", recordFile: "RECORD"}, bundle: true, wantGone: true},
 	} {
@@ -81,8 +83,9 @@ func TestRecoverQuarantinesAndPrunes(t *testing.T) {
 	}
 }
 
-// writeState makes dir with files, where the contents RECORD, TRUNCATED, ZEROED and OTHER stand for
-// container id's record, cut in half, zeroed and another container's.
+// writeState makes dir with files, where the contents RECORD, TRUNCATED, ZEROED, OTHER and FIRST stand
+// for container id's record, cut in half, zeroed, another container's and the first record of a create
+// (no pid yet).
 func writeState(t *testing.T, id, dir string, fs map[string]string) {
 	t.Helper()
 	if fs == nil {
@@ -90,7 +93,8 @@ func writeState(t *testing.T, id, dir string, fs map[string]string) {
 	}
 	rec, _ := json.Marshal(api.Container{ID: id, Name: "c", State: api.ContainerState{Status: api.StateExited}})
 	other, _ := json.Marshal(api.Container{ID: strings.Repeat("cd", 32), Name: "d"})
-	content := map[string][]byte{"RECORD": rec, "TRUNCATED": rec[:len(rec)/2], "ZEROED": make([]byte, len(rec)), "OTHER": other}
+	first, _ := json.Marshal(api.Container{ID: id, Name: "c", State: api.ContainerState{Status: api.StateCreated}}) // no pid, no endpoints yet
+	content := map[string][]byte{"RECORD": rec, "TRUNCATED": rec[:len(rec)/2], "ZEROED": make([]byte, len(rec)), "OTHER": other, "FIRST": first}
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		t.Fatal(err)
 	}
