@@ -30,7 +30,7 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 has been silent (dead). DATAPLANE says whether the other hosts still reach the host's kernel: a host
 whose agent is stopped for an upgrade stays reachable and its containers keep their cross-host traffic;
 an unreachable host (down, cut off) has its entries withdrawn, and the column names who reports it.`,
-		Args:    cobra.NoArgs,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.controller()
 			if err != nil {
