@@ -25,10 +25,12 @@ type Prober interface {
 //     (Alive false), and every peer withdraws its entries. While the kernel answers, the host's
 //     containers still forward and their entries stay, however long the agent stays away.
 //
-// A host whose agent comes back is alive again as soon as gossip hears it.
+// A host whose agent comes back is alive again as soon as gossip hears it; a withdrawn host whose
+// kernel answers again (a healed link, its agent still stopped) gets its entries back at once: its
+// kernel is probed every DataplaneInterval for as long as gossip calls it dead.
 
-// verifyLoop checks, directly, every member that gossip calls dead while its entries stay: at once
-// when a claim arrives, then every probe period while the claim stands.
+// verifyLoop checks, directly, every member that gossip calls dead: at once when a claim arrives, then
+// every probe period while the claim stands (a withdrawn one only when there is a data plane prober).
 func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
 	period := m.cfg.ProbeInterval
 	if m.cfg.Dataplane != nil && m.cfg.DataplaneInterval < period {
@@ -47,7 +49,7 @@ func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
 		list := m.list
 		var todo []Member
 		for _, e := range m.members {
-			if e.gossipDead && e.Alive && !e.probing {
+			if e.gossipDead && !e.probing && e.Name != m.cfg.Name && (e.Alive || m.prober() != nil) {
 				e.probing = true
 				todo = append(todo, e.Member)
 			}
@@ -62,7 +64,7 @@ func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
 
 // check probes a member gossip calls dead: its agent first, then, when the agent is silent, its kernel.
 func (m *Membership) check(ctx context.Context, list *memberlist.Memberlist, mb Member) {
-	if m.probe(list, mb) {
+	if mb.Alive && m.probe(list, mb) {
 		m.settle(mb, true, false)
 		return
 	}
@@ -90,8 +92,12 @@ func (m *Membership) settle(mb Member, agent, kernel bool) {
 		return
 	}
 	e.probing = false
-	if !e.gossipDead || !e.Alive {
+	if !e.gossipDead {
 		m.mu.Unlock()
+		return
+	}
+	if !e.Alive {
+		m.revive(e, kernel)
 		return
 	}
 	if agent {
@@ -134,4 +140,19 @@ func (m *Membership) settle(mb Member, agent, kernel bool) {
 	if gone || agentStopped {
 		m.kick()
 	}
+}
+
+// revive gives a withdrawn host its entries back when its kernel answers again (its agent still
+// silent: gossip would have said so); m.mu is held and revive releases it.
+func (m *Membership) revive(e *entry, kernel bool) {
+	if !kernel {
+		m.mu.Unlock()
+		return
+	}
+	now := time.Now()
+	e.Alive, e.Since, e.kernelSeen = true, now, now
+	out := e.Member
+	m.mu.Unlock()
+	m.log.Info("the kernel of a withdrawn host answers again (its agent is still silent): its entries are back", "host", out.Name, "vtep", out.VTEP)
+	m.kick()
 }

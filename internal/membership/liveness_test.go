@@ -38,7 +38,8 @@ func agentView(m *Membership, name string) string {
 
 // TestStoppedAgentKeepsEntriesWhileKernelAnswers: a host whose agent stops (gossip calls it dead and it
 // does not answer a direct probe) keeps its entries while its kernel answers, however long; once its
-// kernel is silent too it is withdrawn within DataplaneGrace; when its agent comes back it is alive.
+// kernel is silent too it is withdrawn within DataplaneGrace; when its kernel answers again its entries
+// are back, and when its agent comes back it is alive.
 func TestStoppedAgentKeepsEntriesWhileKernelAnswers(t *testing.T) {
 	for _, tc := range []struct {
 		name      string
@@ -92,8 +93,15 @@ func TestStoppedAgentKeepsEntriesWhileKernelAnswers(t *testing.T) {
 			if took := time.Since(start); took > time.Second+300*time.Millisecond {
 				t.Fatalf("host2 withdrawn %v after its kernel went silent, want within the 500ms grace and a probe or two", took)
 			}
-			// It comes back: alive again.
+			// Its kernel answers again (a healed link), its agent still stopped: its entries are back.
 			kernel.up.Store(true)
+			testutil.Eventually(t, 2*time.Second, func() error {
+				if v := agentView(a.m, "host2"); v != "alive=true agent=false" {
+					return fmt.Errorf("host1 sees host2, whose kernel answers again, as %s", v)
+				}
+				return nil
+			})
+			// Its agent comes back: alive again.
 			startNode(t, cl, "host2", "192.0.2.2")
 			testutil.Eventually(t, 10*time.Second, func() error {
 				if v := agentView(a.m, "host2"); v != "alive=true agent=true" {

@@ -65,8 +65,9 @@ type Config struct {
 	// each probe waits for its answer. Default 250ms.
 	DataplaneInterval time.Duration
 	// DataplaneGrace is how long the kernel of a host whose agent is silent may leave every probe
-	// unanswered before the host's entries are withdrawn. Default 1s: with gossip's 2-3 s to call the
-	// host dead, a host that is really gone is withdrawn within 4 s.
+	// unanswered before the host's entries are withdrawn. Default 750ms (three probes): with gossip's
+	// 2-3 s to call the host dead, a host that is really gone is withdrawn within 4 s; a live host whose
+	// probes were all lost gets its entries back at its next answer.
 	DataplaneGrace time.Duration
 	// Log receives membership events; memberlist's own chatter goes to it at debug level.
 	Log *slog.Logger
@@ -87,7 +88,7 @@ func DefaultConfig(name string, addr netip.Addr) Config {
 		VerifyTimeout:     100 * time.Millisecond,
 		Log:               slog.New(slog.NewTextHandler(io.Discard, nil)),
 		DataplaneInterval: 250 * time.Millisecond,
-		DataplaneGrace:    time.Second,
+		DataplaneGrace:    750 * time.Millisecond,
 	}
 }
 
