@@ -62,17 +62,16 @@ func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
 	}
 }
 
-// check probes a member gossip calls dead: its agent first, then, when the agent is silent, its kernel.
+// check probes a member gossip calls dead: its agent and its kernel at once (the kernel's answer
+// counts only when the agent is silent).
 func (m *Membership) check(ctx context.Context, list *memberlist.Memberlist, mb Member) {
-	if mb.Alive && m.probe(list, mb) {
-		m.settle(mb, true, false)
-		return
-	}
-	kernel := false
-	if p := m.prober(); p != nil && mb.VTEP.IsValid() {
-		kernel = p.Probe(ctx, mb.VTEP, m.cfg.DataplaneInterval)
-	}
-	m.settle(mb, false, kernel)
+	kernel := make(chan bool, 1)
+	go func() {
+		p := m.prober()
+		kernel <- p != nil && mb.VTEP.IsValid() && p.Probe(ctx, mb.VTEP, m.cfg.DataplaneInterval)
+	}()
+	agent := mb.Alive && m.probe(list, mb)
+	m.settle(mb, agent, <-kernel)
 }
 
 // prober is the data plane prober in use, nil when there is none (or it is turned off in a test).
@@ -114,12 +113,12 @@ func (m *Membership) settle(mb Member, agent, kernel bool) {
 	now := time.Now()
 	agentStopped := e.Agent
 	if agentStopped {
-		e.Agent, e.agentDown, e.kernelSeen = false, now, time.Time{}
+		e.Agent, e.kernelSeen = false, time.Time{}
 	}
 	if kernel {
 		e.kernelSeen = now
 	}
-	silent := now.Sub(e.agentDown)
+	silent := now.Sub(e.deadSince)
 	if !e.kernelSeen.IsZero() {
 		silent = now.Sub(e.kernelSeen)
 	}

@@ -33,12 +33,13 @@ type Config struct {
 	// VTEP is the underlay address other hosts send VXLAN traffic to; usually BindAddr.
 	VTEP netip.Addr
 	// ProbeInterval is how often a random member is probed. Default 500ms: with ProbeTimeout and
-	// SuspicionMult below, a dead host is declared dead about 2-3 s after it stops answering.
+	// SuspicionMult below, a dead host is declared dead about 2 s after it stops answering.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long to wait for a probe's ack before asking others. Default 250ms (LAN).
 	ProbeTimeout time.Duration
 	// SuspicionMult scales how long a suspect node has to refute before it is declared dead
-	// (SuspicionMult * ProbeInterval * max(1, log10(N))). Default 3.
+	// (SuspicionMult * ProbeInterval * max(1, log10(N))). Default 2: a host is called dead about 2 s
+	// after it stops answering, and a wrong call costs nothing while its kernel answers (Dataplane).
 	SuspicionMult int
 	// RejoinInterval is how often seeds that are not alive members are joined again, which heals a
 	// partition and a restart of every other host. Default 2s.
@@ -170,7 +171,7 @@ type entry struct {
 	gossipDead bool      // memberlist says dead or left; Alive stays true until a direct probe fails
 	probing    bool      // a direct probe is under way
 	warned     time.Time // when a refuted dead claim was last logged (once a minute at most)
-	agentDown  time.Time // when the agent was first found silent (Agent false)
+	deadSince  time.Time // when gossip last called the member dead
 	kernelSeen time.Time // when the host's kernel last answered a data plane probe while Agent is false
 }
 
@@ -567,7 +568,11 @@ func (m *Membership) record(n *memberlist.Node, alive bool) {
 	if vtep.IsValid() {
 		e.VTEP = vtep
 	}
-	e.gossipDead = !alive
+	if alive {
+		e.gossipDead = false
+	} else if !e.gossipDead {
+		e.gossipDead, e.deadSince = true, time.Now()
+	}
 	switch {
 	case alive:
 		e.Alive, e.Agent = true, true
