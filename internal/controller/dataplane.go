@@ -33,17 +33,28 @@ func (c *Controller) putDataplane(w http.ResponseWriter, r *http.Request, p prin
 	return nil
 }
 
-// withDataplane fills in each host's data plane state from the other hosts' reports. Without the
-// reports (etcd trouble) the field stays empty: unknown, not reachable.
+// withDataplane fills in each host's data plane state from the other hosts' reports (those of hosts
+// in the list: a removed host's report, until its lease ends, counts for nothing). Without the reports
+// (etcd trouble) the field stays empty: unknown, not reachable.
 func (c *Controller) withDataplane(ctx context.Context, hosts []api.Host) {
 	from, err := c.st.ListDataplane(ctx)
 	if err != nil {
 		c.log.Warn("read the data plane reports", "err", err)
 		return
 	}
+	known := map[string]bool{}
+	for _, h := range hosts {
+		known[h.Name] = true
+	}
 	for i := range hosts {
 		hosts[i].Dataplane = api.DataplaneReachable
-		if f := from[hosts[i].Name]; len(f) > 0 {
+		var f []string
+		for _, r := range from[hosts[i].Name] {
+			if known[r] {
+				f = append(f, r)
+			}
+		}
+		if len(f) > 0 {
 			hosts[i].Dataplane, hosts[i].UnreachableFrom = api.DataplaneUnreachable, f
 		}
 	}
