@@ -34,7 +34,9 @@ func TestDataplaneReports(t *testing.T) {
 		t.Fatalf("before any report: %s, want %s", got, want)
 	}
 	for _, r := range []struct {
-		c    interface{ ReportDataplane(context.Context, string, []string) error }
+		c interface {
+			ReportDataplane(context.Context, string, []string) error
+		}
 		host string
 	}{{h2, "h2"}, {h3, "h3"}} {
 		if err := r.c.ReportDataplane(ctx, r.host, []string{"h1"}); err != nil {
