@@ -186,6 +186,11 @@ type Host struct {
 	// GossipKeyringVersion is the version of the cluster's gossip keyring (GossipKeyring.Version), set
 	// in the answer to a heartbeat: an agent refetches the keyring when it changes.
 	GossipKeyringVersion int64 `json:"gossipKeyringVersion,omitempty" yaml:"-"`
+	// Dataplane is DataplaneReachable or DataplaneUnreachable, as the other hosts' probes of its kernel
+	// find it (see DataplaneReport), with the hosts that report it unreachable: it tells a host whose
+	// agent is only stopped (State dead, containers still forwarding) from a host that is gone.
+	Dataplane       string   `json:"dataplane,omitempty" yaml:"-"`
+	UnreachableFrom []string `json:"unreachableFrom,omitempty" yaml:"-"`
 }
 
 // Validate checks a host registration.

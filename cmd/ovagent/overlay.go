@@ -32,6 +32,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 	f.Int("vxlan-port", 4789, "UDP port of VXLAN, the same on every host")
 	f.Int("gossip-port", 7946, "TCP and UDP port of the gossip among agents (encrypted with the cluster's keyring from the controller), the same on every host")
 	f.StringToString("labels", nil, "labels of this host, key=value,...")
+	f.Bool("dataplane-probe", true, "keep the entries of a host whose agent is silent while its kernel answers ICMP echo on its underlay address (an agent restart or upgrade is no outage); turn off only where the underlay drops ICMP between hosts")
 	f.Duration("overlay-resync", 10*time.Second, "period of the full overlay reconcile that repairs kernel state changed behind the agent's back")
 }
 
@@ -81,6 +82,12 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 	mcfg := membership.DefaultConfig(host, addr)
 	mcfg.Port = v.GetInt("gossip-port")
 	mcfg.Log = log
+	if v.GetBool("dataplane-probe") {
+		// Opened here, on the agent's own network namespace, before anything enters another one.
+		if mcfg.Dataplane, err = membership.NewICMP(); err != nil {
+			return nil, fmt.Errorf("%w; or run with --dataplane-probe=false", err)
+		}
+	}
 	members, err := membership.New(mcfg)
 	if err != nil {
 		return nil, err

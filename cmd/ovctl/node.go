@@ -25,8 +25,12 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:     "ls [-o json]",
 		Aliases: []string{"list"},
-		Short:   "List hosts with their state (alive: heartbeat recent; dead: silent)",
-		Args:    cobra.NoArgs,
+		Short:   "List hosts: their agent (alive: heartbeat recent; dead: silent) and data plane (as the other hosts find it)",
+		Long: `ls lists the cluster's hosts. AGENT says whether the host's agent talks to the controller (alive) or
+has been silent (dead). DATAPLANE says whether the other hosts still reach the host's kernel: a host
+whose agent is stopped for an upgrade stays reachable and its containers keep their cross-host traffic;
+an unreachable host (down, cut off) has its entries withdrawn, and the column names who reports it.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			c, err := g.controller()
 			if err != nil {
@@ -42,20 +46,32 @@ func newNodeLsCmd(g *globals) *cobra.Command {
 				return enc.Encode(hosts)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tADDRESS\tSTATE\tLAST SEEN\tLABELS")
+			fmt.Fprintln(tw, "NAME\tADDRESS\tAGENT\tDATAPLANE\tLAST SEEN\tLABELS")
 			for _, h := range hosts {
 				var labels []string
 				for k, v := range h.Labels {
 					labels = append(labels, k+"="+v)
 				}
 				sort.Strings(labels)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, h.State, ago(h.LastSeen), strings.Join(labels, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, h.State, dataplaneColumn(h), ago(h.LastSeen), strings.Join(labels, ","))
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	return cmd
+}
+
+// dataplaneColumn renders a host's data plane state: "unreachable (from host2,host3)" names who
+// reports it; "-" when the controller could not tell.
+func dataplaneColumn(h api.Host) string {
+	switch {
+	case h.Dataplane == "":
+		return "-"
+	case len(h.UnreachableFrom) > 0:
+		return h.Dataplane + " (from " + strings.Join(h.UnreachableFrom, ",") + ")"
+	}
+	return h.Dataplane
 }
 
 func newNodeRmCmd(g *globals) *cobra.Command {

@@ -168,6 +168,10 @@ func (a *Agent) handleCreate(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusCreated, c)
 }
 
+// shutdownGrace is how long requests under way may run on once the agent is told to stop; then their
+// contexts end (streams such as logs -f and wait last for ever otherwise, and held the exit 5 s).
+const shutdownGrace = 200 * time.Millisecond
+
 // Serve answers the API on the configured unix socket until ctx ends, then stops serving (containers
 // keep running) and returns.
 func (a *Agent) Serve(ctx context.Context) error {
@@ -175,7 +179,12 @@ func (a *Agent) Serve(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second}
+	// Requests get a context of their own that shutdown cancels (after a grace for short requests), as
+	// if their clients had gone: streams (logs -f, wait) end at once instead of holding the exit.
+	reqs, endRequests := context.WithCancel(context.Background())
+	defer endRequests()
+	srv := &http.Server{Handler: a.Handler(), ReadHeaderTimeout: 10 * time.Second,
+		BaseContext: func(net.Listener) context.Context { return reqs }}
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	a.log.Info("serving", "socket", a.cfg.Socket, "runtime", a.cfg.Runtime)
@@ -186,6 +195,8 @@ func (a *Agent) Serve(ctx context.Context) error {
 	}
 	sctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
+	grace := time.AfterFunc(shutdownGrace, endRequests)
+	defer grace.Stop()
 	_ = srv.Shutdown(sctx)
 	_ = os.Remove(a.cfg.Socket)
 	a.log.Info("stopped serving; containers keep running")

@@ -44,6 +44,7 @@ func (c *Controller) Handler() http.Handler {
 	route("GET /v1/hosts/{name}", c.getHost)
 	route("DELETE /v1/hosts/{name}", c.removeHost)
 	route("POST /v1/hosts/{name}/heartbeat", c.heartbeat)
+	route("PUT /v1/hosts/{name}/dataplane", c.putDataplane)
 	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
 	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
 	route("GET /v1/join-token", c.getJoinToken)
@@ -374,6 +375,7 @@ func (c *Controller) listHosts(w http.ResponseWriter, r *http.Request, p princip
 	for i, h := range hs {
 		out[i] = c.hostView(h, now)
 	}
+	c.withDataplane(r.Context(), out)
 	writeJSON(w, http.StatusOK, out)
 	return nil
 }

@@ -14,6 +14,10 @@
 //     this host either (two authenticated probes, Config.VerifyTimeout, answered to the asker's
 //     registered address only: probe.go): a member holding the key cannot blackhole a live host.
 //     While the claim stands the host is probed every ProbeInterval, so a later real death is seen.
+//   - A host whose agent is silent (dead by gossip, no answer to the direct probe) keeps its entries
+//     while its kernel answers a data plane probe (Config.Dataplane, ICMP echo to its underlay
+//     address: liveness.go); it is withdrawn once the kernel has been silent for Config.DataplaneGrace.
+//     Member.Agent tells the agent's state, Member.Alive what the data plane follows.
 //   - Callbacks from memberlist never block: they record the change and signal Changes(). memberlist is
 //     never called with the Membership's lock held (its callbacks hold its own lock).
 //   - Shutting down does not Leave the cluster: an agent restart must not make the other hosts withdraw

@@ -33,12 +33,13 @@ type Config struct {
 	// VTEP is the underlay address other hosts send VXLAN traffic to; usually BindAddr.
 	VTEP netip.Addr
 	// ProbeInterval is how often a random member is probed. Default 500ms: with ProbeTimeout and
-	// SuspicionMult below, a dead host is declared dead about 2-3 s after it stops answering.
+	// SuspicionMult below, a dead host is declared dead about 2 s after it stops answering.
 	ProbeInterval time.Duration
 	// ProbeTimeout is how long to wait for a probe's ack before asking others. Default 250ms (LAN).
 	ProbeTimeout time.Duration
 	// SuspicionMult scales how long a suspect node has to refute before it is declared dead
-	// (SuspicionMult * ProbeInterval * max(1, log10(N))). Default 3.
+	// (SuspicionMult * ProbeInterval * max(1, log10(N))). Default 2: a host is called dead about 2 s
+	// after it stops answering, and a wrong call costs nothing while its kernel answers (Dataplane).
 	SuspicionMult int
 	// RejoinInterval is how often seeds that are not alive members are joined again, which heals a
 	// partition and a restart of every other host. Default 2s.
@@ -55,6 +56,20 @@ type Config struct {
 	// every host has fetched it before anyone needs it (a rotation loses no message). Default 10s:
 	// agents refetch the keyring within a heartbeat (2s).
 	KeyGrace time.Duration
+	// Dataplane asks a host's kernel, not its agent, whether the host is still there (liveness.go):
+	// when gossip calls a host dead and its agent does not answer a direct probe either, the host's
+	// entries stay while its kernel answers (the agent is restarting or stopped for an upgrade, its
+	// containers still forward) and are withdrawn once it has been silent for DataplaneGrace (the host
+	// is down or cut off). Default nil: no such probe, a silent agent's host is withdrawn at once.
+	Dataplane Prober
+	// DataplaneInterval is how often the kernel of a host whose agent is silent is probed, and how long
+	// each probe waits for its answer. Default 250ms.
+	DataplaneInterval time.Duration
+	// DataplaneGrace is how long the kernel of a host whose agent is silent may leave every probe
+	// unanswered before the host's entries are withdrawn. Default 750ms (three probes): with gossip's
+	// 2-3 s to call the host dead, a host that is really gone is withdrawn within 4 s; a live host whose
+	// probes were all lost gets its entries back at its next answer.
+	DataplaneGrace time.Duration
 	// Log receives membership events; memberlist's own chatter goes to it at debug level.
 	Log *slog.Logger
 }
@@ -62,17 +77,19 @@ type Config struct {
 // DefaultConfig returns the defaults for a host named name gossiping on addr:7946.
 func DefaultConfig(name string, addr netip.Addr) Config {
 	return Config{
-		Name:           name,
-		BindAddr:       addr,
-		Port:           7946,
-		VTEP:           addr,
-		ProbeInterval:  500 * time.Millisecond,
-		ProbeTimeout:   250 * time.Millisecond,
-		SuspicionMult:  3,
-		RejoinInterval: 2 * time.Second,
-		KeyGrace:       10 * time.Second,
-		VerifyTimeout:  100 * time.Millisecond,
-		Log:            slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Name:              name,
+		BindAddr:          addr,
+		Port:              7946,
+		VTEP:              addr,
+		ProbeInterval:     500 * time.Millisecond,
+		ProbeTimeout:      250 * time.Millisecond,
+		SuspicionMult:     3,
+		RejoinInterval:    2 * time.Second,
+		KeyGrace:          10 * time.Second,
+		VerifyTimeout:     100 * time.Millisecond,
+		Log:               slog.New(slog.NewTextHandler(io.Discard, nil)),
+		DataplaneInterval: 250 * time.Millisecond,
+		DataplaneGrace:    750 * time.Millisecond,
 	}
 }
 
@@ -91,6 +108,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("membership %q: probe interval, probe timeout, suspicion multiplier and rejoin interval must be positive: %w", c.Name, errdefs.ErrInvalidArgument)
 	case c.VerifyTimeout <= 0:
 		return fmt.Errorf("membership %q: verify timeout %v must be positive: %w", c.Name, c.VerifyTimeout, errdefs.ErrInvalidArgument)
+	case c.Dataplane != nil && (c.DataplaneInterval <= 0 || c.DataplaneGrace <= 0):
+		return fmt.Errorf("membership %q: data plane probe interval %v and grace %v must be positive: %w", c.Name, c.DataplaneInterval, c.DataplaneGrace, errdefs.ErrInvalidArgument)
 	case c.KeyGrace < 0:
 		return fmt.Errorf("membership %q: negative key grace %v: %w", c.Name, c.KeyGrace, errdefs.ErrInvalidArgument)
 	case c.Log == nil:
@@ -122,9 +141,15 @@ type Member struct {
 	Name string         `json:"name"`
 	Addr netip.AddrPort `json:"addr"` // gossip address
 	VTEP netip.Addr     `json:"vtep"`
-	// Alive is false only when gossip says the host is dead (or left) and the host does not answer a
-	// direct probe from this host: a claim of death alone (from a rogue member) withdraws nothing.
-	Alive bool      `json:"alive"`
+	// Alive is false only when gossip says the host is dead (or left), the host does not answer a
+	// direct probe from this host, and its kernel has not answered a data plane probe for
+	// Config.DataplaneGrace: a claim of death alone (from a rogue member) withdraws nothing, and
+	// neither does an agent that stopped while its host still forwards. Alive is what the host's
+	// forwarding entries follow.
+	Alive bool `json:"alive"`
+	// Agent is false when gossip says the host is dead and its agent does not answer a direct probe:
+	// the agent is stopped (Alive may stay true: see liveness.go).
+	Agent bool      `json:"agent"`
 	Since time.Time `json:"since"` // when Alive last changed
 }
 
@@ -146,6 +171,8 @@ type entry struct {
 	gossipDead bool      // memberlist says dead or left; Alive stays true until a direct probe fails
 	probing    bool      // a direct probe is under way
 	warned     time.Time // when a refuted dead claim was last logged (once a minute at most)
+	deadSince  time.Time // when gossip last called the member dead
+	kernelSeen time.Time // when the host's kernel last answered a data plane probe while Agent is false
 }
 
 // Membership tracks the liveness of the cluster's hosts.
@@ -170,6 +197,7 @@ type Membership struct {
 	unsafe struct {
 		clearText       bool // gossip without a keyring
 		trustDeadClaims bool // act on a dead claim without a direct probe
+		noDataplane     bool // withdraw a host whose agent is silent without asking its kernel
 		anyMember       bool // accept members that are not registered hosts
 	}
 }
@@ -540,12 +568,16 @@ func (m *Membership) record(n *memberlist.Node, alive bool) {
 	if vtep.IsValid() {
 		e.VTEP = vtep
 	}
-	e.gossipDead = !alive
+	if alive {
+		e.gossipDead = false
+	} else if !e.gossipDead {
+		e.gossipDead, e.deadSince = true, time.Now()
+	}
 	switch {
 	case alive:
-		e.Alive = true
+		e.Alive, e.Agent = true, true
 	case !seen || m.unsafe.trustDeadClaims || n.Name == m.cfg.Name:
-		e.Alive = false
+		e.Alive, e.Agent = false, false
 	default:
 		signal(m.verify) // Alive stays as it is until a direct probe fails
 	}
@@ -570,67 +602,6 @@ func (m *Membership) logChange(mb Member) {
 		state = "alive"
 	}
 	m.log.Info("member changed", "host", mb.Name, "state", state, "vtep", mb.VTEP)
-}
-
-// verifyLoop probes, directly, every member that gossip calls dead while it is still Alive: at once
-// when a claim arrives, then every ProbeInterval while the claim stands. A member that does not answer
-// is dead; one that answers keeps its entries (a rogue member's claim withdraws nothing).
-func (m *Membership) verifyLoop(ctx context.Context, wg *sync.WaitGroup) {
-	t := time.NewTicker(m.cfg.ProbeInterval)
-	defer t.Stop()
-	for {
-		select {
-		case <-ctx.Done():
-			return
-		case <-m.verify:
-		case <-t.C:
-		}
-		m.mu.Lock()
-		list := m.list
-		var todo []Member
-		for _, e := range m.members {
-			if e.gossipDead && e.Alive && !e.probing {
-				e.probing = true
-				todo = append(todo, e.Member)
-			}
-		}
-		m.mu.Unlock()
-		for _, mb := range todo {
-			wg.Add(1)
-			go func() { defer wg.Done(); m.settle(mb, m.probe(list, mb)) }()
-		}
-	}
-}
-
-// settle records the outcome of a direct probe of a member gossip calls dead.
-func (m *Membership) settle(mb Member, answered bool) {
-	m.mu.Lock()
-	e, ok := m.members[mb.Name]
-	if !ok || e.Addr != mb.Addr {
-		m.mu.Unlock()
-		return
-	}
-	e.probing = false
-	if !e.gossipDead || !e.Alive {
-		m.mu.Unlock()
-		return
-	}
-	if answered {
-		first := time.Since(e.warned) > time.Minute
-		if first {
-			e.warned = time.Now()
-		}
-		m.mu.Unlock()
-		if first {
-			m.log.Warn("gossip claims a host is dead but it answers a direct probe: its entries stay (a rogue member, or a transient loss)", "host", mb.Name, "addr", mb.Addr)
-		}
-		return
-	}
-	e.Alive, e.Since = false, time.Now()
-	out := e.Member
-	m.mu.Unlock()
-	m.logChange(out)
-	m.kick()
 }
 
 type events Membership

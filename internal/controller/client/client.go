@@ -182,6 +182,15 @@ func (c *Client) Heartbeat(ctx context.Context, host string) (api.Host, error) {
 	return out, err
 }
 
+// ReportDataplane tells the controller which hosts this host finds unreachable on the data plane
+// (api.DataplaneReport); an empty list clears the report.
+func (c *Client) ReportDataplane(ctx context.Context, host string, unreachable []string) error {
+	if unreachable == nil {
+		unreachable = []string{}
+	}
+	return c.do(ctx, http.MethodPut, "/v1/hosts/"+esc(host)+"/dataplane", api.DataplaneReport{Unreachable: unreachable}, nil)
+}
+
 // GetHost reads one host with its state.
 func (c *Client) GetHost(ctx context.Context, name string) (api.Host, error) {
 	var out api.Host

@@ -17,6 +17,8 @@ import (
 //	/ov/v1/endpoints/<network>/<ip>         JSON endpoint: the allocation of one address
 //	/ov/v1/owners/<network>/<host>/<ctr>    the address owned by (network, host, container)
 //	/ov/v1/cursors/<network>                last address handed out in the network (next-fit cursor)
+//	/ov/v1/dataplane/<host>                 JSON list of the hosts <host> finds unreachable on the data
+//	                                        plane, under a lease its agent renews (dataplane.go)
 //	/ov/v1/secrets/<name>                   controller secrets, opaque to the store: gossip (the gossip
 //	                                        keyring), join (the join token and its expiry), hostkey (the
 //	                                        key that signs host tokens)
@@ -31,6 +33,7 @@ const (
 	ownersPfx    = root + "owners/"
 	cursorsPfx   = root + "cursors/"
 	secretsPfx   = root + "secrets/"
+	dataplanePfx = root + "dataplane/"
 )
 
 func networkKey(name string) string         { return networksPfx + name }

@@ -29,6 +29,8 @@
 // (the gossip keyring and members from the controller and the state file), watch.go
 // (the controller's network list and endpoint watches, applied to the state), network.go (network
 // operations), attach.go (attach and detach), prune.go (endpoints of containers the agent does not
-// know, at start-up), desired.go (the desired data plane state), state.go (the state file), ifname.go
-// (interface names and route checks).
+// know, at start-up), desired.go (the desired data plane state), dataplane.go (this host's data plane
+// for network inspect: what is programmed, what is left out and why), reachability.go (the hosts this
+// host finds unreachable, reported to the controller for `ovctl node ls`), state.go (the state file),
+// ifname.go (interface names and route checks).
 package overlay

@@ -171,8 +171,9 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 	d.gossipFromState()
-	d.wg.Add(3)
+	d.wg.Add(4)
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
+	go func() { defer d.wg.Done(); d.reportDataplane(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()
 	go func() { defer d.wg.Done(); d.joinLoop(ctx) }()
 	for {

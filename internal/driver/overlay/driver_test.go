@@ -34,6 +34,7 @@ type fakeController struct {
 	reports   [][]api.Endpoint
 	tokens    []string
 	keyring   api.GossipKeyring
+	dataplane []string // the last data plane report (dataplane_test.go)
 }
 
 func newFakeController() *fakeController {
