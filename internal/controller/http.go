@@ -460,12 +460,14 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 				return err
 			}
 		}
-		if p.role != roleAdmin {
-			if err := c.markAlive(ctx, req.Name); err != nil {
-				c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
-			}
+		lv := aliveNow()
+		if p.role == roleAdmin {
+			seen, ok, _ := c.st.GetAlive(ctx, req.Name)
+			lv = aliveView{alive: ok, seen: seen}
+		} else if err := c.markAlive(ctx, req.Name); err != nil {
+			c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
 		}
-		view := c.hostView(out, aliveNow())
+		view := c.hostView(out, lv)
 		view.Token = token
 		writeJSON(w, http.StatusOK, view)
 		return nil
@@ -494,10 +496,8 @@ func (c *Controller) createHost(ctx context.Context, req api.Host, p principal) 
 		return store.Host{}, "", err
 	}
 	c.log.Info("host registered", "host", req.Name, "address", req.Address)
-	if p.role != roleAdmin {
-		if err := c.markAlive(ctx, req.Name); err != nil {
-			c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
-		}
+	if err := c.markAlive(ctx, req.Name); err != nil {
+		c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
 	}
 	return out, token, nil
 }
@@ -506,7 +506,10 @@ func (c *Controller) createHost(ctx context.Context, req api.Host, p principal) 
 // host whose token was reset (join token).
 func (c *Controller) updatedHost(ctx context.Context, cur store.Host, req api.Host, p principal) (store.Host, string) {
 	next := cur
-	next.Address, next.LastSeen = req.Address, time.Now().UTC()
+	next.Address = req.Address
+	if p.role != roleAdmin { // an admin changing labels says nothing of the host's liveness
+		next.LastSeen = time.Now().UTC()
+	}
 	var token string
 	if p.role == roleJoin { // cur.Rejoin: a new token, the permit used up
 		key, err := c.hostKey(ctx)
