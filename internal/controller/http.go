@@ -496,6 +496,7 @@ func (c *Controller) createHost(ctx context.Context, req api.Host, p principal) 
 		return store.Host{}, "", err
 	}
 	c.log.Info("host registered", "host", req.Name, "address", req.Address)
+	c.forgetLease(req.Name) // a lease held for an earlier host of that name: its alive key is gone
 	if err := c.markAlive(ctx, req.Name); err != nil {
 		c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
 	}
@@ -623,6 +624,7 @@ func (c *Controller) removeHost(w http.ResponseWriter, r *http.Request, p princi
 	if err != nil {
 		return err
 	}
+	c.forgetLease(r.PathValue("name"))
 	c.log.Info("host removed", "host", r.PathValue("name"), "released", len(released))
 	writeJSON(w, http.StatusOK, api.ReconcileResponse{Released: nonNil(released)})
 	return nil

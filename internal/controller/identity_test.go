@@ -105,6 +105,17 @@ func TestHeartbeatDoesNotChangeHostRecord(t *testing.T) {
 	if err != nil || len(hosts) != 1 || hosts[0].State != api.HostAlive {
 		t.Fatalf("after a heartbeat: %+v, %v; want h1 alive", hosts, err)
 	}
+	// Removed and registered again: alive at once (not only once the old lease's key is rewritten).
+	if err := s.Admin.RemoveHost(ctx, "h1"); err != nil {
+		t.Fatal(err)
+	}
+	if h, err := s.Admin.GetHost(ctx, "h1"); err == nil {
+		t.Fatalf("h1 after node rm: %+v", h)
+	}
+	registerHost(t, s, "h1", "192.0.2.11")
+	if h, err := s.Admin.GetHost(ctx, "h1"); err != nil || h.State != api.HostAlive {
+		t.Fatalf("h1 registered again: %+v, %v; want alive", h, err)
+	}
 }
 
 // TestAppliedLabelsSurviveAgentRestart: labels an admin sets (ovctl apply) and the agent's configured

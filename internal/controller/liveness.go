@@ -68,6 +68,14 @@ func (c *Controller) setLease(host string, l hostLease) {
 	c.live.hosts[host] = l
 }
 
+// forgetLease drops this controller's lease for host (removed, or registered anew): the next
+// heartbeat grants a new one and writes the alive key; the old lease, renewed by nobody, expires.
+func (c *Controller) forgetLease(host string) {
+	c.live.mu.Lock()
+	defer c.live.mu.Unlock()
+	delete(c.live.hosts, host)
+}
+
 // aliveView is what the API shows of a host's liveness: alive or not, and when it was last seen.
 type aliveView struct {
 	alive bool
