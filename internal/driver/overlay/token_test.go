@@ -150,3 +150,25 @@ func TestControllerLossAndRecoveryLoggedOnce(t *testing.T) {
 
 // harnessAddr is the underlay address of the harness's host1.
 var harnessAddr = netip.MustParseAddr("192.168.77.11")
+
+// TestTokenMovesOutOfStateFile: an agent upgraded from a version that kept the host token in
+// state.json moves it to its own file and keeps using it.
+func TestTokenMovesOutOfStateFile(t *testing.T) {
+	dir := t.TempDir()
+	state := filepath.Join(dir, "overlay.json")
+	if err := os.WriteFile(state, []byte(`{"hostToken":"ovh.host1","networks":{}}`), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	ctl := newFakeController()
+	d, err := New(Config{Host: "host1", Address: harnessAddr, StatePath: state, Connect: ctl.connect, Dataplane: &fakeDataplane{}, Members: &fakeMembers{}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, "host-token"))
+	if err != nil || strings.TrimSpace(string(b)) != "ovh.host1" || d.token != "ovh.host1" {
+		t.Fatalf("token file %q (%v), token %q; want the token from the state file", b, err, d.token)
+	}
+	if b, _ := os.ReadFile(state); strings.Contains(string(b), "ovh.host1") {
+		t.Fatalf("the state file still holds the token:\n%s", b)
+	}
+}
