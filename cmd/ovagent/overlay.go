@@ -98,6 +98,7 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 		Labels:     v.GetStringMapString("labels"),
 		GossipPort: mcfg.Port,
 		StatePath:  filepath.Join(root, "overlay", "state.json"),
+		TokenPath:  filepath.Join(root, "overlay", "host-token"),
 		Connect:    func(token string) overlay.Controller { return base.WithToken(token) },
 		JoinToken:  join,
 		Dataplane:  dp,

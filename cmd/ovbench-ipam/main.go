@@ -96,9 +96,25 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 	if err != nil {
 		return err
 	}
-	if _, err := cli.RegisterHost(ctx, api.Host{Name: "bench", Address: "192.168.99.1"}); err != nil {
+	reg, err := cli.RegisterHost(ctx, api.Host{Name: "bench", Address: "192.168.99.1"})
+	if err != nil {
 		return err
 	}
+	// The host heartbeats as its agent does (every 2s, the agent's default) while the API allocates
+	// for it: liveness must not make allocations retry.
+	go func() {
+		hb := cli.WithToken(reg.Token)
+		t := time.NewTicker(2 * time.Second)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				_, _ = hb.Heartbeat(ctx, "bench")
+			}
+		}
+	}()
 	h, err := st.GetHost(ctx, "bench")
 	if err != nil {
 		return err
@@ -159,6 +175,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"`ovbench-ipam` (make bench): one controller with its embedded single-member etcd, " + fs + ", on loopback.",
 		"API: `POST /v1/networks/N/endpoints` through `controller/client` (HTTP/1.1 keep-alive, JSON, admin token), each a new owner in a /16;",
 		"the controller picks the candidate from its watch cache and commits one transaction (create-if-absent on the address and owner keys, guarded by the network's create revision and the host record's revision, cursor bump).",
+		"Meanwhile the host heartbeats every 2s, as its agent does (liveness is an etcd lease renewal, which leaves the host record alone).",
 		"Reference: the same transaction sent straight to the same etcd with the etcd Go client, same concurrency, same run.",
 		fmt.Sprintf("Each row: %d rounds of %v for each side, alternating; the median round of each side is shown.", rounds, dur),
 		"",
@@ -166,7 +183,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"|---:|---:|---:|---:|---:|---:|",
 		strings.Join(rows, "\n"),
 		"",
-		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.5 x bare etcd: %s (%.2f).", met(last50 >= 2000), last50, met(lastRatio >= 0.5), lastRatio),
+		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.8 x bare etcd: %s (%.2f).", met(last50 >= 2000), last50, met(lastRatio >= 0.8), lastRatio),
 		"",
 		"Load average (1 min) before and after the run: " + loadStart + " and " + loadavg() + "; the machine is shared, and under load both columns drop alike (the ratio holds better than the rates).",
 		"",

@@ -16,7 +16,7 @@ import (
 
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage the cluster's hosts (through the controller)"}
-	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g), newNodeJoinTokenCmd(g), newNodeGossipKeyCmd(g))
+	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g), newNodeResetTokenCmd(g), newNodeJoinTokenCmd(g), newNodeGossipKeyCmd(g))
 	return cmd
 }
 

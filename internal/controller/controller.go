@@ -34,7 +34,8 @@ type Config struct {
 	// Pools are the defaults for networks created without subnet or VNI. Default: 10.128.0.0/9 carved
 	// into /24 subnets, VNIs 4096-16777215.
 	Pools store.Pools
-	// HostDeadAfter: a host whose last heartbeat is older is reported dead. Default 30s.
+	// HostDeadAfter: a host whose last heartbeat is older is reported dead. It is the TTL of the etcd
+	// lease that keeps the host's alive key (store/alive.go), so whole seconds. Default 30s.
 	HostDeadAfter time.Duration
 	// WatchHeartbeat is how often an idle endpoint watch stream carries a progress event; at the same
 	// pace the stream checks that its network still exists and ends when it does not (the client's
@@ -94,6 +95,7 @@ type Controller struct {
 	stopOnce    sync.Once
 	stopWatches chan struct{} // closed by CloseWatches
 	watches     watchCount
+	live        liveness
 }
 
 // watchCount counts the open watch streams of each token.
@@ -322,15 +324,4 @@ func (c *Controller) refresh(ctx context.Context, network, host string) (store.N
 		return store.Network{}, store.Host{}, err
 	}
 	return n, h, nil
-}
-
-// hostView renders a stored host for the API, with its state.
-func (c *Controller) hostView(h store.Host, now time.Time) api.Host {
-	out := h.Host
-	out.Token = ""
-	out.State = api.HostAlive
-	if now.Sub(h.LastSeen) > c.cfg.HostDeadAfter {
-		out.State = api.HostDead
-	}
-	return out
 }

@@ -47,6 +47,7 @@ func (c *Controller) Handler() http.Handler {
 	route("PUT /v1/hosts/{name}/dataplane", c.putDataplane)
 	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
 	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
+	route("POST /v1/hosts/{name}/reset-token", c.resetHostToken)
 	route("GET /v1/join-token", c.getJoinToken)
 	route("POST /v1/join-token/rotate", c.rotateJoinToken)
 	route("GET /v1/gossip/keyring", c.getGossipKeyring)
@@ -370,10 +371,14 @@ func (c *Controller) listHosts(w http.ResponseWriter, r *http.Request, p princip
 	if err != nil {
 		return err
 	}
-	now := time.Now()
+	alive, err := c.st.ListAlive(r.Context())
+	if err != nil {
+		return err
+	}
 	out := make([]api.Host, len(hs))
 	for i, h := range hs {
-		out[i] = c.hostView(h, now)
+		seen, ok := alive[h.Name]
+		out[i] = c.hostView(h, aliveView{alive: ok, seen: seen})
 	}
 	c.withDataplane(r.Context(), out)
 	writeJSON(w, http.StatusOK, out)
@@ -388,12 +393,19 @@ func (c *Controller) getHost(w http.ResponseWriter, r *http.Request, p principal
 	if err != nil {
 		return err
 	}
-	writeJSON(w, http.StatusOK, c.hostView(h, time.Now()))
+	seen, ok, err := c.st.GetAlive(r.Context(), h.Name)
+	if err != nil {
+		return err
+	}
+	writeJSON(w, http.StatusOK, c.hostView(h, aliveView{alive: ok, seen: seen}))
 	return nil
 }
 
 // registerHost creates a host (join or admin token: the answer carries the host's own token) or
-// updates it (its own token or admin: address, labels, heartbeat).
+// updates it (its own token or admin: address, labels). A host whose token an admin reset (ovctl node
+// reset-token) registers again with the join token: it keeps its record and its allocations and gets
+// a new token. Labels from an agent (join or host token) are its configuration labels; labels from
+// an admin (ovctl apply) are kept apart and win over them (store.Host.EffectiveLabels).
 func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p principal) error {
 	var req api.Host
 	if err := decode(r, &req); err != nil {
@@ -413,38 +425,26 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 		cur, err := c.st.GetHost(ctx, req.Name)
 		switch {
 		case errors.Is(err, errdefs.ErrNotFound):
-			if p.role != roleAdmin && p.role != roleJoin {
-				return fmt.Errorf("host %q is not registered (it was removed?); register again with the join token: %w", req.Name, errdefs.ErrUnauthorized)
-			}
-			key, err := c.hostKey(ctx)
-			if err != nil {
-				return err
-			}
-			token, hash := newHostToken(req.Name, key)
-			h := store.Host{Host: api.Host{Name: req.Name, Address: req.Address, Labels: req.Labels, LastSeen: time.Now().UTC()}, TokenHash: hash}
-			out, err := c.st.CreateHost(ctx, h)
+			out, token, err := c.createHost(ctx, req, p)
 			if errors.Is(err, errdefs.ErrAlreadyExists) {
 				continue
 			}
 			if err != nil {
 				return err
 			}
-			c.log.Info("host registered", "host", req.Name, "address", req.Address)
-			view := c.hostView(out, time.Now())
+			view := c.hostView(out, aliveNow())
 			view.Token = token
 			writeJSON(w, http.StatusCreated, view)
 			return nil
 		case err != nil:
 			return err
 		}
-		if p.role == roleJoin {
-			return fmt.Errorf("host %q is already registered; its agent must use the host token it received then (kept in its data directory), or remove the host first with ovctl node rm %s: %w", req.Name, req.Name, errdefs.ErrAlreadyExists)
+		if p.role == roleJoin && !cur.Rejoin {
+			return fmt.Errorf("host %q is already registered; its agent must use the host token it received then (kept in its data directory). If that token is lost or refused, run ovctl node reset-token %s: the agent then registers again with the join token and its containers keep their addresses: %w", req.Name, req.Name, errdefs.ErrAlreadyExists)
 		}
-		moved := cur.Address != req.Address
-		next := cur
-		next.Address, next.LastSeen = req.Address, time.Now().UTC()
-		if req.Labels != nil { // an agent with no --labels keeps the labels set by ovctl apply
-			next.Labels = req.Labels
+		next, token := c.updatedHost(ctx, cur, req, p)
+		if token == "" && p.role == roleJoin {
+			return fmt.Errorf("register host %q again: %w", req.Name, errdefs.ErrUnavailable)
 		}
 		out, err := c.st.UpdateHost(ctx, next)
 		if errors.Is(err, errdefs.ErrConflict) || errors.Is(err, errdefs.ErrNotFound) {
@@ -453,16 +453,103 @@ func (c *Controller) registerHost(w http.ResponseWriter, r *http.Request, p prin
 		if err != nil {
 			return err
 		}
-		if moved {
+		if token != "" {
+			c.log.Info("host registered again after its token was reset; its addresses are kept", "host", req.Name, "address", req.Address)
+		}
+		if cur.Address != req.Address {
 			c.log.Info("host address changed", "host", req.Name, "from", cur.Address, "to", req.Address)
 			if err := c.st.RetagHost(ctx, req.Name, req.Address); err != nil {
 				return err
 			}
 		}
-		writeJSON(w, http.StatusOK, c.hostView(out, time.Now()))
+		lv := aliveNow()
+		if p.role == roleAdmin {
+			seen, ok, _ := c.st.GetAlive(ctx, req.Name)
+			lv = aliveView{alive: ok, seen: seen}
+		} else if err := c.markAlive(ctx, req.Name); err != nil {
+			c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
+		}
+		view := c.hostView(out, lv)
+		view.Token = token
+		writeJSON(w, http.StatusOK, view)
 		return nil
 	}
 	return fmt.Errorf("register host %q: it keeps changing; retry: %w", req.Name, errdefs.ErrConflict)
+}
+
+// createHost registers a new host (join or admin token) and returns it with its token.
+func (c *Controller) createHost(ctx context.Context, req api.Host, p principal) (store.Host, string, error) {
+	if p.role != roleAdmin && p.role != roleJoin {
+		return store.Host{}, "", fmt.Errorf("host %q is not registered (it was removed?); register again with the join token: %w", req.Name, errdefs.ErrUnauthorized)
+	}
+	key, err := c.hostKey(ctx)
+	if err != nil {
+		return store.Host{}, "", err
+	}
+	token, hash := newHostToken(req.Name, key)
+	h := store.Host{Host: api.Host{Name: req.Name, Address: req.Address, LastSeen: time.Now().UTC()}, TokenHash: hash}
+	if p.role == roleAdmin {
+		h.Labels = req.Labels
+	} else {
+		h.ConfigLabels = req.Labels
+	}
+	out, err := c.st.CreateHost(ctx, h)
+	if err != nil {
+		return store.Host{}, "", err
+	}
+	c.log.Info("host registered", "host", req.Name, "address", req.Address)
+	c.forgetLease(req.Name) // a lease held for an earlier host of that name: its alive key is gone
+	if err := c.markAlive(ctx, req.Name); err != nil {
+		c.log.Warn("cannot record that a host is alive", "host", req.Name, "err", err)
+	}
+	return out, token, nil
+}
+
+// updatedHost is cur updated by a registration req from p, and the new host token when p re-joins a
+// host whose token was reset (join token).
+func (c *Controller) updatedHost(ctx context.Context, cur store.Host, req api.Host, p principal) (store.Host, string) {
+	next := cur
+	next.Address = req.Address
+	if p.role != roleAdmin { // an admin changing labels says nothing of the host's liveness
+		next.LastSeen = time.Now().UTC()
+	}
+	var token string
+	if p.role == roleJoin { // cur.Rejoin: a new token, the permit used up
+		key, err := c.hostKey(ctx)
+		if err != nil {
+			return next, ""
+		}
+		token, next.TokenHash = newHostToken(req.Name, key)
+		next.Rejoin = false
+	}
+	if p.role == roleAdmin {
+		// An admin sends the labels it wants the host to have (ovctl apply: the effective ones with
+		// its changes); those that only repeat the agent's configuration stay the agent's.
+		next.Labels = appliedLabels(req.Labels, cur.ConfigLabels)
+		return next, token
+	}
+	if cur.ConfigLabels == nil && len(cur.Labels) > 0 {
+		// A record from before labels were kept apart: its labels mixed both; those the agent
+		// configures are the agent's.
+		next.Labels = appliedLabels(cur.Labels, req.Labels)
+	}
+	next.ConfigLabels = req.Labels
+	return next, token
+}
+
+// appliedLabels are the labels of want that config does not give with the same value.
+func appliedLabels(want, config map[string]string) map[string]string {
+	var out map[string]string
+	for k, v := range want {
+		if cv, ok := config[k]; ok && cv == v {
+			continue
+		}
+		if out == nil {
+			out = map[string]string{}
+		}
+		out[k] = v
+	}
+	return out
 }
 
 // addressFree checks that no other host is registered with h's address (ErrConflict naming it).
@@ -480,17 +567,42 @@ func (c *Controller) addressFree(ctx context.Context, h api.Host) error {
 	return nil
 }
 
+// heartbeat records that the host is alive (its lease, not its record: see liveness) and answers
+// with the host and the gossip keyring's version.
 func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p principal) error {
 	name := r.PathValue("name")
 	if err := p.need(false, name); err != nil {
 		return err
 	}
+	h, ok := c.cache.host(name)
+	if !ok {
+		var err error
+		if h, err = c.st.GetHost(r.Context(), name); err != nil {
+			return err
+		}
+	}
+	if err := c.markAlive(r.Context(), name); err != nil {
+		return err
+	}
+	view := c.hostView(h, aliveNow())
+	view.GossipKeyringVersion = c.gossipVersion()
+	writeJSON(w, http.StatusOK, view)
+	return nil
+}
+
+// resetHostToken (admin) revokes the host's token and lets the host register again with the join
+// token, once, keeping its record and its allocations (ovctl node reset-token).
+func (c *Controller) resetHostToken(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(true, ""); err != nil {
+		return err
+	}
+	name := r.PathValue("name")
 	for attempt := 0; attempt < 16; attempt++ {
 		cur, err := c.st.GetHost(r.Context(), name)
 		if err != nil {
 			return err
 		}
-		cur.LastSeen = time.Now().UTC()
+		cur.TokenHash, cur.Rejoin = "", true
 		out, err := c.st.UpdateHost(r.Context(), cur)
 		if errors.Is(err, errdefs.ErrConflict) {
 			continue
@@ -498,12 +610,12 @@ func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p princip
 		if err != nil {
 			return err
 		}
-		view := c.hostView(out, time.Now())
-		view.GossipKeyringVersion = c.gossipVersion()
-		writeJSON(w, http.StatusOK, view)
+		c.log.Info("host token reset: the host may register again with the join token, keeping its addresses", "host", name)
+		seen, ok, _ := c.st.GetAlive(r.Context(), name)
+		writeJSON(w, http.StatusOK, c.hostView(out, aliveView{alive: ok, seen: seen}))
 		return nil
 	}
-	return fmt.Errorf("heartbeat of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)
+	return fmt.Errorf("reset the token of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)
 }
 
 func (c *Controller) removeHost(w http.ResponseWriter, r *http.Request, p principal) error {
@@ -514,6 +626,7 @@ func (c *Controller) removeHost(w http.ResponseWriter, r *http.Request, p princi
 	if err != nil {
 		return err
 	}
+	c.forgetLease(r.PathValue("name"))
 	c.log.Info("host removed", "host", r.PathValue("name"), "released", len(released))
 	writeJSON(w, http.StatusOK, api.ReconcileResponse{Released: nonNil(released)})
 	return nil

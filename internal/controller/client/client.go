@@ -210,6 +210,14 @@ func (c *Client) RemoveHost(ctx context.Context, name string) error {
 	return c.do(ctx, http.MethodDelete, "/v1/hosts/"+esc(name), nil, nil)
 }
 
+// ResetToken (admin) revokes a host's token and lets its agent register again with the join token,
+// once, keeping the host's record and the addresses its containers hold.
+func (c *Client) ResetToken(ctx context.Context, name string) (api.Host, error) {
+	var out api.Host
+	err := c.do(ctx, http.MethodPost, "/v1/hosts/"+esc(name)+"/reset-token", nil, &out)
+	return out, err
+}
+
 // HostEndpoints lists the allocations of a host in every network.
 func (c *Client) HostEndpoints(ctx context.Context, host string) ([]api.Endpoint, error) {
 	var out []api.Endpoint

@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -16,11 +17,32 @@ import (
 // Host is a host as stored.
 type Host struct {
 	api.Host
-	// TokenHash is the hex SHA-256 of the host's own token (the token itself is never stored).
+	// TokenHash is the hex SHA-256 of the host's own token (the token itself is never stored); empty
+	// after ovctl node reset-token: no host token works then.
 	TokenHash string `json:"tokenHash,omitempty"`
+	// Rejoin is set by ovctl node reset-token: the host may register again with the join token (once),
+	// keeping its record and its allocations, and gets a new host token.
+	Rejoin bool `json:"rejoin,omitempty"`
+	// ConfigLabels are the labels the host's agent registers (its configuration); api.Host.Labels as
+	// stored are the labels set by an admin (ovctl apply). The host's labels are ConfigLabels overlaid
+	// by those (EffectiveLabels).
+	ConfigLabels map[string]string `json:"configLabels,omitempty"`
 	// CreateRevision identifies this registration. (Allocations compare the host's ModRevision,
-	// Revision, which also changes with every re-registration and heartbeat.)
+	// Revision, which changes with every re-registration, label change and token reset, but not with
+	// heartbeats: liveness is a lease, see alive.go.)
 	CreateRevision int64 `json:"-"`
+}
+
+// EffectiveLabels are the host's labels: its agent's ConfigLabels overlaid by the labels an admin set
+// (an admin's value wins for a key both name).
+func (h Host) EffectiveLabels() map[string]string {
+	if len(h.ConfigLabels) == 0 && len(h.Labels) == 0 {
+		return nil
+	}
+	out := make(map[string]string, len(h.ConfigLabels)+len(h.Labels))
+	maps.Copy(out, h.ConfigLabels)
+	maps.Copy(out, h.Labels)
+	return out
 }
 
 func encodeHost(h Host) string {
@@ -122,7 +144,7 @@ func (s *Store) DeleteHost(ctx context.Context, name string) ([]api.Endpoint, er
 		ctx2, cancel := s.timeout(ctx)
 		tr, err := s.cli.Txn(ctx2).If(
 			clientv3.Compare(clientv3.ModRevision(hostKey(name)), "=", h.Revision),
-		).Then(clientv3.OpDelete(hostKey(name))).Commit()
+		).Then(clientv3.OpDelete(hostKey(name)), clientv3.OpDelete(aliveKey(name))).Commit()
 		cancel()
 		if err != nil {
 			return nil, s.wrap(fmt.Sprintf("remove host %q", name), err)

@@ -13,7 +13,10 @@ import (
 //	/ov/v1/meta/vnicursor                   last VNI handed out (next-fit over VNIs)
 //	/ov/v1/networks/<name>                  JSON network (subnet, gateway, ip-range, VNI, MTU, labels...)
 //	/ov/v1/vnis/<vni>                       name of the network holding the VNI
-//	/ov/v1/hosts/<name>                     JSON host (underlay address, labels, last heartbeat, token hash)
+//	/ov/v1/hosts/<name>                     JSON host (underlay address, labels, registration time, token hash)
+//	/ov/v1/alive/<name>                     time of the host's last recorded heartbeat, attached to an etcd
+//	                                        lease (TTL: dead-after) a controller renews with each heartbeat:
+//	                                        the host is alive while the key exists
 //	/ov/v1/endpoints/<network>/<ip>         JSON endpoint: the allocation of one address
 //	/ov/v1/owners/<network>/<host>/<ctr>    the address owned by (network, host, container)
 //	/ov/v1/cursors/<network>                last address handed out in the network (next-fit cursor)
@@ -29,6 +32,7 @@ const (
 	networksPfx  = root + "networks/"
 	vnisPfx      = root + "vnis/"
 	hostsPfx     = root + "hosts/"
+	alivePfx     = root + "alive/"
 	endpointsPfx = root + "endpoints/"
 	ownersPfx    = root + "owners/"
 	cursorsPfx   = root + "cursors/"
@@ -39,6 +43,7 @@ const (
 func networkKey(name string) string         { return networksPfx + name }
 func vniKey(vni uint32) string              { return fmt.Sprintf("%s%d", vnisPfx, vni) }
 func hostKey(name string) string            { return hostsPfx + name }
+func aliveKey(name string) string           { return alivePfx + name }
 func endpointsPrefix(network string) string { return endpointsPfx + network + "/" }
 func endpointKey(network string, ip netip.Addr) string {
 	return endpointsPrefix(network) + ip.String()

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/netip"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -63,6 +64,14 @@ type Config struct {
 	GossipPort int
 	// StatePath is the driver's state file. Required.
 	StatePath string
+	// TokenPath is the file holding the host token (mode 0600, written with an fsync). Default:
+	// host-token beside StatePath.
+	TokenPath string
+	// TokenRefusals and TokenRefusalWindow: the host token is set aside (TokenPath.refused) and the
+	// agent registers with the join token only after the controller refused it (401/404) this many
+	// times in a row, over at least this long. Defaults 3 and 10s.
+	TokenRefusals      int
+	TokenRefusalWindow time.Duration
 	// Connect returns a controller client that sends token: the join token first, then the host token
 	// the controller hands out at the first registration.
 	Connect func(token string) Controller
@@ -99,6 +108,15 @@ func (c *Config) Validate() error {
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
 	}
+	if c.TokenPath == "" && c.StatePath != "" {
+		c.TokenPath = filepath.Join(filepath.Dir(c.StatePath), "host-token")
+	}
+	if c.TokenRefusals == 0 {
+		c.TokenRefusals = 3
+	}
+	if c.TokenRefusalWindow == 0 {
+		c.TokenRefusalWindow = 10 * time.Second
+	}
 	if c.Netlink == nil {
 		c.Netlink = netlink.System{}
 	}
@@ -121,15 +139,20 @@ type Driver struct {
 	log *slog.Logger
 	dp  Dataplane
 
-	mu         sync.Mutex
-	st         *fileState
-	ctl        Controller // with the host token once registered; nil before
-	joinErr    error      // why the host has not joined yet
-	watches    map[string]context.CancelFunc
-	runCtx     context.Context
-	released   []api.Endpoint // releases that failed, retried with the heartbeat
-	refreshNow chan struct{}  // gossip changed: refresh the host list before the next heartbeat
-	wg         sync.WaitGroup
+	mu      sync.Mutex
+	st      *fileState
+	ctl     Controller // with the host token once registered; nil before
+	joinErr error      // why the host has not joined yet
+	token   string     // the host token ("" before the first registration, or set aside)
+	refused int        // refusals of token in a row (tokenRefused)
+	lost    time.Time  // since when the controller has not answered (zero: it answers)
+
+	firstRefusal time.Time
+	watches      map[string]context.CancelFunc
+	runCtx       context.Context
+	released     []api.Endpoint // releases that failed, retried with the heartbeat
+	refreshNow   chan struct{}  // gossip changed: refresh the host list before the next heartbeat
+	wg           sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
 	gen    uint64     // under mu
@@ -160,6 +183,9 @@ func New(cfg Config) (*Driver, error) {
 		joinErr:    errors.New("the agent is starting"),
 	}
 	d.links, d.routes = d.linkNames, d.hostRoutes
+	if err := d.loadToken(); err != nil {
+		return nil, err
+	}
 	return d, nil
 }
 

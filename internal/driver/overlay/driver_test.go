@@ -35,6 +35,7 @@ type fakeController struct {
 	tokens    []string
 	keyring   api.GossipKeyring
 	dataplane []string // the last data plane report (dataplane_test.go)
+	refuse    int      // heartbeats to refuse (401) before accepting them again
 }
 
 func newFakeController() *fakeController {
@@ -127,6 +128,10 @@ func (c tokenClient) Heartbeat(ctx context.Context, host string) (api.Host, erro
 		return api.Host{}, err
 	}
 	h, ok := c.hosts[host]
+	if c.refuse > 0 {
+		c.refuse--
+		ok = false
+	}
 	if !ok || c.token != "ovh."+host {
 		return api.Host{}, fmt.Errorf("the token is not valid for this cluster (wrong token, or the host was removed): %w", errdefs.ErrUnauthorized)
 	}
@@ -263,12 +268,23 @@ type harness struct {
 
 func newHarness(t *testing.T, ctl *fakeController, path string) *harness {
 	t.Helper()
-	h := &harness{ctl: ctl, dp: &fakeDataplane{}, mem: &fakeMembers{changes: make(chan struct{}, 1)}, path: path, nsLinks: map[string][]string{}}
-	d, err := New(Config{
+	h := startAgent(t, Config{
 		Host: "host1", Address: netip.MustParseAddr("192.168.77.11"), StatePath: path,
-		Connect: ctl.connect, JoinToken: "join", Dataplane: h.dp, Members: h.mem,
-		RequestTimeout: time.Second, Heartbeat: 50 * time.Millisecond,
+		Connect: ctl.connect, JoinToken: "join",
+		RequestTimeout: time.Second, Heartbeat: 50 * time.Millisecond, TokenRefusalWindow: 200 * time.Millisecond,
 	})
+	h.ctl = ctl
+	testutil.Eventually(t, 5*time.Second, func() error { _, err := h.d.ready(); return err })
+	return h
+}
+
+// startAgent runs a driver with cfg and fake data plane, members and namespaces (cfg's Dataplane
+// and Members are replaced) until the test ends or h.stop.
+func startAgent(t *testing.T, cfg Config) *harness {
+	t.Helper()
+	h := &harness{dp: &fakeDataplane{}, mem: &fakeMembers{changes: make(chan struct{}, 1)}, path: cfg.StatePath, nsLinks: map[string][]string{}}
+	cfg.Dataplane, cfg.Members = h.dp, h.mem
+	d, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -297,8 +313,7 @@ func newHarness(t *testing.T, ctl *fakeController, path string) *harness {
 	done := make(chan struct{})
 	go func() { _ = d.Run(ctx); close(done) }()
 	h.stop = func() { cancel(); <-done }
-	t.Cleanup(func() { cancel() })
-	testutil.Eventually(t, 5*time.Second, func() error { _, err := d.ready(); return err })
+	t.Cleanup(func() { cancel(); <-done })
 	return h
 }
 

@@ -38,9 +38,11 @@ func (d *Driver) joinLoop(ctx context.Context) {
 	}
 }
 
-// joinWithRetry calls join until it succeeds or ctx ends.
+// joinWithRetry calls join until it succeeds or ctx ends. A reason it cannot join is logged when it
+// changes, not at every retry.
 func (d *Driver) joinWithRetry(ctx context.Context) {
 	backoff := 200 * time.Millisecond
+	var said string
 	for {
 		err := d.join(ctx)
 		if err == nil || ctx.Err() != nil {
@@ -49,7 +51,15 @@ func (d *Driver) joinWithRetry(ctx context.Context) {
 		d.mu.Lock()
 		d.joinErr = err
 		d.mu.Unlock()
-		d.log.Warn("cannot join the cluster yet; retrying", "err", err, "retry_in", backoff)
+		switch {
+		case err.Error() == said:
+			d.log.Debug("cannot join the cluster yet; retrying", "err", err, "retry_in", backoff)
+		case errors.Is(err, errdefs.ErrAlreadyExists):
+			d.log.Error("cannot join the cluster: the controller knows this host but the agent has no valid host token; an admin must run ovctl node reset-token "+d.cfg.Host+" (the agent then joins by itself, its containers keep their addresses)", "err", err)
+		default:
+			d.log.Warn("cannot join the cluster yet; retrying", "err", err, "retry_in", backoff)
+		}
+		said = err.Error()
 		select {
 		case <-ctx.Done():
 			return
@@ -60,7 +70,8 @@ func (d *Driver) joinWithRetry(ctx context.Context) {
 }
 
 // heartbeatUntilLost heartbeats every Config.Heartbeat. It returns true when the controller no longer
-// knows the host (after forgetting the host token and stopping the watches), false when ctx ends.
+// accepts the host token (after setting it aside, see tokenRefused, and stopping the watches), false
+// when ctx ends. Losing the controller and getting it back are logged once each.
 func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 	t := time.NewTicker(d.cfg.Heartbeat)
 	defer t.Stop()
@@ -89,13 +100,23 @@ func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 			continue
 		}
 		err := d.heartbeat(ctx)
-		if !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound) {
+		switch {
+		case err == nil:
+			d.tokenAccepted()
+			d.controllerBack()
+			continue
+		case !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound):
+			if ctx.Err() == nil {
+				d.controllerLost(err)
+			}
 			continue
 		}
-		d.log.Warn("the controller no longer knows this host (removed?); joining again", "err", err)
+		d.controllerBack() // it answers, if only to refuse
+		if !d.tokenRefused(err) {
+			continue
+		}
 		d.mu.Lock()
 		d.ctl, d.joinErr = nil, err
-		d.st.HostToken = ""
 		for name, cancel := range d.watches {
 			cancel()
 			delete(d.watches, name)
@@ -105,43 +126,38 @@ func (d *Driver) heartbeatUntilLost(ctx context.Context) bool {
 	}
 }
 
+// controllerLost logs, once per outage, that the controller stopped answering.
+func (d *Driver) controllerLost(err error) {
+	d.mu.Lock()
+	first := d.lost.IsZero()
+	if first {
+		d.lost = time.Now()
+	}
+	d.mu.Unlock()
+	if first {
+		d.log.Info("lost contact with the controller; containers keep running and the overlay keeps its last known state; retrying", "err", err)
+	}
+}
+
+// controllerBack logs, once, that the controller answers again after controllerLost.
+func (d *Driver) controllerBack() {
+	d.mu.Lock()
+	since := d.lost
+	d.lost = time.Time{}
+	d.mu.Unlock()
+	if !since.IsZero() {
+		d.log.Info("the controller answers again", "after", time.Since(since).Round(time.Second))
+	}
+}
+
 // join registers the host, reports the endpoints it really has (the controller releases the others),
 // learns the other hosts and starts the endpoint watches.
 func (d *Driver) join(ctx context.Context) error {
-	d.mu.Lock()
-	token := d.st.HostToken
-	d.mu.Unlock()
-	me := api.Host{Name: d.cfg.Host, Address: d.cfg.Address.String(), Labels: d.cfg.Labels}
-	var ctl Controller
-	if token != "" {
-		c := d.cfg.Connect(token)
-		if _, err := c.RegisterHost(ctx, me); err == nil {
-			ctl = c
-		} else if !errors.Is(err, errdefs.ErrUnauthorized) {
-			return fmt.Errorf("register host %q: %w", d.cfg.Host, err)
-		} else {
-			d.log.Warn("the host token was refused (host removed from the cluster?); joining again with the join token", "err", err)
-		}
+	ctl, err := d.register(ctx)
+	if err != nil {
+		return err
 	}
-	if ctl == nil {
-		if d.cfg.JoinToken == "" {
-			return fmt.Errorf("host %q is not registered and no join token is configured; give the agent the cluster's join token: %w", d.cfg.Host, errdefs.ErrUnauthorized)
-		}
-		h, err := d.cfg.Connect(d.cfg.JoinToken).RegisterHost(ctx, me)
-		if err != nil {
-			return fmt.Errorf("register host %q with the join token: %w", d.cfg.Host, err)
-		}
-		if h.Token == "" {
-			return fmt.Errorf("register host %q: the controller sent no host token: %w", d.cfg.Host, errdefs.ErrUnavailable)
-		}
-		d.mu.Lock()
-		d.st.HostToken = h.Token
-		d.mu.Unlock()
-		if err := d.persist(); err != nil {
-			return fmt.Errorf("keep the host token: %w", err)
-		}
-		ctl = d.cfg.Connect(h.Token)
-	}
+	d.controllerBack()
 	released, err := ctl.Reconcile(ctx, d.cfg.Host, d.haveEndpoints())
 	if err != nil {
 		return fmt.Errorf("report this host's endpoints to the controller: %w", err)
@@ -183,6 +199,43 @@ func (d *Driver) join(ctx context.Context) error {
 	d.mu.Unlock()
 	d.log.Info("joined the cluster", "host", d.cfg.Host, "address", d.cfg.Address)
 	return nil
+}
+
+// register registers the host with its host token, or, when it has none (first start, or the token
+// was set aside after repeated refusals), with the join token, keeping the host token it gets. It
+// returns a client that sends the host token.
+func (d *Driver) register(ctx context.Context) (Controller, error) {
+	d.mu.Lock()
+	token := d.token
+	d.mu.Unlock()
+	me := api.Host{Name: d.cfg.Host, Address: d.cfg.Address.String(), Labels: d.cfg.Labels}
+	if token != "" {
+		c := d.cfg.Connect(token)
+		_, err := c.RegisterHost(ctx, me)
+		switch {
+		case err == nil:
+			d.tokenAccepted()
+			return c, nil
+		case !errors.Is(err, errdefs.ErrUnauthorized) && !errors.Is(err, errdefs.ErrNotFound):
+			return nil, fmt.Errorf("register host %q: %w", d.cfg.Host, err)
+		case !d.tokenRefused(err):
+			return nil, fmt.Errorf("register host %q: the controller refused the host token (kept for now; set aside after %d refusals over %s): %w", d.cfg.Host, d.cfg.TokenRefusals, d.cfg.TokenRefusalWindow, err)
+		}
+	}
+	if d.cfg.JoinToken == "" {
+		return nil, fmt.Errorf("host %q has no host token and no join token is configured; give the agent the cluster's join token (ovctl node join-token), and if the host is registered already run ovctl node reset-token %s: %w", d.cfg.Host, d.cfg.Host, errdefs.ErrUnauthorized)
+	}
+	h, err := d.cfg.Connect(d.cfg.JoinToken).RegisterHost(ctx, me)
+	if err != nil {
+		return nil, fmt.Errorf("register host %q with the join token: %w", d.cfg.Host, err)
+	}
+	if h.Token == "" {
+		return nil, fmt.Errorf("register host %q: the controller sent no host token: %w", d.cfg.Host, errdefs.ErrUnavailable)
+	}
+	if err := d.keepToken(h.Token); err != nil {
+		return nil, err
+	}
+	return d.cfg.Connect(h.Token), nil
 }
 
 // haveEndpoints lists this host's overlay endpoints as the controller knows them.

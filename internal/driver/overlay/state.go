@@ -28,6 +28,7 @@ type netState struct {
 
 // fileState is the driver's state file.
 type fileState struct {
+	// HostToken is where agents before the token file kept the host token; loadToken moves it.
 	HostToken string               `json:"hostToken,omitempty"`
 	Networks  map[string]*netState `json:"networks"`
 	Hosts     map[string]api.Host  `json:"hosts,omitempty"` // last known host list (VTEPs, gossip seeds)
