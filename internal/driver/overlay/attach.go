@@ -41,6 +41,12 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 	}
 	ep, err := ctl.Allocate(rctx, api.Endpoint{Network: req.Network, Host: d.cfg.Host, Container: req.Container, IP: req.IP})
 	if err != nil {
+		if ambiguous(err) {
+			// The allocation may have been made with its answer lost (a partition, a controller killed
+			// after its etcd transaction): release it by owner, now or with the heartbeats, or the
+			// address stays held by a container that does not exist. Releasing nothing is harmless.
+			d.release(ctl, api.Endpoint{Network: req.Network, Host: d.cfg.Host, Container: req.Container})
+		}
 		return api.ContainerEndpoint{}, unreachable(fmt.Sprintf("allocate an address on overlay network %q", req.Network), err)
 	}
 	ifName, err := d.freeIfName(req.Netns, d.ifNamesOf(req.Container))

@@ -36,6 +36,7 @@ type fakeController struct {
 	keyring   api.GossipKeyring
 	dataplane []string // the last data plane report (dataplane_test.go)
 	refuse    int      // heartbeats to refuse (401) before accepting them again
+	lose      int      // allocations to make but answer as if the controller's answer was lost
 }
 
 func newFakeController() *fakeController {
@@ -162,6 +163,10 @@ func (f *fakeController) Allocate(ctx context.Context, ep api.Endpoint) (api.End
 	}
 	ep.VTEP = f.hosts[ep.Host].Address
 	f.endpoints[ep.Network+"/"+ep.Host+"/"+ep.Container] = ep
+	if f.lose > 0 {
+		f.lose--
+		return api.Endpoint{}, fmt.Errorf("allocate: %w", context.DeadlineExceeded)
+	}
 	return ep, nil
 }
 func (f *fakeController) Release(ctx context.Context, network, host, container string) error {

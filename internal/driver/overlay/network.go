@@ -20,6 +20,13 @@ func unreachable(what string, err error) error {
 	return fmt.Errorf("%s: %w", what, err)
 }
 
+// ambiguous tells whether a failed controller request may still have taken effect: no answer (the
+// controller or the path to it down, a timeout) or an internal error, as opposed to a refusal.
+func ambiguous(err error) bool {
+	return errdefs.HTTPStatus(err) == 500 || errors.Is(err, errdefs.ErrUnavailable) ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
+}
+
 // Networks lists the overlay networks. With the controller unreachable it answers from the last known
 // list, so that the agent keeps resolving network names (and bridge networks keep working).
 func (d *Driver) Networks(ctx context.Context) ([]api.Network, error) {

@@ -101,3 +101,25 @@ func TestSnapshotWithoutLocalEndpointReclaimsIt(t *testing.T) {
 		t.Fatalf("a detached container's address was claimed again: %+v", got)
 	}
 }
+
+// TestLostAllocateAnswerIsReleased: an allocation whose answer is lost (a partition, a timeout) may
+// have been made; the attach fails, and the driver releases it by owner, so that the address is not
+// held by a container that never existed (found by TestChaos, seed 53445130).
+func TestLostAllocateAnswerIsReleased(t *testing.T) {
+	ctl := newFakeController()
+	h := newHarness(t, ctl, filepath.Join(t.TempDir(), "overlay.json"))
+	ctl.mu.Lock()
+	ctl.lose = 1
+	ctl.mu.Unlock()
+	if _, err := h.d.Attach(context.Background(), driver.AttachRequest{Network: "front", Container: "c1", Netns: "/run/ov/netns/c1"}); err == nil {
+		t.Fatal("attach succeeded although the controller's answer was lost")
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		ctl.mu.Lock()
+		defer ctl.mu.Unlock()
+		if ep, ok := ctl.endpoints["front/host1/c1"]; ok {
+			return fmt.Errorf("the controller still holds %s for c1, whose attach failed", ep.IP)
+		}
+		return nil
+	})
+}
