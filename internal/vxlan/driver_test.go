@@ -132,11 +132,11 @@ route default via 10.1.0.1 dev eth0
 :OUTPUT ACCEPT
 :OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
--A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A PREROUTING -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
+-A OUTPUT -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
--A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
--A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
+-A OV-OVERLAY-GUARD -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
+-A OV-OVERLAY-RAW -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -153,14 +153,14 @@ COMMIT
 :OUTPUT ACCEPT
 :OV-OVERLAY-FWD -
 :OV-OVERLAY-IN -
--A INPUT -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
+-A INPUT -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
 -A FORWARD -m comment --comment "ov:OV-OVERLAY-FWD:#" -j OV-OVERLAY-FWD
 -A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -208,11 +208,11 @@ route default via 10.1.0.1 dev eth1
 :OUTPUT ACCEPT
 :OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
--A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A PREROUTING -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
+-A OUTPUT -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
--A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
--A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
+-A OV-OVERLAY-GUARD -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
+-A OV-OVERLAY-RAW -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -229,7 +229,7 @@ COMMIT
 :OUTPUT ACCEPT
 :OV-OVERLAY-FWD -
 :OV-OVERLAY-IN -
--A INPUT -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
+-A INPUT -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
 -A FORWARD -m comment --comment "ov:OV-OVERLAY-FWD:#" -j OV-OVERLAY-FWD
 -A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
@@ -238,8 +238,8 @@ COMMIT
 -A OV-OVERLAY-FWD -i ovgw-200 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-200 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
--A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.2/32 -d 192.168.77.1/32 -i eth0 -m u32 --u32 0x0>>0x16&0x3c@0xc>>0x8=0x64 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -275,11 +275,11 @@ route default via 10.1.0.1 dev eth1
 :OUTPUT ACCEPT
 :OV-OVERLAY-GUARD -
 :OV-OVERLAY-RAW -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
--A OUTPUT -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
+-A PREROUTING -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
+-A OUTPUT -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j OV-OVERLAY-RAW
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
--A OV-OVERLAY-GUARD -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
--A OV-OVERLAY-RAW -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
+-A OV-OVERLAY-GUARD -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j NOTRACK
+-A OV-OVERLAY-RAW -m comment --comment "ov:OV-OVERLAY-RAW:#" -j NOTRACK
 COMMIT
 *nat
 :PREROUTING ACCEPT
@@ -296,14 +296,14 @@ COMMIT
 :OUTPUT ACCEPT
 :OV-OVERLAY-FWD -
 :OV-OVERLAY-IN -
--A INPUT -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
+-A INPUT -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j OV-OVERLAY-IN
 -A FORWARD -m comment --comment "ov:OV-OVERLAY-FWD:#" -j OV-OVERLAY-FWD
 -A OV-OVERLAY-FWD -o ovgw+ -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -i ovgw+ -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -o docker0 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
 -A OV-OVERLAY-FWD -i ovgw-100 -m comment --comment "ov:OV-OVERLAY-FWD:#" -j ACCEPT
 -A OV-OVERLAY-FWD -o ovgw+ -m comment --comment "ov:OV-OVERLAY-FWD:#" -j DROP
--A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
+-A OV-OVERLAY-IN -s 192.168.77.3/32 -d 192.168.77.1/32 -i eth0 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT
 -A OV-OVERLAY-IN -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j DROP
 COMMIT
 `,
@@ -360,6 +360,36 @@ func TestUpgradeFromUntaggedRules(t *testing.T) {
 			w.ipt.DropComments()
 			if w.render() == st.want {
 				t.Fatal("test bug: dropping the comments changed nothing")
+			}
+			w.apply(t, st.state, st.want)
+		})
+	}
+}
+
+// Upgrade from the version whose jumps into the VXLAN chains matched every packet (and whose chain
+// rules tested the port themselves): its jumps and rules go, in the same transaction per table as the
+// new ones come, and none is left twice.
+func TestUpgradeFromUnmatchedJumps(t *testing.T) {
+	for _, st := range states[1:] {
+		t.Run(st.name, func(t *testing.T) {
+			w := newWorld(t, 1500)
+			w.apply(t, st.state, st.want)
+			old := []struct{ table, chain, owner, rule string }{
+				{"raw", "PREROUTING", vxlan.ChainRawGuard, "-j " + vxlan.ChainRawGuard},
+				{"raw", "OUTPUT", vxlan.ChainRaw, "-j " + vxlan.ChainRaw},
+				{"filter", "INPUT", vxlan.ChainInput, "-j " + vxlan.ChainInput},
+				{"raw", vxlan.ChainRawGuard, vxlan.ChainRawGuard, "-p udp -m udp --dport 4789 -j NOTRACK"},
+				{"raw", vxlan.ChainRaw, vxlan.ChainRaw, "-p udp -m udp --dport 4789 -j NOTRACK"},
+				{"filter", vxlan.ChainInput, vxlan.ChainInput, "-s 192.168.77.9/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -j ACCEPT"},
+			}
+			for _, o := range old {
+				// Tagged as ov tags them: owner, the chain the rule is in, the rule.
+				if err := w.ipt.Insert(o.table, o.chain, 1, iptables.Tag(o.owner, o.chain, iptables.Rule(o.rule)).Spec()...); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if w.render() == st.want {
+				t.Fatal("test bug: the old rules changed nothing")
 			}
 			w.apply(t, st.state, st.want)
 		})
@@ -490,7 +520,7 @@ func TestNoTrackOff(t *testing.T) {
 :PREROUTING ACCEPT
 :OUTPUT ACCEPT
 :OV-OVERLAY-GUARD -
--A PREROUTING -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
+-A PREROUTING -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j OV-OVERLAY-GUARD
 -A OV-OVERLAY-GUARD ! -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-GUARD:#" -j DROP
 COMMIT
 ` + want[raw+strings.Index(want[raw:], "COMMIT\n")+len("COMMIT\n"):]
@@ -672,7 +702,7 @@ func TestRunKickSkipsUnchangedFirewall(t *testing.T) {
 	newHost := vxlan.Peer{IP: a("10.1.0.8"), VTEP: a("192.168.77.9")}
 	set(pB, sameHost, newHost)
 	w.d.Kick()
-	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -d 192.168.77.1/32 -i eth0 -p udp -m udp --dport 4789 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
+	testutil.Eventually(t, 10*time.Second, has(`-A OV-OVERLAY-IN -s 192.168.77.9/32 -d 192.168.77.1/32 -i eth0 -m comment --comment "ov:OV-OVERLAY-IN:#" -j ACCEPT`))
 	testutil.Eventually(t, 10*time.Second, has("fdb ovvx-100 02:42:0a:01:00:08 dst 192.168.77.9"))
 
 	// Reconcile (not kicked) always checks the rules: drift is repaired at once.

@@ -43,8 +43,14 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 	p := strconv.Itoa(port)
 	var in, fwd, nat, raw [][]string // rules as argument lists, in `iptables -S` form
 
-	in = append(ingressRules(nets, local, underlay, devVNIs, p), []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"})
-	guard := [][]string{{"!", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p, "-j", "DROP"}}
+	// Only VXLAN enters the chains of the ingress filter and OV-OVERLAY-RAW: their jumps match UDP to
+	// Port, so every other packet pays one test per hook, and a tunnel packet is not tested for the
+	// port again on the rules it passes (the NOTRACK and accept rules). The DROP rules keep the port
+	// test, so each chain drops nothing but VXLAN whatever jumps into it; a tunnel packet fails them on
+	// their first test (the interface) or never reaches them.
+	vx := []string{"-p", "udp", "-m", "udp", "--dport", p}
+	in = append(ingressRules(nets, local, underlay, devVNIs), slices.Concat(vx, []string{"-j", "DROP"}))
+	guard := [][]string{slices.Concat([]string{"!", "-i", underlay}, vx, []string{"-j", "DROP"})}
 
 	// Traffic between the containers of a network never reaches netfilter (the macvlans of a VXLAN
 	// device switch it among themselves, the device tunnels it): these rules see only what is routed
@@ -75,24 +81,25 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 		}
 		return js
 	}
+	fromVXLAN := func(chain string) []iptables.Jump { return []iptables.Jump{{From: chain, Match: vx}} }
 	// Connection tracking buys nothing for the tunnel packets (stateless rules): skipping it shortens
 	// every packet's path. Traffic routed through a gateway stays tracked (RELATED,ESTABLISHED,
 	// MASQUERADE).
 	// The guard chain, on the path of every tunnel packet received, does the NOTRACK of PREROUTING too:
 	// one jump and two rules per packet rather than two jumps.
-	raw = append(raw, []string{"-p", "udp", "-m", "udp", "--dport", p, "-j", "NOTRACK"})
+	raw = append(raw, []string{"-j", "NOTRACK"})
 	if noTrack {
 		guard = append(guard, raw...)
 	}
 	return []iptables.Table{
 		{Name: "filter", Chains: []iptables.Chain{
-			{Name: ChainInput, Jumps: from("INPUT"), Rules: toRules(in)},
+			{Name: ChainInput, Jumps: fromVXLAN("INPUT"), Rules: toRules(in)},
 			{Name: ChainForward, Jumps: from("FORWARD"), Rules: toRules(fwd)},
 		}},
 		{Name: "nat", Chains: []iptables.Chain{{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)}}},
 		{Name: "raw", Chains: []iptables.Chain{
-			{Name: ChainRawGuard, Jumps: from("PREROUTING"), Rules: toRules(guard)},
-			{Name: ChainRaw, Jumps: from("OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
+			{Name: ChainRawGuard, Jumps: fromVXLAN("PREROUTING"), Rules: toRules(guard)},
+			{Name: ChainRaw, Jumps: fromVXLAN("OUTPUT"), Rules: toRules(raw), Absent: !noTrack},
 		}},
 	}
 }
@@ -102,7 +109,7 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 // VNI, so a VTEP that serves every VNI the host has a device for (and will have, once nets are set
 // up) gets one rule without the VNI test: the same packets pass, and the tunnel's packets skip the u32
 // match (an iptables-nft compat match, the costliest test on their path).
-func ingressRules(nets []NetworkState, local netip.Addr, underlay string, devVNIs []uint32, p string) [][]string {
+func ingressRules(nets []NetworkState, local netip.Addr, underlay string, devVNIs []uint32) [][]string {
 	all := map[uint32]bool{}
 	for _, v := range devVNIs {
 		all[v] = true
@@ -121,7 +128,7 @@ func ingressRules(nets []NetworkState, local netip.Addr, underlay string, devVNI
 	slices.SortFunc(vteps, netip.Addr.Compare)
 	var out [][]string
 	for _, v := range vteps {
-		head := []string{"-s", v.String() + "/32", "-d", local.String() + "/32", "-i", underlay, "-p", "udp", "-m", "udp", "--dport", p}
+		head := []string{"-s", v.String() + "/32", "-d", local.String() + "/32", "-i", underlay} // UDP to Port: the jump tested it
 		if len(served[v]) == len(all) {
 			out = append(out, append(head, "-j", "ACCEPT"))
 			continue
