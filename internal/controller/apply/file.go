@@ -342,7 +342,7 @@ func (p *parser) labels(n *yaml.Node, what string) map[string]string {
 		case key == "":
 			p.add(k.Line, "%s: a label key is empty", what)
 			continue
-		case !labelKeyRE.MatchString(key):
+		case !validLabelKey(key):
 			p.add(k.Line, "%s: label key %q: use up to 253 letters, digits, '.', '_', '-' and '/', starting and ending with a letter or digit", what, key)
 			continue
 		case strings.HasPrefix(key, ReservedLabelPrefix):
@@ -361,7 +361,21 @@ func (p *parser) labels(n *yaml.Node, what string) map[string]string {
 	return out
 }
 
-var labelKeyRE = regexp.MustCompile(`^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,251}[a-zA-Z0-9])?$`)
+// validLabelKey is `^[a-zA-Z0-9]([a-zA-Z0-9._/-]{0,251}[a-zA-Z0-9])?$` as a loop: compiling that
+// regexp cost every ovctl start 0.7 ms.
+func validLabelKey(k string) bool {
+	if len(k) == 0 || len(k) > 253 {
+		return false
+	}
+	for i := 0; i < len(k); i++ {
+		c := k[i]
+		alnum := c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9'
+		if !alnum && (i == 0 || i == len(k)-1 || c != '.' && c != '_' && c != '/' && c != '-') {
+			return false
+		}
+	}
+	return true
+}
 
 // itemName returns the name field of a list item, read before the other fields, and how messages name
 // the item: `network "front"`, or "the network at line 12" when it has no name.
