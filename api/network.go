@@ -75,7 +75,6 @@ type DataplaneProblem struct {
 	Since  time.Time `json:"since"`  // left out since
 }
 
-
 // ValidName reports whether s may name a network, host or container.
 func ValidName(s string) bool {
 	// A loop, not a regexp: compiling `^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,62}$` cost every ov process
