@@ -148,12 +148,9 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	}
 	c.rec.State.Pid = pid
 	c.rec.Networks = res.endpoints
-	if err := a.saveRecord(c); err != nil {
+	if err := a.saveCompleteRecord(c); err != nil {
 		return api.Container{}, err
 	}
-	// The create is complete: its record names its pid and endpoints. (Not flushed: a marker that comes
-	// back after a power cut beside a complete record is ignored, see interrupted.)
-	_ = os.Remove(filepath.Join(a.containerDir(id), creatingMarker))
 	a.mu.Lock()
 	a.containers[id] = c
 	a.mu.Unlock()
@@ -174,6 +171,17 @@ func (a *Agent) saveFirstRecord(c *container) error {
 		return err
 	}
 	return atomicfile.SyncDir(filepath.Dir(a.containerDir(c.snapshot().ID)))
+}
+
+// saveCompleteRecord writes the record of a create that is complete (it names the container's pid and
+// endpoints) and drops the creatingMarker. The removal is not flushed: a marker that comes back after a
+// power cut beside a complete record is ignored (see interrupted).
+func (a *Agent) saveCompleteRecord(c *container) error {
+	if err := a.saveRecord(c); err != nil {
+		return err
+	}
+	_ = os.Remove(filepath.Join(a.containerDir(c.snapshot().ID), creatingMarker))
+	return nil
 }
 
 // newContainer is the agent's handle of the container rec, talking to its shim.
