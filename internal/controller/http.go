@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ovnet/ov/api"
@@ -106,10 +108,29 @@ func (c *Controller) writeError(w http.ResponseWriter, r *http.Request, err erro
 	writeJSON(w, status, api.Error{Code: errdefs.Code(err), Message: msg})
 }
 
+// jsonBufs holds the buffers writeJSON encodes answers into.
+var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeJSON answers v as JSON with status. The answer is encoded whole first, then written with its
+// Content-Length in one write (no chunking, no encoder writing into the response piecemeal).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	b := jsonBufs.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= 64<<10 { // keep small buffers only: one huge list must not stay pinned
+			b.Reset()
+			jsonBufs.Put(b)
+		}
+	}()
+	err := json.NewEncoder(b).Encode(v)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	if err == nil {
+		h["Content-Length"] = []string{strconv.Itoa(b.Len())}
+	}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	if err == nil {
+		_, _ = w.Write(b.Bytes())
+	}
 }
 
 func decode(r *http.Request, v any) error {
