@@ -115,12 +115,7 @@ var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 // Content-Length in one write (no chunking, no encoder writing into the response piecemeal).
 func writeJSON(w http.ResponseWriter, status int, v any) {
 	b := jsonBufs.Get().(*bytes.Buffer)
-	defer func() {
-		if b.Cap() <= 64<<10 { // keep small buffers only: one huge list must not stay pinned
-			b.Reset()
-			jsonBufs.Put(b)
-		}
-	}()
+	defer putJSONBuf(b)
 	err := json.NewEncoder(b).Encode(v)
 	h := w.Header()
 	h["Content-Type"] = []string{"application/json"}
@@ -133,11 +128,26 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 	}
 }
 
+// putJSONBuf gives b back to jsonBufs, unless it grew large (one huge body must not stay pinned).
+func putJSONBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		b.Reset()
+		jsonBufs.Put(b)
+	}
+}
+
+// decode reads the whole request body (at most maxBody bytes) into a pooled buffer and decodes it
+// into v: one JSON value, nothing but white space after it.
 func decode(r *http.Request, v any) error {
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+	b := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(b)
+	if _, err := b.ReadFrom(r.Body); err != nil {
 		if errors.As(err, new(*http.MaxBytesError)) {
 			return fmt.Errorf("%s %s: request body is larger than %d bytes: %w", r.Method, r.URL.Path, maxBody, errdefs.ErrInvalidArgument)
 		}
+		return fmt.Errorf("%s %s: reading the request body: %v: %w", r.Method, r.URL.Path, err, errdefs.ErrInvalidArgument)
+	}
+	if err := json.Unmarshal(b.Bytes(), v); err != nil {
 		return fmt.Errorf("%s %s: request body is not valid JSON: %v: %w", r.Method, r.URL.Path, err, errdefs.ErrInvalidArgument)
 	}
 	return nil
