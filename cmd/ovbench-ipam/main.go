@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,6 +17,7 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -129,6 +131,11 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 	if err != nil {
 		return err
 	}
+	echo, err := echoClient(cfg.AdminToken)
+	if err != nil {
+		return err
+	}
+	var floors []string
 
 	loadStart := loadavg()
 	var rows []string
@@ -169,6 +176,19 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 			}
 			bareRates, bareLats, bareCPU = append(bareRates, res.rate), append(bareLats, res.p50), append(bareCPU, res.cpu)
 		}
+		if only == "" {
+			// The HTTP floor: the same client and request against a handler that decodes the
+			// endpoint and answers it, with no controller and no etcd behind it.
+			res, err := measure(dur, conc, func(w, k int) error {
+				_, err := echo.Allocate(ctx, api.Endpoint{Network: name, Host: "bench", Container: fmt.Sprintf("e%d-%d", w, k)})
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("HTTP floor with %d clients: %w", conc, err)
+			}
+			fmt.Fprintf(os.Stderr, "ipam: %2d clients: HTTP floor %.0f/s (p50 %v, CPU %v/op)\n", conc, res.rate, res.p50, res.cpu)
+			floors = append(floors, fmt.Sprintf("%d clients: %.0f/s, p50 %v, CPU %v/op", conc, res.rate, res.p50.Round(time.Microsecond), res.cpu.Round(time.Microsecond)))
+		}
 		apiRate, bareRate := median(apiRates), median(bareRates)
 		apiLat, bareLat := median(apiLats), median(bareLats)
 		apiC, bareC := median(apiCPU), median(bareCPU)
@@ -200,6 +220,8 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"|---:|---:|---:|---:|---:|---:|---:|---:|",
 		strings.Join(rows, "\n"),
 		"",
+		"HTTP floor (one round per row, after the others): the same client and request against a handler on the same kind of server that decodes the endpoint and answers it, with no controller and no etcd behind it: " + strings.Join(floors, "; ") + ".",
+		"",
 		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.8 x bare etcd: %s (%.2f).", met(last50 >= 2000), last50, met(lastRatio >= 0.8), lastRatio),
 		"",
 		"Load average (1 min) before and after the run: " + loadStart + " and " + loadavg() + "; the machine is shared, and under load both columns drop alike (the ratio holds better than the rates).",
@@ -207,6 +229,31 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"Machine: " + perfdoc.Machine(),
 	}, "\n")
 	return perfdoc.WriteSection(out, "ipam", body)
+}
+
+// echoClient starts an HTTP server whose every answer is the endpoint it was sent (decoded, its
+// address filled in, encoded) and returns a controller client of it: the cost of HTTP and JSON
+// alone, the floor under the API's.
+func echoClient(token string) (*client.Client, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ep api.Endpoint
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&ep); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ep.IP, ep.Created, ep.Revision = "10.200.0.1", time.Now().UTC(), 1
+		b, _ := json.Marshal(ep)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(b)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	return client.New(client.Config{URL: "http://" + l.Addr().String(), Token: token, MaxConns: 128})
 }
 
 // result is one round of measure.
