@@ -233,7 +233,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"|---:|---:|---:|---:|---:|---:|",
 		strings.Join(floors, "\n"),
 		"",
-		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.8 x bare etcd: %s (%.2f).", met(last50 >= 2000), last50, met(lastRatio >= 0.8), lastRatio),
+		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.8 x bare etcd: %s (%.3f).", met(last50 >= 2000), last50, met(lastRatio >= 0.8), lastRatio),
 		"",
 		"Load average (1 min) before and after the run: " + loadStart + " and " + loadavg() + "; the machine is shared, and under load both columns drop alike (the ratio holds better than the rates).",
 		"",
