@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"log/slog"
@@ -16,9 +17,11 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/ovnet/ov/api"
@@ -34,6 +37,7 @@ func main() {
 	rounds := flag.Int("rounds", 5, "rounds per row, alternating API and bare etcd")
 	fsync := flag.Bool("fsync", false, "let etcd fsync its log (the production setting; slow on most disks)")
 	cpuprofile := flag.String("cpuprofile", "", "write a CPU profile of the whole run to this file")
+	flag.StringVar(&only, "only", "", "api or bare: measure that side alone (for profiling; the document is not written)")
 	flag.Parse()
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
@@ -48,6 +52,9 @@ func main() {
 		os.Exit(1)
 	}
 }
+
+// only, when set, names the one side measured.
+var only string
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -89,7 +96,12 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 	if err != nil {
 		return err
 	}
-	srv := &http.Server{Handler: ctl.Handler()}
+	var conns atomic.Int64 // connections the API server accepted: the clients must keep theirs alive
+	srv := &http.Server{Handler: ctl.Handler(), ConnState: func(_ net.Conn, s http.ConnState) {
+		if s == http.StateNew {
+			conns.Add(1)
+		}
+	}}
 	go func() { _ = srv.Serve(l) }()
 	defer srv.Close()
 	cli, err := client.New(client.Config{URL: "http://" + l.Addr().String(), Token: cfg.AdminToken, MaxConns: 128})
@@ -119,6 +131,12 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 	if err != nil {
 		return err
 	}
+	echo, err := echoClient(cfg.AdminToken)
+	if err != nil {
+		return err
+	}
+	var floors []string
+	var floor result
 
 	loadStart := loadavg()
 	var rows []string
@@ -139,17 +157,17 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		var next atomic.Uint32
 		base := n.Range.First.As4()
 		var apiRates, bareRates []float64
-		var apiLats, bareLats []time.Duration
+		var apiLats, bareLats, apiCPU, bareCPU []time.Duration
 		for r := 0; r < rounds; r++ {
-			rate, lat, err := measure(dur, conc, func(w, k int) error {
+			res, err := measure(dur*time.Duration(b2i(only != "bare")), conc, func(w, k int) error {
 				_, err := cli.Allocate(ctx, api.Endpoint{Network: name, Host: "bench", Container: fmt.Sprintf("r%d-c%d-%d", r, w, k)})
 				return err
 			})
 			if err != nil {
 				return fmt.Errorf("API with %d clients: %w", conc, err)
 			}
-			apiRates, apiLats = append(apiRates, rate), append(apiLats, lat)
-			rate, lat, err = measure(dur, conc, func(w, k int) error {
+			apiRates, apiLats, apiCPU = append(apiRates, res.rate), append(apiLats, res.p50), append(apiCPU, res.cpu)
+			res, err = measure(dur*time.Duration(b2i(only != "api")), conc, func(w, k int) error {
 				v := next.Add(1)
 				ip := netip.AddrFrom4([4]byte{base[0], base[1], base[2] + byte(v>>8), base[3] + byte(v)})
 				return st.BareAllocate(ctx, n, h, fmt.Sprintf("c%d", v), ip)
@@ -157,13 +175,36 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 			if err != nil {
 				return fmt.Errorf("bare etcd with %d clients: %w", conc, err)
 			}
-			bareRates, bareLats = append(bareRates, rate), append(bareLats, lat)
+			bareRates, bareLats, bareCPU = append(bareRates, res.rate), append(bareLats, res.p50), append(bareCPU, res.cpu)
+		}
+		if only == "" {
+			// The HTTP floor: the same client and request against a handler that decodes the
+			// endpoint and answers it, with no controller and no etcd behind it.
+			res, err := measure(dur, conc, func(w, k int) error {
+				_, err := echo.Allocate(ctx, api.Endpoint{Network: name, Host: "bench", Container: fmt.Sprintf("e%d-%d", w, k)})
+				return err
+			})
+			if err != nil {
+				return fmt.Errorf("HTTP floor with %d clients: %w", conc, err)
+			}
+			fmt.Fprintf(os.Stderr, "ipam: %2d clients: HTTP floor %.0f/s (p50 %v, CPU %v/op)\n", conc, res.rate, res.p50, res.cpu)
+			floor = res
 		}
 		apiRate, bareRate := median(apiRates), median(bareRates)
 		apiLat, bareLat := median(apiLats), median(bareLats)
-		fmt.Fprintf(os.Stderr, "ipam: %2d clients: API %.0f/s (p50 %v), bare etcd %.0f/s (p50 %v)\n", conc, apiRate, apiLat, bareRate, bareLat)
-		rows = append(rows, fmt.Sprintf("| %d | %.0f | %v | %.0f | %v | %.2f |", conc, apiRate, apiLat.Round(10*time.Microsecond), bareRate, bareLat.Round(10*time.Microsecond), apiRate/bareRate))
+		apiC, bareC := median(apiCPU), median(bareCPU)
+		if only == "" {
+			floors = append(floors, fmt.Sprintf("| %d | %.0f | %v | %v | %v | %.2f |", conc, floor.rate, floor.p50.Round(time.Microsecond), floor.cpu.Round(time.Microsecond),
+				(apiC-bareC-floor.cpu).Round(time.Microsecond), float64(bareC)/float64(bareC+floor.cpu)))
+		}
+		fmt.Fprintf(os.Stderr, "ipam: %2d clients: API %.0f/s (p50 %v, CPU %v/op), bare etcd %.0f/s (p50 %v, CPU %v/op); rounds API %.0f bare %.0f; API connections so far %d\n",
+			conc, apiRate, apiLat, apiC, bareRate, bareLat, bareC, apiRates, bareRates, conns.Load())
+		rows = append(rows, fmt.Sprintf("| %d | %.0f | %v | %v | %.0f | %v | %v | %.2f |", conc, apiRate, apiLat.Round(10*time.Microsecond), apiC.Round(time.Microsecond),
+			bareRate, bareLat.Round(10*time.Microsecond), bareC.Round(time.Microsecond), apiRate/bareRate))
 		last50, lastRatio = apiRate, apiRate/bareRate
+	}
+	if only != "" {
+		return nil
 	}
 	fs := "unsafe-no-fsync (WAL not synced; both sides)"
 	if fsync {
@@ -178,12 +219,21 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"Meanwhile the host heartbeats every 2s, as its agent does (liveness is an etcd lease renewal, which leaves the host record alone).",
 		"Reference: the same transaction sent straight to the same etcd with the etcd Go client, same concurrency, same run.",
 		fmt.Sprintf("Each row: %d rounds of %v for each side, alternating; the median round of each side is shown.", rounds, dur),
+		"CPU/op: the CPU time of the whole process (clients, controller and etcd, which share it) per operation, median round; on a shared machine it moves less with the load than the rates, and API minus bare is what the HTTP API adds to an allocation.",
 		"",
-		"| concurrent clients | API allocations/s | API p50 latency | bare etcd txns/s | bare p50 latency | API / bare |",
-		"|---:|---:|---:|---:|---:|---:|",
+		"| concurrent clients | API allocations/s | API p50 latency | API CPU/op | bare etcd txns/s | bare p50 latency | bare CPU/op | API / bare |",
+		"|---:|---:|---:|---:|---:|---:|---:|---:|",
 		strings.Join(rows, "\n"),
 		"",
-		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.8 x bare etcd: %s (%.2f).", met(last50 >= 2000), last50, met(lastRatio >= 0.8), lastRatio),
+		"Where the API's time goes: the HTTP floor is the same client and request against a handler on the same kind of server that decodes the endpoint and answers it, with no controller and no etcd behind it (one round per row, after the others).",
+		"What is left of the API's CPU/op after the bare transaction's and the floor's is the controller's own work (token check, decoding, cache, the store's request timeout, encoding) and what running them together costs;",
+		"bare / (bare + floor) is the ratio the API would reach on CPU alone if that were nothing.",
+		"",
+		"| concurrent clients | HTTP floor requests/s | floor p50 latency | floor CPU/op | API - bare - floor CPU/op | bare / (bare + floor) CPU |",
+		"|---:|---:|---:|---:|---:|---:|",
+		strings.Join(floors, "\n"),
+		"",
+		fmt.Sprintf("Goals with 50 clients: >= 2000 allocations/s: %s (%.0f/s); >= 0.8 x bare etcd: %s (%.3f).", met(last50 >= 2000), last50, met(lastRatio >= 0.8), lastRatio),
 		"",
 		"Load average (1 min) before and after the run: " + loadStart + " and " + loadavg() + "; the machine is shared, and under load both columns drop alike (the ratio holds better than the rates).",
 		"",
@@ -192,13 +242,55 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 	return perfdoc.WriteSection(out, "ipam", body)
 }
 
-// measure runs op from conc goroutines for dur and returns operations per second and the median
-// latency.
-func measure(dur time.Duration, conc int, op func(worker, k int) error) (float64, time.Duration, error) {
+// echoClient starts an HTTP server whose every answer is the endpoint it was sent (decoded, its
+// address filled in, encoded) and returns a controller client of it: the cost of HTTP and JSON
+// alone, the floor under the API's.
+func echoClient(token string) (*client.Client, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return nil, err
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		var ep api.Endpoint
+		if err := json.NewDecoder(http.MaxBytesReader(w, r.Body, 1<<20)).Decode(&ep); err != nil {
+			http.Error(w, err.Error(), http.StatusBadRequest)
+			return
+		}
+		ep.IP, ep.Created, ep.Revision = "10.200.0.1", time.Now().UTC(), 1
+		b, _ := json.Marshal(ep)
+		w.Header().Set("Content-Type", "application/json")
+		w.Header().Set("Content-Length", strconv.Itoa(len(b)))
+		w.WriteHeader(http.StatusCreated)
+		_, _ = w.Write(b)
+	})}
+	go func() { _ = srv.Serve(l) }()
+	return client.New(client.Config{URL: "http://" + l.Addr().String(), Token: token, MaxConns: 128})
+}
+
+// result is one round of measure.
+type result struct {
+	rate float64       // operations per second
+	p50  time.Duration // median latency
+	cpu  time.Duration // CPU time of the whole process (clients, controller, etcd) per operation
+}
+
+// cpuTime returns the CPU time (user and system) the process has used.
+func cpuTime() time.Duration {
+	var ru syscall.Rusage
+	if syscall.Getrusage(syscall.RUSAGE_SELF, &ru) != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// measure runs op from conc goroutines for dur and returns operations per second, the median
+// latency and the process's CPU time per operation.
+func measure(dur time.Duration, conc int, op func(worker, k int) error) (result, error) {
 	var wg sync.WaitGroup
 	var count atomic.Int64
 	var firstErr atomic.Value
 	lats := make([][]time.Duration, conc)
+	cpu0 := cpuTime()
 	start := time.Now()
 	deadline := start.Add(dur)
 	for w := 0; w < conc; w++ {
@@ -218,14 +310,16 @@ func measure(dur time.Duration, conc int, op func(worker, k int) error) (float64
 	}
 	wg.Wait()
 	elapsed := time.Since(start)
+	cpu := cpuTime() - cpu0
 	if err, ok := firstErr.Load().(error); ok {
-		return 0, 0, err
+		return result{}, err
 	}
 	var all []time.Duration
 	for _, l := range lats {
 		all = append(all, l...)
 	}
-	return float64(count.Load()) / elapsed.Seconds(), median(all), nil
+	n := max(count.Load(), 1)
+	return result{rate: float64(count.Load()) / elapsed.Seconds(), p50: median(all), cpu: cpu / time.Duration(n)}, nil
 }
 
 func median[T float64 | time.Duration](d []T) T {
@@ -235,6 +329,13 @@ func median[T float64 | time.Duration](d []T) T {
 	s := slices.Clone(d)
 	slices.Sort(s)
 	return s[len(s)/2]
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 func met(ok bool) string {

@@ -1,6 +1,7 @@
 package controller
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -8,6 +9,7 @@ import (
 	"log/slog"
 	"net/http"
 	"strconv"
+	"sync"
 	"time"
 
 	"github.com/ovnet/ov/api"
@@ -106,17 +108,46 @@ func (c *Controller) writeError(w http.ResponseWriter, r *http.Request, err erro
 	writeJSON(w, status, api.Error{Code: errdefs.Code(err), Message: msg})
 }
 
+// jsonBufs holds the buffers writeJSON encodes answers into.
+var jsonBufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
+
+// writeJSON answers v as JSON with status. The answer is encoded whole first, then written with its
+// Content-Length in one write (no chunking, no encoder writing into the response piecemeal).
 func writeJSON(w http.ResponseWriter, status int, v any) {
-	w.Header().Set("Content-Type", "application/json")
+	b := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(b)
+	err := json.NewEncoder(b).Encode(v)
+	h := w.Header()
+	h["Content-Type"] = []string{"application/json"}
+	if err == nil {
+		h["Content-Length"] = []string{strconv.Itoa(b.Len())}
+	}
 	w.WriteHeader(status)
-	_ = json.NewEncoder(w).Encode(v)
+	if err == nil {
+		_, _ = w.Write(b.Bytes())
+	}
 }
 
+// putJSONBuf gives b back to jsonBufs, unless it grew large (one huge body must not stay pinned).
+func putJSONBuf(b *bytes.Buffer) {
+	if b.Cap() <= 64<<10 {
+		b.Reset()
+		jsonBufs.Put(b)
+	}
+}
+
+// decode reads the whole request body (at most maxBody bytes) into a pooled buffer and decodes it
+// into v: one JSON value, nothing but white space after it.
 func decode(r *http.Request, v any) error {
-	if err := json.NewDecoder(r.Body).Decode(v); err != nil {
+	b := jsonBufs.Get().(*bytes.Buffer)
+	defer putJSONBuf(b)
+	if _, err := b.ReadFrom(r.Body); err != nil {
 		if errors.As(err, new(*http.MaxBytesError)) {
 			return fmt.Errorf("%s %s: request body is larger than %d bytes: %w", r.Method, r.URL.Path, maxBody, errdefs.ErrInvalidArgument)
 		}
+		return fmt.Errorf("%s %s: reading the request body: %v: %w", r.Method, r.URL.Path, err, errdefs.ErrInvalidArgument)
+	}
+	if err := json.Unmarshal(b.Bytes(), v); err != nil {
 		return fmt.Errorf("%s %s: request body is not valid JSON: %v: %w", r.Method, r.URL.Path, err, errdefs.ErrInvalidArgument)
 	}
 	return nil

@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"sync"
 	"time"
 
 	"github.com/ovnet/ov/api"
@@ -84,11 +85,26 @@ func (c *Client) do(ctx context.Context, method, path string, body io.Reader, si
 		_, _ = io.Copy(io.Discard, resp.Body)
 		return nil
 	}
-	if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+	b := bufs.Get().(*bytes.Buffer)
+	defer func() {
+		if b.Cap() <= 64<<10 { // one huge answer must not stay pinned
+			b.Reset()
+			bufs.Put(b)
+		}
+	}()
+	// Read to the end (the connection goes back to the pool at once), then decode.
+	_, err = b.ReadFrom(resp.Body)
+	if err == nil {
+		err = json.Unmarshal(b.Bytes(), out)
+	}
+	if err != nil {
 		return fmt.Errorf("%s %s: bad answer from %s: %v: %w", method, path, c.Peer, err, errdefs.ErrUnavailable)
 	}
 	return nil
 }
+
+// bufs holds the buffers answers are read into.
+var bufs = sync.Pool{New: func() any { return new(bytes.Buffer) }}
 
 func (c *Client) send(ctx context.Context, method, path string, body io.Reader, size int64, isJSON bool) (*http.Response, error) {
 	req, err := http.NewRequestWithContext(ctx, method, c.BaseURL+path, body)

@@ -66,6 +66,7 @@ func New(cfg Config) (*Client, error) {
 		IdleConnTimeout:     90 * time.Second,
 		TLSHandshakeTimeout: 10 * time.Second,
 		ForceAttemptHTTP2:   true,
+		DisableCompression:  true, // the controller's answers are small JSON, never gzipped
 	}
 	c := &Client{cfg: cfg, hj: httpjson.Client{
 		HTTP:    &http.Client{Transport: tr},
