@@ -32,12 +32,13 @@ bench_image() {
 }
 
 # overlay: iperf3 TCP throughput and ping RTT over ov's VXLAN overlay (vxlan.Driver on two lab hosts)
-# beside a VXLAN tunnel made by hand with iproute2 and the bare underlay, interleaved rounds (9 short
+# beside a VXLAN tunnel made by hand with iproute2 and the bare underlay, interleaved rounds (15 short
 # rounds rather than a few long ones: the median of the per-round ratios then shrugs off bursts of
-# other load on a shared machine).
+# other load on a shared machine; with 9 a run at 09:09 on 2026-12-03 gave 0.85 and one at 09:13 with 15
+# gave 1.02 on the same code, per-round ratios 0.59-1.00 and 0.83-1.25).
 bench_overlay() {
 	"$GO" build -o bin/ovbench-overlay ./cmd/ovbench-overlay || return 1
-	bin/ovbench-overlay -out "$OUT" -seconds "${OVERLAY_SECONDS:-3}" -rounds "${OVERLAY_ROUNDS:-9}"
+	bin/ovbench-overlay -out "$OUT" -seconds "${OVERLAY_SECONDS:-3}" -rounds "${OVERLAY_ROUNDS:-15}"
 }
 
 # ipam: address allocations/s through the controller API (1, 10, 50 clients) beside bare etcd
