@@ -215,7 +215,7 @@ func run(out string, dur time.Duration, rounds int, fsync bool) error {
 		"",
 		"`ovbench-ipam` (make bench): one controller with its embedded single-member etcd, " + fs + ", on loopback.",
 		"API: `POST /v1/networks/N/endpoints` through `controller/client` (HTTP/1.1 keep-alive, JSON, admin token), each a new owner in a /16;",
-		"the controller picks the candidate from its watch cache and commits one transaction (create-if-absent on the address and owner keys, guarded by the network's create revision and the host record's revision, cursor bump).",
+		"the controller picks the candidate from its watch cache and commits one transaction (create-if-absent on the address and owner keys, guarded by the network's create revision and the host record's revision, cursor bump); allocations that arrive while one of the network is on its way to etcd are grouped into one such transaction, every allocation with its own guards (docs/controller.md, Group commit).",
 		"Meanwhile the host heartbeats every 2s, as its agent does (liveness is an etcd lease renewal, which leaves the host record alone).",
 		"Reference: the same transaction sent straight to the same etcd with the etcd Go client, same concurrency, same run.",
 		fmt.Sprintf("Each row: %d rounds of %v for each side, alternating; the median round of each side is shown.", rounds, dur),

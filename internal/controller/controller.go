@@ -96,6 +96,7 @@ type Controller struct {
 	stopWatches chan struct{} // closed by CloseWatches
 	watches     watchCount
 	live        liveness
+	batches     batchers // group commit of concurrent allocations (batch.go)
 }
 
 // watchCount counts the open watch streams of each token.
@@ -286,6 +287,16 @@ func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoin
 		ip, prev, err := c.cache.pick(n)
 		if err != nil {
 			return api.Endpoint{}, false, fmt.Errorf("network %q: %w", n.Name, err)
+		}
+		if attempt == 0 {
+			out, ok, alone := c.allocateGrouped(n, h, ep, ip)
+			if ok {
+				c.cache.settle(n.Name, ip, out.Revision, true)
+				return out, true, nil
+			}
+			if alone {
+				defer func() { go c.doneAlone(n.Name) }()
+			}
 		}
 		out, created, err := c.st.Allocate(ctx, n, h, ep, ip, true)
 		var taken *store.TakenError
