@@ -97,16 +97,22 @@ func (c *Controller) sendBatch(batch []*batchReq) {
 			r.done <- batchRes{}
 		}
 	}
-	// Distinct owners and addresses only (a container allocating twice at once goes by itself).
+	// Distinct owners and addresses only (a container allocating twice at once goes by itself), one
+	// network incarnation, and one record revision per host (the guard compares it, and each endpoint
+	// carries its host's address from that record).
 	seen := map[string]bool{}
+	hostRev := map[string]int64{}
 	var items []store.BatchItem
 	var in, out []*batchReq
 	for _, r := range batch {
 		owner, addr := r.item.H.Name+"/"+r.item.EP.Container, r.item.IP.String()
-		if seen[owner] || seen[addr] || r.item.N.CreateRevision != batch[0].item.N.CreateRevision {
+		rev, known := hostRev[r.item.H.Name]
+		if seen[owner] || seen[addr] || r.item.N.CreateRevision != batch[0].item.N.CreateRevision ||
+			known && rev != r.item.H.Revision {
 			out = append(out, r)
 			continue
 		}
+		hostRev[r.item.H.Name] = r.item.H.Revision
 		seen[owner], seen[addr] = true, true
 		in = append(in, r)
 		items = append(items, r.item)

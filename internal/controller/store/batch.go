@@ -25,7 +25,8 @@ type BatchItem struct {
 
 // AllocateBatch makes every allocation of items in one transaction, with the guards of Allocate for
 // each (network incarnation, host record, owner and address free), and moves the network's cursor to
-// the last item's address; the items must be of one network, with distinct owners and addresses. It is
+// the last item's address; the items must be of one network, with distinct owners and addresses and one
+// record revision per host (each endpoint carries its host's address from that record). It is
 // all or nothing: ok is false (and nothing written) when any guard fails, and the caller then
 // allocates them one by one with Allocate, which tells each what happened. On success it returns the
 // endpoints as stored, in the order of items.
@@ -35,7 +36,7 @@ func (s *Store) AllocateBatch(ctx context.Context, items []BatchItem) (out []api
 	}
 	n := items[0].N
 	cmps := []clientv3.Cmp{clientv3.Compare(clientv3.CreateRevision(networkKey(n.Name)), "=", n.CreateRevision)}
-	hosts := map[string]bool{}
+	hosts := map[string]int64{}
 	var ops []clientv3.Op
 	created := time.Now().UTC().Truncate(time.Millisecond)
 	out = make([]api.Endpoint, len(items))
@@ -43,9 +44,11 @@ func (s *Store) AllocateBatch(ctx context.Context, items []BatchItem) (out []api
 		if it.N.Name != n.Name || it.N.CreateRevision != n.CreateRevision {
 			return nil, false, fmt.Errorf("store: a batch of allocations spans networks %q and %q", n.Name, it.N.Name)
 		}
-		if !hosts[it.H.Name] {
-			hosts[it.H.Name] = true
+		if rev, ok := hosts[it.H.Name]; !ok {
+			hosts[it.H.Name] = it.H.Revision
 			cmps = append(cmps, clientv3.Compare(clientv3.ModRevision(hostKey(it.H.Name)), "=", it.H.Revision))
+		} else if rev != it.H.Revision {
+			return nil, false, fmt.Errorf("store: a batch of allocations holds two revisions of host %q", it.H.Name)
 		}
 		ep := it.EP
 		ep.Network, ep.Host = n.Name, it.H.Name
