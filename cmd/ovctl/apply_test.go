@@ -6,9 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"sort"
@@ -19,10 +16,9 @@ import (
 	"github.com/google/go-cmp/cmp"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/apply"
 	ctlclient "github.com/ovnet/ov/internal/controller/client"
-	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/controller/controllertest"
 	"github.com/ovnet/ov/internal/controller/store/storetest"
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -35,29 +31,8 @@ const (
 // startTestController runs a real controller on an embedded etcd and returns its URL and an admin client.
 func startTestController(t *testing.T) (string, *ctlclient.Client) {
 	t.Helper()
-	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	e := storetest.Embedded(t, true)
-	st, err := store.Open(store.Config{Endpoints: []string{e.ClientURL()}, RequestTimeout: 10 * time.Second, Log: log})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controller.DefaultConfig()
-	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, testAdminToken, testJoinToken, log
-	c, err := controller.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	hs := httptest.NewServer(c.Handler())
-	t.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-		cancel()
-		<-done
-		st.Close()
-	})
+	hs := controllertest.Start(t, controllertest.Config{Endpoints: []string{e.ClientURL()}, AdminToken: testAdminToken, JoinToken: testJoinToken, RequestTimeout: 10 * time.Second})
 	admin, err := ctlclient.New(ctlclient.Config{URL: hs.URL, Token: testAdminToken})
 	if err != nil {
 		t.Fatal(err)

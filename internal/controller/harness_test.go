@@ -11,6 +11,7 @@ import (
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/controller/controllertest"
 	"github.com/ovnet/ov/internal/controller/store"
 	"github.com/ovnet/ov/internal/controller/store/storetest"
 )
@@ -45,32 +46,9 @@ func startController(t testing.TB, endpoints []string, requestTimeout time.Durat
 // startControllerWith is startController with a configuration changed by adjust (nil: none).
 func startControllerWith(t testing.TB, endpoints []string, requestTimeout time.Duration, adjust func(*controller.Config)) *server {
 	t.Helper()
-	st, err := store.Open(store.Config{Endpoints: endpoints, RequestTimeout: requestTimeout, Log: testLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controller.DefaultConfig()
-	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, adminToken, joinToken, testLog()
-	cfg.WatchHeartbeat = 200 * time.Millisecond
-	if adjust != nil {
-		adjust(&cfg)
-	}
-	c, err := controller.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	hs := httptest.NewServer(c.Handler())
-	t.Cleanup(func() {
-		hs.CloseClientConnections()
-		hs.Close()
-		cancel()
-		<-done
-		st.Close()
-	})
-	return &server{URL: hs.URL, Admin: newClient(t, hs.URL, adminToken), Join: newClient(t, hs.URL, joinToken), HTTP: hs}
+	s := controllertest.Start(t, controllertest.Config{Endpoints: endpoints, AdminToken: adminToken, JoinToken: joinToken,
+		RequestTimeout: requestTimeout, Log: testLog(), Adjust: adjust})
+	return &server{URL: s.URL, Admin: newClient(t, s.URL, adminToken), Join: newClient(t, s.URL, joinToken), HTTP: s.HTTP}
 }
 
 func newClient(t testing.TB, url, token string) *client.Client {

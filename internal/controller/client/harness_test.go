@@ -18,9 +18,8 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/client"
-	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/controller/controllertest"
 	"github.com/ovnet/ov/internal/testutil"
 )
 
@@ -46,33 +45,8 @@ type ctlServer struct {
 // startCtl starts a controller on the etcd at etcdURL; it stops at the end of the test or at stop.
 func startCtl(t testing.TB, etcdURL string) *ctlServer {
 	t.Helper()
-	st, err := store.Open(store.Config{Endpoints: []string{etcdURL}, Log: testLog()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controller.DefaultConfig()
-	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, adminToken, joinToken, testLog()
-	cfg.WatchHeartbeat = 200 * time.Millisecond
-	c, err := controller.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	hs := httptest.NewServer(c.Handler())
-	var once sync.Once
-	stop := func() {
-		once.Do(func() {
-			hs.CloseClientConnections()
-			hs.Close()
-			cancel()
-			<-done
-			st.Close()
-		})
-	}
-	t.Cleanup(stop)
-	return &ctlServer{URL: hs.URL, stop: stop}
+	s := controllertest.Start(t, controllertest.Config{Endpoints: []string{etcdURL}, AdminToken: adminToken, JoinToken: joinToken, Log: testLog()})
+	return &ctlServer{URL: s.URL, stop: s.Stop}
 }
 
 func newClient(t testing.TB, url, token string) *client.Client {

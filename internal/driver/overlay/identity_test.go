@@ -3,8 +3,6 @@ package overlay
 import (
 	"context"
 	"fmt"
-	"log/slog"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -12,9 +10,8 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
-	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/client"
-	"github.com/ovnet/ov/internal/controller/store"
+	"github.com/ovnet/ov/internal/controller/controllertest"
 	"github.com/ovnet/ov/internal/controller/store/storetest"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/testutil"
@@ -30,21 +27,7 @@ const (
 func realController(t *testing.T) (*client.Client, func(string) Controller) {
 	t.Helper()
 	e := storetest.Embedded(t, true)
-	st, err := store.Open(store.Config{Endpoints: []string{e.ClientURL()}, Log: slog.New(slog.DiscardHandler)})
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := controller.DefaultConfig()
-	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, testAdminToken, testJoinToken, slog.New(slog.DiscardHandler)
-	c, err := controller.New(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan struct{})
-	go func() { defer close(done); _ = c.Run(ctx) }()
-	hs := httptest.NewServer(c.Handler())
-	t.Cleanup(func() { hs.CloseClientConnections(); hs.Close(); cancel(); <-done; st.Close() })
+	hs := controllertest.Start(t, controllertest.Config{Endpoints: []string{e.ClientURL()}, AdminToken: testAdminToken, JoinToken: testJoinToken})
 	base, err := client.New(client.Config{URL: hs.URL, Timeout: 10 * time.Second})
 	if err != nil {
 		t.Fatal(err)
