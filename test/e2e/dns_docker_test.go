@@ -21,6 +21,10 @@ import (
 // under the test's directory, its own socket, and a network namespace of its own so that its bridge
 // and whatever it does to iptables stay out of the machine's (it runs with --iptables=false anyway);
 // it is stopped, and what it left is removed, when the test ends.
+// dockerCgroup is the cgroup, in every hierarchy, under which the benchmark's dockerd puts its
+// containers (its own: removed with it).
+const dockerCgroup = "ovbench-docker"
+
 type dockerd struct {
 	bin, client, dir, sock string
 	cmd                    *exec.Cmd
@@ -101,7 +105,8 @@ func (d *dockerd) start(t *testing.T) error {
 		"--data-root", filepath.Join(d.dir, "root"), "--exec-root", filepath.Join(d.dir, "exec"),
 		"--pidfile", filepath.Join(d.dir, "dockerd.pid"), "--config-file", filepath.Join(d.dir, "daemon.json"),
 		"-H", "unix://"+d.sock, "--iptables=false", "--ip-masq=false", "--bridge=none",
-		"--userland-proxy=false", "--exec-opt", "native.cgroupdriver=cgroupfs", "--log-level", "warn")
+		"--userland-proxy=false", "--exec-opt", "native.cgroupdriver=cgroupfs", "--cgroup-parent", "/"+dockerCgroup,
+		"--log-level", "warn")
 	d.cmd.Stdout, d.cmd.Stderr = logf, logf
 	d.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	if err := d.cmd.Start(); err != nil {
@@ -138,6 +143,12 @@ func (d *dockerd) stop(t *testing.T) {
 	}
 	killUnder(t, d.dir)
 	unmountUnder(t, d.dir)
+	cgs, _ := filepath.Glob("/sys/fs/cgroup/*/" + dockerCgroup)
+	for _, cg := range append(cgs, "/sys/fs/cgroup/"+dockerCgroup) {
+		if err := os.Remove(cg); err != nil && !os.IsNotExist(err) {
+			t.Logf("remove dockerd's cgroup %s: %v", cg, err)
+		}
+	}
 	if err := os.RemoveAll(d.dir); err != nil {
 		t.Logf("remove %s: %v", d.dir, err)
 	}
