@@ -45,7 +45,7 @@ func TestBenchDNS(t *testing.T) {
 	if n, err := strconv.Atoi(os.Getenv("OV_BENCH_SECONDS")); err == nil && n > 0 {
 		secs = n
 	}
-	load, _ := os.ReadFile("/proc/loadavg")
+	load := loadAverage()
 	l := startLab(t, "ovdnsb", "192.168.82.0/24", 1500, 1)
 	ctl(t, l, "host1", "network", "create", "--subnet", "10.88.0.0/24", "benchnet")
 	t.Cleanup(func() { _, _ = ctlOut(l, "host1", "network", "rm", "benchnet") })
@@ -63,11 +63,21 @@ func TestBenchDNS(t *testing.T) {
 	t.Logf("ov: %+v", ov)
 	dk := benchDocker(t, qfile, secs)
 	t.Logf("docker: %+v", dk)
-	body := dnsSection(ov, dk, secs, strings.TrimSpace(string(load)))
+	body := dnsSection(ov, dk, secs, load+" at the start, "+loadAverage()+" at the end")
 	if err := perfdoc.WriteSection(doc, "dns", body); err != nil {
 		t.Fatal(err)
 	}
 	t.Log("\n" + body)
+}
+
+// loadAverage is the machine's 1, 5 and 15 minute load averages.
+func loadAverage() string {
+	b, _ := os.ReadFile("/proc/loadavg")
+	f := strings.Fields(string(b))
+	if len(f) < 3 {
+		return "unknown"
+	}
+	return strings.Join(f[:3], " ")
 }
 
 var (
@@ -188,7 +198,7 @@ func cpuSeconds(pid int) (float64, error) {
 func dnsSection(ov, dk perfRun, secs int, load string) string {
 	var b strings.Builder
 	b.WriteString("## Embedded DNS: queries per second and latency\n\n")
-	fmt.Fprintf(&b, "dnsperf 2.10 runs inside a container's network namespace (`nsenter --net`) and asks the resolver at %s for `target`, a container of the same user-defined bridge network on the same host: %s, one query line (`target A`), %d s. Queries/s, mean and standard deviation are dnsperf's, from that run; p50, p99 and max come from a second run of %d s with `-v`, where dnsperf prints the latency of every answer (sorted by the benchmark; its queries/s is lower, shown in brackets, as printing costs dnsperf time). Resolver CPU: user+system time of the resolving process (ovagent; dockerd for Docker) from /proc/PID/stat, before and after the throughput run, over its wall time (1.00 = one core). dnsperf, the resolver and the rest of the machine share 2 cores; load average at the start: %s.\n\n",
+	fmt.Fprintf(&b, "dnsperf 2.10 runs inside a container's network namespace (`nsenter --net`) and asks the resolver at %s for `target`, a container of the same user-defined bridge network on the same host: %s, one query line (`target A`), %d s. Queries/s, mean and standard deviation are dnsperf's, from that run; p50, p99 and max come from a second run of %d s with `-v`, where dnsperf prints the latency of every answer (sorted by the benchmark; that run's queries/s is in brackets: printing costs dnsperf time). Resolver CPU: user+system time of the resolving process (ovagent; dockerd for Docker) from /proc/PID/stat, before and after the throughput run, over its wall time (1.00 = one core). ov is measured first, then Docker (its daemon started after ov's runs). dnsperf, the resolver and the rest of the machine share 2 cores; load average: %s.\n\n",
 		resolverAddr, "`dnsperf "+strings.Join(dnsperfArgs, " ")+" -l "+strconv.Itoa(secs)+"`", secs, max(secs/2, 2), load)
 	b.WriteString("| resolver | queries/s | mean | stddev | p50 | p99 | max | lost | answers | resolver CPU (cores) |\n|---|---|---|---|---|---|---|---|---|---|\n")
 	row := func(name string, r perfRun) {
