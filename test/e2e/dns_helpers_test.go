@@ -205,10 +205,13 @@ type upstream struct {
 const (
 	extName   = "ext.example."
 	extAddr   = "198.51.100.7"
-	bigName   = "big.example." // 100 A records: 1.6 kB, beyond 512 bytes
+	bigName   = "big.example." // 100 A records: 2.7 kB (names uncompressed), beyond 512 bytes
 	bigCount  = 100
 	udpLimitU = 512 // the upstream truncates every UDP answer to this, whatever EDNS0 says
 )
+
+// upstreamMAC is the MAC of the upstream's namespace on the underlay (locally administered).
+const upstreamMAC = "02:00:00:00:d5:53"
 
 // startUpstream makes a namespace on the lab's underlay with addresses .53 (Addr) and .54 (Blackhole)
 // and starts the servers; everything goes when the test ends.
@@ -218,7 +221,16 @@ func startUpstream(t *testing.T, l *lab.Lab) *upstream {
 	ns := testutil.Netns(t, "ovdns")
 	peer := testutil.UniqueName("ovdu")
 	bits := fmt.Sprint(l.Config.Subnet.Bits())
-	testutil.Run(t, "ip", "-n", l.UnderlayNetns, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "netns", ns)
+	// A bridge whose address was never set takes the lowest of its ports': a new port with a lower
+	// MAC would change the address of the underlay's .1 (the controller) under the hosts' ARP caches
+	// and cut them off it for seconds. Pin it first (to the address it has).
+	out := testutil.Run(t, "ip", "-n", l.UnderlayNetns, "-br", "link", "show", l.Bridge)
+	if f := strings.Fields(out); len(f) >= 3 {
+		testutil.Run(t, "ip", "-n", l.UnderlayNetns, "link", "set", l.Bridge, "address", f[2])
+	}
+	// The server's MAC is the same every time: the hosts' neighbour entries for its addresses, left by
+	// an earlier test, stay right (a new MAC would leave them pointing at a gone link for seconds).
+	testutil.Run(t, "ip", "-n", l.UnderlayNetns, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "address", upstreamMAC, "netns", ns)
 	t.Cleanup(func() { _ = exec.Command("ip", "-n", l.UnderlayNetns, "link", "del", peer).Run() })
 	testutil.Run(t, "ip", "-n", l.UnderlayNetns, "link", "set", peer, "master", l.Bridge, "up")
 	testutil.Run(t, "ip", "-n", ns, "addr", "add", u.Addr+"/"+bits, "dev", "eth0")
