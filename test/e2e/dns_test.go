@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -142,7 +143,8 @@ func TestDNSAliasRoundRobin(t *testing.T) {
 }
 
 // TestDNSRemovedName: after `ovctl rm -f` of a container on host1, its name gives NXDOMAIN on host1 at
-// once and on host2 within 1 second (polled every 50 ms).
+// once and on host2 within 1 second (polled every 50 ms); the same for `ovctl stop`. (ov cannot start
+// an exited container again yet: `ovctl start` refuses it, so a stopped name coming back is not tested.)
 func TestDNSRemovedName(t *testing.T) {
 	l := sharedLab(t)
 	networkOn(t, l, "dnsrm", "--subnet", "10.94.0.0/24")
@@ -152,27 +154,92 @@ func TestDNSRemovedName(t *testing.T) {
 	for _, c := range []container{near, far} {
 		testutil.Eventually(t, 10*time.Second, func() error { return expectA(c, "gone", gone.IP) })
 	}
+	nameGoes(t, l, []string{"rm", "-f", "gone"}, near, far, "gone")
+
+	stopped := dnsRun(t, l, "host1", "stopped", "dnsrm", nil, "busybox", sleeper...)
+	testutil.Eventually(t, 10*time.Second, func() error { return expectA(far, "stopped", stopped.IP) })
+	nameGoes(t, l, []string{"stop", "-t", "1", "stopped"}, near, far, "stopped")
+}
+
+// nameGoes runs an ovctl command on host1 that ends a container's life (rm -f, stop) and checks that
+// its name gives NXDOMAIN in near (on host1) at once and in far (host2) within 1 s.
+func nameGoes(t *testing.T, l *lab.Lab, cmd []string, near, far container, name string) {
+	t.Helper()
 	start := time.Now()
-	ctl(t, l, "host1", "rm", "-f", "gone")
-	removed := time.Now()
-	if err := expectNX(near, "gone"); err != nil {
-		t.Fatalf("on the container's own host, right after ovctl rm -f returned: %v", err)
+	ctl(t, l, "host1", cmd...)
+	done := time.Now()
+	if err := expectNX(near, name); err != nil {
+		t.Fatalf("on the container's own host, right after ovctl %s returned: %v", strings.Join(cmd, " "), err)
 	}
 	var last error
 	for {
-		if last = expectNX(far, "gone"); last == nil {
+		if last = expectNX(far, name); last == nil {
 			break
 		}
-		if time.Since(removed) > 10*time.Second {
-			t.Fatalf("host2 still resolves a container removed 10 s ago: %v", last)
+		if time.Since(done) > 10*time.Second {
+			t.Fatalf("host2 still resolves %s 10 s after ovctl %s: %v", name, strings.Join(cmd, " "), last)
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
-	took := time.Since(removed)
-	t.Logf("NXDOMAIN on host2 %v after ovctl rm -f returned (%v after it started)", took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
+	took := time.Since(done)
+	t.Logf("ovctl %s: NXDOMAIN on host2 %v after it returned (%v after it started)", strings.Join(cmd, " "), took.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 	if took > time.Second {
-		t.Fatalf("host2 resolved the removed container for %v after ovctl rm -f returned, want under 1 s", took.Round(time.Millisecond))
+		t.Fatalf("host2 resolved %s for %v after ovctl %s returned, want under 1 s", name, took.Round(time.Millisecond), strings.Join(cmd, " "))
 	}
+}
+
+// TestDNSAgentRestart: while host1's agent is killed (SIGKILL) and started again, host2 keeps resolving
+// the container on host1 with no NXDOMAIN, and once the agent is back the container on host1 resolves
+// again (its resolver is the agent), still with no NXDOMAIN at any time.
+func TestDNSAgentRestart(t *testing.T) {
+	l := sharedLab(t)
+	networkOn(t, l, "dnsar", "--subnet", "10.90.0.0/24")
+	a := dnsRun(t, l, "host1", "ar1", "dnsar", nil, "busybox", sleeper...)
+	b := dnsRun(t, l, "host2", "ar2", "dnsar", nil, "busybox", sleeper...)
+	testutil.Eventually(t, 10*time.Second, func() error { return resolveAll([]container{a, b}) })
+
+	var mu sync.Mutex
+	var nx []string
+	answered := 0
+	stop, done := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(100 * time.Millisecond):
+			}
+			for _, q := range [][2]container{{b, a}, {a, b}} {
+				rcode, _, err := lookupA(q[0], q[1].Name)
+				mu.Lock()
+				if err == nil && rcode == "NXDOMAIN" {
+					nx = append(nx, q[0].Name+" asking for "+q[1].Name)
+				} else if err == nil && q[0].Host == "host2" {
+					answered++
+				}
+				mu.Unlock()
+			}
+		}
+	}()
+	if err := l.KillAgent("host1", syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := l.StartAgent(context.Background(), "host1"); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, func() error { return expectA(a, b.Name, b.IP) })
+	time.Sleep(3 * time.Second)
+	close(stop)
+	<-done
+	if len(nx) > 0 {
+		t.Fatalf("NXDOMAIN for a live container around an agent restart: %v", nx)
+	}
+	if err := resolveAll([]container{a, b}); err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("host2 answered %d lookups of ar1 during the restart", answered)
 }
 
 // TestDNSWithoutController: with the controller killed, the names of existing containers keep
