@@ -471,3 +471,40 @@ func buildGlibcImage(dir string) (string, error) {
 	}
 	return tarball, nil
 }
+
+// dnsperfNoise starts dnsperf in container c's namespace, asking 127.0.0.11 for name at qps queries/s
+// (at most 60 s); the function it returns stops it and returns dnsperf's summary line.
+func dnsperfNoise(t *testing.T, c container, name string, qps int) func() string {
+	t.Helper()
+	testutil.RequireBinary(t, "dnsperf", "dnsperf")
+	qfile := filepath.Join(tmpDir, "noise-"+c.Name)
+	if err := os.WriteFile(qfile, []byte(name+" A\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var out strings.Builder
+	cmd := exec.Command("nsenter", "--net="+c.NetNS, "dnsperf", "-s", resolverAddr, "-d", qfile, "-c", "4", "-q", "100", "-l", "60", "-Q", fmt.Sprint(qps))
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() { _ = cmd.Wait(); close(done) }()
+	stop := func() string {
+		_ = cmd.Process.Signal(os.Interrupt) // dnsperf prints its statistics on SIGINT
+		select {
+		case <-done:
+		case <-time.After(5 * time.Second):
+			_ = cmd.Process.Kill()
+			<-done
+		}
+		var sum []string
+		for _, line := range strings.Split(out.String(), "\n") {
+			if strings.Contains(line, "Queries per second") || strings.Contains(line, "Queries lost") || strings.Contains(line, "Response codes") {
+				sum = append(sum, strings.Join(strings.Fields(line), " "))
+			}
+		}
+		return strings.Join(sum, "; ")
+	}
+	t.Cleanup(func() { stop() })
+	return stop
+}
