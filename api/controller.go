@@ -77,7 +77,7 @@ func (e *Endpoint) Validate() error {
 			return fmt.Errorf("endpoint: address %q is not an IPv4 address: %w", e.IP, errdefs.ErrInvalidArgument)
 		}
 	}
-	return nil
+	return ValidateEndpointNames(e.Names)
 }
 
 func validContainer(s string) bool {
