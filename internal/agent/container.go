@@ -111,7 +111,8 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id)})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id),
+		ResolvConf: a.resolvConfFor(req, mode)})
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -148,9 +149,17 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	}
 	c.rec.State.Pid = pid
 	c.rec.Networks = res.endpoints
+	if mode.kind == modeNetwork && len(c.rec.Networks) == 1 {
+		c.rec.Networks[0].Aliases = req.NetworkAliases
+	}
+	if err := a.serve(ctx, c.rec); err != nil {
+		return api.Container{}, fmt.Errorf("container %s: serve names in its namespace: %w", api.ShortID(id), err)
+	}
+	u.add(func() { a.unserve(id) })
 	if err := a.saveCompleteRecord(c); err != nil {
 		return api.Container{}, err
 	}
+	a.setNames(c.rec)
 	a.mu.Lock()
 	a.containers[id] = c
 	a.mu.Unlock()
@@ -391,6 +400,9 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	if err := a.saveRecord(c); err != nil {
 		return api.Container{}, err
 	}
+	if rec := c.snapshot(); rec.State.Status == api.StateRunning {
+		a.namesStarted(ctx, rec)
+	}
 	return c.snapshot(), nil
 }
 
@@ -535,6 +547,8 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	c.mu.Lock()
 	c.removing = true
 	c.mu.Unlock()
+	a.removeNames(rec) // at once: its address may go to another container
+	a.unserve(rec.ID)
 	t0 := time.Now()
 	// The container is gone (from ps, for wait --removed, for its name) once no process of it is
 	// left and its record is deleted; its network, its rootfs, its directories and, when it had
