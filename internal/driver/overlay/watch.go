@@ -39,6 +39,7 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 	for name, ns := range d.st.Networks {
 		if !seen[name] && len(ns.Local) == 0 {
 			delete(d.st.Networks, name)
+			d.syncNamesLocked(name) // the network is gone: so are its names
 			changed = true
 		}
 	}
@@ -102,6 +103,7 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		for _, ep := range ev.Endpoints {
 			ns.Remote[remoteKey(ep.Host, ep.Container)] = ep
 		}
+		d.syncNamesLocked(network)
 		missing = d.missingLocked(network, ns)
 	case api.EventPut:
 		if ev.Endpoint != nil {
@@ -109,10 +111,14 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 				ns.Remote = map[string]api.Endpoint{}
 			}
 			ns.Remote[remoteKey(ev.Endpoint.Host, ev.Endpoint.Container)] = *ev.Endpoint
+			d.putNameLocked(network, *ev.Endpoint)
 		}
 	case api.EventDelete:
 		if ev.Endpoint != nil {
 			delete(ns.Remote, remoteKey(ev.Endpoint.Host, ev.Endpoint.Container))
+			if ev.Endpoint.Host != d.cfg.Host {
+				d.dropNameLocked(network, ev.Endpoint.Container)
+			}
 		}
 	}
 	// The saved revision is where the watch resumes after a crash: only a revision applied in full
@@ -143,7 +149,7 @@ func (d *Driver) missingLocked(network string, ns *netState) []api.Endpoint {
 	var out []api.Endpoint
 	for id, l := range ns.Local {
 		if _, ok := ns.Remote[remoteKey(d.cfg.Host, id)]; !ok && l.IP != "" {
-			out = append(out, api.Endpoint{Network: network, Host: d.cfg.Host, Container: id, IP: l.IP})
+			out = append(out, api.Endpoint{Network: network, Host: d.cfg.Host, Container: id, IP: l.IP, Names: l.Names})
 		}
 	}
 	return out
