@@ -22,6 +22,7 @@ import (
 
 	"github.com/ovnet/ov/cmd/internal/shimcmd"
 	"github.com/ovnet/ov/internal/agent"
+	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/image"
@@ -149,7 +150,14 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	cfg.Netns = br
 	cfg.Drivers = map[string]driver.NetworkDriver{"bridge": br}
-	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
+	// The name service (docs/dns.md): one table and one resolver for the host, forwarding to the
+	// host's nameservers; the overlay driver adds the names of other hosts' endpoints.
+	names := dns.NewTable()
+	hostResolv, _ := os.ReadFile(cfg.HostResolvConf)
+	resolver := dns.NewServer(names, dns.Config{Upstreams: dns.HostUpstreams(hostResolv), Log: log})
+	defer resolver.Close()
+	cfg.Resolver, cfg.Names = resolver, names
+	ov, err := newOverlay(v, cfg.Host, cfg.Root, names, log)
 	if err != nil {
 		return err
 	}
