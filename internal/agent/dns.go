@@ -198,7 +198,7 @@ func (a *Agent) serve(ctx context.Context, rec api.Container) error {
 	if a.cfg.Resolver == nil || len(nets) == 0 || rec.NetNS == "" {
 		return nil
 	}
-	c := dns.Client{Container: rec.ID, Netns: rec.NetNS, Networks: nets, NoForward: a.allInternal(ctx, nets)}
+	c := dns.Client{Container: rec.ID, Netns: rec.NetNS, Networks: nets, NoForward: a.allInternal(ctx, dnsEndpoints(rec))}
 	for _, s := range rec.Config.DNS {
 		if ip, err := netip.ParseAddr(s); err == nil {
 			c.Upstreams = append(c.Upstreams, netip.AddrPortFrom(ip, 53))
@@ -207,24 +207,30 @@ func (a *Agent) serve(ctx context.Context, rec api.Container) error {
 	return a.cfg.Resolver.Add(ctx, c)
 }
 
-// allInternal reports whether every one of the networks is --internal (nothing leaves the cluster).
-func (a *Agent) allInternal(ctx context.Context, nets []string) bool {
+// allInternal reports whether the network of every one of eps is --internal (nothing leaves the
+// cluster). It asks only the drivers of those networks (a bridge network's container does not wait
+// for an unreachable controller).
+func (a *Agent) allInternal(ctx context.Context, eps []api.ContainerEndpoint) bool {
 	internal := map[string]bool{}
-	for _, d := range a.cfg.Drivers {
-		ns, err := d.Networks(ctx)
-		if err != nil {
+	asked := map[string]bool{}
+	for _, ep := range eps {
+		d, ok := a.cfg.Drivers[ep.Driver]
+		if !ok || asked[ep.Driver] {
 			continue
 		}
-		for _, n := range ns {
-			internal[n.Name] = n.Internal
+		asked[ep.Driver] = true
+		if ns, err := d.Networks(ctx); err == nil {
+			for _, n := range ns {
+				internal[n.Name] = n.Internal
+			}
 		}
 	}
-	for _, n := range nets {
-		if !internal[n] {
+	for _, ep := range eps {
+		if !internal[ep.Network] {
 			return false
 		}
 	}
-	return len(nets) > 0
+	return len(eps) > 0
 }
 
 // unserve stops the resolver answering in a removed container's namespace.

@@ -245,7 +245,7 @@ func TestServeNoForwardOnInternalNetworks(t *testing.T) {
 	}{{[]string{"back"}, true}, {[]string{"front", "back"}, false}, {[]string{"front"}, false}} {
 		rec := api.Container{ID: "c1", NetNS: "/n", Config: api.ContainerCreate{Network: tt.nets[0]}}
 		for _, n := range tt.nets {
-			rec.Networks = append(rec.Networks, api.ContainerEndpoint{Network: n, IP: "10.0.0.2"})
+			rec.Networks = append(rec.Networks, api.ContainerEndpoint{Network: n, Driver: "overlay", IP: "10.0.0.2"})
 		}
 		if err := a.serve(t.Context(), rec); err != nil {
 			t.Fatal(err)

@@ -120,16 +120,16 @@ func (d *Driver) SetNames(ctx context.Context, network, container string, names 
 	}
 	l.Names, l.NamesPending = names, true
 	ns.Local[container] = l
-	d.mu.Unlock()
-	if err := d.persist(); err != nil {
-		return err
+	runCtx := d.runCtx
+	if runCtx != nil && runCtx.Err() == nil {
+		d.wg.Add(1) // as reclaim: before Run, the first heartbeat sends them
+		go func() {
+			defer d.wg.Done()
+			d.pushNames(runCtx)
+		}()
 	}
-	d.wg.Add(1)
-	go func() {
-		defer d.wg.Done()
-		d.pushNames(context.WithoutCancel(ctx))
-	}()
-	return nil
+	d.mu.Unlock()
+	return d.persist()
 }
 
 // pushNames sends the controller the names of this host's endpoints that it does not have yet.
