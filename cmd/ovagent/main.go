@@ -22,7 +22,6 @@ import (
 
 	"github.com/ovnet/ov/cmd/internal/shimcmd"
 	"github.com/ovnet/ov/internal/agent"
-	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/driver/bridge"
 	"github.com/ovnet/ov/internal/image"
@@ -148,16 +147,9 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if err := br.Reconcile(ctx); err != nil {
 		log.Error("network reconcile (continuing)", "err", err)
 	}
-	cfg.Netns = br
-	cfg.Drivers = map[string]driver.NetworkDriver{"bridge": br}
-	// The name service (docs/dns.md): one table and one resolver for the host, forwarding to the
-	// host's nameservers; the overlay driver adds the names of other hosts' endpoints.
-	names := dns.NewTable()
-	hostResolv, _ := os.ReadFile(cfg.HostResolvConf)
-	resolver := dns.NewServer(names, dns.Config{Upstreams: dns.HostUpstreams(hostResolv), Log: log})
-	defer resolver.Close()
-	cfg.Resolver, cfg.Names = resolver, names
-	ov, err := newOverlay(v, cfg.Host, cfg.Root, names, log)
+	cfg.Netns, cfg.Drivers = br, map[string]driver.NetworkDriver{"bridge": br}
+	defer nameService(&cfg, log).Close()
+	ov, err := newOverlay(v, cfg.Host, cfg.Root, cfg.Names, log)
 	if err != nil {
 		return err
 	}

@@ -111,8 +111,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id),
-		ResolvConf: a.resolvConfFor(req, mode)})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode)})
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -147,19 +146,12 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 			return api.Container{}, err
 		}
 	}
-	c.rec.State.Pid = pid
-	c.rec.Networks = res.endpoints
-	if mode.kind == modeNetwork && len(c.rec.Networks) == 1 {
-		c.rec.Networks[0].Aliases = req.NetworkAliases
+	if err := a.attached(ctx, c, pid, res.endpoints, mode, &u); err != nil {
+		return api.Container{}, err
 	}
-	if err := a.serve(ctx, c.rec); err != nil {
-		return api.Container{}, fmt.Errorf("container %s: serve names in its namespace: %w", api.ShortID(id), err)
-	}
-	u.add(func() { a.unserve(id) })
 	if err := a.saveCompleteRecord(c); err != nil {
 		return api.Container{}, err
 	}
-	a.setNames(c.rec)
 	a.mu.Lock()
 	a.containers[id] = c
 	a.mu.Unlock()

@@ -3,6 +3,7 @@ package agent
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net/netip"
 	"os"
 	"path/filepath"
@@ -309,4 +310,22 @@ func (a *Agent) restoreAllNames() {
 	for _, c := range cs {
 		a.restoreNames(a.ctx, c.snapshot())
 	}
+}
+
+// attached completes a new container's record (c is not shared yet) with its pid and endpoints
+// (the --network-alias values on its network), makes the resolver serve it and puts its names in the
+// table, each undone by u.
+func (a *Agent) attached(ctx context.Context, c *container, pid int, eps []api.ContainerEndpoint, m netMode, u *undo) error {
+	c.rec.State.Pid = pid
+	c.rec.Networks = eps
+	if m.kind == modeNetwork && len(eps) == 1 {
+		c.rec.Networks[0].Aliases = c.rec.Config.NetworkAliases
+	}
+	if err := a.serve(ctx, c.rec); err != nil {
+		return fmt.Errorf("container %s: serve names in its namespace: %w", api.ShortID(c.rec.ID), err)
+	}
+	rec := c.rec
+	u.add(func() { a.unserve(rec.ID); a.removeNames(rec) })
+	a.setNames(rec)
+	return nil
 }
