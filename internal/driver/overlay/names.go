@@ -10,12 +10,18 @@ import (
 )
 
 // Names of endpoints (docs/dns.md). The driver keeps the name table (Config.Names) equal to the
-// remote endpoints of its state: on every watch event, on a snapshot (a re-list), and from the state
-// file at start, so that names keep resolving while the controller is down and a failed watch never
-// empties the table (only a successful snapshot replaces it). This host's own endpoints are the
-// agent's to put in the table (it knows when a container stops). And the driver carries the names of
-// its own endpoints to the controller: given at allocation, emptied while the container is stopped
-// (SetNames), retried with the heartbeat when the controller cannot be reached.
+// endpoints of its state: on every watch event, on a snapshot (a re-list), and from the state file at
+// start, so that names keep resolving while the controller is down and a failed watch never empties
+// the table (only a successful snapshot replaces it). Other hosts' endpoints come from the watch; this
+// host's from its local endpoints, with the names the agent gave (at attach, emptied while the
+// container is stopped: SetNames). The agent also sets and removes its containers' records itself (at
+// once on exit, before SetNames); both write the same records. A snapshot or a start replaces a
+// network's records in one SetNetwork: the table rebuilds a network's index on every change, so one
+// Set per endpoint would cost the square of the network's size.
+//
+// The driver also carries the names of its own endpoints to the controller: given at allocation,
+// emptied while the container is stopped, retried with the heartbeat when the controller cannot be
+// reached.
 
 // nameKey is one endpoint's record in the table: (network, container of another host).
 type nameKey struct{ network, container string }
@@ -44,35 +50,58 @@ func (d *Driver) remoteRecord(network string, ep api.Endpoint) (dns.Record, bool
 	return dns.Record{Network: network, Container: ep.Container, IP: ip, Names: names}, true
 }
 
-// syncNamesLocked makes the table hold exactly the records of the remote endpoints of network (all
-// of its networks when network is ""); d.mu is held.
+// localRecord is the table record of a local endpoint, false when it has none (no names: stopped).
+func localRecord(network string, l localEndpoint) (dns.Record, bool) {
+	ip, err := netip.ParseAddr(l.IP)
+	if err != nil || len(l.Names) == 0 {
+		return dns.Record{}, false
+	}
+	return dns.Record{Network: network, Container: l.Container, IP: ip, Names: l.Names}, true
+}
+
+// syncNamesLocked replaces the table's records of network (of every network of the state when
+// network is "") with those of its endpoints, local and remote, in one SetNetwork each; d.mu is held.
 func (d *Driver) syncNamesLocked(network string) {
 	if d.cfg.Names == nil {
 		return
 	}
-	want := map[nameKey]dns.Record{}
+	for k := range d.named {
+		if network == "" || k.network == network {
+			delete(d.named, k)
+		}
+	}
 	for name, ns := range d.st.Networks {
 		if network != "" && name != network {
 			continue
 		}
+		recs := make([]dns.Record, 0, len(ns.Remote))
 		for _, ep := range ns.Remote {
 			if r, ok := d.remoteRecord(name, ep); ok {
-				want[nameKey{name, r.Container}] = r
+				recs = append(recs, r)
+				d.named[nameKey{name, r.Container}] = r
 			}
 		}
+		for _, l := range ns.Local {
+			if r, ok := localRecord(name, l); ok {
+				recs = append(recs, r)
+			}
+		}
+		d.cfg.Names.SetNetwork(name, recs)
+	}
+}
+
+// dropNetworkNamesLocked takes the records of a network that left the state out of the table; d.mu
+// is held.
+func (d *Driver) dropNetworkNamesLocked(network string) {
+	if d.cfg.Names == nil {
+		return
 	}
 	for k := range d.named {
-		if _, ok := want[k]; !ok && (network == "" || k.network == network) {
-			d.cfg.Names.Remove(k.network, k.container)
+		if k.network == network {
 			delete(d.named, k)
 		}
 	}
-	for k, r := range want {
-		if old, ok := d.named[k]; !ok || !sameRecord(old, r) {
-			d.cfg.Names.Set(r)
-			d.named[k] = r
-		}
-	}
+	d.cfg.Names.SetNetwork(network, nil)
 }
 
 // putNameLocked and dropNameLocked apply one watch event's endpoint to the table; d.mu is held.
@@ -120,6 +149,13 @@ func (d *Driver) SetNames(ctx context.Context, network, container string, names 
 	}
 	l.Names, l.NamesPending = names, true
 	ns.Local[container] = l
+	if d.cfg.Names != nil {
+		if r, ok := localRecord(network, l); ok {
+			d.cfg.Names.Set(r)
+		} else {
+			d.cfg.Names.Remove(network, container)
+		}
+	}
 	runCtx := d.runCtx
 	if runCtx != nil && runCtx.Err() == nil {
 		d.wg.Add(1) // as reclaim: before Run, the first heartbeat sends them

@@ -55,9 +55,9 @@ func namesHarness(t *testing.T, ctl *fakeController, path string, table *dns.Tab
 	return h
 }
 
-// TestNamesFollowTheWatch: the names of other hosts' endpoints are in the table exactly while the
-// driver's state holds them (snapshot, put, delete, a stopped container's empty names), on the
-// network whose watch brought them only; this host's own are left to the agent; junk from the
+// TestNamesFollowTheWatch: the names of endpoints are in the table exactly while the driver's state
+// holds them (snapshot, put, delete, a stopped container's empty names), on the network whose watch
+// brought them only; this host's come from its local endpoints (not from the stream); junk from the
 // stream is dropped; and a restart with the controller down answers from the state file.
 func TestNamesFollowTheWatch(t *testing.T) {
 	ctl := newFakeController()
@@ -102,20 +102,20 @@ func TestNamesFollowTheWatch(t *testing.T) {
 			h.d.apply("front", api.EndpointEvent{Type: api.EventSnapshot, Revision: 10, Endpoints: []api.Endpoint{
 				ep("host1", "c1", "10.20.0.2", "web1"), ep("host2", "c2", "10.20.0.3", "api", "apihost"), ep("host2", "c3", "10.20.0.4"),
 			}})
-		}, res{"api": {"10.20.0.3"}, "apihost": {"10.20.0.3"}}},
-		{"c3 started: its names arrive", put("front", ep("host2", "c3", "10.20.0.4", "db")), res{"api": {"10.20.0.3"}, "apihost": {"10.20.0.3"}, "db": {"10.20.0.4"}}},
-		{"c2 stopped: its names are emptied", put("front", ep("host2", "c2", "10.20.0.3")), res{"db": {"10.20.0.4"}}},
-		{"another network's endpoint stays there", put("back", api.Endpoint{Network: "front", Host: "host2", Container: "c9", IP: "10.30.0.9", Names: []string{"intruder"}}), res{"db": {"10.20.0.4"}}},
-		{"junk dropped", put("front", ep("host2", "c4", "10.20.0.5", "ok", "bad name")), res{"db": {"10.20.0.4"}, "ok": {"10.20.0.5"}}},
+		}, res{"web1": {"10.20.0.2"}, "api": {"10.20.0.3"}, "apihost": {"10.20.0.3"}}},
+		{"c3 started: its names arrive", put("front", ep("host2", "c3", "10.20.0.4", "db")), res{"web1": {"10.20.0.2"}, "api": {"10.20.0.3"}, "apihost": {"10.20.0.3"}, "db": {"10.20.0.4"}}},
+		{"c2 stopped: its names are emptied", put("front", ep("host2", "c2", "10.20.0.3")), res{"web1": {"10.20.0.2"}, "db": {"10.20.0.4"}}},
+		{"another network's endpoint stays there", put("back", api.Endpoint{Network: "front", Host: "host2", Container: "c9", IP: "10.30.0.9", Names: []string{"intruder"}}), res{"web1": {"10.20.0.2"}, "db": {"10.20.0.4"}}},
+		{"junk dropped", put("front", ep("host2", "c4", "10.20.0.5", "ok", "bad name")), res{"web1": {"10.20.0.2"}, "db": {"10.20.0.4"}, "ok": {"10.20.0.5"}}},
 		{"c3 released", func() {
 			h.d.apply("front", api.EndpointEvent{Type: api.EventDelete, Revision: 21, Endpoint: &api.Endpoint{Network: "front", Host: "host2", Container: "c3", IP: "10.20.0.4"}})
-		}, res{"ok": {"10.20.0.5"}}},
-		{"c2 started again", put("front", ep("host2", "c2", "10.20.0.3", "api")), res{"api": {"10.20.0.3"}, "ok": {"10.20.0.5"}}},
+		}, res{"web1": {"10.20.0.2"}, "ok": {"10.20.0.5"}}},
+		{"c2 started again", put("front", ep("host2", "c2", "10.20.0.3", "api")), res{"web1": {"10.20.0.2"}, "api": {"10.20.0.3"}, "ok": {"10.20.0.5"}}},
 		{"a re-list replaces everything", func() {
 			h.d.apply("front", api.EndpointEvent{Type: api.EventSnapshot, Revision: 30, Endpoints: []api.Endpoint{
 				ep("host1", "c1", "10.20.0.2", "web1"), ep("host2", "c2", "10.20.0.3", "api"),
 			}})
-		}, res{"api": {"10.20.0.3"}}},
+		}, res{"web1": {"10.20.0.2"}, "api": {"10.20.0.3"}}},
 	}
 	for _, s := range steps {
 		s.do()
@@ -125,6 +125,22 @@ func TestNamesFollowTheWatch(t *testing.T) {
 	}
 	if got := table.Lookup([]string{"back"}, "intruder"); len(got) != 1 || got[0] != netip.MustParseAddr("10.30.0.9") {
 		t.Fatalf("c9 on back: %v", got)
+	}
+	// The agent stops c1: its names leave the table at once (and the controller, in the background).
+	if err := h.d.SetNames(ctx, "front", "c1", nil); err != nil {
+		t.Fatal(err)
+	}
+	if got := lookup(table, asked...); !equalRes(got, res{"api": {"10.20.0.3"}}) {
+		t.Fatalf("names after c1 stopped: %v", got)
+	}
+	// A stream that still carries c1's old names (the controller has not heard yet) does not bring
+	// them back: this host's endpoints are named by its own state.
+	h.d.apply("front", api.EndpointEvent{Type: api.EventSnapshot, Revision: 31, Endpoints: []api.Endpoint{
+		ep("host1", "c1", "10.20.0.2", "web1"), ep("host2", "c2", "10.20.0.3", "api"),
+	}})
+	put("front", ep("host1", "c1", "10.20.0.2", "web1"))()
+	if got := lookup(table, asked...); !equalRes(got, res{"api": {"10.20.0.3"}}) {
+		t.Fatalf("names after a stale stream of c1: %v", got)
 	}
 
 	// Restarted with the controller down: the state file has the names.

@@ -39,7 +39,7 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 	for name, ns := range d.st.Networks {
 		if !seen[name] && len(ns.Local) == 0 {
 			delete(d.st.Networks, name)
-			d.syncNamesLocked(name) // the network is gone: so are its names
+			d.dropNetworkNamesLocked(name) // the network is gone: so are its names
 			changed = true
 		}
 	}
