@@ -164,8 +164,9 @@ type Driver struct {
 	gen    uint64     // under mu
 	saved  uint64     // under saveMu
 
-	named  map[nameKey]dns.Record // what the driver put in cfg.Names (names.go); under mu
-	pushMu sync.Mutex             // one pushNames at a time
+	namesDirty map[string]bool // networks whose names changed since runNames last wrote them; under mu
+	namesKick  chan struct{}   // wakes runNames
+	pushMu     sync.Mutex      // one pushNames at a time
 
 	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
 	routes func() ([]netlink.Route, error)          // the host's routes (a seam for tests)
@@ -190,9 +191,10 @@ func New(cfg Config) (*Driver, error) {
 		watches:    map[string]context.CancelFunc{},
 		refreshNow: make(chan struct{}, 1),
 		joinErr:    errors.New("the agent is starting"),
-		named:      map[nameKey]dns.Record{},
+		namesDirty: map[string]bool{},
+		namesKick:  make(chan struct{}, 1),
 	}
-	d.syncNamesLocked("") // names resolve from the state file, before the controller answers
+	d.writeNames(d.namesOf(nil)) // names resolve from the state file, before the controller answers
 	d.links, d.routes = d.linkNames, d.hostRoutes
 	if err := d.loadToken(); err != nil {
 		return nil, err
@@ -208,7 +210,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 	d.gossipFromState()
-	d.wg.Add(4)
+	d.wg.Add(5)
+	go func() { defer d.wg.Done(); d.runNames(ctx) }()
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); d.reportDataplane(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()

@@ -10,24 +10,22 @@ import (
 )
 
 // Names of endpoints (docs/dns.md). The driver keeps the name table (Config.Names) equal to the
-// endpoints of its state: on every watch event, on a snapshot (a re-list), and from the state file at
-// start, so that names keep resolving while the controller is down and a failed watch never empties
-// the table (only a successful snapshot replaces it). Other hosts' endpoints come from the watch; this
-// host's from its local endpoints, with the names the agent gave (at attach, emptied while the
-// container is stopped: SetNames). The agent also sets and removes its containers' records itself (at
-// once on exit, before SetNames); both write the same records. A snapshot or a start replaces a
-// network's records in one SetNetwork: the table rebuilds a network's index on every change, so one
-// Set per endpoint would cost the square of the network's size.
+// endpoints of its state: after every watch event, snapshot (a re-list) or change of names, and from
+// the state file at start, so that names keep resolving while the controller is down and a failed
+// watch never empties the table (only a successful snapshot replaces it). Other hosts' endpoints come
+// from the watch; this host's from its local endpoints, with the names the agent gave (at attach,
+// emptied while the container is stopped: SetNames). The agent also sets and removes its containers'
+// records itself (at once on exit, before SetNames); both write the same records. A network's records
+// are replaced in one SetNetwork by runNames, which takes every change made meanwhile: the table
+// rebuilds a network's index on every change, so one Set per event would cost the square of the
+// network's size in a burst.
 //
 // The driver also carries the names of its own endpoints to the controller: given at allocation,
 // emptied while the container is stopped, retried with the heartbeat when the controller cannot be
 // reached.
 
-// nameKey is one endpoint's record in the table: (network, container of another host).
-type nameKey struct{ network, container string }
-
-// remoteRecord is the table record of a remote endpoint, false when it has none (this host's, no
-// names, an address that does not parse). Names that are not DNS names are dropped (the controller
+// remoteRecord is the table record of another host's endpoint, false when it has none (this host's,
+// no names, an address that does not parse). Names that are not DNS names are dropped (the controller
 // refuses them; this is in case of an older one), and so is the endpoint's own view of its network:
 // its record goes on network, the one its watch is for.
 func (d *Driver) remoteRecord(network string, ep api.Endpoint) (dns.Record, bool) {
@@ -59,26 +57,53 @@ func localRecord(network string, l localEndpoint) (dns.Record, bool) {
 	return dns.Record{Network: network, Container: l.Container, IP: ip, Names: l.Names}, true
 }
 
-// syncNamesLocked replaces the table's records of network (of every network of the state when
-// network is "") with those of its endpoints, local and remote, in one SetNetwork each; d.mu is held.
-func (d *Driver) syncNamesLocked(network string) {
+// namesChangedLocked marks a network's names for runNames to write; d.mu is held. It never blocks.
+func (d *Driver) namesChangedLocked(network string) {
 	if d.cfg.Names == nil {
 		return
 	}
-	for k := range d.named {
-		if network == "" || k.network == network {
-			delete(d.named, k)
+	d.namesDirty[network] = true
+	select {
+	case d.namesKick <- struct{}{}:
+	default:
+	}
+}
+
+// runNames writes the names of the networks that changed, in one SetNetwork per network, until ctx
+// ends: a burst of watch events (a host's containers starting) costs one rebuild of the network's
+// index, not one per event.
+func (d *Driver) runNames(ctx context.Context) {
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-d.namesKick:
 		}
+		d.mu.Lock()
+		dirty := d.namesDirty
+		d.namesDirty = map[string]bool{}
+		d.mu.Unlock()
+		d.writeNames(d.namesOf(dirty))
+	}
+}
+
+// namesOf returns the records of the given networks (every network of the state when nil), local and
+// remote; a network that left the state gets none.
+func (d *Driver) namesOf(networks map[string]bool) map[string][]dns.Record {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string][]dns.Record{}
+	for name := range networks {
+		out[name] = nil
 	}
 	for name, ns := range d.st.Networks {
-		if network != "" && name != network {
+		if networks != nil && !networks[name] {
 			continue
 		}
 		recs := make([]dns.Record, 0, len(ns.Remote))
 		for _, ep := range ns.Remote {
 			if r, ok := d.remoteRecord(name, ep); ok {
 				recs = append(recs, r)
-				d.named[nameKey{name, r.Container}] = r
 			}
 		}
 		for _, l := range ns.Local {
@@ -86,51 +111,18 @@ func (d *Driver) syncNamesLocked(network string) {
 				recs = append(recs, r)
 			}
 		}
-		d.cfg.Names.SetNetwork(name, recs)
+		out[name] = recs
 	}
+	return out
 }
 
-// dropNetworkNamesLocked takes the records of a network that left the state out of the table; d.mu
-// is held.
-func (d *Driver) dropNetworkNamesLocked(network string) {
+func (d *Driver) writeNames(recs map[string][]dns.Record) {
 	if d.cfg.Names == nil {
 		return
 	}
-	for k := range d.named {
-		if k.network == network {
-			delete(d.named, k)
-		}
+	for network, rs := range recs {
+		d.cfg.Names.SetNetwork(network, rs)
 	}
-	d.cfg.Names.SetNetwork(network, nil)
-}
-
-// putNameLocked and dropNameLocked apply one watch event's endpoint to the table; d.mu is held.
-func (d *Driver) putNameLocked(network string, ep api.Endpoint) {
-	if d.cfg.Names == nil || ep.Host == d.cfg.Host {
-		return
-	}
-	r, ok := d.remoteRecord(network, ep)
-	if !ok {
-		d.dropNameLocked(network, ep.Container)
-		return
-	}
-	k := nameKey{network, ep.Container}
-	if old, had := d.named[k]; !had || !sameRecord(old, r) {
-		d.cfg.Names.Set(r)
-		d.named[k] = r
-	}
-}
-
-func (d *Driver) dropNameLocked(network, container string) {
-	k := nameKey{network, container}
-	if _, ok := d.named[k]; ok && d.cfg.Names != nil {
-		d.cfg.Names.Remove(network, container)
-		delete(d.named, k)
-	}
-}
-
-func sameRecord(a, b dns.Record) bool {
-	return a.IP == b.IP && slices.Equal(a.Names, b.Names)
 }
 
 // SetNames sets the names the controller holds for a container of this host on network (empty
@@ -149,12 +141,13 @@ func (d *Driver) SetNames(ctx context.Context, network, container string, names 
 	}
 	l.Names, l.NamesPending = names, true
 	ns.Local[container] = l
-	if d.cfg.Names != nil {
+	if d.cfg.Names != nil { // at once, and again with the rest of the network by runNames
 		if r, ok := localRecord(network, l); ok {
 			d.cfg.Names.Set(r)
 		} else {
 			d.cfg.Names.Remove(network, container)
 		}
+		d.namesChangedLocked(network)
 	}
 	runCtx := d.runCtx
 	if runCtx != nil && runCtx.Err() == nil {

@@ -39,7 +39,7 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 	for name, ns := range d.st.Networks {
 		if !seen[name] && len(ns.Local) == 0 {
 			delete(d.st.Networks, name)
-			d.dropNetworkNamesLocked(name) // the network is gone: so are its names
+			d.namesChangedLocked(name) // the network is gone: so are its names
 			changed = true
 		}
 	}
@@ -103,7 +103,6 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		for _, ep := range ev.Endpoints {
 			ns.Remote[remoteKey(ep.Host, ep.Container)] = ep
 		}
-		d.syncNamesLocked(network)
 		missing = d.missingLocked(network, ns)
 	case api.EventPut:
 		if ev.Endpoint != nil {
@@ -111,14 +110,10 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 				ns.Remote = map[string]api.Endpoint{}
 			}
 			ns.Remote[remoteKey(ev.Endpoint.Host, ev.Endpoint.Container)] = *ev.Endpoint
-			d.putNameLocked(network, *ev.Endpoint)
 		}
 	case api.EventDelete:
 		if ev.Endpoint != nil {
 			delete(ns.Remote, remoteKey(ev.Endpoint.Host, ev.Endpoint.Container))
-			if ev.Endpoint.Host != d.cfg.Host {
-				d.dropNameLocked(network, ev.Endpoint.Container)
-			}
 		}
 	}
 	// The saved revision is where the watch resumes after a crash: only a revision applied in full
@@ -131,6 +126,9 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		ns.Revision = ev.Revision
 	}
 	changed := ev.Type != api.EventProgress
+	if changed {
+		d.namesChangedLocked(network)
+	}
 	if len(missing) > 0 && d.runCtx != nil {
 		d.wg.Add(1)
 		go d.reclaim(d.runCtx, missing)
