@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/netip"
 	"slices"
+	"time"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/dns"
@@ -71,7 +72,9 @@ func (d *Driver) namesChangedLocked(network string) {
 
 // runNames writes the names of the networks that changed, in one SetNetwork per network, until ctx
 // ends: a burst of watch events (a host's containers starting) costs one rebuild of the network's
-// index, not one per event.
+// index, not one per event. After each pass it rests four times as long as the pass took, so that a
+// storm of events costs at most a fifth of a CPU (a pass over a network of 5,000 endpoints takes about
+// 10 ms: names then reach the table within 50 ms; on small networks at once).
 func (d *Driver) runNames(ctx context.Context) {
 	for {
 		select {
@@ -79,11 +82,17 @@ func (d *Driver) runNames(ctx context.Context) {
 			return
 		case <-d.namesKick:
 		}
+		t0 := time.Now()
 		d.mu.Lock()
 		dirty := d.namesDirty
 		d.namesDirty = map[string]bool{}
 		d.mu.Unlock()
 		d.writeNames(d.namesOf(dirty))
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(4 * time.Since(t0)):
+		}
 	}
 }
 
