@@ -12,6 +12,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/dns"
@@ -253,5 +254,60 @@ func TestServeNoForwardOnInternalNetworks(t *testing.T) {
 		if got := res.clients["c1"].NoForward; got != tt.want {
 			t.Errorf("networks %v: NoForward %v, want %v", tt.nets, got, tt.want)
 		}
+	}
+}
+
+// The resolv.conf a create writes: the resolver's on a user-defined network, the host's on the default
+// bridge, the target's for container:NAME; it is what the container's /etc/resolv.conf mounts.
+func TestResolvConfFor(t *testing.T) {
+	dir := t.TempDir()
+	hostFile := filepath.Join(dir, "host-resolv.conf")
+	if err := os.WriteFile(hostFile, []byte("nameserver 192.0.2.1\nsearch lab.example\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := &Agent{cfg: Config{RunDir: dir, HostResolvConf: hostFile, Resolver: &fakeResolver{clients: map[string]dns.Client{}}, Names: dns.NewTable()}}
+	target := a.newContainer(api.Container{ID: strings.Repeat("d0", 32)})
+	if err := os.MkdirAll(a.bundleDir(target.rec.ID), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(a.bundleDir(target.rec.ID), "resolv.conf"), []byte("nameserver 127.0.0.11\noptions ndots:0\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name string
+		m    netMode
+		want string
+	}{
+		{"user-defined network", netMode{kind: modeNetwork, network: "front"}, "nameserver 127.0.0.11\nsearch lab.example\noptions ndots:0\n"},
+		{"default bridge", netMode{kind: modeNetwork, network: "bridge"}, "nameserver 192.0.2.1\nsearch lab.example\n"},
+		{"none", netMode{kind: modeNone}, "nameserver 192.0.2.1\nsearch lab.example\n"},
+		{"container:NAME", netMode{kind: modeContainer, other: target}, "nameserver 127.0.0.11\noptions ndots:0\n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := a.resolvConfFor(api.ContainerCreate{}, tt.m)
+			if diff := cmp.Diff(tt.want, string(got)); diff != "" {
+				t.Errorf("resolv.conf (-want +got):\n%s", diff)
+			}
+			bundle := t.TempDir()
+			s, err := buildSpec(specInput{ID: strings.Repeat("e0", 32), Create: api.ContainerCreate{Image: "x", Cmd: []string{"sh"}}, Rootfs: "/r",
+				Hostname: "h", Bundle: bundle, Cgroup: "/ov/x", ResolvConf: got})
+			if err != nil {
+				t.Fatal(err)
+			}
+			written, err := os.ReadFile(filepath.Join(bundle, "resolv.conf"))
+			if err != nil || string(written) != tt.want {
+				t.Errorf("the bundle's resolv.conf: %q, %v", written, err)
+			}
+			if !slices.ContainsFunc(s.Mounts, func(m specs.Mount) bool {
+				return m.Destination == "/etc/resolv.conf" && m.Source == filepath.Join(bundle, "resolv.conf")
+			}) {
+				t.Error("/etc/resolv.conf is not mounted from the bundle")
+			}
+		})
+	}
+	// Without a resolver, user-defined networks keep the host's file.
+	a.cfg.Resolver = nil
+	if got := string(a.resolvConfFor(api.ContainerCreate{}, netMode{kind: modeNetwork, network: "front"})); got != "nameserver 192.0.2.1\nsearch lab.example\n" {
+		t.Errorf("without a resolver: %q", got)
 	}
 }
