@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -17,6 +18,7 @@ import (
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver"
+	"github.com/ovnet/ov/internal/testutil"
 )
 
 func TestRenderResolvConf(t *testing.T) {
@@ -310,4 +312,46 @@ func TestResolvConfFor(t *testing.T) {
 	if got := string(a.resolvConfFor(api.ContainerCreate{}, netMode{kind: modeNetwork, network: "front"})); got != "nameserver 192.0.2.1\nsearch lab.example\n" {
 		t.Errorf("without a resolver: %q", got)
 	}
+}
+
+// TestExitTakesNamesOut: when a container's exit is recorded its names leave the table at once, before
+// anyone can see the exit, and the overlay driver is told to empty them on the other hosts.
+func TestExitTakesNamesOut(t *testing.T) {
+	dir := t.TempDir()
+	cfg := DefaultConfig()
+	cfg.Root, cfg.RunDir = filepath.Join(dir, "lib"), filepath.Join(dir, "run")
+	cfg.Runtime, cfg.ShimCommand, cfg.Images = "/bin/true", []string{"/bin/false"}, noImages{}
+	ov := &namingDriver{netDriver: netDriver{nets: []api.Network{{Name: "front", Driver: "overlay"}}}, published: map[string][]string{}}
+	table := dns.NewTable()
+	cfg.Drivers = map[string]driver.NetworkDriver{"overlay": ov}
+	cfg.Resolver, cfg.Names = &fakeResolver{clients: map[string]dns.Client{}}, table
+	a, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer a.Close()
+	id := strings.Repeat("f0", 32)
+	rec := api.Container{ID: id, Name: "web", NetNS: "/run/netns/web", Config: api.ContainerCreate{Network: "front"},
+		State:    api.ContainerState{Status: api.StateRunning, Pid: 1},
+		Networks: []api.ContainerEndpoint{{Network: "front", Driver: "overlay", IP: "10.0.0.9"}}}
+	if err := os.MkdirAll(a.containerDir(id), 0o700); err != nil {
+		t.Fatal(err)
+	}
+	c := a.newContainer(rec)
+	a.register(c)
+	a.namesStarted(t.Context(), rec)
+	if got := table.Lookup([]string{"front"}, "web"); len(got) != 1 {
+		t.Fatalf("running: web = %v", got)
+	}
+	a.monitor(c) // no shim answers: the exit is recorded at once
+	<-c.exited
+	if got := table.Lookup([]string{"front"}, "web"); len(got) != 0 {
+		t.Fatalf("exited: web still resolves to %v", got)
+	}
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if got := ov.names("front", id); len(got) != 0 {
+			return fmt.Errorf("names still published for the exited container: %q", got)
+		}
+		return nil
+	})
 }
