@@ -355,3 +355,29 @@ func TestExitTakesNamesOut(t *testing.T) {
 		return nil
 	})
 }
+
+// After an agent restart a running container is served again and its names are back; a quarantined
+// one (its record lost) is left alone.
+func TestRestoreNames(t *testing.T) {
+	res := &fakeResolver{clients: map[string]dns.Client{}}
+	table := dns.NewTable()
+	a := &Agent{cfg: Config{Resolver: res, Names: table, Drivers: map[string]driver.NetworkDriver{
+		"bridge": netDriver{nets: []api.Network{{Name: "local", Driver: "bridge"}}},
+	}}}
+	rec := api.Container{ID: strings.Repeat("a0", 32), Name: "db", NetNS: "/run/netns/db", Config: api.ContainerCreate{Network: "local"},
+		State:    api.ContainerState{Status: api.StateRunning},
+		Networks: []api.ContainerEndpoint{{Network: "local", Driver: "bridge", IP: "172.30.0.2", Aliases: []string{"postgres"}}}}
+	a.restoreNames(t.Context(), rec)
+	if got := table.Lookup([]string{"local"}, "postgres"); len(got) != 1 || got[0].String() != "172.30.0.2" {
+		t.Errorf("postgres after a restart: %v", got)
+	}
+	if c, ok := res.clients[rec.ID]; !ok || !slices.Equal(c.Networks, []string{"local"}) || c.Netns != "/run/netns/db" {
+		t.Errorf("resolver client after a restart: %+v (served %v)", c, ok)
+	}
+	q := rec
+	q.ID, q.Name, q.Quarantine = strings.Repeat("b0", 32), "lost", "record missing"
+	a.restoreNames(t.Context(), q)
+	if _, ok := res.clients[q.ID]; ok || len(table.Lookup([]string{"local"}, "lost")) > 0 {
+		t.Error("a quarantined container was served or named")
+	}
+}
