@@ -147,9 +147,9 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if err := br.Reconcile(ctx); err != nil {
 		log.Error("network reconcile (continuing)", "err", err)
 	}
-	cfg.Netns = br
-	cfg.Drivers = map[string]driver.NetworkDriver{"bridge": br}
-	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
+	cfg.Netns, cfg.Drivers = br, map[string]driver.NetworkDriver{"bridge": br}
+	defer nameService(&cfg, log).Close()
+	ov, err := newOverlay(v, cfg.Host, cfg.Root, cfg.Names, log)
 	if err != nil {
 		return err
 	}

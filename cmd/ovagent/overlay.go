@@ -17,6 +17,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver/overlay"
 	"github.com/ovnet/ov/internal/membership"
 	"github.com/ovnet/ov/internal/vxlan"
@@ -37,7 +38,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 }
 
 // newOverlay builds the overlay driver when a controller is configured; nil, nil otherwise.
-func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.Driver, error) {
+func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.Logger) (*overlay.Driver, error) {
 	url := v.GetString("controller")
 	if url == "" {
 		return nil, nil
@@ -103,6 +104,7 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 		JoinToken:  join,
 		Dataplane:  dp,
 		Members:    members,
+		Names:      names,
 		Log:        log,
 	})
 }

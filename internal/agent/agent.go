@@ -128,7 +128,9 @@ func (a *Agent) monitor(c *container) {
 		c.rec.State = mergeState(c.rec.State, st)
 		auto := c.rec.Config.AutoRemove
 		id := c.rec.ID
+		rec := c.rec
 		c.mu.Unlock()
+		a.removeNames(rec) // at once, before anyone learns of the exit
 		if err := a.saveRecord(c); err != nil && !errors.Is(err, os.ErrNotExist) {
 			a.log.Error("save container record", "container", api.ShortID(id), "err", err)
 		}
@@ -137,6 +139,7 @@ func (a *Agent) monitor(c *container) {
 		default:
 			close(c.exited)
 		}
+		a.publishNames(a.ctx, rec, false)
 		a.log.Info("container exited", "container", api.ShortID(id), "exitCode", st.ExitCode)
 		if auto {
 			a.autoRemoveNow(id)

@@ -111,7 +111,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id)})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode)})
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -146,8 +146,9 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 			return api.Container{}, err
 		}
 	}
-	c.rec.State.Pid = pid
-	c.rec.Networks = res.endpoints
+	if err := a.attached(ctx, c, pid, res.endpoints, mode, &u); err != nil {
+		return api.Container{}, err
+	}
 	if err := a.saveCompleteRecord(c); err != nil {
 		return api.Container{}, err
 	}
@@ -391,6 +392,9 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	if err := a.saveRecord(c); err != nil {
 		return api.Container{}, err
 	}
+	if rec := c.snapshot(); rec.State.Status == api.StateRunning {
+		a.namesStarted(ctx, rec)
+	}
 	return c.snapshot(), nil
 }
 
@@ -535,6 +539,8 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	c.mu.Lock()
 	c.removing = true
 	c.mu.Unlock()
+	a.removeNames(rec) // at once: its address may go to another container
+	a.unserve(rec.ID)
 	t0 := time.Now()
 	// The container is gone (from ps, for wait --removed, for its name) once no process of it is
 	// left and its record is deleted; its network, its rootfs, its directories and, when it had

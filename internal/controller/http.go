@@ -41,6 +41,7 @@ func (c *Controller) Handler() http.Handler {
 	route("GET /v1/networks/{name}/endpoints", c.listEndpoints)
 	route("POST /v1/networks/{name}/endpoints", c.allocate)
 	route("DELETE /v1/networks/{name}/endpoints/{host}/{container}", c.release)
+	route("PUT /v1/networks/{name}/endpoints/{host}/{container}/names", c.setEndpointNames)
 	route("GET /v1/hosts", c.listHosts)
 	route("POST /v1/hosts", c.registerHost)
 	route("GET /v1/hosts/{name}", c.getHost)

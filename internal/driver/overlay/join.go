@@ -282,6 +282,7 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 			d.mu.Unlock()
 		}
 	}
+	d.pushNames(ctx)
 	return nil
 }
 
