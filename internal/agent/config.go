@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -51,6 +53,9 @@ type Config struct {
 	Drivers map[string]driver.NetworkDriver
 	// Log receives the agent's logs. Default: discarded.
 	Log *slog.Logger
+	// Metrics, if set, receives the agent's container metrics (metrics.go, docs/metrics.md); give each
+	// agent its own registry. Nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults described on Config (without Images, Netns and Drivers, which
