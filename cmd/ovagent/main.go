@@ -66,6 +66,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("default-bridge", "ov0", "device of the default bridge network (empty: no default network)")
 	f.String("default-subnet", "", "subnet of the default bridge network (empty: picked from the pools)")
 	f.Int("mtu", 0, "MTU of bridge networks that do not set one (0: the uplink's, from the default route's interface)")
+	f.String("metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:9481: loopback, scraped by a local collector; docs/metrics.md); empty: no metrics")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	addOverlayFlags(f)
@@ -149,7 +150,11 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	cfg.Netns = br
 	cfg.Drivers = map[string]driver.NetworkDriver{"bridge": br}
-	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
+	reg := daemon.MetricsRegistry(v.GetString("metrics-listen"))
+	if reg != nil {
+		cfg.Metrics = reg
+	}
+	ov, err := newOverlay(v, cfg.Host, cfg.Root, log, cfg.Metrics)
 	if err != nil {
 		return err
 	}
@@ -175,6 +180,9 @@ func run(ctx context.Context, v *viper.Viper) error {
 			a.ReapAdopted()
 		}
 	}()
+	if err := daemon.ServeMetrics(ctx, v.GetString("metrics-listen"), reg, log); err != nil {
+		return err
+	}
 	go runOverlay(ctx, ov, log)
 	return a.Serve(ctx)
 }

@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
@@ -37,7 +38,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 }
 
 // newOverlay builds the overlay driver when a controller is configured; nil, nil otherwise.
-func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.Driver, error) {
+func newOverlay(v *viper.Viper, host, root string, log *slog.Logger, reg prometheus.Registerer) (*overlay.Driver, error) {
 	url := v.GetString("controller")
 	if url == "" {
 		return nil, nil
@@ -75,6 +76,11 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 	vcfg.LocalIP = addr
 	vcfg.Port = v.GetInt("vxlan-port")
 	vcfg.Resync = v.GetDuration("overlay-resync")
+	metrics, err := overlay.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	vcfg.OnReconcile = metrics.ObserveReconcile
 	dp, err := vxlan.New(vcfg)
 	if err != nil {
 		return nil, err
@@ -104,6 +110,7 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 		Dataplane:  dp,
 		Members:    members,
 		Log:        log,
+		Metrics:    metrics,
 	})
 }
 
