@@ -93,18 +93,8 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cfg.Runtime = v.GetString("runtime")
 	cfg.Host = v.GetString("host")
 	cfg.CgroupParent = v.GetString("cgroup-parent")
-	var mode uint32
-	if _, err := fmt.Sscanf(v.GetString("socket-mode"), "%o", &mode); err != nil {
-		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))
-	}
-	cfg.SocketMode = os.FileMode(mode)
-	if g := v.GetString("socket-group"); g != "" {
-		if cfg.SocketGID, err = lookupGroup(g); err != nil {
-			return err
-		}
-		if !v.IsSet("socket-mode") {
-			cfg.SocketMode = 0o660
-		}
+	if err := socketAccess(v, &cfg); err != nil {
+		return err
 	}
 	if !filepath.IsAbs(cfg.Runtime) {
 		p, err := lookPath(cfg.Runtime)
@@ -185,6 +175,25 @@ func run(ctx context.Context, v *viper.Viper) error {
 	}
 	go runOverlay(ctx, ov, log)
 	return a.Serve(ctx)
+}
+
+// socketAccess sets the API socket's mode and group from --socket-mode and --socket-group.
+func socketAccess(v *viper.Viper, cfg *agent.Config) error {
+	var mode uint32
+	if _, err := fmt.Sscanf(v.GetString("socket-mode"), "%o", &mode); err != nil {
+		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))
+	}
+	cfg.SocketMode = os.FileMode(mode)
+	if g := v.GetString("socket-group"); g != "" {
+		var err error
+		if cfg.SocketGID, err = lookupGroup(g); err != nil {
+			return err
+		}
+		if !v.IsSet("socket-mode") {
+			cfg.SocketMode = 0o660
+		}
+	}
+	return nil
 }
 
 // lookupGroup resolves --socket-group: a group name from the group database, or a numeric GID.
