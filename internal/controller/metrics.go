@@ -106,8 +106,11 @@ func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoin
 		case created:
 			outcome = "created"
 		}
-		network := "(unknown)" // a name the caller sent: only known networks become labels
-		if _, ok := c.cache.network(ep.Network); ok || err == nil {
+		// Only names of networks that exist become labels: a caller cannot make series by inventing
+		// names. Past these outcomes the network was found (in the cache or in etcd).
+		network := "(unknown)"
+		switch _, cached := c.cache.network(ep.Network); {
+		case cached, outcome == "created", outcome == "existing", outcome == "conflict", outcome == "exhausted":
 			network = ep.Network
 		}
 		m.allocations.WithLabelValues(network, outcome).Inc()

@@ -61,7 +61,8 @@ func TestMetricsMove(t *testing.T) {
 	h := s.Join.WithToken(hostJoin.Token)
 
 	created := map[string]string{"network": "n", "outcome": "created"}
-	if _, err := h.Allocate(ctx, api.Endpoint{Network: "n", Host: "h", Container: "a"}); err != nil {
+	first, err := h.Allocate(ctx, api.Endpoint{Network: "n", Host: "h", Container: "a"})
+	if err != nil {
 		t.Fatal(err)
 	}
 	if v := metric(t, reg, "ov_controller_allocations_total", created); v != 1 {
@@ -85,6 +86,21 @@ func TestMetricsMove(t *testing.T) {
 	}
 	if v := metric(t, reg, "ov_controller_allocations_total", map[string]string{"network": "n", "outcome": "existing"}); v != 1 {
 		t.Errorf("allocations existing: %v, want 1", v)
+	}
+
+	// Asking for an address another container holds: the transaction's compares fail (a conflict in
+	// etcd's terms) and the allocation is refused.
+	if _, err := h.Allocate(ctx, api.Endpoint{Network: "n", Host: "h", Container: "c", IP: first.IP}); err == nil {
+		t.Fatal("two containers got the same address")
+	}
+	if v := metric(t, reg, "ov_controller_etcd_txns_total", map[string]string{"result": "failed_compare"}); v < 1 {
+		t.Errorf("etcd transactions whose compares failed: %v, want at least 1", v)
+	}
+	if v := metric(t, reg, "ov_controller_allocations_total", map[string]string{"network": "n", "outcome": "conflict"}); v != 1 {
+		t.Errorf("allocations refused as a conflict: %v, want 1", v)
+	}
+	if v := metric(t, reg, "ov_controller_allocations_total", nil); v != 3 {
+		t.Errorf("allocations counted: %v, want the 3 asked for", v)
 	}
 
 	// A watch is counted open while it runs, its events as they are sent, and its lag per host.
