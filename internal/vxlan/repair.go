@@ -22,7 +22,7 @@ type Reconciled struct {
 // with err: Status's Changes and Repairs, and Config.OnReconcile. Callers hold d.mu.
 func (d *Driver) countChanges(s State, changes int, took time.Duration, err error) {
 	r := Reconciled{Took: took, Changes: changes, Err: err}
-	if changes > 0 && d.convergedOK && reflect.DeepEqual(s, d.converged) {
+	if changes > 0 && d.convergedOK && sameState(s, d.converged) {
 		r.Repairs = changes
 		d.log.Info("repaired drift of the kernel: entries changed behind ov's back were programmed again", "changes", changes)
 	}
@@ -34,4 +34,20 @@ func (d *Driver) countChanges(s State, changes int, took time.Duration, err erro
 	if d.cfg.OnReconcile != nil {
 		d.cfg.OnReconcile(r)
 	}
+}
+
+// sameState is reflect.DeepEqual(a, b), answered at once when the numbers of networks, endpoints,
+// peers or VTEPs differ (a new endpoint, the usual change): a full comparison of 10,000 peers takes
+// about 5 ms, and is left for reconciles of states of the same size that made changes.
+func sameState(a, b State) bool {
+	if len(a.Networks) != len(b.Networks) {
+		return false
+	}
+	for i := range a.Networks {
+		x, y := &a.Networks[i], &b.Networks[i]
+		if len(x.Endpoints) != len(y.Endpoints) || len(x.Peers) != len(y.Peers) || len(x.VTEPs) != len(y.VTEPs) {
+			return false
+		}
+	}
+	return reflect.DeepEqual(a, b)
 }
