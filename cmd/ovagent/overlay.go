@@ -13,6 +13,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
@@ -38,7 +39,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 }
 
 // newOverlay builds the overlay driver when a controller is configured; nil, nil otherwise.
-func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.Logger) (*overlay.Driver, error) {
+func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.Logger, reg prometheus.Registerer) (*overlay.Driver, error) {
 	url := v.GetString("controller")
 	if url == "" {
 		return nil, nil
@@ -76,6 +77,11 @@ func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.L
 	vcfg.LocalIP = addr
 	vcfg.Port = v.GetInt("vxlan-port")
 	vcfg.Resync = v.GetDuration("overlay-resync")
+	metrics, err := overlay.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	vcfg.OnReconcile = metrics.ObserveReconcile
 	dp, err := vxlan.New(vcfg)
 	if err != nil {
 		return nil, err
@@ -106,6 +112,7 @@ func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.L
 		Members:    members,
 		Names:      names,
 		Log:        log,
+		Metrics:    metrics,
 	})
 }
 

@@ -32,6 +32,7 @@ type Agent struct {
 	wg         sync.WaitGroup
 	ctx        context.Context
 	cancel     context.CancelFunc
+	metrics    *metrics // nil: no metrics (metrics.go)
 }
 
 // container is the agent's view of one container. rec is guarded by mu; ops serialises lifecycle
@@ -64,6 +65,11 @@ func New(cfg Config) (*Agent, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent"), containers: map[string]*container{},
 		names: map[string]string{}, teardowns: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
+	var err error
+	if a.metrics, err = newMetrics(cfg.Metrics, a); err != nil {
+		cancel()
+		return nil, fmt.Errorf("agent metrics: %w", err)
+	}
 	if err := a.recover(); err != nil {
 		cancel()
 		return nil, err

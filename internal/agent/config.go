@@ -7,6 +7,8 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
@@ -61,6 +63,9 @@ type Config struct {
 	HostResolvConf string
 	// Log receives the agent's logs. Default: discarded.
 	Log *slog.Logger
+	// Metrics, if set, receives the agent's container metrics (metrics.go, docs/metrics.md); give each
+	// agent its own registry. Nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults described on Config (without Images, Netns and Drivers, which

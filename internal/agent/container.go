@@ -156,6 +156,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	a.containers[id] = c
 	a.mu.Unlock()
 	u.commit()
+	a.metrics.created(time.Since(t0))
 	a.monitor(c)
 	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
 		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
@@ -380,10 +381,12 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
+	t0 := time.Now()
 	st, err := c.shim.Start(ctx)
 	if err != nil {
 		return api.Container{}, &CreateError{ExitCode: shim.StartErrorCode(err.Error()), Err: err}
 	}
+	a.metrics.started(time.Since(t0))
 	c.mu.Lock()
 	if c.rec.State.Status != api.StateExited {
 		c.rec.State = mergeState(c.rec.State, st)

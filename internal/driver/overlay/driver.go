@@ -98,6 +98,9 @@ type Config struct {
 	Names *dns.Table
 	// Log receives the driver's logs.
 	Log *slog.Logger
+	// Metrics, if set, receives the driver's metrics (metrics.go): make it with NewMetrics, one per
+	// driver. Nil: no metrics.
+	Metrics *Metrics
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -198,6 +201,9 @@ func New(cfg Config) (*Driver, error) {
 	d.links, d.routes = d.linkNames, d.hostRoutes
 	if err := d.loadToken(); err != nil {
 		return nil, err
+	}
+	if err := cfg.Metrics.attach(d); err != nil {
+		return nil, fmt.Errorf("overlay metrics: %w", err)
 	}
 	return d, nil
 }
