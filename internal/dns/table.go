@@ -2,8 +2,10 @@ package dns
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 )
 
 // Record is one endpoint's names on one network.
@@ -17,14 +19,30 @@ type Record struct {
 }
 
 // Table holds the records of the endpoints this host knows, by network. It is safe for concurrent use.
+//
+// Writers rebuild the index of the network they change (lowercase name -> addresses, address ->
+// names) and publish a new snapshot; readers (every query) read the current snapshot without a lock.
 type Table struct {
-	mu   sync.RWMutex
-	nets map[string]map[string]Record // network -> container -> record
+	mu   sync.Mutex                   // serialises writers
+	nets map[string]map[string]Record // network -> container -> record; guarded by mu
+	snap atomic.Pointer[snapshot]     // what readers see
+}
+
+// snapshot is an immutable view of the table: network -> its index. A writer copies the outer map and
+// replaces one network's index.
+type snapshot map[string]*netIndex
+
+// netIndex is one network's names, precomputed for lookups.
+type netIndex struct {
+	names map[string][]netip.Addr // lowercase name (no trailing dot) -> addresses, in container order
+	rev   map[netip.Addr][]string // address -> the first name of each record holding it
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	return &Table{nets: map[string]map[string]Record{}}
+	t := &Table{nets: map[string]map[string]Record{}}
+	t.snap.Store(&snapshot{})
+	return t
 }
 
 // Set adds r or replaces the record of (r.Network, r.Container).
@@ -36,74 +54,124 @@ func (t *Table) Set(r Record) {
 		m = map[string]Record{}
 		t.nets[r.Network] = m
 	}
+	r.Names = append([]string(nil), r.Names...) // the caller may reuse its slice
 	m[r.Container] = r
+	t.publish(r.Network)
 }
 
 // Remove drops the record of a container on a network; removing what is not there does nothing.
 func (t *Table) Remove(network, container string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	if _, ok := t.nets[network][container]; !ok {
+		return
+	}
 	delete(t.nets[network], container)
 	if len(t.nets[network]) == 0 {
 		delete(t.nets, network)
 	}
+	t.publish(network)
 }
 
 // SetNetwork replaces every record of a network with recs (a resynchronised endpoint list).
 func (t *Table) SetNetwork(network string, recs []Record) {
 	m := make(map[string]Record, len(recs))
 	for _, r := range recs {
+		r.Network = network
+		r.Names = append([]string(nil), r.Names...)
 		m[r.Container] = r
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if len(m) == 0 {
 		delete(t.nets, network)
-		return
+	} else {
+		t.nets[network] = m
 	}
-	t.nets[network] = m
+	t.publish(network)
+}
+
+// publish rebuilds the index of one network and stores a new snapshot. t.mu is held.
+func (t *Table) publish(network string) {
+	old := *t.snap.Load()
+	next := make(snapshot, len(old)+1)
+	for k, v := range old {
+		next[k] = v
+	}
+	if recs := t.nets[network]; len(recs) > 0 {
+		next[network] = buildIndex(network, recs)
+	} else {
+		delete(next, network)
+	}
+	t.snap.Store(&next)
+}
+
+// buildIndex computes a network's index. Records are taken in container order, so that the order of
+// several addresses for one name is stable (the server rotates it per query).
+func buildIndex(network string, recs map[string]Record) *netIndex {
+	ids := make([]string, 0, len(recs))
+	for id := range recs {
+		ids = append(ids, id)
+	}
+	slices.Sort(ids)
+	x := &netIndex{names: map[string][]netip.Addr{}, rev: map[netip.Addr][]string{}}
+	lnet := strings.ToLower(network)
+	for _, id := range ids {
+		r := recs[id]
+		if !r.IP.IsValid() {
+			continue
+		}
+		seen := map[string]bool{}
+		add := func(name string) {
+			if name == "" || seen[name] {
+				return
+			}
+			seen[name] = true
+			x.names[name] = append(x.names[name], r.IP)
+		}
+		if len(r.Container) >= 12 {
+			add(strings.ToLower(r.Container[:12]))
+		}
+		for _, n := range r.Names {
+			n = strings.ToLower(strings.TrimSuffix(n, "."))
+			if n == "" {
+				continue
+			}
+			add(n)
+			add(n + "." + lnet)
+		}
+		if len(r.Names) > 0 && r.Names[0] != "" {
+			x.rev[r.IP] = append(x.rev[r.IP], strings.TrimSuffix(r.Names[0], "."))
+		}
+	}
+	return x
 }
 
 // Lookup returns the addresses that name has on the given networks (the asking container's).
 func (t *Table) Lookup(networks []string, name string) []netip.Addr {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
-	t.mu.RLock()
-	defer t.mu.RUnlock()
-	var out []netip.Addr
+	return t.appendLookup(nil, networks, []byte(strings.ToLower(strings.TrimSuffix(name, "."))))
+}
+
+// appendLookup appends the addresses of lname (lowercase, no trailing dot) on networks to dst. It
+// takes no lock and, when dst has room, allocates nothing.
+func (t *Table) appendLookup(dst []netip.Addr, networks []string, lname []byte) []netip.Addr {
+	snap := *t.snap.Load()
 	for _, n := range networks {
-		for _, r := range t.nets[n] {
-			if r.matches(name) {
-				out = append(out, r.IP)
-			}
+		if x := snap[n]; x != nil {
+			dst = append(dst, x.names[string(lname)]...)
 		}
 	}
-	return out
+	return dst
 }
 
 // Reverse returns the names of ip on the given networks.
 func (t *Table) Reverse(networks []string, ip netip.Addr) []string {
-	t.mu.RLock()
-	defer t.mu.RUnlock()
+	snap := *t.snap.Load()
 	var out []string
 	for _, n := range networks {
-		for _, r := range t.nets[n] {
-			if r.IP == ip && len(r.Names) > 0 {
-				out = append(out, r.Names[0])
-			}
+		if x := snap[n]; x != nil {
+			out = append(out, x.rev[ip]...)
 		}
 	}
 	return out
-}
-
-func (r Record) matches(name string) bool {
-	if len(r.Container) >= 12 && name == r.Container[:12] {
-		return true
-	}
-	for _, n := range r.Names {
-		n = strings.ToLower(n)
-		if name == n || name == n+"."+strings.ToLower(r.Network) {
-			return true
-		}
-	}
-	return false
 }

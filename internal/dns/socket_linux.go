@@ -1,0 +1,130 @@
+package dns
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"net/netip"
+	"os"
+	"runtime"
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
+
+// sockets are what a served container's resolver listens on.
+type sockets struct {
+	udp []*net.UDPConn // udpSockets of them on one address (SO_REUSEPORT: the kernel spreads clients)
+	tcp *net.TCPListener
+}
+
+// udpSockets is how many UDP sockets share a container's address, so that two cores can answer one
+// busy container (clients are spread by their source port).
+const udpSockets = 2
+
+// openSockets opens the resolver's sockets at addr inside the network namespace at netns ("": the
+// caller's own). A namespace is entered on a locked OS thread that exits afterwards, so no other code
+// ever runs in it; the sockets stay in the namespace they were made in. lo is brought up first, since
+// 127.0.0.11 cannot be bound while it is down.
+func openSockets(netns string, addr netip.AddrPort) (*sockets, error) {
+	if netns == "" {
+		return listen(addr)
+	}
+	type result struct {
+		s   *sockets
+		err error
+	}
+	ch := make(chan result, 1)
+	go func() {
+		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
+		s, err := func() (*sockets, error) {
+			f, err := os.Open(netns)
+			if err != nil {
+				return nil, fmt.Errorf("open network namespace %s: %w", netns, err)
+			}
+			defer f.Close()
+			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+				return nil, fmt.Errorf("enter network namespace %s: %w", netns, err)
+			}
+			if err := loopbackUp(); err != nil {
+				return nil, fmt.Errorf("network namespace %s: bring lo up: %w", netns, err)
+			}
+			return listen(addr)
+		}()
+		ch <- result{s, err}
+	}()
+	r := <-ch
+	return r.s, r.err
+}
+
+// loopbackUp sets lo up in the current thread's network namespace if it is down.
+func loopbackUp() error {
+	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)
+	if err != nil {
+		return err
+	}
+	defer unix.Close(fd)
+	ifr, err := unix.NewIfreq("lo")
+	if err != nil {
+		return err
+	}
+	if err := unix.IoctlIfreq(fd, unix.SIOCGIFFLAGS, ifr); err != nil {
+		return err
+	}
+	if ifr.Uint16()&unix.IFF_UP != 0 {
+		return nil
+	}
+	ifr.SetUint16(ifr.Uint16() | unix.IFF_UP)
+	return unix.IoctlIfreq(fd, unix.SIOCSIFFLAGS, ifr)
+}
+
+// listen opens the UDP sockets and the TCP listener on addr in the current thread's namespace. With
+// port 0 (tests), the first UDP socket picks the port and the others follow it (again with another
+// port when that one is taken for TCP).
+func listen(addr netip.AddrPort) (*sockets, error) {
+	for try := 0; ; try++ {
+		s, err := listenOnce(addr)
+		if err == nil || addr.Port() != 0 || try == 10 {
+			return s, err
+		}
+	}
+}
+
+func listenOnce(addr netip.AddrPort) (*sockets, error) {
+	lc := net.ListenConfig{Control: func(_, _ string, c syscall.RawConn) error {
+		var serr error
+		err := c.Control(func(fd uintptr) {
+			serr = unix.SetsockoptInt(int(fd), unix.SOL_SOCKET, unix.SO_REUSEPORT, 1)
+		})
+		if err != nil {
+			return err
+		}
+		return serr
+	}}
+	s := &sockets{}
+	for range udpSockets {
+		pc, err := lc.ListenPacket(context.Background(), "udp4", addr.String())
+		if err != nil {
+			s.close()
+			return nil, fmt.Errorf("listen on %s/udp: %w", addr, err)
+		}
+		s.udp = append(s.udp, pc.(*net.UDPConn))
+		addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+	}
+	l, err := net.Listen("tcp4", addr.String())
+	if err != nil {
+		s.close()
+		return nil, fmt.Errorf("listen on %s/tcp: %w", addr, err)
+	}
+	s.tcp = l.(*net.TCPListener)
+	return s, nil
+}
+
+func (s *sockets) close() {
+	for _, c := range s.udp {
+		c.Close()
+	}
+	if s.tcp != nil {
+		s.tcp.Close()
+	}
+}
