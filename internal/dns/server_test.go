@@ -331,7 +331,7 @@ func TestMalformed(t *testing.T) {
 		{},
 		{1, 2, 3},
 		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 0xc0, 0x0c, 0, 1, 0, 1}, // a pointer loop
-		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 63},                      // a label past the end
+		{0x12, 0x34, 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 63},                     // a label past the end
 		make([]byte, 2000), // longer than the read buffer
 	}
 	for _, j := range junk {
