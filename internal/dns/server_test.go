@@ -2,6 +2,7 @@ package dns
 
 import (
 	"fmt"
+	"log/slog"
 	"net"
 	"net/netip"
 	"slices"
@@ -390,4 +391,51 @@ search example.com
 	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b })); diff != "" {
 		t.Errorf("HostUpstreams (-want +got):\n%s", diff)
 	}
+}
+
+// TestLogOncePerProblem: a container sending junk and failing forwards all the time costs the log one
+// line per kind of problem, not one per query.
+func TestLogOncePerProblem(t *testing.T) {
+	var buf safeBuffer
+	log := slog.New(slog.NewTextHandler(&buf, nil))
+	hole, _ := blackhole(t)
+	_, addr := serve(t, testTable(), Config{Upstreams: []netip.AddrPort{hole}, Timeout: 50 * time.Millisecond, Log: log}, Client{Container: idCli, Networks: []string{"front"}})
+	c, err := net.Dial("udp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	for i := range 200 {
+		c.Write([]byte{0x12, byte(i), 0x01, 0x00, 0x00, 0x01, 0, 0, 0, 0, 0, 0, 63}) // malformed
+	}
+	var wg sync.WaitGroup
+	for i := range 20 {
+		wg.Go(func() { tryQuery(addr, "udp", fmt.Sprintf("x%d.example", i), mdns.TypeA, time.Second) })
+	}
+	wg.Wait()
+	time.Sleep(100 * time.Millisecond)
+	out := buf.String()
+	if n := strings.Count(out, "could not be parsed"); n != 1 {
+		t.Errorf("malformed queries logged %d times, want once:\n%s", n, out)
+	}
+	if n := strings.Count(out, "upstream resolver failed"); n != 1 {
+		t.Errorf("upstream failures logged %d times, want once:\n%s", n, out)
+	}
+}
+
+type safeBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (s *safeBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *safeBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
 }

@@ -30,31 +30,37 @@ func openSockets(netns string, addr netip.AddrPort) (*sockets, error) {
 	if netns == "" {
 		return listen(addr)
 	}
-	type result struct {
-		s   *sockets
-		err error
-	}
-	ch := make(chan result, 1)
+	var s *sockets
+	err := inNetns(netns, func() error {
+		if err := loopbackUp(); err != nil {
+			return fmt.Errorf("network namespace %s: bring lo up: %w", netns, err)
+		}
+		var err error
+		s, err = listen(addr)
+		return err
+	})
+	return s, err
+}
+
+// inNetns runs fn on a fresh OS thread switched into the network namespace at path. The thread is
+// never handed back to the Go scheduler (it ends with its goroutine), so no other code runs in it.
+func inNetns(path string, fn func() error) error {
+	errc := make(chan error, 1)
 	go func() {
-		runtime.LockOSThread() // never unlocked: the thread ends with this goroutine
-		s, err := func() (*sockets, error) {
-			f, err := os.Open(netns)
-			if err != nil {
-				return nil, fmt.Errorf("open network namespace %s: %w", netns, err)
-			}
-			defer f.Close()
-			if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
-				return nil, fmt.Errorf("enter network namespace %s: %w", netns, err)
-			}
-			if err := loopbackUp(); err != nil {
-				return nil, fmt.Errorf("network namespace %s: bring lo up: %w", netns, err)
-			}
-			return listen(addr)
-		}()
-		ch <- result{s, err}
+		runtime.LockOSThread() // never unlocked, see above
+		f, err := os.Open(path)
+		if err != nil {
+			errc <- fmt.Errorf("open network namespace %s: %w", path, err)
+			return
+		}
+		defer f.Close()
+		if err := unix.Setns(int(f.Fd()), unix.CLONE_NEWNET); err != nil {
+			errc <- fmt.Errorf("enter network namespace %s: %w", path, err)
+			return
+		}
+		errc <- fn()
 	}()
-	r := <-ch
-	return r.s, r.err
+	return <-errc
 }
 
 // loopbackUp sets lo up in the current thread's network namespace if it is down.
