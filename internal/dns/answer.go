@@ -62,6 +62,9 @@ func (s *Server) resolve(c *clientCfg, sc *scratch, lname []byte, qtype uint16) 
 		}
 	}
 	if indexByte(lname, '.') < 0 {
+		if s.table.anyPending(c.networks) {
+			return verdict{act: actRespond, rcode: mdns.RcodeServerFailure}
+		}
 		return verdict{act: actRespond, rcode: mdns.RcodeNameError}
 	}
 	return verdict{act: actForward}

@@ -175,6 +175,30 @@ func TestLocalNXDOMAIN(t *testing.T) {
 	}
 }
 
+// TestPendingNetworkIsNotNXDOMAIN: until a pending network's records arrive, an unknown single-label
+// name is SERVFAIL, not a wrong NXDOMAIN for a container that may be alive; known names still resolve.
+func TestPendingNetworkIsNotNXDOMAIN(t *testing.T) {
+	tb := testTable()
+	tb.Pending("front")
+	_, addr := serve(t, tb, Config{}, Client{Container: idCli, Networks: []string{"front"}})
+	for _, network := range []string{"udp", "tcp"} {
+		if r := query(t, addr, network, "notyet", mdns.TypeA); r.Rcode != mdns.RcodeServerFailure {
+			t.Errorf("%s: unknown name on a pending network: %s, want SERVFAIL", network, mdns.RcodeToString[r.Rcode])
+		}
+		if r := query(t, addr, network, "web", mdns.TypeA); len(r.Answer) != 1 {
+			t.Errorf("%s: web on a pending network: %v", network, addrsOf(r))
+		}
+	}
+	tb.SetNetwork("front", []Record{{Container: idWeb, IP: netip.MustParseAddr("10.1.0.2"), Names: []string{"web"}}})
+	if r := query(t, addr, "udp", "notyet", mdns.TypeA); r.Rcode != mdns.RcodeNameError {
+		t.Errorf("unknown name once the network is known: %s, want NXDOMAIN", mdns.RcodeToString[r.Rcode])
+	}
+	tb.Pending("empty")
+	if got := tb.Lookup([]string{"empty"}, "x"); got != nil {
+		t.Errorf("a pending network without records: %v", got)
+	}
+}
+
 func TestForwardTruncatedRetriedOverTCP(t *testing.T) {
 	// Over UDP the upstream sends only a truncated answer; over TCP the whole one (40 records, > 512 bytes).
 	up := startUpstream(t, func(tcp bool, q *mdns.Msg) *mdns.Msg {

@@ -25,6 +25,8 @@ type Record struct {
 type Table struct {
 	mu   sync.Mutex                   // serialises writers
 	nets map[string]map[string]Record // network -> container -> record; guarded by mu
+	// pending networks (Pending) whose records are not known yet; guarded by mu
+	pending map[string]bool
 	snap atomic.Pointer[snapshot]     // what readers see
 }
 
@@ -34,13 +36,14 @@ type snapshot map[string]*netIndex
 
 // netIndex is one network's names, precomputed for lookups.
 type netIndex struct {
-	names map[string][]netip.Addr // lowercase name (no trailing dot) -> addresses, in container order
-	rev   map[netip.Addr][]string // address -> the first name of each record holding it
+	names   map[string][]netip.Addr // lowercase name (no trailing dot) -> addresses, in container order
+	rev     map[netip.Addr][]string // address -> the first name of each record holding it
+	pending bool                    // its records are not known yet (Pending)
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	t := &Table{nets: map[string]map[string]Record{}}
+	t := &Table{nets: map[string]map[string]Record{}, pending: map[string]bool{}}
 	t.snap.Store(&snapshot{})
 	return t
 }
@@ -73,7 +76,19 @@ func (t *Table) Remove(network, container string) {
 	t.publish(network)
 }
 
-// SetNetwork replaces every record of a network with recs (a resynchronised endpoint list).
+// Pending marks a network whose records are not known yet (an agent that just restarted, before the
+// controller's endpoint list arrives): a container on it asking for an unknown single-label name gets
+// SERVFAIL (its resolver library tries again) instead of a NXDOMAIN that would be wrong for a live
+// container. SetNetwork ends it. Networks are not pending unless marked.
+func (t *Table) Pending(network string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.pending[network] = true
+	t.publish(network)
+}
+
+// SetNetwork replaces every record of a network with recs (a resynchronised endpoint list); a pending
+// network is known from then on.
 func (t *Table) SetNetwork(network string, recs []Record) {
 	m := make(map[string]Record, len(recs))
 	for _, r := range recs {
@@ -83,6 +98,7 @@ func (t *Table) SetNetwork(network string, recs []Record) {
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	delete(t.pending, network)
 	if len(m) == 0 {
 		delete(t.nets, network)
 	} else {
@@ -98,8 +114,9 @@ func (t *Table) publish(network string) {
 	for k, v := range old {
 		next[k] = v
 	}
-	if recs := t.nets[network]; len(recs) > 0 {
+	if recs := t.nets[network]; len(recs) > 0 || t.pending[network] {
 		next[network] = buildIndex(network, recs)
+		next[network].pending = t.pending[network]
 	} else {
 		delete(next, network)
 	}
@@ -162,6 +179,17 @@ func (t *Table) appendLookup(dst []netip.Addr, networks []string, lname []byte) 
 		}
 	}
 	return dst
+}
+
+// anyPending reports whether one of the networks is pending.
+func (t *Table) anyPending(networks []string) bool {
+	snap := *t.snap.Load()
+	for _, n := range networks {
+		if x := snap[n]; x != nil && x.pending {
+			return true
+		}
+	}
+	return false
 }
 
 // Reverse returns the names of ip on the given networks.
