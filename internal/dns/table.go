@@ -27,7 +27,7 @@ type Table struct {
 	nets map[string]map[string]Record // network -> container -> record; guarded by mu
 	// pending networks (Pending) whose records are not known yet; guarded by mu
 	pending map[string]bool
-	snap atomic.Pointer[snapshot]     // what readers see
+	snap    atomic.Pointer[snapshot] // what readers see
 }
 
 // snapshot is an immutable view of the table: network -> its index. A writer copies the outer map and
