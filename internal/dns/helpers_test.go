@@ -72,14 +72,21 @@ type upstream struct {
 func startUpstream(t *testing.T, handler func(tcp bool, q *mdns.Msg) *mdns.Msg) *upstream {
 	t.Helper()
 	u := &upstream{}
-	pc, err := net.ListenPacket("udp4", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	u.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
-	l, err := net.Listen("tcp4", u.addr.String())
-	if err != nil {
-		t.Fatal(err)
+	var pc net.PacketConn
+	var l net.Listener
+	for try := 0; ; try++ { // one port for UDP and TCP: another one when TCP's is taken
+		var err error
+		if pc, err = net.ListenPacket("udp4", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		u.addr = pc.LocalAddr().(*net.UDPAddr).AddrPort()
+		if l, err = net.Listen("tcp4", u.addr.String()); err == nil {
+			break
+		}
+		pc.Close()
+		if try == 10 {
+			t.Fatal(err)
+		}
 	}
 	h := func(tcp bool) mdns.HandlerFunc {
 		return func(w mdns.ResponseWriter, q *mdns.Msg) {

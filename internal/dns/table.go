@@ -5,7 +5,6 @@ import (
 	"slices"
 	"strings"
 	"sync"
-	"sync/atomic"
 )
 
 // Record is one endpoint's names on one network.
@@ -20,60 +19,71 @@ type Record struct {
 
 // Table holds the records of the endpoints this host knows, by network. It is safe for concurrent use.
 //
-// Writers rebuild the index of the network they change (lowercase name -> addresses, address ->
-// names) and publish a new snapshot; readers (every query) read the current snapshot without a lock.
+// Each network keeps an index (lowercase name -> addresses, address -> names) that writers update in
+// place for the records they change, so a Set costs the names of one record, whatever the size of
+// the network; queries read it under a read lock without allocating.
 type Table struct {
-	mu   sync.Mutex                   // serialises writers
-	nets map[string]map[string]Record // network -> container -> record; guarded by mu
-	// pending networks (Pending) whose records are not known yet; guarded by mu
-	pending map[string]bool
-	snap    atomic.Pointer[snapshot] // what readers see
+	mu   sync.RWMutex
+	nets map[string]*network
 }
 
-// snapshot is an immutable view of the table: network -> its index. A writer copies the outer map and
-// replaces one network's index.
-type snapshot map[string]*netIndex
-
-// netIndex is one network's names, precomputed for lookups.
-type netIndex struct {
-	names   map[string][]netip.Addr // lowercase name (no trailing dot) -> addresses, in container order
+// network is one network's records and their index.
+type network struct {
+	name    string // lowercase
+	recs    map[string]Record
+	names   map[string][]netip.Addr // lowercase name (no trailing dot) -> addresses
 	rev     map[netip.Addr][]string // address -> the first name of each record holding it
 	pending bool                    // its records are not known yet (Pending)
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	t := &Table{nets: map[string]map[string]Record{}, pending: map[string]bool{}}
-	t.snap.Store(&snapshot{})
-	return t
+	return &Table{nets: map[string]*network{}}
+}
+
+// net returns a network's entry, creating it. t.mu is held for writing.
+func (t *Table) net(name string) *network {
+	n := t.nets[name]
+	if n == nil {
+		n = &network{name: strings.ToLower(name), recs: map[string]Record{}, names: map[string][]netip.Addr{}, rev: map[netip.Addr][]string{}}
+		t.nets[name] = n
+	}
+	return n
+}
+
+// gc drops a network entry without records that is not pending. t.mu is held for writing.
+func (t *Table) gc(name string) {
+	if n := t.nets[name]; n != nil && len(n.recs) == 0 && !n.pending {
+		delete(t.nets, name)
+	}
 }
 
 // Set adds r or replaces the record of (r.Network, r.Container).
 func (t *Table) Set(r Record) {
+	r.Names = slices.Clone(r.Names) // the caller may reuse its slice
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.nets[r.Network]
-	if m == nil {
-		m = map[string]Record{}
-		t.nets[r.Network] = m
+	n := t.net(r.Network)
+	if old, ok := n.recs[r.Container]; ok {
+		n.unindex(old)
 	}
-	r.Names = append([]string(nil), r.Names...) // the caller may reuse its slice
-	m[r.Container] = r
-	t.publish(r.Network)
+	n.recs[r.Container] = r
+	n.index(r)
 }
 
 // Remove drops the record of a container on a network; removing what is not there does nothing.
 func (t *Table) Remove(network, container string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if _, ok := t.nets[network][container]; !ok {
+	n := t.nets[network]
+	if n == nil {
 		return
 	}
-	delete(t.nets[network], container)
-	if len(t.nets[network]) == 0 {
-		delete(t.nets, network)
+	if old, ok := n.recs[container]; ok {
+		n.unindex(old)
+		delete(n.recs, container)
 	}
-	t.publish(network)
+	t.gc(network)
 }
 
 // Pending marks a network whose records are not known yet (an agent that just restarted, before the
@@ -83,85 +93,78 @@ func (t *Table) Remove(network, container string) {
 func (t *Table) Pending(network string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	t.pending[network] = true
-	t.publish(network)
+	t.net(network).pending = true
 }
 
 // SetNetwork replaces every record of a network with recs (a resynchronised endpoint list); a pending
 // network is known from then on.
 func (t *Table) SetNetwork(network string, recs []Record) {
-	m := make(map[string]Record, len(recs))
-	for _, r := range recs {
-		r.Network = network
-		r.Names = append([]string(nil), r.Names...)
-		m[r.Container] = r
-	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.pending, network)
-	if len(m) == 0 {
-		delete(t.nets, network)
-	} else {
-		t.nets[network] = m
+	delete(t.nets, network)
+	n := t.net(network)
+	for _, r := range recs {
+		r.Network = network
+		r.Names = slices.Clone(r.Names)
+		if old, ok := n.recs[r.Container]; ok {
+			n.unindex(old)
+		}
+		n.recs[r.Container] = r
+		n.index(r)
 	}
-	t.publish(network)
+	t.gc(network)
 }
 
-// publish rebuilds the index of one network and stores a new snapshot. t.mu is held.
-func (t *Table) publish(network string) {
-	old := *t.snap.Load()
-	next := make(snapshot, len(old)+1)
-	for k, v := range old {
-		next[k] = v
+// keys calls fn with each name of r: its short ID, and each name and NAME.NETWORK, lowercased, once.
+func (n *network) keys(r Record, fn func(string)) {
+	var seen []string
+	add := func(k string) {
+		if k != "" && !slices.Contains(seen, k) {
+			seen = append(seen, k)
+			fn(k)
+		}
 	}
-	if recs := t.nets[network]; len(recs) > 0 || t.pending[network] {
-		next[network] = buildIndex(network, recs)
-		next[network].pending = t.pending[network]
-	} else {
-		delete(next, network)
+	if len(r.Container) >= 12 {
+		add(strings.ToLower(r.Container[:12]))
 	}
-	t.snap.Store(&next)
+	for _, name := range r.Names {
+		if name = strings.ToLower(strings.TrimSuffix(name, ".")); name != "" {
+			add(name)
+			add(name + "." + n.name)
+		}
+	}
 }
 
-// buildIndex computes a network's index. Records are taken in container order, so that the order of
-// several addresses for one name is stable (the server rotates it per query).
-func buildIndex(network string, recs map[string]Record) *netIndex {
-	ids := make([]string, 0, len(recs))
-	for id := range recs {
-		ids = append(ids, id)
+func (n *network) index(r Record) {
+	if !r.IP.IsValid() {
+		return
 	}
-	slices.Sort(ids)
-	x := &netIndex{names: map[string][]netip.Addr{}, rev: map[netip.Addr][]string{}}
-	lnet := strings.ToLower(network)
-	for _, id := range ids {
-		r := recs[id]
-		if !r.IP.IsValid() {
-			continue
+	n.keys(r, func(k string) { n.names[k] = append(n.names[k], r.IP) })
+	if len(r.Names) > 0 && strings.TrimSuffix(r.Names[0], ".") != "" {
+		n.rev[r.IP] = append(n.rev[r.IP], strings.TrimSuffix(r.Names[0], "."))
+	}
+}
+
+func (n *network) unindex(r Record) {
+	if !r.IP.IsValid() {
+		return
+	}
+	n.keys(r, func(k string) {
+		if i := slices.Index(n.names[k], r.IP); i >= 0 {
+			n.names[k] = slices.Delete(n.names[k], i, i+1)
 		}
-		seen := map[string]bool{}
-		add := func(name string) {
-			if name == "" || seen[name] {
-				return
-			}
-			seen[name] = true
-			x.names[name] = append(x.names[name], r.IP)
+		if len(n.names[k]) == 0 {
+			delete(n.names, k)
 		}
-		if len(r.Container) >= 12 {
-			add(strings.ToLower(r.Container[:12]))
+	})
+	if len(r.Names) > 0 {
+		if i := slices.Index(n.rev[r.IP], strings.TrimSuffix(r.Names[0], ".")); i >= 0 {
+			n.rev[r.IP] = slices.Delete(n.rev[r.IP], i, i+1)
 		}
-		for _, n := range r.Names {
-			n = strings.ToLower(strings.TrimSuffix(n, "."))
-			if n == "" {
-				continue
-			}
-			add(n)
-			add(n + "." + lnet)
-		}
-		if len(r.Names) > 0 && r.Names[0] != "" {
-			x.rev[r.IP] = append(x.rev[r.IP], strings.TrimSuffix(r.Names[0], "."))
+		if len(n.rev[r.IP]) == 0 {
+			delete(n.rev, r.IP)
 		}
 	}
-	return x
 }
 
 // Lookup returns the addresses that name has on the given networks (the asking container's).
@@ -169,13 +172,14 @@ func (t *Table) Lookup(networks []string, name string) []netip.Addr {
 	return t.appendLookup(nil, networks, []byte(strings.ToLower(strings.TrimSuffix(name, "."))))
 }
 
-// appendLookup appends the addresses of lname (lowercase, no trailing dot) on networks to dst. It
-// takes no lock and, when dst has room, allocates nothing.
+// appendLookup appends the addresses of lname (lowercase, no trailing dot) on networks to dst; when
+// dst has room, it allocates nothing.
 func (t *Table) appendLookup(dst []netip.Addr, networks []string, lname []byte) []netip.Addr {
-	snap := *t.snap.Load()
-	for _, n := range networks {
-		if x := snap[n]; x != nil {
-			dst = append(dst, x.names[string(lname)]...)
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, name := range networks {
+		if n := t.nets[name]; n != nil {
+			dst = append(dst, n.names[string(lname)]...)
 		}
 	}
 	return dst
@@ -183,9 +187,10 @@ func (t *Table) appendLookup(dst []netip.Addr, networks []string, lname []byte) 
 
 // anyPending reports whether one of the networks is pending.
 func (t *Table) anyPending(networks []string) bool {
-	snap := *t.snap.Load()
-	for _, n := range networks {
-		if x := snap[n]; x != nil && x.pending {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, name := range networks {
+		if n := t.nets[name]; n != nil && n.pending {
 			return true
 		}
 	}
@@ -194,11 +199,12 @@ func (t *Table) anyPending(networks []string) bool {
 
 // Reverse returns the names of ip on the given networks.
 func (t *Table) Reverse(networks []string, ip netip.Addr) []string {
-	snap := *t.snap.Load()
+	t.mu.RLock()
+	defer t.mu.RUnlock()
 	var out []string
-	for _, n := range networks {
-		if x := snap[n]; x != nil {
-			out = append(out, x.rev[ip]...)
+	for _, name := range networks {
+		if n := t.nets[name]; n != nil {
+			out = append(out, n.rev[ip]...)
 		}
 	}
 	return out
