@@ -3,8 +3,8 @@
 //
 // A Table holds the names of the endpoints this host knows: its own containers (bridge and overlay) and
 // the overlay endpoints of other hosts, which arrive with the endpoint records the controller streams.
-// Writers rebuild the index of the network they change and publish an immutable snapshot, so queries
-// read it without a lock.
+// Each network's index (lowercase name -> addresses, address -> names) is updated in place by writers,
+// for the names of the record they change; queries read it under a read lock.
 //
 // A Server listens in each container's namespace (a socket opened in a namespace stays there, so one
 // process serves them all and no NAT is involved: glibc's parallel A and AAAA queries from one socket
