@@ -69,6 +69,15 @@ func TestServeInNetns(t *testing.T) {
 	if r, err := queryIn(path, "udp", "db", mdns.TypeA, 2*time.Second); err != nil || len(r.Answer) != 1 {
 		t.Errorf("db after Add with network back: %v %v", err, r)
 	}
+	// A restarted container: a new namespace at the same path. Add must open sockets in the new one.
+	testutil.Run(t, "ip", "netns", "delete", ns)
+	testutil.Run(t, "ip", "netns", "add", ns)
+	if err := s.Add(context.Background(), c); err != nil {
+		t.Fatalf("Add in a new namespace at the same path: %v", err)
+	}
+	if r, err := queryIn(path, "udp", "db", mdns.TypeA, 2*time.Second); err != nil || len(r.Answer) != 1 {
+		t.Errorf("db in the new namespace at the same path: %v %v", err, r)
+	}
 	// A fresh server (an agent restart) re-opens sockets in the existing namespace.
 	s.Close()
 	s2 := NewServer(testTable(), Config{})

@@ -84,6 +84,7 @@ type Server struct {
 type served struct {
 	id    string
 	netns string
+	nsID  nsIdentity // of the namespace its sockets are in
 	cfg   atomic.Pointer[clientCfg]
 	socks *sockets
 	tcp   tcpConns
@@ -116,7 +117,7 @@ func newClientCfg(c Client) *clientCfg {
 // Add starts serving c: it opens 127.0.0.11:53 (UDP and TCP) in c's namespace, bringing its lo up.
 // Call it before the container's process starts, so that its first query finds the resolver. Adding a
 // served container again updates its networks, upstreams and forwarding, and re-opens its sockets if
-// its namespace changed. On error nothing of c is served (a previous registration stays as it was).
+// its namespace changed (another path, or a new namespace at the same path: a restarted container). On error nothing of c is served (a previous registration stays as it was).
 func (s *Server) Add(ctx context.Context, c Client) error {
 	if c.Container == "" || c.Netns == "" {
 		return fmt.Errorf("dns: serve container %q in namespace %q: both the container ID and its network namespace are needed", c.Container, c.Netns)
@@ -134,7 +135,8 @@ func (s *Server) add(ctx context.Context, c Client, addr netip.AddrPort) error {
 	if s.closed {
 		return errors.New("dns: the resolver is closed")
 	}
-	if old := s.clients[c.Container]; old != nil && old.netns == c.Netns && c.Netns != "" {
+	id := netnsIdentity(c.Netns)
+	if old := s.clients[c.Container]; old != nil && old.netns == c.Netns && c.Netns != "" && old.nsID == id {
 		old.cfg.Store(newClientCfg(c))
 		return nil
 	}
@@ -145,7 +147,7 @@ func (s *Server) add(ctx context.Context, c Client, addr netip.AddrPort) error {
 	if old := s.clients[c.Container]; old != nil {
 		s.stop(old)
 	}
-	sv := &served{id: c.Container, netns: c.Netns, socks: socks}
+	sv := &served{id: c.Container, netns: c.Netns, nsID: id, socks: socks}
 	sv.cfg.Store(newClientCfg(c))
 	s.clients[c.Container] = sv
 	for _, u := range socks.udp {

@@ -63,6 +63,19 @@ func inNetns(path string, fn func() error) error {
 	return <-errc
 }
 
+// nsIdentity tells network namespaces apart: the device and inode of their nsfs file.
+type nsIdentity struct{ dev, ino uint64 }
+
+// netnsIdentity is the identity of the namespace at path (zero when it cannot be read: Add then fails
+// to enter it anyway).
+func netnsIdentity(path string) nsIdentity {
+	var st unix.Stat_t
+	if path == "" || unix.Stat(path, &st) != nil {
+		return nsIdentity{}
+	}
+	return nsIdentity{uint64(st.Dev), st.Ino}
+}
+
 // loopbackUp sets lo up in the current thread's network namespace if it is down.
 func loopbackUp() error {
 	fd, err := unix.Socket(unix.AF_INET, unix.SOCK_DGRAM|unix.SOCK_CLOEXEC, 0)

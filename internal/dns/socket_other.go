@@ -21,3 +21,7 @@ func openSockets(netns string, addr netip.AddrPort) (*sockets, error) {
 func (s *sockets) close() {}
 
 func (s *Server) serveUDP(sv *served, conn *net.UDPConn) {}
+
+type nsIdentity struct{}
+
+func netnsIdentity(path string) nsIdentity { return nsIdentity{} }
