@@ -491,4 +491,15 @@ func TestTableScales(t *testing.T) {
 	if got := tb.Reverse([]string{"big"}, netip.AddrFrom4([4]byte{10, 0, 0, 3})); !slices.Equal(got, []string{"c3"}) {
 		t.Errorf("reverse of c3: %v", got)
 	}
+	recs := make([]Record, n)
+	for i := range recs {
+		recs[i] = Record{Container: fmt.Sprintf("%064d", i), IP: netip.AddrFrom4([4]byte{10, 1, byte(i >> 8), byte(i)}), Names: []string{fmt.Sprintf("c%d", i), "alias"}}
+	}
+	start = time.Now()
+	tb.SetNetwork("big", recs)
+	took := time.Since(start)
+	if got := len(tb.Lookup([]string{"big"}, "ALIAS.big")); got != n || took > time.Second {
+		t.Errorf("SetNetwork of %d records: alias.big has %d addresses after %v", n, got, took)
+	}
+	t.Logf("SetNetwork of %d records: %v", n, took)
 }

@@ -45,10 +45,14 @@ func NewTable() *Table {
 func (t *Table) net(name string) *network {
 	n := t.nets[name]
 	if n == nil {
-		n = &network{name: strings.ToLower(name), recs: map[string]Record{}, names: map[string][]netip.Addr{}, rev: map[netip.Addr][]string{}}
+		n = newNetwork(name)
 		t.nets[name] = n
 	}
 	return n
+}
+
+func newNetwork(name string) *network {
+	return &network{name: strings.ToLower(name), recs: map[string]Record{}, names: map[string][]netip.Addr{}, rev: map[netip.Addr][]string{}}
 }
 
 // gc drops a network entry without records that is not pending. t.mu is held for writing.
@@ -98,11 +102,10 @@ func (t *Table) Pending(network string) {
 
 // SetNetwork replaces every record of a network with recs (a resynchronised endpoint list); a pending
 // network is known from then on.
+//
+// The new index is built before the table is locked, so queries wait only for the swap.
 func (t *Table) SetNetwork(network string, recs []Record) {
-	t.mu.Lock()
-	defer t.mu.Unlock()
-	delete(t.nets, network)
-	n := t.net(network)
+	n := newNetwork(network)
 	for _, r := range recs {
 		r.Network = network
 		r.Names = slices.Clone(r.Names)
@@ -112,6 +115,9 @@ func (t *Table) SetNetwork(network string, recs []Record) {
 		n.recs[r.Container] = r
 		n.index(r)
 	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.nets[network] = n
 	t.gc(network)
 }
 
