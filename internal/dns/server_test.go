@@ -503,3 +503,28 @@ func TestTableScales(t *testing.T) {
 	}
 	t.Logf("SetNetwork of %d records: %v", n, took)
 }
+
+// TestManyAddressesTruncateOverUDP: an alias held by 60 containers does not fit 512 bytes: over UDP
+// the answer is cut with TC set (the client asks again over TCP), over TCP it holds all 60.
+func TestManyAddressesTruncateOverUDP(t *testing.T) {
+	tb := NewTable()
+	for i := range 60 {
+		tb.Set(Record{Network: "front", Container: fmt.Sprintf("%064d", i), IP: netip.AddrFrom4([4]byte{10, 1, 1, byte(i + 1)}), Names: []string{fmt.Sprintf("m%d", i), "many"}})
+	}
+	_, addr := serve(t, tb, Config{}, Client{Container: idCli, Networks: []string{"front"}})
+	r := query(t, addr, "udp", "many", mdns.TypeA)
+	r.Compress = true // as it came: every record points at the question
+	packed, _ := r.Pack()
+	if !r.Truncated || len(r.Answer) == 0 || len(packed) > 512 {
+		t.Errorf("over UDP: TC %v, %d answers, %d bytes; want TC, some answers, at most 512 bytes", r.Truncated, len(r.Answer), len(packed))
+	}
+	if r := query(t, addr, "tcp", "many", mdns.TypeA); len(r.Answer) != 60 || r.Truncated {
+		t.Errorf("over TCP: %d answers (TC %v), want 60", len(r.Answer), r.Truncated)
+	}
+	m := new(mdns.Msg)
+	m.SetQuestion("many.", mdns.TypeA)
+	m.SetEdns0(4096, false)
+	if r, _, err := (&mdns.Client{Net: "udp", UDPSize: 4096}).Exchange(m, addr); err != nil || len(r.Answer) != 60 {
+		t.Errorf("over UDP with EDNS 4096: %v, %d answers, want 60", err, len(r.Answer))
+	}
+}
