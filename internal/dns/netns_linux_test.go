@@ -69,6 +69,10 @@ func TestServeInNetns(t *testing.T) {
 	if r, err := queryIn(path, "udp", "db", mdns.TypeA, 2*time.Second); err != nil || len(r.Answer) != 1 {
 		t.Errorf("db after Add with network back: %v %v", err, r)
 	}
+	// A second container in the same namespace (--network container:X) must not bind beside it.
+	if err := s.Add(context.Background(), Client{Container: "other", Netns: path, Networks: []string{"back"}}); err == nil || !strings.Contains(err.Error(), "already served") {
+		t.Errorf("Add of a second container in a served namespace: %v, want an error", err)
+	}
 	// A restarted container: a new namespace at the same path. Add must open sockets in the new one.
 	testutil.Run(t, "ip", "netns", "delete", ns)
 	testutil.Run(t, "ip", "netns", "add", ns)

@@ -117,7 +117,8 @@ func newClientCfg(c Client) *clientCfg {
 // Add starts serving c: it opens 127.0.0.11:53 (UDP and TCP) in c's namespace, bringing its lo up.
 // Call it before the container's process starts, so that its first query finds the resolver. Adding a
 // served container again updates its networks, upstreams and forwarding, and re-opens its sockets if
-// its namespace changed (another path, or a new namespace at the same path: a restarted container). On error nothing of c is served (a previous registration stays as it was).
+// its namespace changed (another path, or a new namespace at the same path: a restarted container).
+// A namespace serves one container: adding another container in a served namespace is an error. On error nothing of c is served (a previous registration stays as it was).
 func (s *Server) Add(ctx context.Context, c Client) error {
 	if c.Container == "" || c.Netns == "" {
 		return fmt.Errorf("dns: serve container %q in namespace %q: both the container ID and its network namespace are needed", c.Container, c.Netns)
@@ -139,6 +140,13 @@ func (s *Server) add(ctx context.Context, c Client, addr netip.AddrPort) error {
 	if old := s.clients[c.Container]; old != nil && old.netns == c.Netns && c.Netns != "" && old.nsID == id {
 		old.cfg.Store(newClientCfg(c))
 		return nil
+	}
+	for other, sv := range s.clients {
+		// SO_REUSEPORT would let a second client bind beside the first, and each would get a share of
+		// the other's queries, answered from the wrong networks.
+		if other != c.Container && id != (nsIdentity{}) && sv.nsID == id {
+			return fmt.Errorf("dns: serve container %s: its network namespace %s is already served for container %s (a container sharing another's network namespace uses that one's resolver)", c.Container, c.Netns, other)
+		}
 	}
 	socks, err := openSockets(c.Netns, addr)
 	if err != nil {
