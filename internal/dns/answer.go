@@ -1,6 +1,7 @@
 package dns
 
 import (
+	"bytes"
 	"encoding/binary"
 	"net/netip"
 	"strings"
@@ -61,22 +62,13 @@ func (s *Server) resolve(c *clientCfg, sc *scratch, lname []byte, qtype uint16) 
 			}
 		}
 	}
-	if indexByte(lname, '.') < 0 {
+	if bytes.IndexByte(lname, '.') < 0 {
 		if s.table.anyPending(c.networks) {
 			return verdict{act: actRespond, rcode: mdns.RcodeServerFailure}
 		}
 		return verdict{act: actRespond, rcode: mdns.RcodeNameError}
 	}
 	return verdict{act: actForward}
-}
-
-func indexByte(b []byte, c byte) int {
-	for i, x := range b {
-		if x == c {
-			return i
-		}
-	}
-	return -1
 }
 
 // reverseAddr parses a reverse-mapping name (d.c.b.a.in-addr.arpa, or the 32 nibbles of ip6.arpa).

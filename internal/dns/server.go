@@ -207,7 +207,7 @@ func (s *Server) Close() {
 	s.wg.Wait()
 }
 
-// served returns the registration of a container (tests).
+// lookupServed returns the registration of a container (tests).
 func (s *Server) lookupServed(container string) *served {
 	s.mu.Lock()
 	defer s.mu.Unlock()
