@@ -118,7 +118,8 @@ func newClientCfg(c Client) *clientCfg {
 // Call it before the container's process starts, so that its first query finds the resolver. Adding a
 // served container again updates its networks, upstreams and forwarding, and re-opens its sockets if
 // its namespace changed (another path, or a new namespace at the same path: a restarted container).
-// A namespace serves one container: adding another container in a served namespace is an error. On error nothing of c is served (a previous registration stays as it was).
+// A namespace serves one container: adding another container in a served namespace is an error. On
+// error nothing new of c is served (a previous registration stays as it was).
 func (s *Server) Add(ctx context.Context, c Client) error {
 	if c.Container == "" || c.Netns == "" {
 		return fmt.Errorf("dns: serve container %q in namespace %q: both the container ID and its network namespace are needed", c.Container, c.Netns)
