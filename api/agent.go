@@ -91,6 +91,15 @@ type ContainerCreate struct {
 	IP      string        `json:"ip,omitempty"`      // static address on Network
 	Ports   []PortMapping `json:"ports,omitempty"`
 	Mounts  []Mount       `json:"mounts,omitempty"`
+	// NetworkAliases are extra DNS names of the container on Network (--network-alias), which must be
+	// a user-defined network.
+	NetworkAliases []string `json:"networkAliases,omitempty"`
+	// DNS, DNSSearch and DNSOptions are --dns (nameserver addresses), --dns-search (search domains)
+	// and --dns-option (resolv.conf options). On a user-defined network the resolver at 127.0.0.11
+	// forwards to DNS; elsewhere they are written into the container's resolv.conf.
+	DNS        []string `json:"dns,omitempty"`
+	DNSSearch  []string `json:"dnsSearch,omitempty"`
+	DNSOptions []string `json:"dnsOptions,omitempty"`
 
 	Memory     int64    `json:"memory,omitempty"`    // bytes; 0: no limit
 	NanoCPUs   int64    `json:"nanoCPUs,omitempty"`  // 1e9 = one CPU; 0: no limit
@@ -220,7 +229,10 @@ func (c *ContainerCreate) Validate() error {
 	if _, _, err := c.LogLimits(); err != nil {
 		return err
 	}
-	return nil
+	if err := ValidateAliases(c.Network, c.NetworkAliases); err != nil {
+		return err
+	}
+	return c.validateDNSConfig()
 }
 
 // ContainerState is what the shim reports about a container's init process.
@@ -242,6 +254,8 @@ type ContainerEndpoint struct {
 	PrefixLen int    `json:"prefixLen,omitempty"`
 	Gateway   string `json:"gateway,omitempty"`
 	MAC       string `json:"mac,omitempty"`
+	// Aliases are the container's --network-alias (or network connect --alias) names on Network.
+	Aliases []string `json:"aliases,omitempty"`
 }
 
 // Container is what GET /v1/containers/{id} answers.
@@ -325,9 +339,10 @@ type ImageRemoved struct {
 
 // NetworkConnect is the body of POST /v1/networks/{name}/connect and /disconnect.
 type NetworkConnect struct {
-	Container string `json:"container"`
-	IP        string `json:"ip,omitempty"`
-	Force     bool   `json:"force,omitempty"`
+	Container string   `json:"container"`
+	IP        string   `json:"ip,omitempty"`
+	Aliases   []string `json:"aliases,omitempty"` // --alias: DNS names of the container on the network
+	Force     bool     `json:"force,omitempty"`
 }
 
 // Version is what GET /v1/version answers.

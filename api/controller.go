@@ -49,6 +49,12 @@ type EndpointEvent struct {
 	Last bool `json:"last,omitempty"`
 }
 
+// EndpointNames is the body of PUT /v1/networks/{name}/endpoints/{host}/{container}/names: the
+// endpoint's DNS names from now on (empty while its container is stopped). See Endpoint.Names.
+type EndpointNames struct {
+	Names []string `json:"names"`
+}
+
 // ReconcileRequest is the body of POST /v1/hosts/{name}/reconcile: the endpoints the host really has.
 type ReconcileRequest struct {
 	Endpoints []Endpoint `json:"endpoints"`
@@ -77,7 +83,7 @@ func (e *Endpoint) Validate() error {
 			return fmt.Errorf("endpoint: address %q is not an IPv4 address: %w", e.IP, errdefs.ErrInvalidArgument)
 		}
 	}
-	return nil
+	return ValidateEndpointNames(e.Names)
 }
 
 func validContainer(s string) bool {

@@ -174,6 +174,11 @@ type Endpoint struct {
 	VTEP      string    `json:"vtep,omitempty"`     // underlay address of Host, filled in by the controller
 	Created   time.Time `json:"created,omitempty"`  // set by the owner
 	Revision  int64     `json:"revision,omitempty"` // etcd mod revision
+
+	// Names are the container's DNS names on Network (its name, its hostname, its aliases there),
+	// which every host's resolver answers; empty while the container is stopped. At most
+	// MaxEndpointNames, each a ValidDNSName.
+	Names []string `json:"names,omitempty"`
 }
 
 // Host states as seen by the controller.

@@ -66,6 +66,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("default-bridge", "ov0", "device of the default bridge network (empty: no default network)")
 	f.String("default-subnet", "", "subnet of the default bridge network (empty: picked from the pools)")
 	f.Int("mtu", 0, "MTU of bridge networks that do not set one (0: the uplink's, from the default route's interface)")
+	f.String("metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:9481: loopback, scraped by a local collector; docs/metrics.md); empty: no metrics")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
 	addOverlayFlags(f)
@@ -92,18 +93,8 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cfg.Runtime = v.GetString("runtime")
 	cfg.Host = v.GetString("host")
 	cfg.CgroupParent = v.GetString("cgroup-parent")
-	var mode uint32
-	if _, err := fmt.Sscanf(v.GetString("socket-mode"), "%o", &mode); err != nil {
-		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))
-	}
-	cfg.SocketMode = os.FileMode(mode)
-	if g := v.GetString("socket-group"); g != "" {
-		if cfg.SocketGID, err = lookupGroup(g); err != nil {
-			return err
-		}
-		if !v.IsSet("socket-mode") {
-			cfg.SocketMode = 0o660
-		}
+	if err := socketAccess(v, &cfg); err != nil {
+		return err
 	}
 	if !filepath.IsAbs(cfg.Runtime) {
 		p, err := lookPath(cfg.Runtime)
@@ -147,9 +138,13 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if err := br.Reconcile(ctx); err != nil {
 		log.Error("network reconcile (continuing)", "err", err)
 	}
-	cfg.Netns = br
-	cfg.Drivers = map[string]driver.NetworkDriver{"bridge": br}
-	ov, err := newOverlay(v, cfg.Host, cfg.Root, log)
+	cfg.Netns, cfg.Drivers = br, map[string]driver.NetworkDriver{"bridge": br}
+	defer nameService(&cfg, log).Close()
+	reg := daemon.MetricsRegistry(v.GetString("metrics-listen"))
+	if reg != nil {
+		cfg.Metrics = reg
+	}
+	ov, err := newOverlay(v, cfg.Host, cfg.Root, cfg.Names, log, cfg.Metrics)
 	if err != nil {
 		return err
 	}
@@ -175,8 +170,30 @@ func run(ctx context.Context, v *viper.Viper) error {
 			a.ReapAdopted()
 		}
 	}()
+	if err := daemon.ServeMetrics(ctx, v.GetString("metrics-listen"), reg, log); err != nil {
+		return err
+	}
 	go runOverlay(ctx, ov, log)
 	return a.Serve(ctx)
+}
+
+// socketAccess sets the API socket's mode and group from --socket-mode and --socket-group.
+func socketAccess(v *viper.Viper, cfg *agent.Config) error {
+	var mode uint32
+	if _, err := fmt.Sscanf(v.GetString("socket-mode"), "%o", &mode); err != nil {
+		return fmt.Errorf("--socket-mode %q: use octal bits such as 0600", v.GetString("socket-mode"))
+	}
+	cfg.SocketMode = os.FileMode(mode)
+	if g := v.GetString("socket-group"); g != "" {
+		var err error
+		if cfg.SocketGID, err = lookupGroup(g); err != nil {
+			return err
+		}
+		if !v.IsSet("socket-mode") {
+			cfg.SocketMode = 0o660
+		}
+	}
+	return nil
 }
 
 // lookupGroup resolves --socket-group: a group name from the group database, or a numeric GID.

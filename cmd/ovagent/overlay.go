@@ -13,10 +13,12 @@ import (
 	"strings"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/spf13/pflag"
 	"github.com/spf13/viper"
 
 	"github.com/ovnet/ov/internal/controller/client"
+	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver/overlay"
 	"github.com/ovnet/ov/internal/membership"
 	"github.com/ovnet/ov/internal/vxlan"
@@ -37,7 +39,7 @@ func addOverlayFlags(f *pflag.FlagSet) {
 }
 
 // newOverlay builds the overlay driver when a controller is configured; nil, nil otherwise.
-func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.Driver, error) {
+func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.Logger, reg prometheus.Registerer) (*overlay.Driver, error) {
 	url := v.GetString("controller")
 	if url == "" {
 		return nil, nil
@@ -75,6 +77,11 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 	vcfg.LocalIP = addr
 	vcfg.Port = v.GetInt("vxlan-port")
 	vcfg.Resync = v.GetDuration("overlay-resync")
+	metrics, err := overlay.NewMetrics(reg)
+	if err != nil {
+		return nil, err
+	}
+	vcfg.OnReconcile = metrics.ObserveReconcile
 	dp, err := vxlan.New(vcfg)
 	if err != nil {
 		return nil, err
@@ -103,7 +110,9 @@ func newOverlay(v *viper.Viper, host, root string, log *slog.Logger) (*overlay.D
 		JoinToken:  join,
 		Dataplane:  dp,
 		Members:    members,
+		Names:      names,
 		Log:        log,
+		Metrics:    metrics,
 	})
 }
 

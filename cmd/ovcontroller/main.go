@@ -76,6 +76,7 @@ order of precedence. SIGTERM or SIGINT shuts down gracefully.`,
 	f.String("listen", "127.0.0.1:7480", "address the API listens on")
 	f.String("tls-cert", "", "certificate (PEM) to serve HTTPS with")
 	f.String("tls-key", "", "private key (PEM) of --tls-cert")
+	f.String("metrics-listen", "", "address to serve Prometheus metrics on at /metrics, apart from the API (e.g. 127.0.0.1:9480; no tokens; docs/metrics.md); empty: no metrics")
 	f.Bool("insecure-listen", false, "allow plain HTTP on a non-loopback --listen address (tokens travel in clear text)")
 	f.StringSlice("etcd-endpoints", nil, "external etcd client URLs, comma-separated (empty: run an embedded etcd)")
 	f.String("etcd-cert", "", "client certificate for an external etcd")
@@ -162,8 +163,17 @@ func run(ctx context.Context, v *viper.Viper) error {
 	if joinFile != "" {
 		cfg.OnJoinToken = func(tok string) { keepJoinFile(log, joinFile, tok) }
 	}
+	reg := daemon.MetricsRegistry(v.GetString("metrics-listen"))
+	if reg != nil {
+		cfg.Metrics = reg
+	}
 	ctl, err := controller.New(cfg)
 	if err != nil {
+		return err
+	}
+	mctx, stopMetrics := context.WithCancel(ctx)
+	defer stopMetrics()
+	if err := daemon.ServeMetrics(mctx, v.GetString("metrics-listen"), reg, log); err != nil {
 		return err
 	}
 	return serve(ctx, v, log, ctl, endpoints)

@@ -31,6 +31,7 @@ type runFlags struct {
 	cpus                                               float64
 	pidsLimit                                          int64
 	env, ports, volumes, capAdd, capDrop, logOpts      []string
+	aliases, dns, dnsSearch, dnsOptions                []string
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
@@ -51,6 +52,10 @@ func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
 	fl.StringVar(&f.network, "net", "", "alias of --network")
 	fl.StringVar(&f.ip, "ip", "", "static IPv4 address on the network")
 	fl.StringVar(&f.hostname, "hostname", "", "hostname of the container (default: its short ID)")
+	fl.StringArrayVar(&f.aliases, "network-alias", nil, "another DNS name of the container on its --network, a user-defined network (repeatable; several containers may share one)")
+	fl.StringArrayVar(&f.dns, "dns", nil, "nameserver address (repeatable); on a user-defined network the resolver at 127.0.0.11 forwards to it, elsewhere it goes into resolv.conf")
+	fl.StringArrayVar(&f.dnsSearch, "dns-search", nil, "DNS search domain for resolv.conf (repeatable; \".\" for none)")
+	fl.StringArrayVar(&f.dnsOptions, "dns-option", nil, "resolv.conf option such as ndots:2 or edns0 (repeatable)")
 	fl.StringVarP(&f.memory, "memory", "m", "", "memory limit (e.g. 256m, 1g)")
 	fl.Float64Var(&f.cpus, "cpus", 0, "number of CPUs (e.g. 0.5)")
 	fl.Int64Var(&f.pidsLimit, "pids-limit", 0, "maximum number of processes (0: no limit)")
@@ -69,7 +74,7 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 		Name: f.name, Image: args[0], Cmd: args[1:], Env: f.env, WorkingDir: f.workdir, User: f.user,
 		Hostname: f.hostname, Tty: f.tty, OpenStdin: f.interactive, AutoRemove: f.rm, Network: f.network,
 		IP: f.ip, PidsLimit: f.pidsLimit, CapAdd: f.capAdd, CapDrop: f.capDrop, ReadOnly: f.readOnly,
-		Privileged: f.privileged,
+		Privileged: f.privileged, NetworkAliases: f.aliases, DNS: f.dns, DNSSearch: f.dnsSearch, DNSOptions: f.dnsOptions,
 	}
 	if f.entrypoint != "" {
 		req.Entrypoint = []string{f.entrypoint}

@@ -119,7 +119,7 @@ func newNetworkRmCmd(g *globals) *cobra.Command {
 
 func newNetworkConnectCmd(g *globals, connect bool) *cobra.Command {
 	var req api.NetworkConnect
-	use, short := "connect [--ip IP] NETWORK CONTAINER", "Connect a running container to a network"
+	use, short := "connect [--ip IP] [--alias NAME]... NETWORK CONTAINER", "Connect a running container to a network"
 	if !connect {
 		use, short = "disconnect NETWORK CONTAINER", "Disconnect a container from a network"
 	}
@@ -140,6 +140,7 @@ func newNetworkConnectCmd(g *globals, connect bool) *cobra.Command {
 	}
 	if connect {
 		cmd.Flags().StringVar(&req.IP, "ip", "", "static IPv4 address on the network")
+		cmd.Flags().StringArrayVar(&req.Aliases, "alias", nil, "another DNS name of the container on this network (repeatable; user-defined networks only)")
 	} else {
 		cmd.Flags().BoolVarP(&req.Force, "force", "f", false, "disconnect even when the container is not running")
 	}

@@ -96,6 +96,7 @@ func newUp(dir *string) *cobra.Command {
 	f.StringVar(&etcd, "etcd", etcd, "embedded: the controller runs its own etcd; external: a cluster of etcd processes (Debian's etcd-server) in the underlay namespace")
 	f.IntVar(&members, "etcd-members", members, "members of the external etcd cluster (with --etcd external)")
 	f.StringVar(&cfg.EtcdBin, "etcd-bin", cfg.EtcdBin, "etcd server run for each external member")
+	f.IntVar(&cfg.MetricsPort, "metrics-port", cfg.MetricsPort, "serve Prometheus metrics on this port: the controller's on its underlay address, each agent's on 127.0.0.1 in its host's namespace (0: none)")
 	return c
 }
 

@@ -32,6 +32,7 @@ type Agent struct {
 	wg         sync.WaitGroup
 	ctx        context.Context
 	cancel     context.CancelFunc
+	metrics    *metrics // nil: no metrics (metrics.go)
 }
 
 // container is the agent's view of one container. rec is guarded by mu; ops serialises lifecycle
@@ -64,6 +65,11 @@ func New(cfg Config) (*Agent, error) {
 	ctx, cancel := context.WithCancel(context.Background())
 	a := &Agent{cfg: cfg, log: cfg.Log.With("component", "agent"), containers: map[string]*container{},
 		names: map[string]string{}, teardowns: map[string]chan struct{}{}, ctx: ctx, cancel: cancel}
+	var err error
+	if a.metrics, err = newMetrics(cfg.Metrics, a); err != nil {
+		cancel()
+		return nil, fmt.Errorf("agent metrics: %w", err)
+	}
 	if err := a.recover(); err != nil {
 		cancel()
 		return nil, err
@@ -128,7 +134,9 @@ func (a *Agent) monitor(c *container) {
 		c.rec.State = mergeState(c.rec.State, st)
 		auto := c.rec.Config.AutoRemove
 		id := c.rec.ID
+		rec := c.rec
 		c.mu.Unlock()
+		a.removeNames(rec) // at once, before anyone learns of the exit
 		if err := a.saveRecord(c); err != nil && !errors.Is(err, os.ErrNotExist) {
 			a.log.Error("save container record", "container", api.ShortID(id), "err", err)
 		}
@@ -137,6 +145,7 @@ func (a *Agent) monitor(c *container) {
 		default:
 			close(c.exited)
 		}
+		a.publishNames(a.ctx, rec, false)
 		a.log.Info("container exited", "container", api.ShortID(id), "exitCode", st.ExitCode)
 		if auto {
 			a.autoRemoveNow(id)

@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 )
@@ -49,8 +52,20 @@ type Config struct {
 	Netns driver.NetnsManager
 	// Drivers maps a network driver name ("bridge", "overlay") to the driver that builds its networks.
 	Drivers map[string]driver.NetworkDriver
+	// Resolver and Names are the embedded name service (docs/dns.md): the resolver serving containers
+	// on user-defined networks at 127.0.0.11, and the table of names it answers from, which the agent
+	// fills with its containers' names. Nil: no name service; every container gets the host's
+	// resolv.conf.
+	Resolver Resolver
+	Names    *dns.Table
+	// HostResolvConf is the host's resolv.conf, which containers' resolv.conf files derive from.
+	// Default /etc/resolv.conf.
+	HostResolvConf string
 	// Log receives the agent's logs. Default: discarded.
 	Log *slog.Logger
+	// Metrics, if set, receives the agent's container metrics (metrics.go, docs/metrics.md); give each
+	// agent its own registry. Nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns the defaults described on Config (without Images, Netns and Drivers, which
@@ -79,6 +94,7 @@ func DefaultConfig() Config {
 		Host:           host,
 		DefaultNetwork: "bridge",
 		CgroupParent:   "/ov",
+		HostResolvConf: "/etc/resolv.conf",
 		Log:            slog.New(slog.DiscardHandler),
 	}
 }
@@ -125,6 +141,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
+	}
+	if c.HostResolvConf == "" {
+		c.HostResolvConf = "/etc/resolv.conf"
 	}
 	return nil
 }

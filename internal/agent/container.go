@@ -111,7 +111,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id)})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode)})
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -146,8 +146,9 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 			return api.Container{}, err
 		}
 	}
-	c.rec.State.Pid = pid
-	c.rec.Networks = res.endpoints
+	if err := a.attached(ctx, c, pid, res.endpoints, mode, &u); err != nil {
+		return api.Container{}, err
+	}
 	if err := a.saveCompleteRecord(c); err != nil {
 		return api.Container{}, err
 	}
@@ -155,6 +156,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	a.containers[id] = c
 	a.mu.Unlock()
 	u.commit()
+	a.metrics.created(time.Since(t0))
 	a.monitor(c)
 	a.log.Info("container created", "container", api.ShortID(id), "name", name, "image", req.Image,
 		"netns", tNet, "rootfs", tRoot, "spec", tSpec, "shim", tShim, "attach", res.took, "total", time.Since(t0))
@@ -379,10 +381,12 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
+	t0 := time.Now()
 	st, err := c.shim.Start(ctx)
 	if err != nil {
 		return api.Container{}, &CreateError{ExitCode: shim.StartErrorCode(err.Error()), Err: err}
 	}
+	a.metrics.started(time.Since(t0))
 	c.mu.Lock()
 	if c.rec.State.Status != api.StateExited {
 		c.rec.State = mergeState(c.rec.State, st)
@@ -390,6 +394,9 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	c.mu.Unlock()
 	if err := a.saveRecord(c); err != nil {
 		return api.Container{}, err
+	}
+	if rec := c.snapshot(); rec.State.Status == api.StateRunning {
+		a.namesStarted(ctx, rec)
 	}
 	return c.snapshot(), nil
 }
@@ -535,6 +542,8 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	c.mu.Lock()
 	c.removing = true
 	c.mu.Unlock()
+	a.removeNames(rec) // at once: its address may go to another container
+	a.unserve(rec.ID)
 	t0 := time.Now()
 	// The container is gone (from ps, for wait --removed, for its name) once no process of it is
 	// left and its record is deleted; its network, its rootfs, its directories and, when it had

@@ -130,7 +130,11 @@ func (a *Agent) attachAsync(ctx context.Context, id, name string, req api.Contai
 	})
 	go func() {
 		t0 := time.Now()
-		ep, err := d.Attach(ctx, driver.AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports})
+		var names []string
+		if userDefined(m.network) {
+			names = endpointNames(name, containerHostname(id, req, m), req.NetworkAliases)
+		}
+		ep, err := d.Attach(ctx, driver.AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports, Names: names})
 		if err != nil {
 			out <- attachResult{err: err}
 			return
@@ -284,6 +288,9 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 			return api.Container{}, err
 		}
 	}
+	if err := api.ValidateAliases(netName, req.Aliases); err != nil {
+		return api.Container{}, fmt.Errorf("connect container %s: %w", rec.Name, err)
+	}
 	_, dname, err := a.findNetwork(ctx, netName)
 	if err != nil {
 		return api.Container{}, err
@@ -294,16 +301,22 @@ func (a *Agent) Connect(ctx context.Context, netName string, req api.NetworkConn
 			return api.Container{}, err
 		}
 	}
-	ep, err := a.cfg.Drivers[dname].Attach(ctx, driver.AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: netns, IP: req.IP})
+	var names []string
+	if userDefined(netName) && rec.State.Status == api.StateRunning {
+		names = endpointNames(rec.Name, hostnameOf(rec), req.Aliases)
+	}
+	ep, err := a.cfg.Drivers[dname].Attach(ctx, driver.AttachRequest{Network: netName, Container: rec.ID, Name: rec.Name, Netns: netns, IP: req.IP, Names: names})
 	if err != nil {
 		return api.Container{}, err
 	}
+	ep.Aliases = req.Aliases
 	c.mu.Lock()
 	c.rec.Networks = append(c.rec.Networks, ep)
 	c.mu.Unlock()
 	if err := a.saveRecord(c); err != nil {
 		return api.Container{}, err
 	}
+	a.connected(ctx, rec, c.snapshot())
 	return c.snapshot(), nil
 }
 
@@ -331,9 +344,15 @@ func (a *Agent) Disconnect(ctx context.Context, netName string, req api.NetworkC
 			return api.Container{}, err
 		}
 	}
+	if a.cfg.Names != nil {
+		a.cfg.Names.Remove(netName, rec.ID)
+	}
 	c.mu.Lock()
 	c.rec.Networks = append(append([]api.ContainerEndpoint(nil), c.rec.Networks[:idx]...), c.rec.Networks[idx+1:]...)
 	c.mu.Unlock()
+	if a.cfg.Resolver != nil {
+		a.cfg.Resolver.SetNetworks(rec.ID, dnsNetworks(c.snapshot()))
+	}
 	if err := a.saveRecord(c); err != nil {
 		return api.Container{}, err
 	}

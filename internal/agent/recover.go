@@ -68,6 +68,7 @@ func (a *Agent) recover() error {
 		_ = os.RemoveAll(a.bundleDir(id))
 		_ = os.RemoveAll(a.containerDir(id))
 	}
+	a.restoreAllNames()
 	for _, c := range exited {
 		a.autoRemove(c) // --rm containers that exited while the agent was away
 	}

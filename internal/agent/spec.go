@@ -27,6 +27,8 @@ type specInput struct {
 	Hostname string
 	Bundle   string // where hostname/hosts/resolv.conf files are written
 	Cgroup   string // the container's cgroup path (CgroupParent/ID)
+	// ResolvConf is the container's /etc/resolv.conf (see resolvConfFor); nil: the host's.
+	ResolvConf []byte
 }
 
 // command returns entrypoint + cmd as docker combines them.
@@ -122,9 +124,9 @@ func writeEtcFiles(s *specs.Spec, in specInput) error {
 		return nil
 	}
 	hosts := hostsFile(in.Hostname, "")
-	resolv, err := os.ReadFile("/etc/resolv.conf")
-	if err != nil {
-		resolv = nil
+	resolv := in.ResolvConf
+	if resolv == nil {
+		resolv, _ = os.ReadFile("/etc/resolv.conf")
 	}
 	files := map[string][]byte{"hostname": []byte(in.Hostname + "\n"), "hosts": []byte(hosts), "resolv.conf": resolv}
 	for _, name := range []string{"hostname", "hosts", "resolv.conf"} {

@@ -35,6 +35,7 @@ type netState struct {
 	cursorRev  int64                   // revision of the etcd cursor cursor was last taken from
 	etcdCursor netip.Addr              // the cursor key as last seen
 	etcdRev    int64                   // its ModRevision
+	epRev      int64                   // the latest revision of an endpoint of this network the cache applied
 }
 
 // cachedKinds are the kinds of keys the cache watches, one list-watch each.
@@ -117,6 +118,7 @@ func (w kindWatcher) Event(ev store.Event) error {
 	case store.KindEndpoint:
 		if st != nil {
 			delete(st.taken, r.IP)
+			st.epRev = max(st.epRev, r.Revision)
 		}
 	case store.KindCursor:
 		if st != nil {
@@ -153,7 +155,8 @@ func (c *cache) put(r store.Record) {
 		}
 		c.hosts[r.Name] = h
 	case store.KindEndpoint:
-		c.state(r.Name).taken[r.IP] = struct{}{}
+		st := c.state(r.Name)
+		st.taken[r.IP], st.epRev = struct{}{}, max(st.epRev, r.Revision)
 	case store.KindCursor:
 		if a, err := r.Cursor(); err == nil {
 			st := c.state(r.Name)
@@ -271,4 +274,14 @@ func (c *cache) settle(network string, a netip.Addr, rev int64, ours bool) {
 	if ours && rev > st.cursorRev {
 		st.cursorRev = rev
 	}
+}
+
+// endpointRevision returns the latest revision of an endpoint of network the cache applied (0: none).
+func (c *cache) endpointRevision(network string) int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if st := c.nets[network]; st != nil {
+		return st.epRev
+	}
+	return 0
 }

@@ -9,6 +9,8 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller/store"
 	"github.com/ovnet/ov/internal/errdefs"
@@ -47,6 +49,9 @@ type Config struct {
 	MaxWatchesPerToken int
 	// Log receives the controller's messages. Default slog.Default().
 	Log *slog.Logger
+	// Metrics, if set, receives the controller's Prometheus metrics (metrics.go, docs/metrics.md) and
+	// Store's etcd request metrics; give each controller its own registry. Nil: no metrics.
+	Metrics prometheus.Registerer
 }
 
 // DefaultConfig returns a Config with every default set and no store or tokens.
@@ -97,6 +102,7 @@ type Controller struct {
 	watches     watchCount
 	live        liveness
 	batches     batchers // group commit of concurrent allocations (batch.go)
+	metrics     *metrics // nil: no metrics (metrics.go)
 }
 
 // watchCount counts the open watch streams of each token.
@@ -154,6 +160,12 @@ func New(cfg Config) (*Controller, error) {
 	}
 	log := cfg.Log.With("component", "controller")
 	c := &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}
+	var err error
+	if c.metrics, err = newMetrics(cfg.Metrics, c); err != nil {
+		return nil, fmt.Errorf("controller metrics: %w", err)
+	} else if c.metrics != nil {
+		cfg.Store.SetObserver(c.metrics)
+	}
 	if cfg.OnJoinToken != nil {
 		c.cache.onSecret = func(name string, s store.Secret) {
 			if j, err := decodeJoin(s); name == joinSecret && err == nil {
@@ -246,10 +258,8 @@ func (c *Controller) host(ctx context.Context, name string) (store.Host, error) 
 	return c.st.GetHost(ctx, name)
 }
 
-// Allocate gives the endpoint an address: the requested one (ep.IP) or the next free one. It is
-// idempotent per owner (network, host, container): the owner's current endpoint comes back, with
-// created == false.
-func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoint, bool, error) {
+// allocateAddr is Allocate (metrics.go), uncounted.
+func (c *Controller) allocateAddr(ctx context.Context, ep api.Endpoint) (api.Endpoint, bool, error) {
 	if err := ep.Validate(); err != nil {
 		return api.Endpoint{}, false, err
 	}
@@ -269,6 +279,7 @@ func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoin
 			}
 			out, created, err := c.st.Allocate(ctx, n, h, ep, want, false)
 			if errors.Is(err, store.ErrStale) && attempt < 3 {
+				c.metrics.retry("stale")
 				if n, h, err = c.refresh(ctx, n.Name, h.Name); err != nil {
 					return api.Endpoint{}, false, err
 				}
@@ -309,9 +320,11 @@ func (c *Controller) Allocate(ctx context.Context, ep api.Endpoint) (api.Endpoin
 			return out, false, nil
 		case errors.As(err, &taken):
 			c.cache.settle(n.Name, ip, taken.Holder.Revision, false)
+			c.metrics.retry("taken")
 			continue
 		case errors.Is(err, store.ErrStale): // the candidate was not used: pick it again
 			c.cache.unpick(n.Name, ip, prev)
+			c.metrics.retry("stale")
 			if n, h, err = c.refresh(ctx, n.Name, h.Name); err != nil {
 				return api.Endpoint{}, false, err
 			}

@@ -41,6 +41,7 @@ func (c *Controller) Handler() http.Handler {
 	route("GET /v1/networks/{name}/endpoints", c.listEndpoints)
 	route("POST /v1/networks/{name}/endpoints", c.allocate)
 	route("DELETE /v1/networks/{name}/endpoints/{host}/{container}", c.release)
+	route("PUT /v1/networks/{name}/endpoints/{host}/{container}/names", c.setEndpointNames)
 	route("GET /v1/hosts", c.listHosts)
 	route("POST /v1/hosts", c.registerHost)
 	route("GET /v1/hosts/{name}", c.getHost)
@@ -57,7 +58,7 @@ func (c *Controller) Handler() http.Handler {
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
 		c.writeError(w, r, fmt.Errorf("%s %s: no such API path; see docs/api.md: %w", r.Method, r.URL.Path, errdefs.ErrNotFound), false)
 	})
-	return mux
+	return c.metrics.instrument(mux)
 }
 
 // Limits of the API server (HTTPServer) and of its requests.
@@ -279,7 +280,9 @@ func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p pri
 			return err
 		}
 		defer release()
-		return c.watch(w, r, name, rev)
+		ws := c.metrics.watchOpened(p, name, rev)
+		defer ws.closed()
+		return c.watch(w, r, name, rev, ws)
 	}
 	eps, rev, err := c.st.ListEndpoints(r.Context(), name)
 	if err != nil {
@@ -291,7 +294,7 @@ func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p pri
 
 // watch streams endpoint events as newline-delimited JSON until the client goes away, the network
 // is removed, or the controller shuts down.
-func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network string, fromRev int64) error {
+func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network string, fromRev int64, ws *watchStream) error {
 	if _, err := c.st.GetNetwork(r.Context(), network); err != nil {
 		return err
 	}
@@ -348,6 +351,7 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 		if err := enc.Encode(ev); err != nil {
 			return nil // the client went away, or reads nothing
 		}
+		ws.wrote(ev)
 		if flusher != nil {
 			flusher.Flush()
 		}

@@ -2,6 +2,7 @@ package dns
 
 import (
 	"net/netip"
+	"slices"
 	"strings"
 	"sync"
 )
@@ -17,67 +18,189 @@ type Record struct {
 }
 
 // Table holds the records of the endpoints this host knows, by network. It is safe for concurrent use.
+//
+// Each network keeps an index (lowercase name -> addresses, address -> names) that writers update in
+// place for the records they change, so a Set costs the names of one record, whatever the size of
+// the network; queries read it under a read lock without allocating.
 type Table struct {
 	mu   sync.RWMutex
-	nets map[string]map[string]Record // network -> container -> record
+	nets map[string]*network
+}
+
+// network is one network's records and their index.
+type network struct {
+	name    string // lowercase
+	recs    map[string]Record
+	names   map[string][]netip.Addr // lowercase name (no trailing dot) -> addresses
+	rev     map[netip.Addr][]string // address -> the first name of each record holding it
+	pending bool                    // its records are not known yet (Pending)
 }
 
 // NewTable returns an empty table.
 func NewTable() *Table {
-	return &Table{nets: map[string]map[string]Record{}}
+	return &Table{nets: map[string]*network{}}
+}
+
+// net returns a network's entry, creating it. t.mu is held for writing.
+func (t *Table) net(name string) *network {
+	n := t.nets[name]
+	if n == nil {
+		n = newNetwork(name)
+		t.nets[name] = n
+	}
+	return n
+}
+
+func newNetwork(name string) *network {
+	return &network{name: strings.ToLower(name), recs: map[string]Record{}, names: map[string][]netip.Addr{}, rev: map[netip.Addr][]string{}}
+}
+
+// gc drops a network entry without records that is not pending. t.mu is held for writing.
+func (t *Table) gc(name string) {
+	if n := t.nets[name]; n != nil && len(n.recs) == 0 && !n.pending {
+		delete(t.nets, name)
+	}
 }
 
 // Set adds r or replaces the record of (r.Network, r.Container).
 func (t *Table) Set(r Record) {
+	r.Names = slices.Clone(r.Names) // the caller may reuse its slice
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	m := t.nets[r.Network]
-	if m == nil {
-		m = map[string]Record{}
-		t.nets[r.Network] = m
+	n := t.net(r.Network)
+	if old, ok := n.recs[r.Container]; ok {
+		n.unindex(old)
 	}
-	m[r.Container] = r
+	n.recs[r.Container] = r
+	n.index(r)
 }
 
 // Remove drops the record of a container on a network; removing what is not there does nothing.
 func (t *Table) Remove(network, container string) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	delete(t.nets[network], container)
-	if len(t.nets[network]) == 0 {
-		delete(t.nets, network)
+	n := t.nets[network]
+	if n == nil {
+		return
 	}
+	if old, ok := n.recs[container]; ok {
+		n.unindex(old)
+		delete(n.recs, container)
+	}
+	t.gc(network)
 }
 
-// SetNetwork replaces every record of a network with recs (a resynchronised endpoint list).
+// Pending marks a network whose records are not known yet (an agent that just restarted, before the
+// controller's endpoint list arrives): a container on it asking for an unknown single-label name gets
+// SERVFAIL (its resolver library tries again) instead of a NXDOMAIN that would be wrong for a live
+// container. SetNetwork ends it. Networks are not pending unless marked.
+func (t *Table) Pending(network string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	t.net(network).pending = true
+}
+
+// SetNetwork replaces every record of a network with recs (a resynchronised endpoint list); a pending
+// network is known from then on.
+//
+// The new index is built before the table is locked, so queries wait only for the swap.
 func (t *Table) SetNetwork(network string, recs []Record) {
-	m := make(map[string]Record, len(recs))
+	n := newNetwork(network)
 	for _, r := range recs {
-		m[r.Container] = r
+		r.Network = network
+		r.Names = slices.Clone(r.Names)
+		if old, ok := n.recs[r.Container]; ok {
+			n.unindex(old)
+		}
+		n.recs[r.Container] = r
+		n.index(r)
 	}
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	if len(m) == 0 {
-		delete(t.nets, network)
+	t.nets[network] = n
+	t.gc(network)
+}
+
+// keys calls fn with each name of r: its short ID, and each name and NAME.NETWORK, lowercased, once.
+func (n *network) keys(r Record, fn func(string)) {
+	var seen []string
+	add := func(k string) {
+		if k != "" && !slices.Contains(seen, k) {
+			seen = append(seen, k)
+			fn(k)
+		}
+	}
+	if len(r.Container) >= 12 {
+		add(strings.ToLower(r.Container[:12]))
+	}
+	for _, name := range r.Names {
+		if name = strings.ToLower(strings.TrimSuffix(name, ".")); name != "" {
+			add(name)
+			add(name + "." + n.name)
+		}
+	}
+}
+
+func (n *network) index(r Record) {
+	if !r.IP.IsValid() {
 		return
 	}
-	t.nets[network] = m
+	n.keys(r, func(k string) { n.names[k] = append(n.names[k], r.IP) })
+	if len(r.Names) > 0 && strings.TrimSuffix(r.Names[0], ".") != "" {
+		n.rev[r.IP] = append(n.rev[r.IP], strings.TrimSuffix(r.Names[0], "."))
+	}
+}
+
+func (n *network) unindex(r Record) {
+	if !r.IP.IsValid() {
+		return
+	}
+	n.keys(r, func(k string) {
+		if i := slices.Index(n.names[k], r.IP); i >= 0 {
+			n.names[k] = slices.Delete(n.names[k], i, i+1)
+		}
+		if len(n.names[k]) == 0 {
+			delete(n.names, k)
+		}
+	})
+	if len(r.Names) > 0 {
+		if i := slices.Index(n.rev[r.IP], strings.TrimSuffix(r.Names[0], ".")); i >= 0 {
+			n.rev[r.IP] = slices.Delete(n.rev[r.IP], i, i+1)
+		}
+		if len(n.rev[r.IP]) == 0 {
+			delete(n.rev, r.IP)
+		}
+	}
 }
 
 // Lookup returns the addresses that name has on the given networks (the asking container's).
 func (t *Table) Lookup(networks []string, name string) []netip.Addr {
-	name = strings.ToLower(strings.TrimSuffix(name, "."))
+	return t.appendLookup(nil, networks, []byte(strings.ToLower(strings.TrimSuffix(name, "."))))
+}
+
+// appendLookup appends the addresses of lname (lowercase, no trailing dot) on networks to dst; when
+// dst has room, it allocates nothing.
+func (t *Table) appendLookup(dst []netip.Addr, networks []string, lname []byte) []netip.Addr {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
-	var out []netip.Addr
-	for _, n := range networks {
-		for _, r := range t.nets[n] {
-			if r.matches(name) {
-				out = append(out, r.IP)
-			}
+	for _, name := range networks {
+		if n := t.nets[name]; n != nil {
+			dst = append(dst, n.names[string(lname)]...)
 		}
 	}
-	return out
+	return dst
+}
+
+// anyPending reports whether one of the networks is pending.
+func (t *Table) anyPending(networks []string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	for _, name := range networks {
+		if n := t.nets[name]; n != nil && n.pending {
+			return true
+		}
+	}
+	return false
 }
 
 // Reverse returns the names of ip on the given networks.
@@ -85,25 +208,10 @@ func (t *Table) Reverse(networks []string, ip netip.Addr) []string {
 	t.mu.RLock()
 	defer t.mu.RUnlock()
 	var out []string
-	for _, n := range networks {
-		for _, r := range t.nets[n] {
-			if r.IP == ip && len(r.Names) > 0 {
-				out = append(out, r.Names[0])
-			}
+	for _, name := range networks {
+		if n := t.nets[name]; n != nil {
+			out = append(out, n.rev[ip]...)
 		}
 	}
 	return out
-}
-
-func (r Record) matches(name string) bool {
-	if len(r.Container) >= 12 && name == r.Container[:12] {
-		return true
-	}
-	for _, n := range r.Names {
-		n = strings.ToLower(n)
-		if name == n || name == n+"."+strings.ToLower(r.Network) {
-			return true
-		}
-	}
-	return false
 }

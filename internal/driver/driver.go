@@ -15,6 +15,9 @@ type AttachRequest struct {
 	Netns     string            // path of the container's network namespace
 	IP        string            // static IPv4 address; empty: allocate one
 	Ports     []api.PortMapping // published ports (bridge networks only)
+	// Names are the container's DNS names on the network (name, hostname, aliases there): drivers
+	// whose endpoints are known on other hosts (overlay) carry them there.
+	Names []string
 }
 
 // NetworkDriver builds the networks of one driver (bridge, overlay) on this host. Every method is

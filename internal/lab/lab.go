@@ -46,6 +46,11 @@ type Config struct {
 	EtcdMembers int
 	// EtcdBin is the etcd server run for each external member (Debian's etcd-server).
 	EtcdBin string
+	// MetricsPort, when not 0, runs every daemon with --metrics-listen (docs/metrics.md): the
+	// controller on its underlay address (beside its API), each agent on the loopback of its own
+	// host's namespace (as docs/metrics.md advises for agents; the namespaces keep them apart, so
+	// all use this port). Lab.Metrics scrapes them from outside. 0: no metrics.
+	MetricsPort int
 }
 
 // DefaultConfig returns the demo lab: 3 hosts on 192.168.77.0/24, MTU 1500, state in /var/lib/ovlab.
@@ -79,6 +84,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("lab: external address %s must be IPv4 and outside the underlay: %w", c.External, errdefs.ErrInvalidArgument)
 	case c.EtcdMembers < 0 || c.EtcdMembers > maxEtcdMembers:
 		return fmt.Errorf("lab: %d etcd members; use 0 (embedded) to %d: %w", c.EtcdMembers, maxEtcdMembers, errdefs.ErrInvalidArgument)
+	case c.MetricsPort < 0 || c.MetricsPort > 65535 || c.MetricsPort != 0 && c.MetricsPort == c.ControllerPort:
+		return fmt.Errorf("lab: metrics port %d: use a free port other than the controller's (%d), or 0 for none: %w", c.MetricsPort, c.ControllerPort, errdefs.ErrInvalidArgument)
 	case c.Dir == "" || c.Bin == "":
 		return fmt.Errorf("lab: Dir and Bin are required: %w", errdefs.ErrInvalidArgument)
 	}
@@ -228,7 +235,7 @@ func newLab(cfg Config) *Lab {
 			"--listen", ctrlAddr.String(),
 			"--insecure-listen",       // plain HTTP inside the lab's own namespaces
 			"--host-dead-after", "6s", // agents heartbeat every 2s
-		}, etcdFlags(l.Etcd)...),
+		}, append(etcdFlags(l.Etcd), l.controllerMetricsFlags()...)...),
 	}
 	for i := 1; i <= cfg.Hosts; i++ {
 		name := "host" + strconv.Itoa(i)

@@ -89,7 +89,7 @@ func (l *Lab) StartAgent(ctx context.Context, name string) error {
 			"--join-token", l.JoinToken,
 			"--underlay-address", h.Addr,
 			"--runtime", filepath.Join(l.Config.Bin, "ovrt"),
-		}, l.Config.AgentArgs...)
+		}, append(l.agentMetricsFlags(), l.Config.AgentArgs...)...)
 	}
 	return l.startProc(ctx, "agent of "+h.Name, &h.Agent, func() error {
 		c := http.Client{Transport: &http.Transport{DialContext: unixDialer(h.Socket)}, Timeout: time.Second}

@@ -53,6 +53,9 @@ type Config struct {
 	// IPTables reads and writes the tables of HostNetns. Default nil: iptables-save and
 	// iptables-restore started from an OS thread switched into HostNetns (NewIPTables).
 	IPTables iptables.Client
+	// OnReconcile, if set, is called after every reconcile with what it did (metrics: see
+	// internal/driver/overlay/metrics.go). It runs on the reconcile's goroutine and must not block.
+	OnReconcile func(Reconciled)
 }
 
 // DefaultConfig returns a Config with every default filled in; LocalIP remains to be set.

@@ -43,6 +43,10 @@ type Driver struct {
 	detected      map[string]uint64
 	detectedTotal uint64
 	status        Status
+	// The sanitized state the last reconcile converged to without error (valid when converged): a
+	// reconcile of the same state that still changes something repairs drift (repair.go).
+	converged   State
+	convergedOK bool
 }
 
 // New returns a Driver for cfg. It touches nothing in the kernel until Reconcile or Run.
@@ -175,12 +179,14 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 	netErrs := map[string]error{}
 	defer func() { d.recordStatus(desired, active, netErrs, err) }()
 	start := time.Now()
+	p := &pass{d: d}
+	defer func() { d.countChanges(s, p.changes, time.Since(start), err) }() // before recordStatus
 	h, err := d.nl.Handle(d.cfg.HostNetns)
 	if err != nil {
 		return fmt.Errorf("vxlan reconcile: %w", err)
 	}
 	defer h.Close()
-	p := &pass{d: d, h: h}
+	p.h = h
 
 	// Stale links go first: the previous design's bridges hold the gateway addresses and their veths
 	// the containers' interface names that the macvlans take over, and the VXLAN devices of networks

@@ -443,13 +443,27 @@ func TestReconcileRepairsDrift(t *testing.T) {
 	}
 	for _, dr := range drift {
 		t.Run(dr.name, func(t *testing.T) {
-			w := newWorld(t, 1500)
+			var seen []vxlan.Reconciled
+			w := newWorld(t, 1500, func(c *vxlan.Config) { c.OnReconcile = func(r vxlan.Reconciled) { seen = append(seen, r) } })
 			w.apply(t, st.state, st.want)
+			if s := w.d.Status(); s.Changes == 0 || s.Repairs != 0 {
+				t.Fatalf("after the first reconcile: %d changes, %d repairs; want some changes and no repair (a new state is no drift)", s.Changes, s.Repairs)
+			}
+			mark := len(seen)
 			dr.break_(t, w)
 			if w.render() == st.want {
 				t.Fatal("test bug: breaking the state changed nothing")
 			}
 			w.apply(t, st.state, st.want)
+			if s := w.d.Status(); s.Repairs == 0 {
+				t.Fatalf("drift repaired but Status counts %d repairs (%d changes)", s.Repairs, s.Changes)
+			}
+			if len(seen) != mark+2 {
+				t.Fatalf("OnReconcile called %d times for 2 reconciles", len(seen)-mark)
+			}
+			if r := seen[len(seen)-2]; r.Repairs == 0 || r.Repairs != r.Changes || r.Took <= 0 { // apply reconciles twice
+				t.Fatalf("OnReconcile saw %+v; want the repairing reconcile's repairs and duration", seen)
+			}
 		})
 	}
 }

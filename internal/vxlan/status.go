@@ -11,6 +11,8 @@ import (
 type Status struct {
 	Reconciles       uint64          // reconciles done
 	Failed           uint64          // reconciles that returned an error (kernel or iptables; left-out entries are no error)
+	Changes          uint64          // kernel and firewall changes made, repairs included
+	Repairs          uint64          // changes that repaired drift: see Reconciled.Repairs
 	ProblemsDetected uint64          // problems that appeared, each counted once per appearance (all networks)
 	Error            string          // the last reconcile's error; "" when it succeeded
 	Networks         []NetworkStatus // every network of the last desired state, by name
@@ -85,7 +87,7 @@ func (d *Driver) noteProblems(probs []Problem) {
 func (d *Driver) recordStatus(desired State, active []NetworkState, netErrs map[string]error, err error) {
 	d.smu.Lock()
 	defer d.smu.Unlock()
-	st := Status{Reconciles: d.status.Reconciles + 1, Failed: d.status.Failed}
+	st := Status{Reconciles: d.status.Reconciles + 1, Failed: d.status.Failed, Changes: d.status.Changes, Repairs: d.status.Repairs}
 	if err != nil {
 		st.Failed++
 		st.Error = err.Error()

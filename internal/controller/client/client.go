@@ -239,6 +239,17 @@ func (c *Client) Release(ctx context.Context, network, host, container string) e
 	return c.do(ctx, http.MethodDelete, "/v1/networks/"+esc(network)+"/endpoints/"+esc(host)+"/"+esc(container), nil, nil)
 }
 
+// SetEndpointNames replaces the DNS names of the endpoint (network, host, container) holds and returns
+// the endpoint.
+func (c *Client) SetEndpointNames(ctx context.Context, network, host, container string, names []string) (api.Endpoint, error) {
+	var out api.Endpoint
+	if names == nil {
+		names = []string{}
+	}
+	err := c.do(ctx, http.MethodPut, "/v1/networks/"+esc(network)+"/endpoints/"+esc(host)+"/"+esc(container)+"/names", api.EndpointNames{Names: names}, &out)
+	return out, err
+}
+
 // ListEndpoints reads a network's endpoints and the revision to resume a watch from.
 func (c *Client) ListEndpoints(ctx context.Context, network string) ([]api.Endpoint, int64, error) {
 	var out api.EndpointList

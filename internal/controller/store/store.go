@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"sort"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/etcd/api/v3/mvccpb"
@@ -68,6 +69,7 @@ type Store struct {
 	cfg Config
 	cli *clientv3.Client
 	log *slog.Logger
+	obs atomic.Pointer[Observer] // SetObserver (observe.go)
 }
 
 // Open connects to etcd. It does not wait for etcd to answer: a store opened while etcd is down
@@ -102,7 +104,9 @@ func Open(cfg Config) (*Store, error) {
 	if err != nil {
 		return nil, fmt.Errorf("store: connect to etcd %v: %w", cfg.Endpoints, errors.Join(err, errdefs.ErrUnavailable))
 	}
-	return &Store{cfg: cfg, cli: cli, log: cfg.Log.With("component", "store")}, nil
+	s := &Store{cfg: cfg, cli: cli, log: cfg.Log.With("component", "store")}
+	cli.KV = observedKV{KV: cli.KV, obs: &s.obs} // every request timed for SetObserver's Observer
+	return s, nil
 }
 
 // Close closes the etcd connection.

@@ -39,7 +39,7 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 			return api.ContainerEndpoint{}, err
 		}
 	}
-	ep, err := ctl.Allocate(rctx, api.Endpoint{Network: req.Network, Host: d.cfg.Host, Container: req.Container, IP: req.IP})
+	ep, err := ctl.Allocate(rctx, api.Endpoint{Network: req.Network, Host: d.cfg.Host, Container: req.Container, IP: req.IP, Names: req.Names})
 	if err != nil {
 		if ambiguous(err) {
 			// The allocation may have been made with its answer lost (a partition, a controller killed
@@ -62,7 +62,8 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 	if old, ok := ns.Local[req.Container]; ok {
 		ifName = old.IfName // attaching again: keep the interface it has
 	}
-	ns.Local[req.Container] = localEndpoint{Container: req.Container, Netns: req.Netns, IfName: ifName, IP: ep.IP}
+	ns.Local[req.Container] = localEndpoint{Container: req.Container, Netns: req.Netns, IfName: ifName, IP: ep.IP,
+		Names: req.Names, NamesPending: !slices.Equal(ep.Names, req.Names)} // attached before: the names it had
 	if ns.Remote == nil {
 		ns.Remote = map[string]api.Endpoint{}
 	}

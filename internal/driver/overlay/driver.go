@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/ovnet/ov/api"
+	"github.com/ovnet/ov/internal/dns"
 	"github.com/ovnet/ov/internal/driver"
 	"github.com/ovnet/ov/internal/errdefs"
 	"github.com/ovnet/ov/internal/membership"
@@ -32,6 +33,8 @@ type Controller interface {
 	WatchEndpoints(ctx context.Context, network string, fromRev int64, fn func(api.EndpointEvent) error) error
 	// GossipKeyring returns the cluster's gossip keys (host token): registered hosts only.
 	GossipKeyring(ctx context.Context) (api.GossipKeyring, error)
+	// SetEndpointNames replaces the DNS names of this host's endpoint (owner-checked).
+	SetEndpointNames(ctx context.Context, network, host, container string, names []string) (api.Endpoint, error)
 }
 
 // Dataplane converges the host's overlay kernel state (*vxlan.Driver satisfies it).
@@ -90,8 +93,14 @@ type Config struct {
 	// Heartbeat is how often the host tells the controller it is alive and refreshes the host list
 	// (gossip seeds, VTEP addresses). Default 2s.
 	Heartbeat time.Duration
+	// Names is the agent's name table (docs/dns.md): the driver keeps the names of other hosts'
+	// endpoints in it. Nil: none.
+	Names *dns.Table
 	// Log receives the driver's logs.
 	Log *slog.Logger
+	// Metrics, if set, receives the driver's metrics (metrics.go): make it with NewMetrics, one per
+	// driver. Nil: no metrics.
+	Metrics *Metrics
 }
 
 // Validate checks the configuration and fills in defaults.
@@ -158,6 +167,10 @@ type Driver struct {
 	gen    uint64     // under mu
 	saved  uint64     // under saveMu
 
+	namesDirty map[string]bool // networks whose names changed since runNames last wrote them; under mu
+	namesKick  chan struct{}   // wakes runNames
+	pushMu     sync.Mutex      // one pushNames at a time
+
 	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
 	routes func() ([]netlink.Route, error)          // the host's routes (a seam for tests)
 }
@@ -181,10 +194,16 @@ func New(cfg Config) (*Driver, error) {
 		watches:    map[string]context.CancelFunc{},
 		refreshNow: make(chan struct{}, 1),
 		joinErr:    errors.New("the agent is starting"),
+		namesDirty: map[string]bool{},
+		namesKick:  make(chan struct{}, 1),
 	}
+	d.writeNames(d.namesOf(nil)) // names resolve from the state file, before the controller answers
 	d.links, d.routes = d.linkNames, d.hostRoutes
 	if err := d.loadToken(); err != nil {
 		return nil, err
+	}
+	if err := cfg.Metrics.attach(d); err != nil {
+		return nil, fmt.Errorf("overlay metrics: %w", err)
 	}
 	return d, nil
 }
@@ -197,7 +216,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 	d.gossipFromState()
-	d.wg.Add(4)
+	d.wg.Add(5)
+	go func() { defer d.wg.Done(); d.runNames(ctx) }()
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); d.reportDataplane(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()

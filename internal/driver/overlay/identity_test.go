@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -83,7 +84,7 @@ func TestLostHostTokenResetKeepsAddress(t *testing.T) {
 	if logs.count("level=ERROR", "refused this host's token", "reset-token host1") != 1 {
 		t.Fatalf("want one error saying the token was refused and set aside; logs:\n%s", logs.String())
 	}
-	if got := held(t, admin); got != orig {
+	if got := held(t, admin); !reflect.DeepEqual(got, orig) {
 		t.Fatalf("after reset-token of a running host: c1 %+v, want %+v (same address, never released)", got, orig)
 	}
 	old, _ = os.ReadFile(tokenPath)
@@ -109,14 +110,14 @@ func TestLostHostTokenResetKeepsAddress(t *testing.T) {
 		if _, err := h.d.ready(); err == nil {
 			t.Fatalf("%s token: the agent joined without a valid host token", damage.name)
 		}
-		if got := held(t, admin); got != orig {
+		if got := held(t, admin); !reflect.DeepEqual(got, orig) {
 			t.Fatalf("%s token: c1 now %+v, want %+v untouched", damage.name, got, orig)
 		}
 		if _, err := admin.ResetToken(ctx, "host1"); err != nil {
 			t.Fatal(err)
 		}
 		testutil.Eventually(t, 15*time.Second, func() error { _, err := h.d.ready(); return err })
-		if got := held(t, admin); got != orig {
+		if got := held(t, admin); !reflect.DeepEqual(got, orig) {
 			t.Fatalf("%s token, after reset-token and re-join: c1 %+v, want %+v (same address, never released)", damage.name, got, orig)
 		}
 		b, err := os.ReadFile(tokenPath)

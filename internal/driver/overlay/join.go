@@ -45,6 +45,7 @@ func (d *Driver) joinWithRetry(ctx context.Context) {
 	var said string
 	for {
 		err := d.join(ctx)
+		d.cfg.Metrics.controllerAnswered(err)
 		if err == nil || ctx.Err() != nil {
 			return
 		}
@@ -261,6 +262,7 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 	hctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
 	h, err := ctl.Heartbeat(hctx, d.cfg.Host)
+	d.cfg.Metrics.controllerAnswered(err)
 	if err != nil {
 		d.log.Debug("heartbeat", "err", err)
 		return err
@@ -282,6 +284,7 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 			d.mu.Unlock()
 		}
 	}
+	d.pushNames(ctx)
 	return nil
 }
 

@@ -16,6 +16,10 @@ type localEndpoint struct {
 	Netns     string `json:"netns"`
 	IfName    string `json:"ifName"`
 	IP        string `json:"ip"`
+	// Names are the container's DNS names on the network as the controller should hold them (empty
+	// while it is stopped); NamesPending: the controller does not have them yet.
+	Names        []string `json:"names,omitempty"`
+	NamesPending bool     `json:"namesPending,omitempty"`
 }
 
 // netState is what the driver knows of one overlay network.

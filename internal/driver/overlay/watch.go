@@ -39,6 +39,7 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 	for name, ns := range d.st.Networks {
 		if !seen[name] && len(ns.Local) == 0 {
 			delete(d.st.Networks, name)
+			d.namesChangedLocked(name) // the network is gone: so are its names
 			changed = true
 		}
 	}
@@ -125,6 +126,9 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 		ns.Revision = ev.Revision
 	}
 	changed := ev.Type != api.EventProgress
+	if changed {
+		d.namesChangedLocked(network)
+	}
 	if len(missing) > 0 && d.runCtx != nil {
 		d.wg.Add(1)
 		go d.reclaim(d.runCtx, missing)
@@ -143,7 +147,7 @@ func (d *Driver) missingLocked(network string, ns *netState) []api.Endpoint {
 	var out []api.Endpoint
 	for id, l := range ns.Local {
 		if _, ok := ns.Remote[remoteKey(d.cfg.Host, id)]; !ok && l.IP != "" {
-			out = append(out, api.Endpoint{Network: network, Host: d.cfg.Host, Container: id, IP: l.IP})
+			out = append(out, api.Endpoint{Network: network, Host: d.cfg.Host, Container: id, IP: l.IP, Names: l.Names})
 		}
 	}
 	return out
