@@ -82,10 +82,18 @@ func TestDNSNamesAcrossHosts(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	insp := ctl(t, l, "host1", "inspect", "web")
-	for _, alias := range []string{`"www"`, `"front"`} {
-		if !strings.Contains(insp, alias) {
-			t.Errorf("ovctl inspect web does not show the alias %s:\n%s", alias, insp)
+	// ovctl inspect shows the aliases per network
+	for _, c := range []struct {
+		host, name string
+		want       map[string][]string
+	}{
+		{"host1", "web", map[string][]string{"dnsnet": {"www", "front"}}},
+		{"host3", "other", map[string][]string{"dnsnet": {"db"}, "dnsother": nil}},
+	} {
+		for _, ep := range inspect(t, l, c.host, c.name).Networks {
+			if !sameSet(ep.Aliases, c.want[ep.Network]) {
+				t.Errorf("ovctl inspect %s: aliases on %s %v, want %v", c.name, ep.Network, ep.Aliases, c.want[ep.Network])
+			}
 		}
 	}
 	// a user-defined bridge network (one host) has the resolver too
