@@ -151,7 +151,8 @@ func TestDNSAliasRoundRobin(t *testing.T) {
 }
 
 // TestDNSRemovedName: after `ovctl rm -f` of a container on host1, its name gives NXDOMAIN on host1 at
-// once and on host2 within 1 second (polled every 50 ms); the same for `ovctl stop`. (ov cannot start
+// once and on host2 within 1 second (polled every 50 ms); the same for `ovctl stop`; on a user-defined
+// bridge network, NXDOMAIN at once. (ov cannot start
 // an exited container again yet: `ovctl start` refuses it, so a stopped name coming back is not tested.)
 func TestDNSRemovedName(t *testing.T) {
 	l := sharedLab(t)
@@ -167,6 +168,17 @@ func TestDNSRemovedName(t *testing.T) {
 	stopped := dnsRun(t, l, "host1", "stopped", "dnsrm", nil, "busybox", sleeper...)
 	testutil.Eventually(t, 10*time.Second, func() error { return expectA(far, "stopped", stopped.IP) })
 	nameGoes(t, l, []string{"stop", "-t", "1", "stopped"}, near, far, "stopped")
+
+	// on a user-defined bridge network (this host's names only, no controller), at once
+	ctl(t, l, "host1", "network", "create", "--subnet", "10.85.0.0/24", "dnsrmbr")
+	t.Cleanup(func() { _, _ = ctlOut(l, "host1", "network", "rm", "dnsrmbr") })
+	bgone := dnsRun(t, l, "host1", "br-gone", "dnsrmbr", nil, "busybox", sleeper...)
+	bnear := dnsRun(t, l, "host1", "br-near", "dnsrmbr", nil, "busybox", sleeper...)
+	testutil.Eventually(t, 5*time.Second, func() error { return expectA(bnear, "br-gone", bgone.IP) })
+	ctl(t, l, "host1", "rm", "-f", "br-gone")
+	if err := expectNX(bnear, "br-gone"); err != nil {
+		t.Fatalf("user-defined bridge network, right after ovctl rm -f returned: %v", err)
+	}
 }
 
 // nameGoes runs an ovctl command on host1 that ends a container's life (rm -f, stop) and checks that
