@@ -17,9 +17,9 @@ import (
 // from the watch; this host's from its local endpoints, with the names the agent gave (at attach,
 // emptied while the container is stopped: SetNames). The agent also sets and removes its containers'
 // records itself (at once on exit, before SetNames); both write the same records. A network's records
-// are replaced in one SetNetwork by runNames, which takes every change made meanwhile: the table
-// rebuilds a network's index on every change, so one Set per event would cost the square of the
-// network's size in a burst.
+// are replaced in one SetNetwork by runNames, which takes every change made meanwhile: a burst of
+// events (a host's containers starting) costs one pass over the network, built outside the table's
+// lock.
 //
 // The driver also carries the names of its own endpoints to the controller: given at allocation,
 // emptied while the container is stopped, retried with the heartbeat when the controller cannot be
