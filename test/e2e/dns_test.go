@@ -33,6 +33,18 @@ func TestDNSNamesAcrossHosts(t *testing.T) {
 	for _, name := range []string{"web", "WEB", "web.dnsnet", "www", "front", "www.dnsnet", web.ID[:12]} {
 		testutil.Eventually(t, 10*time.Second, func() error { return expectA(client, name, web.IP) })
 	}
+	// over TCP too; a short TTL (seconds, not Docker's 600); AAAA of a known IPv4-only name is "no data"
+	// (NOERROR, nothing), not NXDOMAIN, which would fail glibc's A+AAAA lookups
+	r, err := ask(client.NetNS, "tcp", "web", dns.TypeA, false)
+	if err != nil || !equal(aRecords(r.Msg), []string{web.IP}) {
+		t.Fatalf("web over TCP from client: %v %v", err, r.Msg)
+	}
+	if ttl := r.Msg.Answer[0].Header().Ttl; ttl == 0 || ttl > 30 {
+		t.Fatalf("web's A record has a TTL of %d s, want 1 to 30", ttl)
+	}
+	if r, err = ask(client.NetNS, "udp", "web", dns.TypeAAAA, false); err != nil || r.Msg.Rcode != dns.RcodeSuccess || len(r.Msg.Answer) != 0 {
+		t.Fatalf("AAAA web from client: %v %v, want NOERROR with no answer", err, r.Msg)
+	}
 	out, err := execIn(l, client, "nslookup", "web")
 	if err != nil || !strings.Contains(out, web.IP) {
 		t.Fatalf("nslookup web in client: %v\n%s", err, out)
@@ -50,7 +62,7 @@ func TestDNSNamesAcrossHosts(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	r, err := ask(client.NetNS, "udp", rev, dns.TypePTR, false)
+	r, err = ask(client.NetNS, "udp", rev, dns.TypePTR, false)
 	if err != nil {
 		t.Fatal(err)
 	}
