@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # ov's main job, on one machine: a three-host cluster made of network namespaces (the lab), a controller
 # with an embedded etcd, the cluster file deploy/examples/cluster.yaml applied, and containers on
-# different hosts reaching each other by overlay address with ping and HTTP.
+# different hosts reaching each other with ping and HTTP, by overlay address and by name (the resolver
+# every container finds at 127.0.0.11).
 #
 #   sudo make demo            run it, then take the lab down
 #   sudo make demo KEEP=1     leave the lab up to play with (ovlab ctl host1 -- ps; ovlab down)
@@ -71,7 +72,7 @@ ctl host1 apply -f deploy/examples/cluster.yaml
 ctl host1 network ls
 
 bold "4. Containers on different hosts"
-ctl host1 run -d --name web --network front busybox sh -c 'echo "hello from web on host1" >/var/www/index.html; exec httpd -f -p 80 -h /var/www' >/dev/null
+ctl host1 run -d --name web --network front --network-alias www busybox sh -c 'echo "hello from web on host1" >/var/www/index.html; exec httpd -f -p 80 -h /var/www' >/dev/null
 ctl host2 run -d --name client --network front busybox sleep 3600 >/dev/null
 ctl host3 run -d --name db --network back busybox sleep 3600 >/dev/null
 ip_of() { $OVLAB ctl "$1" -- inspect "$2" | grep -o '"ip": "[0-9.]*"' | head -1 | cut -d'"' -f4; }
@@ -87,14 +88,28 @@ ctl host2 exec client wget -q -O - "http://$WEB/"
 echo "... and web reaches client back"
 ctl host1 exec web ping -c 1 "$CLIENT"
 
-bold "6. Isolation: db on the network back cannot reach web on front"
+bold "6. By name: client on host2 finds web on host1 through the resolver at 127.0.0.11 in its namespace"
+ctl host2 exec client cat /etc/resolv.conf
+ctl host2 exec client nslookup web
+ctl host2 exec client ping -c 1 web
+ctl host2 exec client wget -q -O - http://web/
+echo "... and by web's --network-alias www"
+ctl host2 exec client wget -q -O - http://www/
+
+bold "7. Isolation: db on the network back can neither reach web on front nor find its name"
 if $OVLAB ctl host3 -- exec db ping -c 1 -W 1 "$WEB" >/dev/null 2>&1; then
 	echo "UNEXPECTED: db reached web" >&2
 	exit 1
 fi
 echo "db -> $WEB: no answer, as it should be"
+if out=$($OVLAB ctl host3 -- exec db nslookup web 2>&1); then
+	echo "UNEXPECTED: db resolved web:" >&2
+	echo "$out" >&2
+	exit 1
+fi
+echo "db: nslookup web -> $(echo "$out" | grep -o 'NXDOMAIN' | head -1 || true) (web's name is not known on back)"
 
-bold "7. The data plane on host1 (VXLAN, learning off, entries programmed from the controller)"
+bold "8. The data plane on host1 (VXLAN, learning off, entries programmed from the controller)"
 VNI=$($OVLAB ctl host1 -- network inspect front | grep -o '"vni": [0-9]*' | grep -o '[0-9]*$')
 run $OVLAB exec host1 -- ip -d link show "ovvx-$VNI"
 run $OVLAB exec host1 -- bridge fdb show dev "ovvx-$VNI"
@@ -110,6 +125,9 @@ cat <<TXT
   (learning off, proxy on) with the gateway and the container as macvlans on it, and the other hosts
   programmed static neighbour and FDB entries for the new container from the controller's endpoint watch.
 - client ($CLIENT, host2) pinged and fetched http://$WEB/ from web on host1; db on another network could not.
+- By name: every container of a user-defined network has /etc/resolv.conf naming 127.0.0.11, where
+  host2's agent answers inside client's own namespace (no NAT). web's name and its alias www travel
+  with its endpoint record from the controller to every host; db, on another network, gets NXDOMAIN.
 TXT
 if [ -n "$KEEP" ]; then
 	echo
