@@ -280,12 +280,21 @@ func sysctl(ns, key, val string) error {
 	return run("nsenter", "--net=/run/netns/"+ns, "sysctl", "-qw", key+"="+val)
 }
 
+// bridgeMAC is the underlay bridge's fixed address: locally administered, from the lab's subnet.
+func bridgeMAC(subnet netip.Prefix) string {
+	a := subnet.Addr().As4()
+	return fmt.Sprintf("02:6f:%02x:%02x:%02x:01", a[0], a[1], a[2])
+}
+
 func (l *Lab) buildUnderlay() error {
 	c := l.Config
 	ns := l.UnderlayNetns
 	steps := [][]string{
 		{"link", "set", "lo", "up"},
-		{"link", "add", l.Bridge, "mtu", strconv.Itoa(c.MTU), "type", "bridge"},
+		// The bridge's own address is set, so that it stays: a bridge without one takes the lowest MAC of
+		// its ports, and a port joined later (a test's upstream server) would move .1 (the controller, the
+		// gateway) to another MAC under the hosts' ARP caches.
+		{"link", "add", l.Bridge, "address", bridgeMAC(c.Subnet), "mtu", strconv.Itoa(c.MTU), "type", "bridge"},
 		{"addr", "add", netip.PrefixFrom(nth(c.Subnet, 1), c.Subnet.Bits()).String(), "dev", l.Bridge},
 		{"link", "set", l.Bridge, "up"},
 		{"addr", "add", netip.PrefixFrom(c.External, 32).String(), "dev", "lo"},

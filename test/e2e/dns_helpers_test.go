@@ -221,13 +221,7 @@ func startUpstream(t *testing.T, l *lab.Lab) *upstream {
 	ns := testutil.Netns(t, "ovdns")
 	peer := testutil.UniqueName("ovdu")
 	bits := fmt.Sprint(l.Config.Subnet.Bits())
-	// A bridge whose address was never set takes the lowest of its ports': a new port with a lower
-	// MAC would change the address of the underlay's .1 (the controller) under the hosts' ARP caches
-	// and cut them off it for seconds. Pin it first (to the address it has).
-	out := testutil.Run(t, "ip", "-n", l.UnderlayNetns, "-br", "link", "show", l.Bridge)
-	if f := strings.Fields(out); len(f) >= 3 {
-		testutil.Run(t, "ip", "-n", l.UnderlayNetns, "link", "set", l.Bridge, "address", f[2])
-	}
+	// The lab's bridge has an address of its own (lab.bridgeMAC): a new port does not move .1.
 	// The server's MAC is the same every time: the hosts' neighbour entries for its addresses, left by
 	// an earlier test, stay right (a new MAC would leave them pointing at a gone link for seconds).
 	testutil.Run(t, "ip", "-n", l.UnderlayNetns, "link", "add", peer, "type", "veth", "peer", "name", "eth0", "address", upstreamMAC, "netns", ns)
