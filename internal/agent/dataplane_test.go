@@ -3,8 +3,10 @@ package agent
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
 	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +14,7 @@ import (
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/driver"
+	"github.com/ovnet/ov/internal/errdefs"
 )
 
 // netDriver is a network driver with fixed networks; it reports a data plane when dp is set.
@@ -60,6 +63,38 @@ func TestNetworkInspectShowsDataplane(t *testing.T) {
 		}
 		if diff := cmp.Diff(tc.want, n.Dataplane); diff != "" {
 			t.Errorf("%s: dataplane (-want +got):\n%s", tc.name, diff)
+		}
+	}
+}
+
+// staleDriver answers its networks from a copy because the controller does not answer.
+type staleDriver struct {
+	netDriver
+	err error
+}
+
+func (d staleDriver) ListError() error { return d.err }
+
+// A network the host does not know while the controller cannot be reached is "unavailable, try again",
+// not "no such network": it may have been created a moment ago on another host.
+func TestUnknownNetworkWhileControllerDown(t *testing.T) {
+	down := errors.New("controller https://192.168.1.1:7443: connection refused")
+	for _, tc := range []struct {
+		listErr error
+		want    error
+	}{{down, errdefs.ErrUnavailable}, {nil, errdefs.ErrNotFound}} {
+		a := &Agent{cfg: Config{Drivers: map[string]driver.NetworkDriver{
+			"overlay": staleDriver{netDriver{nets: []api.Network{{Name: "front", Driver: "overlay"}}}, tc.listErr},
+		}}}
+		if _, _, err := a.findNetwork(context.Background(), "front"); err != nil {
+			t.Fatalf("known network: %v", err)
+		}
+		_, _, err := a.findNetwork(context.Background(), "back")
+		if !errors.Is(err, tc.want) {
+			t.Errorf("list error %v: unknown network gives %v, want %v", tc.listErr, err, tc.want)
+		}
+		if tc.listErr != nil && !strings.Contains(err.Error(), "connection refused") {
+			t.Errorf("the error does not say why: %v", err)
 		}
 	}
 }

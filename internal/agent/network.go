@@ -69,6 +69,13 @@ func (a *Agent) findNetwork(ctx context.Context, name string) (api.Network, stri
 			}
 		}
 	}
+	for dname, d := range a.cfg.Drivers {
+		if sl, ok := d.(driver.StaleLister); ok {
+			if err := sl.ListError(); err != nil {
+				return api.Network{}, "", fmt.Errorf("network %q: not known on this host, and the %s networks could not be listed (%v); if it was created recently, try again when the controller answers (ovctl node ls): %w", name, dname, err, errdefs.ErrUnavailable)
+			}
+		}
+	}
 	return api.Network{}, "", fmt.Errorf("network %q: no such network; see `ovctl network ls`: %w", name, errdefs.ErrNotFound)
 }
 

@@ -48,3 +48,10 @@ type NetnsManager interface {
 	CreateNetns(ctx context.Context, containerID string) (string, error)
 	RemoveNetns(ctx context.Context, containerID string) error
 }
+
+// StaleLister is implemented by drivers whose network list can come from a copy when the owner of
+// the networks (the controller) does not answer: ListError says why the last Networks did (nil: it
+// was current), so that a network missing from it is reported as unknown for now, not as absent.
+type StaleLister interface {
+	ListError() error
+}

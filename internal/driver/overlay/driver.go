@@ -155,6 +155,7 @@ type Driver struct {
 	token   string     // the host token ("" before the first registration, or set aside)
 	refused int        // refusals of token in a row (tokenRefused)
 	lost    time.Time  // since when the controller has not answered (zero: it answers)
+	listErr error      // why the last Networks answered from the state file (ListError)
 
 	firstRefusal time.Time
 	watches      map[string]context.CancelFunc

@@ -32,17 +32,27 @@ func ambiguous(err error) bool {
 func (d *Driver) Networks(ctx context.Context) ([]api.Network, error) {
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	if nets, err := d.refreshNetworks(rctx); err == nil {
-		return nets, nil
-	}
+	nets, err := d.refreshNetworks(rctx)
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	d.listErr = err
+	if err == nil {
+		return nets, nil
+	}
 	var out []api.Network
 	for _, ns := range d.st.Networks {
 		out = append(out, ns.Network)
 	}
 	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
 	return out, nil
+}
+
+// ListError is why the last Networks answered from the state file rather than the controller (nil:
+// it asked the controller): a network missing from that answer may exist all the same.
+func (d *Driver) ListError() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.listErr
 }
 
 // CreateNetwork creates an overlay network through the controller.
