@@ -152,6 +152,7 @@ type Driver struct {
 	runCtx       context.Context
 	released     []api.Endpoint // releases that failed, retried with the heartbeat
 	refreshNow   chan struct{}  // gossip changed: refresh the host list before the next heartbeat
+	saveKick     chan struct{}  // a watch event changed the state: the saver writes it (saver.go)
 	wg           sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
@@ -180,6 +181,7 @@ func New(cfg Config) (*Driver, error) {
 		st:         st,
 		watches:    map[string]context.CancelFunc{},
 		refreshNow: make(chan struct{}, 1),
+		saveKick:   make(chan struct{}, 1),
 		joinErr:    errors.New("the agent is starting"),
 	}
 	d.links, d.routes = d.linkNames, d.hostRoutes
@@ -197,7 +199,8 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 	d.gossipFromState()
-	d.wg.Add(4)
+	d.wg.Add(5)
+	go func() { defer d.wg.Done(); d.runSaver(ctx) }()
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); d.reportDataplane(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()
