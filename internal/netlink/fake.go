@@ -39,8 +39,8 @@ type fakeNS struct {
 	links     map[int]*fakeLink
 	addrs     []vnl.Addr
 	routes    []vnl.Route
-	neighs    map[neighKey][]fakeNeigh // by what identifies an entry: see neighKeyOf
-	neighSeq  uint64                   // creation order of neighbour entries, for NeighList
+	neighs    map[int]map[neighKey][]fakeNeigh // by link, then by what identifies an entry (neighKeyOf)
+	neighSeq  uint64                           // creation order of neighbour entries, for NeighList
 	conntrack []*vnl.ConntrackFlow
 }
 
@@ -50,13 +50,13 @@ func NewFake() *Fake {
 }
 
 func newFakeNS() *fakeNS {
-	return &fakeNS{links: map[int]*fakeLink{}, neighs: map[neighKey][]fakeNeigh{}}
+	return &fakeNS{links: map[int]*fakeLink{}, neighs: map[int]map[neighKey][]fakeNeigh{}}
 }
 
 // neighKey groups the neighbour entries that sameNeigh can match: an ARP entry by its link and IP,
 // FDB entries by their link and MAC (one per dst). Writes and deletes then cost the size of a group,
-// not of the whole table, as in the kernel's hash tables: a host with 10,000 peers is programmed in
-// linear time (cmd/ovbench-scale measures it).
+// not of the whole table, as in the kernel's hash tables, and listing one link's entries costs that
+// link's entries: a host with 10,000 peers is programmed in linear time (cmd/ovbench-scale measures it).
 type neighKey struct {
 	link, family int
 	key          string
@@ -75,13 +75,19 @@ func neighKeyOf(n *vnl.Neigh) neighKey {
 	return neighKey{n.LinkIndex, fam, string(n.IP.To16())}
 }
 
-// neighList returns the entries that keep match, in the order they were created.
-func (ns *fakeNS) neighList(keep func(*vnl.Neigh) bool) []vnl.Neigh {
+// neighList returns the entries of link (0: every link) that keep match, in the order they were
+// created.
+func (ns *fakeNS) neighList(link int, keep func(*vnl.Neigh) bool) []vnl.Neigh {
 	var all []fakeNeigh
-	for _, g := range ns.neighs {
-		for _, e := range g {
-			if keep(&e.n) {
-				all = append(all, e)
+	for ix, groups := range ns.neighs {
+		if link != 0 && ix != link {
+			continue
+		}
+		for _, g := range groups {
+			for _, e := range g {
+				if keep(&e.n) {
+					all = append(all, e)
+				}
 			}
 		}
 	}
@@ -453,11 +459,7 @@ func (f *Fake) delLocked(path string, ix int) {
 	delete(ns.links, ix)
 	ns.addrs = slices.DeleteFunc(ns.addrs, func(a vnl.Addr) bool { return a.LinkIndex == ix })
 	ns.routes = slices.DeleteFunc(ns.routes, func(r vnl.Route) bool { return r.LinkIndex == ix })
-	for k := range ns.neighs {
-		if k.link == ix {
-			delete(ns.neighs, k)
-		}
-	}
+	delete(ns.neighs, ix)
 	for _, l := range ns.links {
 		if l.link.Attrs().MasterIndex == ix {
 			l.link.Attrs().MasterIndex = 0
@@ -674,9 +676,7 @@ func (h *fakeHandle) NeighList(linkIndex, family int) ([]vnl.Neigh, error) {
 	if err != nil {
 		return nil, err
 	}
-	return ns.neighList(func(n *vnl.Neigh) bool {
-		return (linkIndex == 0 || n.LinkIndex == linkIndex) && n.Family == family
-	}), nil
+	return ns.neighList(linkIndex, func(n *vnl.Neigh) bool { return n.Family == family }), nil
 }
 
 func neighFamily(n *vnl.Neigh) int {
@@ -712,7 +712,12 @@ func (h *fakeHandle) neighWrite(n *vnl.Neigh, appendOnly bool) error {
 	c.IP = slices.Clone(n.IP)
 	c.HardwareAddr = slices.Clone(n.HardwareAddr)
 	k := neighKeyOf(&c)
-	g := ns.neighs[k]
+	groups := ns.neighs[c.LinkIndex]
+	if groups == nil {
+		groups = map[neighKey][]fakeNeigh{}
+		ns.neighs[c.LinkIndex] = groups
+	}
+	g := groups[k]
 	if appendOnly {
 		for _, o := range g {
 			if sameNeigh(&o.n, &c, true) {
@@ -723,7 +728,7 @@ func (h *fakeHandle) neighWrite(n *vnl.Neigh, appendOnly bool) error {
 		g = slices.DeleteFunc(g, func(o fakeNeigh) bool { return sameNeigh(&o.n, &c, false) })
 	}
 	ns.neighSeq++
-	ns.neighs[k] = append(g, fakeNeigh{n: c, seq: ns.neighSeq})
+	groups[k] = append(g, fakeNeigh{n: c, seq: ns.neighSeq})
 	return nil
 }
 
@@ -738,16 +743,17 @@ func (h *fakeHandle) NeighDel(n *vnl.Neigh) error {
 		return err
 	}
 	k := neighKeyOf(n)
-	g := ns.neighs[k]
+	groups := ns.neighs[n.LinkIndex]
+	g := groups[k]
 	l := len(g)
 	g = slices.DeleteFunc(g, func(o fakeNeigh) bool { return sameNeigh(&o.n, n, true) })
 	if len(g) == l {
 		return fmt.Errorf("fake netlink: neighbour %s %s not found: %w", n.IP, n.HardwareAddr, unix.ENOENT)
 	}
 	if len(g) == 0 {
-		delete(ns.neighs, k)
+		delete(groups, k)
 	} else {
-		ns.neighs[k] = g
+		groups[k] = g
 	}
 	return nil
 }
@@ -815,7 +821,7 @@ func (f *Fake) Render(path string) string {
 	for _, r := range ns.routes {
 		lines = append(lines, fmt.Sprintf("route %s via %s dev %s", routeKey(&r), r.Gw, name(r.LinkIndex)))
 	}
-	for _, n := range ns.neighList(func(*vnl.Neigh) bool { return true }) {
+	for _, n := range ns.neighList(0, func(*vnl.Neigh) bool { return true }) {
 		if n.Family == unix.AF_BRIDGE {
 			lines = append(lines, fmt.Sprintf("fdb %s %s dst %s flags=%#x state=%#x", name(n.LinkIndex), n.HardwareAddr, n.IP, n.Flags, n.State))
 		} else {
