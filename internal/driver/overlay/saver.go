@@ -6,7 +6,7 @@ import (
 )
 
 // persistEvery is the least time between two state file writes the saver makes for watch events.
-const persistEvery = 100 * time.Millisecond
+const persistEvery = time.Second
 
 // persistSoon has the saver write the state file for a watch event, rather than writing it now: the
 // events of a burst (a host sees one per endpoint created or removed anywhere on the networks it
