@@ -12,12 +12,10 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"time"
-
-	clientv3 "go.etcd.io/etcd/client/v3"
-	"go.uber.org/zap"
 
 	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/store"
@@ -84,11 +82,6 @@ func runChild() error {
 	srv := &http.Server{Handler: c.Handler(), ReadHeaderTimeout: 10 * time.Second}
 	go func() { _ = srv.Serve(ln) }()
 	defer srv.Close()
-	ecli, err := clientv3.New(clientv3.Config{Endpoints: endpoints, DialTimeout: 5 * time.Second, Logger: zap.NewNop()})
-	if err != nil {
-		return err
-	}
-	defer ecli.Close()
 	fmt.Printf("URL http://%s\n", ln.Addr())
 	sc := bufio.NewScanner(os.Stdin)
 	enc := json.NewEncoder(os.Stdout)
@@ -96,21 +89,48 @@ func runChild() error {
 		if sc.Text() != "stats" {
 			continue
 		}
-		var cs childStats
-		rctx, rcancel := context.WithTimeout(ctx, 10*time.Second)
-		if r, err := ecli.Get(rctx, "/ov/", clientv3.WithPrefix(), clientv3.WithCountOnly()); err == nil {
-			cs.Keys = r.Count
-		}
-		for _, ep := range endpoints {
-			if s, err := ecli.Status(rctx, ep); err == nil {
-				cs.DBBytes = max(cs.DBBytes, s.DbSize)
-			}
-		}
-		rcancel()
-		_ = enc.Encode(cs)
+		_ = enc.Encode(etcdStats(endpoints[0]))
 	}
 	cancel()
 	return <-done
+}
+
+// etcdStats reads the database size and the number of keys from etcd's own metrics (its /metrics on
+// the client URL: the embedded etcd's unix socket, or an external member's port), so that only the
+// store speaks etcd's protocol.
+func etcdStats(endpoint string) childStats {
+	var cs childStats
+	hc := &http.Client{Timeout: 10 * time.Second}
+	url := strings.TrimRight(endpoint, "/") + "/metrics"
+	if sock, ok := strings.CutPrefix(endpoint, "unix://"); ok {
+		hc.Transport = &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+			return (&net.Dialer{}).DialContext(ctx, "unix", sock)
+		}}
+		url = "http://etcd/metrics"
+	}
+	resp, err := hc.Get(url)
+	if err != nil {
+		return cs
+	}
+	defer resp.Body.Close()
+	sc := bufio.NewScanner(resp.Body)
+	for sc.Scan() {
+		f := strings.Fields(sc.Text())
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		switch f[0] {
+		case "etcd_mvcc_db_total_size_in_bytes":
+			cs.DBBytes = int64(v)
+		case "etcd_debugging_mvcc_keys_total":
+			cs.Keys = int64(v)
+		}
+	}
+	return cs
 }
 
 // child is the parent's handle on the controller child.

@@ -14,6 +14,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime/pprof"
 	"strings"
 )
 
@@ -37,11 +38,18 @@ func main() {
 	flag.StringVar(&o.note, "note", "", "a note for this run's row in the table (e.g. before/after a fix)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
+	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
 	flag.Parse()
+	if *cpuprofile != "" {
+		f, err := os.Create(*cpuprofile)
+		if err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	res, err := run(context.Background(), o, os.Stderr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "ovbench-scale:", err)
-		os.Exit(1)
+		return
 	}
 	fmt.Print(table([]result{res}))
 	if o.rows != "" {

@@ -228,6 +228,7 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 	runtime.GC()
 	runtime.ReadMemStats(&ms0)
 	t0 := time.Now()
+	cpu0, _ := readProc(os.Getpid())
 	for _, h := range c.hosts {
 		h.start(ctx)
 	}
@@ -291,11 +292,13 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 		time.Sleep(100 * time.Millisecond)
 	}
 	res.ConvergeS = round(time.Since(t0).Seconds(), 2)
+	cpu1, _ := readProc(os.Getpid())
+	res.SimCPU = round(cpu1.cpu-cpu0.cpu, 1)
 	var ms1 runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms1)
 	res.SimHeapMB = round(float64(ms1.HeapAlloc)/(1<<20), 0)
-	say(c.w, "converged in %.1f s: %.0f peers per host on average (simulator heap %.0f MiB, load %s)", res.ConvergeS, res.PeersPerHost, res.SimHeapMB, loadavg())
+	say(c.w, "converged in %.1f s: %.0f peers per host on average (simulated hosts: %.1f CPU s, heap %.0f MiB; load %s)", res.ConvergeS, res.PeersPerHost, res.SimCPU, res.SimHeapMB, loadavg())
 	return nil
 }
 
