@@ -325,11 +325,28 @@ func (c *cluster) createHost(ctx context.Context, i int) error {
 func (c *cluster) probe(ctx context.Context, res *result) error {
 	var adds, dels []time.Duration
 	var events int64
-	partial := slices.Index(c.l.global, false)
+	// Networks with endpoints on two hosts at least: those spanning every host, and the others.
+	var global, partial []int
+	for n := range c.l.names {
+		if len(c.l.serving(n, -1)) < 2 {
+			continue
+		}
+		if c.l.global[n] {
+			global = append(global, n)
+		} else {
+			partial = append(partial, n)
+		}
+	}
+	if len(global)+len(partial) == 0 {
+		return fmt.Errorf("no network has endpoints on two hosts; give more -endpoints-per-host")
+	}
 	for i := range c.o.probes {
-		n := i % max(1, len(c.l.names)/10) // the global networks in turn
-		if i%2 == 1 && partial >= 0 {
-			n = partial + (i/2)%(len(c.l.names)-partial)
+		var n int
+		switch {
+		case len(partial) == 0 || (i%2 == 0 && len(global) > 0):
+			n = global[(i/2)%len(global)]
+		default:
+			n = partial[(i/2)%len(partial)]
 		}
 		servers := c.l.serving(n, -1)
 		hi := (i * 7919) % len(servers)
@@ -387,6 +404,13 @@ func wait(p *pending, d time.Duration) error {
 // bound for this cluster size is added (gossipBound).
 func (c *cluster) deadHost(ctx context.Context, res *result) error {
 	x := c.hosts[len(c.hosts)/2]
+	for off := range c.hosts { // a host with an endpoint on a network another host serves
+		h := c.hosts[(len(c.hosts)/2+off)%len(c.hosts)]
+		if slices.ContainsFunc(c.ipNet[h.idx], func(n int) bool { return len(c.l.serving(n, h.idx)) > 0 }) {
+			x = h
+			break
+		}
+	}
 	x.stop()
 	var ps []*pending
 	for k, ip := range c.ips[x.idx] {
@@ -410,19 +434,21 @@ func (c *cluster) deadHost(ctx context.Context, res *result) error {
 	return nil
 }
 
-// gossipBound is how long memberlist, as the agent configures it (membership.DefaultConfig), takes
-// from a host's death until every member believes it: the dead host is probed within about one probe
-// interval (n-1 members probe one member each per interval), the probe times out, the host is suspect
-// for the minimum suspicion timeout (SuspicionMult * log10(n) * ProbeInterval: many members confirm
-// at this size), the dead message reaches every member in about log_GossipNodes(n) gossip rounds,
-// and each member then verifies with a direct probe (VerifyTimeout) and waits DataplaneGrace for the
-// host's kernel to stay silent.
+// gossipBound is how long memberlist, as the agent configures it (membership.DefaultConfig and
+// membership.Start), takes from a host's death until every member believes it: the dead host is
+// probed within about one probe interval (n-1 members probe one member each per interval), the probe
+// times out, a second member's probe confirms the suspicion within about another interval (Lifeguard
+// needs SuspicionMult-2 = 1 confirmation to shorten the suspicion to its minimum), the host is suspect
+// for that minimum (SuspicionMult * log10(n) * ProbeInterval), the dead message reaches every member in
+// about log_GossipNodes(n) gossip rounds (membership.Start sets a 100 ms GossipInterval), and each
+// member then verifies with a direct probe (VerifyTimeout) and waits DataplaneGrace for the host's
+// kernel to stay silent.
 func gossipBound(n int) time.Duration {
 	cfg := membership.DefaultConfig("bench", netip.MustParseAddr("127.0.0.1"))
-	ml := memberlist.DefaultLANConfig()
+	const gossipInterval = 100 * time.Millisecond // membership.Start
 	suspicion := time.Duration(float64(cfg.SuspicionMult) * math.Max(1, math.Log10(float64(n))) * float64(cfg.ProbeInterval))
-	rounds := math.Ceil(math.Log(float64(n)) / math.Log(float64(ml.GossipNodes)))
-	return cfg.ProbeInterval + cfg.ProbeTimeout + suspicion + time.Duration(rounds)*ml.GossipInterval + cfg.VerifyTimeout + cfg.DataplaneGrace
+	rounds := math.Ceil(math.Log(float64(n)) / math.Log(float64(memberlist.DefaultLANConfig().GossipNodes)))
+	return 2*cfg.ProbeInterval + cfg.ProbeTimeout + suspicion + time.Duration(rounds)*gossipInterval + cfg.VerifyTimeout + cfg.DataplaneGrace
 }
 
 func pct(ds []time.Duration, p float64) time.Duration {
