@@ -41,6 +41,8 @@ type result struct {
 	GossipBoundS      float64 `json:"gossip_bound_s"`
 	DeadTotalS        float64 `json:"dead_total_s"`
 	Program10k        float64 `json:"program_10k_peers_s"`
+	Program10kCPU     float64 `json:"program_10k_peers_cpu_s"`
+	Event10kMS        float64 `json:"reconcile_10k_peers_ms"` // one more reconcile at 10,000 peers, one added
 	Load1             string  `json:"load_start"`
 	LoadEnd           string  `json:"load_end"`
 	When              string  `json:"when"`
@@ -50,17 +52,17 @@ type result struct {
 // table renders results as a markdown table.
 func table(rs []result) string {
 	var b strings.Builder
-	b.WriteString("| hosts x endpoints (peers/host) | etcd | converge s (hosts' CPU s) | add p50 / p99 / max ms | remove p50 / p99 / max ms | controller CPU s / peak RSS MiB | etcd db MiB / keys | events per endpoint | host KiB for peers | dead: withdraw after verdict s (+ gossip bound = total) | 10k peers from scratch s | load avg start / end | note |\n")
+	b.WriteString("| hosts x endpoints (peers/host) | etcd | converge s (hosts' CPU s) | add p50 / p99 / max ms | remove p50 / p99 / max ms | controller CPU s / peak RSS MiB | etcd db MiB / keys | events per endpoint | host KiB for peers | dead: withdraw after verdict s (+ gossip bound = total) | 10k peers: from scratch s (CPU s) / one more ms | load avg start / end | note |\n")
 	b.WriteString("|---|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 	for _, r := range rs {
 		etcd := r.Etcd
 		if r.EtcdCPU > 0 {
 			etcd += fmt.Sprintf(" (3 members: %.1f CPU s, %.0f MiB peak each)", r.EtcdCPU, r.EtcdRSS)
 		}
-		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %.1f (%.0f) | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.1f / %.0f | %.1f / %d | %.1f | %.0f | %.3f (+ %.2f = %.2f) | %.3f | %s / %s | %s |\n",
+		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %.1f (%.0f) | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.1f / %.0f | %.1f / %d | %.1f | %.0f | %.3f (+ %.2f = %.2f) | %.3f (%.2f) / %.0f | %s / %s | %s |\n",
 			r.Hosts, r.PerHost, r.PeersPerHost, etcd, r.ConvergeS, r.SimCPU, r.AddP50, r.AddP99, r.AddMax, r.RemoveP50, r.RemoveP99, r.RemoveMax,
 			r.ControllerCPU, r.ControllerRSS, r.EtcdDBMB, r.EtcdKeys, r.EventsPerEndpoint, r.HostMemKB,
-			r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS, r.Program10k, r.Load1, r.LoadEnd, r.Note)
+			r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS, r.Program10k, r.Program10kCPU, r.Event10kMS, r.Load1, r.LoadEnd, r.Note)
 	}
 	return b.String()
 }

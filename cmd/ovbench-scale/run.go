@@ -179,11 +179,12 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 	var ms runtime.MemStats
 	runtime.GC()
 	runtime.ReadMemStats(&ms)
-	secs, perPeer, err := programPeers(10000)
+	secs, cpu, perPeer, event, err := programPeers(10000)
 	if err != nil {
 		return res, err
 	}
-	res.Program10k, res.BytesPerPeer = round(secs, 3), math.Round(perPeer)
+	res.Program10k, res.BytesPerPeer, res.Event10kMS = round(secs, 3), math.Round(perPeer), round(event*1000, 1)
+	res.Program10kCPU = round(cpu, 2)
 	res.HostMemKB = round(perPeer*res.PeersPerHost/1024, 0)
 	res.LoadEnd = loadavg()
 	say(w, "done: load average %s at the start, %s at the end", res.Load1, res.LoadEnd)
