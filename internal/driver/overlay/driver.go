@@ -90,6 +90,9 @@ type Config struct {
 	// Heartbeat is how often the host tells the controller it is alive and refreshes the host list
 	// (gossip seeds, VTEP addresses). Default 2s.
 	Heartbeat time.Duration
+	// HostListEvery is how often a heartbeat also reads the whole host list (hostlist.go); gossip
+	// changes read it at once. Default 30s.
+	HostListEvery time.Duration
 	// Log receives the driver's logs.
 	Log *slog.Logger
 }
@@ -104,6 +107,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 2 * time.Second
+	}
+	if c.HostListEvery == 0 {
+		c.HostListEvery = 30 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -153,6 +159,7 @@ type Driver struct {
 	released     []api.Endpoint // releases that failed, retried with the heartbeat
 	refreshNow   chan struct{}  // gossip changed: refresh the host list before the next heartbeat
 	saveKick     chan struct{}  // a watch event changed the state: the saver writes it (saver.go)
+	hostsRead    time.Time      // when the host list was last read (hostlist.go); under mu
 	wg           sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
