@@ -59,12 +59,22 @@ func table(rs []result) string {
 		if r.EtcdCPU > 0 {
 			etcd += fmt.Sprintf(" (3 members: %.1f CPU s, %.0f MiB peak each)", r.EtcdCPU, r.EtcdRSS)
 		}
-		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %.1f (%.0f) | %.0f / %.0f / %.0f | %.0f / %.0f / %.0f | %.1f / %.0f | %.1f / %d | %.1f | %.0f | %.3f (+ %.2f = %.2f) | %.3f (%.2f) / %.0f | %s / %s | %s |\n",
-			r.Hosts, r.PerHost, r.PeersPerHost, etcd, r.ConvergeS, r.SimCPU, r.AddP50, r.AddP99, r.AddMax, r.RemoveP50, r.RemoveP99, r.RemoveMax,
-			r.ControllerCPU, r.ControllerRSS, r.EtcdDBMB, r.EtcdKeys, r.EventsPerEndpoint, r.HostMemKB,
-			r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS, r.Program10k, r.Program10kCPU, r.Event10kMS, r.Load1, r.LoadEnd, r.Note)
+		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %.1f (%.0f) | %s | %s | %.1f / %.0f | %s | %s | %s | %s | %s | %s / %s | %s |\n",
+			r.Hosts, r.PerHost, r.PeersPerHost, etcd, r.ConvergeS, r.SimCPU,
+			opt(r.AddMax, "%.0f / %.0f / %.0f", r.AddP50, r.AddP99, r.AddMax), opt(r.RemoveMax, "%.0f / %.0f / %.0f", r.RemoveP50, r.RemoveP99, r.RemoveMax),
+			r.ControllerCPU, r.ControllerRSS, opt(float64(r.EtcdKeys), "%.1f / %d", r.EtcdDBMB, r.EtcdKeys), opt(r.EventsPerEndpoint, "%.1f", r.EventsPerEndpoint),
+			opt(r.HostMemKB, "%.0f", r.HostMemKB), opt(r.DeadWithdrawS, "%.3f (+ %.2f = %.2f)", r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS),
+			opt(r.Program10k, "%.3f (%.2f) / %.0f", r.Program10k, r.Program10kCPU, r.Event10kMS), r.Load1, r.LoadEnd, r.Note)
 	}
 	return b.String()
+}
+
+// opt formats args, or says "not measured" when v is 0 (a run stopped before it measured them).
+func opt(v float64, format string, args ...any) string {
+	if v == 0 {
+		return "not measured"
+	}
+	return fmt.Sprintf(format, args...)
 }
 
 func appendRow(path string, r result) error {

@@ -271,7 +271,12 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 		left[i] = true
 	}
 	deadline := time.Now().Add(10*time.Minute + time.Duration(total)*time.Millisecond)
+	said := time.Now()
 	for len(left) > 0 {
+		if time.Since(said) > 30*time.Second {
+			said = time.Now()
+			say(c.w, "%.0f s: %d hosts not converged yet (load %s)", time.Since(t0).Seconds(), len(left), loadavg())
+		}
 		for i := range left {
 			if c.hosts[i].neighbours() == want[i] {
 				delete(left, i)
