@@ -39,7 +39,15 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
+	docOnly := flag.Bool("doc-only", false, "run nothing: write the -out section from the -rows file")
 	flag.Parse()
+	if *docOnly {
+		if err := writeDoc(o.out, o.rows); err != nil {
+			fmt.Fprintln(os.Stderr, "ovbench-scale:", err)
+			os.Exit(1)
+		}
+		return
+	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)
 		if err == nil && pprof.StartCPUProfile(f) == nil {

@@ -64,9 +64,21 @@ func table(rs []result) string {
 			opt(r.AddMax, "%.0f / %.0f / %.0f", r.AddP50, r.AddP99, r.AddMax), opt(r.RemoveMax, "%.0f / %.0f / %.0f", r.RemoveP50, r.RemoveP99, r.RemoveMax),
 			r.ControllerCPU, r.ControllerRSS, opt(float64(r.EtcdKeys), "%.1f / %d", r.EtcdDBMB, r.EtcdKeys), opt(r.EventsPerEndpoint, "%.1f", r.EventsPerEndpoint),
 			opt(r.HostMemKB, "%.0f", r.HostMemKB), opt(r.DeadWithdrawS, "%.3f (+ %.2f = %.2f)", r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS),
-			opt(r.Program10k, "%.3f (%.2f) / %.0f", r.Program10k, r.Program10kCPU, r.Event10kMS), r.Load1, r.LoadEnd, r.Note)
+			program(r), r.Load1, r.LoadEnd, r.Note)
 	}
 	return b.String()
+}
+
+// program renders the 10k-peers figures; runs before they were measured in CPU seconds have the
+// wall time alone.
+func program(r result) string {
+	switch {
+	case r.Program10k == 0:
+		return "not measured"
+	case r.Program10kCPU == 0:
+		return fmt.Sprintf("%.3f", r.Program10k)
+	}
+	return fmt.Sprintf("%.3f (%.2f) / %.0f", r.Program10k, r.Program10kCPU, r.Event10kMS)
 }
 
 // opt formats args, or says "not measured" when v is 0 (a run stopped before it measured them).
