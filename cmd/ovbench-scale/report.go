@@ -59,8 +59,12 @@ func table(rs []result) string {
 		if r.EtcdCPU > 0 {
 			etcd += fmt.Sprintf(" (3 members: %.1f CPU s, %.0f MiB peak each)", r.EtcdCPU, r.EtcdRSS)
 		}
-		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %.1f (%.0f) | %s | %s | %.1f / %.0f | %s | %s | %s | %s | %s | %s / %s | %s |\n",
-			r.Hosts, r.PerHost, r.PeersPerHost, etcd, r.ConvergeS, r.SimCPU,
+		converge := fmt.Sprintf("%.1f (%.0f)", r.ConvergeS, r.SimCPU)
+		if r.ConvergeS == 0 {
+			converge = fmt.Sprintf("did not (created in %.0f)", r.CreateS)
+		}
+		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %s | %s | %s | %.1f / %.0f | %s | %s | %s | %s | %s | %s / %s | %s |\n",
+			r.Hosts, r.PerHost, r.PeersPerHost, etcd, converge,
 			opt(r.AddMax, "%.0f / %.0f / %.0f", r.AddP50, r.AddP99, r.AddMax), opt(r.RemoveMax, "%.0f / %.0f / %.0f", r.RemoveP50, r.RemoveP99, r.RemoveMax),
 			r.ControllerCPU, r.ControllerRSS, opt(float64(r.EtcdKeys), "%.1f / %d", r.EtcdDBMB, r.EtcdKeys), opt(r.EventsPerEndpoint, "%.1f", r.EventsPerEndpoint),
 			opt(r.HostMemKB, "%.0f", r.HostMemKB), opt(r.DeadWithdrawS, "%.3f (+ %.2f = %.2f)", r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS),
