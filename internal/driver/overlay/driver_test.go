@@ -38,6 +38,7 @@ type fakeController struct {
 	refuse    int      // heartbeats to refuse (401) before accepting them again
 	lose      int      // allocations to make but answer as if the controller's answer was lost
 	listHosts int      // ListHosts calls (hostlist_test.go)
+	failRel   int      // releases to refuse as unreachable (release_test.go)
 }
 
 func newFakeController() *fakeController {
@@ -176,6 +177,10 @@ func (f *fakeController) Release(ctx context.Context, network, host, container s
 	defer f.mu.Unlock()
 	if err := f.check(); err != nil {
 		return err
+	}
+	if f.failRel > 0 {
+		f.failRel--
+		return errDown
 	}
 	delete(f.endpoints, network+"/"+host+"/"+container)
 	return nil
