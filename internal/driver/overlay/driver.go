@@ -96,6 +96,9 @@ type Config struct {
 	// Names is the agent's name table (docs/dns.md): the driver keeps the names of other hosts'
 	// endpoints in it. Nil: none.
 	Names *dns.Table
+	// HostListEvery is how often a heartbeat also reads the whole host list (hostlist.go); gossip
+	// changes read it at once. Default 30s.
+	HostListEvery time.Duration
 	// Log receives the driver's logs.
 	Log *slog.Logger
 	// Metrics, if set, receives the driver's metrics (metrics.go): make it with NewMetrics, one per
@@ -113,6 +116,9 @@ func (c *Config) Validate() error {
 	}
 	if c.Heartbeat == 0 {
 		c.Heartbeat = 2 * time.Second
+	}
+	if c.HostListEvery == 0 {
+		c.HostListEvery = 30 * time.Second
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)
@@ -162,6 +168,8 @@ type Driver struct {
 	runCtx       context.Context
 	released     []api.Endpoint // releases that failed, retried with the heartbeat
 	refreshNow   chan struct{}  // gossip changed: refresh the host list before the next heartbeat
+	saveKick     chan struct{}  // a watch event changed the state: the saver writes it (saver.go)
+	hostsRead    time.Time      // when the host list was last read (hostlist.go); under mu
 	wg           sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters
@@ -194,6 +202,7 @@ func New(cfg Config) (*Driver, error) {
 		st:         st,
 		watches:    map[string]context.CancelFunc{},
 		refreshNow: make(chan struct{}, 1),
+		saveKick:   make(chan struct{}, 1),
 		joinErr:    errors.New("the agent is starting"),
 		namesDirty: map[string]bool{},
 		namesKick:  make(chan struct{}, 1),
@@ -217,8 +226,9 @@ func (d *Driver) Run(ctx context.Context) error {
 	d.runCtx = ctx
 	d.mu.Unlock()
 	d.gossipFromState()
-	d.wg.Add(5)
+	d.wg.Add(6)
 	go func() { defer d.wg.Done(); d.runNames(ctx) }()
+	go func() { defer d.wg.Done(); d.runSaver(ctx) }()
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); d.reportDataplane(ctx) }()
 	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()

@@ -37,6 +37,8 @@ type fakeController struct {
 	dataplane []string // the last data plane report (dataplane_test.go)
 	refuse    int      // heartbeats to refuse (401) before accepting them again
 	lose      int      // allocations to make but answer as if the controller's answer was lost
+	listHosts int      // ListHosts calls (hostlist_test.go)
+	failRel   int      // releases to refuse as unreachable (release_test.go)
 }
 
 func newFakeController() *fakeController {
@@ -142,6 +144,7 @@ func (c tokenClient) Heartbeat(ctx context.Context, host string) (api.Host, erro
 func (f *fakeController) ListHosts(ctx context.Context) ([]api.Host, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.listHosts++
 	if err := f.check(); err != nil {
 		return nil, err
 	}
@@ -174,6 +177,10 @@ func (f *fakeController) Release(ctx context.Context, network, host, container s
 	defer f.mu.Unlock()
 	if err := f.check(); err != nil {
 		return err
+	}
+	if f.failRel > 0 {
+		f.failRel--
+		return errDown
 	}
 	delete(f.endpoints, network+"/"+host+"/"+container)
 	return nil

@@ -267,7 +267,7 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 		d.log.Debug("heartbeat", "err", err)
 		return err
 	}
-	d.refreshHosts(hctx)
+	d.refreshHostsIfDue(hctx)
 	if v, have := h.GossipKeyringVersion, d.keyringVersion(); have == 0 || (v != 0 && v != have) {
 		if err := d.fetchKeyring(hctx, ctl); err != nil {
 			d.log.Warn("the gossip keyring changed but cannot be fetched; retrying with the next heartbeat", "version", v, "err", err)
@@ -300,6 +300,7 @@ func (d *Driver) refreshHosts(ctx context.Context) {
 		d.log.Debug("list hosts", "err", err)
 		return
 	}
+	d.noteHostsRead()
 	m := make(map[string]api.Host, len(hosts))
 	for _, h := range hosts {
 		m[h.Name] = h

@@ -136,7 +136,7 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 	d.mu.Unlock()
 	if changed {
 		d.dp.Kick() // program the kernel first; the watch replays from the saved revision after a crash
-		_ = d.persist()
+		d.persistSoon()
 	}
 }
 

@@ -1,0 +1,105 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"os"
+	"strings"
+	"testing"
+
+	"github.com/ovnet/ov/internal/testutil"
+)
+
+// TestMain lets the test binary play the controller child, as ovbench-scale re-executes itself.
+func TestMain(m *testing.M) {
+	if os.Getenv(childEnv) == "controller" {
+		if err := runChild(); err != nil {
+			os.Stderr.WriteString("ovbench-scale controller: " + err.Error() + "\n")
+			os.Exit(1)
+		}
+		os.Exit(0)
+	}
+	os.Exit(m.Run())
+}
+
+// TestSimulator100Hosts runs the simulator at 100 hosts with 5 endpoints each (about a minute on a
+// quiet 2-core machine): the cluster converges, every probe reaches every serving host, a dead host is
+// withdrawn everywhere, and the JSON line holds the figures the docs quote, with sane values.
+func TestSimulator100Hosts(t *testing.T) {
+	if testing.Short() {
+		testutil.Skip(t, "runs 100 simulated hosts against a real controller for about a minute; not with -short")
+	}
+	var log bytes.Buffer
+	res, err := run(context.Background(), options{hosts: 100, networks: 20, perHost: 5, probes: 6, etcd: "embedded"}, &log)
+	if err != nil {
+		t.Fatalf("simulation failed: %v\n%s", err, log.String())
+	}
+	t.Logf("%s\n%s", log.String(), table([]result{res}))
+	b, err := json.Marshal(res)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	for _, k := range []string{"hosts", "endpoints", "converge_s", "add_p50_ms", "add_p99_ms", "remove_p99_ms", "controller_cpu_s",
+		"controller_rss_mb", "dead_withdraw_s", "add_max_ms", "remove_p50_ms", "etcd_db_mb", "etcd_keys", "events_per_endpoint", "host_mem_kb", "program_10k_peers_s"} {
+		if _, ok := m[k]; !ok {
+			t.Errorf("the JSON line has no %q: %s", k, b)
+		}
+	}
+	checks := []struct {
+		name   string
+		ok     bool
+		detail any
+	}{
+		{"hosts and endpoints as asked", res.Hosts == 100 && res.Endpoints == 500, []int{res.Hosts, res.Endpoints}},
+		{"converged, after creating", res.ConvergeS > 0 && res.ConvergeS >= res.CreateS, []float64{res.CreateS, res.ConvergeS}},
+		{"every host has peers", res.PeersPerHost > 10, res.PeersPerHost},
+		{"add percentiles ordered and under 30 s", 0 < res.AddP50 && res.AddP50 <= res.AddP99 && res.AddP99 <= res.AddMax && res.AddMax < 30000, []float64{res.AddP50, res.AddP99, res.AddMax}},
+		{"remove percentiles ordered and under 30 s", 0 < res.RemoveP50 && res.RemoveP50 <= res.RemoveP99 && res.RemoveP99 <= res.RemoveMax && res.RemoveMax < 30000, []float64{res.RemoveP50, res.RemoveP99, res.RemoveMax}},
+		{"the controller child's CPU and peak RSS", res.ControllerCPU > 0 && res.ControllerRSS > 10 && res.ControllerRSS < 4096, []float64{res.ControllerCPU, res.ControllerRSS}},
+		{"etcd holds every endpoint", res.EtcdKeys >= int64(res.Endpoints) && res.EtcdDBMB > 0, []any{res.EtcdKeys, res.EtcdDBMB}},
+		// Each new endpoint goes to the hosts serving its network, not to every host.
+		{"events per endpoint: at least one, fewer than one per host", res.EventsPerEndpoint >= 1 && res.EventsPerEndpoint < float64(res.Hosts), res.EventsPerEndpoint},
+		{"a host's memory for its peers", res.HostMemKB > 0 && res.BytesPerPeer > 0, []float64{res.HostMemKB, res.BytesPerPeer}},
+		{"dead host withdrawn everywhere", res.DeadWithdrawS > 0 && res.DeadWithdrawS < 30 && res.DeadTotalS > res.DeadWithdrawS, []float64{res.DeadWithdrawS, res.DeadTotalS}},
+		{"10,000 peers programmed from scratch", res.Program10k > 0 && res.Program10k < 10, res.Program10k},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: got %v", c.name, c.detail)
+		}
+	}
+	if tb := table([]result{res}); !strings.Contains(tb, "| 100 x 5 ") {
+		t.Errorf("the table has no row for 100 x 5:\n%s", tb)
+	}
+}
+
+// TestLayout: a tenth of the networks span every host, the others a tenth of the hosts; every host's
+// endpoints are all placed, and every network gets some.
+func TestLayout(t *testing.T) {
+	l := makeLayout(100, 100, 20)
+	globals, total := 0, 0
+	for n := range l.names {
+		if l.global[n] {
+			globals++
+		}
+		if l.total[n] == 0 {
+			t.Errorf("network %s has no endpoints", l.names[n])
+		}
+		total += l.total[n]
+		hosts := len(l.serving(n, -1))
+		switch {
+		case l.global[n] && hosts != 100:
+			t.Errorf("global network %s spans %d hosts, want 100", l.names[n], hosts)
+		case !l.global[n] && hosts > 10:
+			t.Errorf("network %s spans %d hosts, want at most 10", l.names[n], hosts)
+		}
+	}
+	if globals != 10 || total != 100*20 {
+		t.Errorf("%d global networks and %d endpoints, want 10 and 2000", globals, total)
+	}
+}
