@@ -482,12 +482,14 @@ func interrupt(t *testing.T, master *os.File, exited <-chan syscall.WaitStatus) 
 	go func() {
 		var buf bytes.Buffer
 		b := make([]byte, 256)
+		seen := false // the reader's own flag: setting ready to nil here raced with the select below,
+		// which then waited on a nil channel for ever when "ready" came quickly (a CI run hung 20 minutes)
 		for {
 			n, err := master.Read(b)
 			buf.Write(b[:n])
-			if ready != nil && strings.Contains(buf.String(), "ready") {
+			if !seen && strings.Contains(buf.String(), "ready") {
 				close(ready)
-				ready = nil
+				seen = true
 			}
 			if err != nil { // EIO once the last slave fd closed
 				out <- buf.String()
