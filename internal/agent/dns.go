@@ -195,9 +195,27 @@ func (a *Agent) removeNames(rec api.Container) {
 // user-defined networks, forwarding to its --dns servers (else the host's), not at all when every one
 // of its networks is --internal.
 func (a *Agent) serve(ctx context.Context, rec api.Container) error {
+	c, ok := a.dnsClient(ctx, rec)
+	if !ok {
+		return nil
+	}
+	return a.addAndKeep(ctx, c)
+}
+
+// addAndKeep serves c on new sockets and gives copies to its shim to keep.
+func (a *Agent) addAndKeep(ctx context.Context, c dns.Client) error {
+	if err := a.cfg.Resolver.Add(ctx, c); err != nil {
+		return err
+	}
+	a.keepSockets(ctx, c.Container)
+	return nil
+}
+
+// dnsClient is what the resolver serves for rec; false when it does not serve rec.
+func (a *Agent) dnsClient(ctx context.Context, rec api.Container) (dns.Client, bool) {
 	nets := dnsNetworks(rec)
 	if a.cfg.Resolver == nil || len(nets) == 0 || rec.NetNS == "" {
-		return nil
+		return dns.Client{}, false
 	}
 	c := dns.Client{Container: rec.ID, Netns: rec.NetNS, Networks: nets, NoForward: a.allInternal(ctx, dnsEndpoints(rec))}
 	for _, s := range rec.Config.DNS {
@@ -205,7 +223,7 @@ func (a *Agent) serve(ctx context.Context, rec api.Container) error {
 			c.Upstreams = append(c.Upstreams, netip.AddrPortFrom(ip, 53))
 		}
 	}
-	return a.cfg.Resolver.Add(ctx, c)
+	return c, true
 }
 
 // allInternal reports whether the network of every one of eps is --internal (nothing leaves the
@@ -276,7 +294,7 @@ func (a *Agent) restoreNames(ctx context.Context, rec api.Container) {
 		a.publishNames(ctx, rec, false) // it may have exited while the agent was away
 		return
 	}
-	if err := a.serve(ctx, rec); err != nil {
+	if err := a.reserve(ctx, rec); err != nil {
 		a.log.Warn("serve names in a container found at start-up", "container", api.ShortID(rec.ID), "err", err)
 	}
 	a.namesStarted(ctx, rec)
@@ -307,6 +325,12 @@ func (a *Agent) restoreAllNames() {
 		cs = append(cs, c)
 	}
 	a.mu.Unlock()
+	// The names first: queries that waited in kept sockets are answered as soon as they are served.
+	for _, c := range cs {
+		if rec := c.snapshot(); rec.Quarantine == "" && rec.State.Status != api.StateExited {
+			a.setNames(rec)
+		}
+	}
 	for _, c := range cs {
 		a.restoreNames(a.ctx, c.snapshot())
 	}

@@ -153,6 +153,12 @@ func (s *Server) add(ctx context.Context, c Client, addr netip.AddrPort) error {
 	if err != nil {
 		return fmt.Errorf("dns: serve container %s: %w", c.Container, err)
 	}
+	s.register(c, id, socks)
+	return nil
+}
+
+// register serves c on socks (s.mu held), in place of what served it before.
+func (s *Server) register(c Client, id nsIdentity, socks *sockets) {
 	if old := s.clients[c.Container]; old != nil {
 		s.stop(old)
 	}
@@ -163,7 +169,6 @@ func (s *Server) add(ctx context.Context, c Client, addr netip.AddrPort) error {
 		s.wg.Go(func() { s.serveUDP(sv, u) })
 	}
 	s.wg.Go(func() { s.serveTCP(sv) })
-	return nil
 }
 
 // SetNetworks changes the networks a served container's answers come from (network connect/disconnect).

@@ -26,6 +26,8 @@ func (s *Shim) routes() http.Handler {
 	mux.HandleFunc("POST /resize", s.handleResize)
 	mux.HandleFunc("GET /logs", s.handleLogs)
 	mux.HandleFunc("POST /delete", s.handleDelete)
+	mux.HandleFunc("POST /files/keep", s.handleKeepFiles)
+	mux.HandleFunc("POST /files/take", s.handleTakeFiles)
 	return mux
 }
 

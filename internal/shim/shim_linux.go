@@ -63,6 +63,8 @@ type Shim struct {
 	stdin   *os.File // write end of the container's stdin pipe, or the pty master
 	console *os.File // pty master when Tty
 
+	kept keptFiles // for the agent, across its restarts (files_linux.go)
+
 	srv      *http.Server
 	quit     chan struct{}
 	quitOnce sync.Once
