@@ -325,6 +325,13 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 	}
 	enc := json.NewEncoder(w)
 	last := fromRev // the last revision sent in full: heartbeats must not claim a revision half sent
+	k := catchUp{target: c.cache.endpointRevision(network), fromRev: fromRev}
+	if p, ok := k.atOpen(); ok && enc.Encode(p) == nil {
+		ws.wrote(p)
+		if flusher != nil {
+			flusher.Flush()
+		}
+	}
 	tick := time.NewTicker(c.cfg.WatchHeartbeat)
 	defer tick.Stop()
 	for {
@@ -352,10 +359,41 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 			return nil // the client went away, or reads nothing
 		}
 		ws.wrote(ev)
+		if p, ok := k.after(ev, last); ok && enc.Encode(p) == nil {
+			ws.wrote(p)
+		}
 		if flusher != nil {
 			flusher.Flush()
 		}
 	}
+}
+
+// catchUp tells the client of a resumed watch when it holds every event up to the network's latest
+// endpoint revision at connect time: a progress event right after the event that completes that
+// revision, or as the stream's first event when it had them all already. The agent's name service waits for it (or a snapshot) before it calls a name it does
+// not know NXDOMAIN after a restart.
+type catchUp struct {
+	target, fromRev int64
+	done            bool
+}
+
+// atOpen returns the progress event that opens a resumed stream whose client has every event already.
+func (k *catchUp) atOpen() (api.EndpointEvent, bool) {
+	if k.fromRev == 0 || k.fromRev < k.target {
+		return api.EndpointEvent{}, false
+	}
+	k.done = true
+	return api.EndpointEvent{Type: api.EventProgress, Revision: k.fromRev}, true
+}
+
+// after returns the progress event to send after ev, with last the last revision sent in full; false
+// when there is none.
+func (k *catchUp) after(ev api.EndpointEvent, last int64) (api.EndpointEvent, bool) {
+	if k.done || k.fromRev == 0 || ev.Type == api.EventProgress || last < k.target {
+		return api.EndpointEvent{}, false
+	}
+	k.done = true
+	return api.EndpointEvent{Type: api.EventProgress, Revision: last}, true
 }
 
 func (c *Controller) allocate(w http.ResponseWriter, r *http.Request, p principal) error {

@@ -105,7 +105,19 @@ func (t *Table) Pending(network string) {
 //
 // The new index is built before the table is locked, so queries wait only for the swap.
 func (t *Table) SetNetwork(network string, recs []Record) {
+	t.setNetwork(network, recs, false)
+}
+
+// SetNetworkPending replaces every record of a network with recs, as SetNetwork, and keeps (or
+// makes) the network pending, in one step: records known from a copy (an agent's state file after a
+// restart) while their source has not confirmed them yet.
+func (t *Table) SetNetworkPending(network string, recs []Record) {
+	t.setNetwork(network, recs, true)
+}
+
+func (t *Table) setNetwork(network string, recs []Record, pending bool) {
 	n := newNetwork(network)
+	n.pending = pending
 	for _, r := range recs {
 		r.Network = network
 		r.Names = slices.Clone(r.Names)

@@ -178,7 +178,10 @@ type Driver struct {
 
 	namesDirty map[string]bool // networks whose names changed since runNames last wrote them; under mu
 	namesKick  chan struct{}   // wakes runNames
-	pushMu     sync.Mutex      // one pushNames at a time
+	// namesUnsynced are the networks whose names come from the state file, not yet confirmed by the
+	// controller's watch (namesFromCopyLocked); under mu
+	namesUnsynced map[string]bool
+	pushMu        sync.Mutex // one pushNames at a time
 
 	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
 	routes func() ([]netlink.Route, error)          // the host's routes (a seam for tests)
@@ -207,6 +210,8 @@ func New(cfg Config) (*Driver, error) {
 		namesDirty: map[string]bool{},
 		namesKick:  make(chan struct{}, 1),
 	}
+	d.namesUnsynced = map[string]bool{}
+	d.namesFromCopyLocked()
 	d.writeNames(d.namesOf(nil)) // names resolve from the state file, before the controller answers
 	d.links, d.routes = d.linkNames, d.hostRoutes
 	if err := d.loadToken(); err != nil {

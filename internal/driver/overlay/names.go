@@ -58,6 +58,27 @@ func localRecord(network string, l localEndpoint) (dns.Record, bool) {
 	return dns.Record{Network: network, Container: l.Container, IP: ip, Names: l.Names}, true
 }
 
+// namesFromCopyLocked marks every network of the state as known from the state file only (at start):
+// its records are in the table, but an endpoint the controller streamed just before a crash may be
+// missing (watch events reach the state file within a second), so until the controller's watch has
+// confirmed the network (a snapshot, or the progress event it sends once a resumed watch has caught
+// up) a name the table does not hold gets SERVFAIL, never a NXDOMAIN that would be wrong for a live
+// container (dns.Table.SetNetworkPending). While the controller is down that lasts: names the table
+// holds resolve, unknown ones are "try again". d.mu is held.
+func (d *Driver) namesFromCopyLocked() {
+	for name := range d.st.Networks {
+		d.namesUnsynced[name] = true
+	}
+}
+
+// namesConfirmedLocked ends namesFromCopyLocked for a network whose watch has caught up; d.mu is held.
+func (d *Driver) namesConfirmedLocked(network string) {
+	if d.namesUnsynced[network] {
+		delete(d.namesUnsynced, network)
+		d.namesChangedLocked(network)
+	}
+}
+
 // namesChangedLocked marks a network's names for runNames to write; d.mu is held. It never blocks.
 func (d *Driver) namesChangedLocked(network string) {
 	if d.cfg.Names == nil {
@@ -130,7 +151,14 @@ func (d *Driver) writeNames(recs map[string][]dns.Record) {
 		return
 	}
 	for network, rs := range recs {
-		d.cfg.Names.SetNetwork(network, rs)
+		d.mu.Lock()
+		unsynced := d.namesUnsynced[network]
+		d.mu.Unlock()
+		if unsynced {
+			d.cfg.Names.SetNetworkPending(network, rs)
+		} else {
+			d.cfg.Names.SetNetwork(network, rs)
+		}
 	}
 }
 

@@ -129,6 +129,9 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 	if changed {
 		d.namesChangedLocked(network)
 	}
+	if ev.Type == api.EventSnapshot || ev.Type == api.EventProgress {
+		d.namesConfirmedLocked(network) // the watch has caught up: names are the controller's now
+	}
 	if len(missing) > 0 && d.runCtx != nil {
 		d.wg.Add(1)
 		go d.reclaim(d.runCtx, missing)
