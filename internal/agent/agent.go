@@ -216,14 +216,21 @@ func (a *Agent) Inspect(ctx context.Context, ref string) (api.Container, error) 
 	return c.snapshot(), nil
 }
 
-// List returns the containers, running ones only unless all, newest first.
-func (a *Agent) List(ctx context.Context, all bool) []api.Container {
+// containerList returns the agent's containers, taken under a.mu so that callers can read each one
+// (snapshot) without holding it.
+func (a *Agent) containerList() []*container {
 	a.mu.Lock()
+	defer a.mu.Unlock()
 	cs := make([]*container, 0, len(a.containers))
 	for _, c := range a.containers {
 		cs = append(cs, c)
 	}
-	a.mu.Unlock()
+	return cs
+}
+
+// List returns the containers, running ones only unless all, newest first.
+func (a *Agent) List(ctx context.Context, all bool) []api.Container {
+	cs := a.containerList()
 	out := []api.Container{}
 	for _, c := range cs {
 		rec := c.snapshot()
@@ -287,12 +294,7 @@ func (a *Agent) releaseName(name, id string) {
 // pids that are containers' inits, never for children the agent started itself, so it cannot steal
 // an exit status from os/exec.
 func (a *Agent) ReapAdopted() {
-	a.mu.Lock()
-	cs := make([]*container, 0, len(a.containers))
-	for _, c := range a.containers {
-		cs = append(cs, c)
-	}
-	a.mu.Unlock()
+	cs := a.containerList()
 	for _, c := range cs {
 		rec := c.snapshot()
 		if rec.State.Pid <= 0 || rec.State.Status == api.StateExited {

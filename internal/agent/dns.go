@@ -319,12 +319,7 @@ func (a *Agent) connected(ctx context.Context, old, now api.Container) {
 // restoreAllNames serves the containers found at start-up again and puts back the names of those
 // that run, so that names keep resolving across an agent restart.
 func (a *Agent) restoreAllNames() {
-	a.mu.Lock()
-	cs := make([]*container, 0, len(a.containers))
-	for _, c := range a.containers {
-		cs = append(cs, c)
-	}
-	a.mu.Unlock()
+	cs := a.containerList()
 	// The names first: queries that waited in kept sockets are answered as soon as they are served.
 	for _, c := range cs {
 		if rec := c.snapshot(); rec.Quarantine == "" && rec.State.Status != api.StateExited {

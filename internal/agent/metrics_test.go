@@ -1,13 +1,10 @@
 package agent
 
 import (
-	"io"
-	"net/http/httptest"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/testutil"
@@ -15,13 +12,7 @@ import (
 
 func scrapeAgent(t *testing.T, reg *prometheus.Registry) []testutil.Sample {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	s, err := testutil.ParseMetrics(string(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := testutil.Scrape(t, reg)
 	return s
 }
 

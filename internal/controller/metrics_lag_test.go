@@ -1,12 +1,9 @@
 package controller
 
 import (
-	"io"
-	"net/http/httptest"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller/store"
@@ -25,13 +22,7 @@ func TestWatchLag(t *testing.T) {
 	}
 	lag := func(host string) float64 {
 		t.Helper()
-		rec := httptest.NewRecorder()
-		promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-		body, _ := io.ReadAll(rec.Body)
-		s, err := testutil.ParseMetrics(string(body))
-		if err != nil {
-			t.Fatal(err)
-		}
+		_, s := testutil.Scrape(t, reg)
 		name, labels := "ov_controller_watch_lag_revisions", map[string]string{"host": host}
 		if host == "" {
 			name, labels = "ov_controller_watch_lag_max_revisions", nil

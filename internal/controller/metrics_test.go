@@ -3,14 +3,11 @@ package controller_test
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/controller"
@@ -21,14 +18,7 @@ import (
 // scrape reads the registry the way Prometheus does, through the /metrics handler.
 func scrape(t *testing.T, reg *prometheus.Registry) (string, []testutil.Sample) {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	samples, err := testutil.ParseMetrics(string(body))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return string(body), samples
+	return testutil.Scrape(t, reg)
 }
 
 // metric returns one figure of a scrape (a histogram's count: name_count), failing when absent.

@@ -2,8 +2,13 @@ package testutil
 
 import (
 	"fmt"
+	"net/http/httptest"
 	"strconv"
 	"strings"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
 
 // Sample is one line of a Prometheus text exposition: a series and its value.
@@ -101,4 +106,18 @@ next:
 		found = true
 	}
 	return sum, found
+}
+
+// Scrape reads a registry the way Prometheus does, through its /metrics handler, and returns the
+// exposition's text and its samples; a text it cannot read fails the test.
+func Scrape(t testing.TB, g prometheus.Gatherer) (string, []Sample) {
+	t.Helper()
+	rec := httptest.NewRecorder()
+	promhttp.HandlerFor(g, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
+	body := rec.Body.String()
+	s, err := ParseMetrics(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return body, s
 }

@@ -27,19 +27,9 @@ const resolverAddr = "127.0.0.11"
 // removed when the test ends.
 func dnsRun(t *testing.T, l *lab.Lab, host, name, network string, flags []string, img string, cmd ...string) container {
 	t.Helper()
-	args := append([]string{"run", "-d", "--name", name, "--network", network}, flags...)
-	args = append(append(args, img), cmd...)
-	ctl(t, l, host, args...)
-	t.Cleanup(func() { _, _ = ctlOut(l, host, "rm", "-f", name) })
-	c := inspect(t, l, host, name)
-	ct := container{Host: host, Name: name, ID: c.ID, NetNS: c.NetNS}
-	for _, ep := range c.Networks {
-		if ep.Network == network {
-			ct.IP = ep.IP
-		}
-	}
-	if ct.IP == "" || ct.NetNS == "" {
-		t.Fatalf("container %s on %s has no address on %s or no namespace: %+v", name, host, network, c)
+	ct := runWith(t, l, host, name, network, flags, img, cmd...)
+	if ct.NetNS == "" {
+		t.Fatalf("container %s on %s has no network namespace", name, host)
 	}
 	return ct
 }

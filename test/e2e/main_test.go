@@ -208,7 +208,15 @@ func inspect(t *testing.T, l *lab.Lab, host, name string) api.Container {
 // runOn starts a detached busybox container on host, removed when the test ends.
 func runOn(t *testing.T, l *lab.Lab, host, name, network string, cmd ...string) container {
 	t.Helper()
-	args := append([]string{"run", "-d", "--name", name, "--network", network, "busybox"}, cmd...)
+	return runWith(t, l, host, name, network, nil, "busybox", cmd...)
+}
+
+// runWith starts a detached container with extra `ovctl run` flags, removed when the test ends; it
+// has an address on network unless that is none or host.
+func runWith(t *testing.T, l *lab.Lab, host, name, network string, flags []string, img string, cmd ...string) container {
+	t.Helper()
+	args := append([]string{"run", "-d", "--name", name, "--network", network}, flags...)
+	args = append(append(args, img), cmd...)
 	ctl(t, l, host, args...)
 	t.Cleanup(func() { _, _ = ctlOut(l, host, "rm", "-f", name) })
 	c := inspect(t, l, host, name)

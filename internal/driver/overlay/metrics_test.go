@@ -3,15 +3,12 @@ package overlay
 import (
 	"context"
 	"fmt"
-	"io"
-	"net/http/httptest"
 	nip "net/netip"
 	"path/filepath"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 
@@ -26,13 +23,7 @@ import (
 // figure reads one figure from reg through the /metrics handler; -1 when it is not exposed.
 func figure(t *testing.T, reg *prometheus.Registry, name string, labels map[string]string) float64 {
 	t.Helper()
-	rec := httptest.NewRecorder()
-	promhttp.HandlerFor(reg, promhttp.HandlerOpts{}).ServeHTTP(rec, httptest.NewRequest("GET", "/metrics", nil))
-	body, _ := io.ReadAll(rec.Body)
-	s, err := testutil.ParseMetrics(string(body))
-	if err != nil {
-		t.Fatal(err)
-	}
+	_, s := testutil.Scrape(t, reg)
 	if v, ok := testutil.MetricValue(s, name, labels); ok {
 		return v
 	}
