@@ -100,6 +100,14 @@ func (t *Table) Pending(network string) {
 	t.net(network).pending = true
 }
 
+// IsPending reports whether a network is pending (Pending, SetNetworkPending).
+func (t *Table) IsPending(network string) bool {
+	t.mu.RLock()
+	defer t.mu.RUnlock()
+	n := t.nets[network]
+	return n != nil && n.pending
+}
+
 // SetNetwork replaces every record of a network with recs (a resynchronised endpoint list); a pending
 // network is known from then on.
 //

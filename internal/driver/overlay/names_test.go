@@ -162,8 +162,27 @@ func TestNamesFollowTheWatch(t *testing.T) {
 	if _, err := New(cfg); err != nil {
 		t.Fatal(err)
 	}
+	d2, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
 	if got := lookup(fresh, asked...); !equalRes(got, res{"api": {"10.20.0.3"}}) {
 		t.Fatalf("names after a restart with the controller down: %v", got)
+	}
+	// Names from the state file are pending (a name it lacks is "try again", not NXDOMAIN) until the
+	// controller's watch confirms the network: events alone do not, a progress event (caught up) does.
+	if !fresh.IsPending("front") {
+		t.Fatalf("front is not pending after a restart from the state file")
+	}
+	d2.apply("front", api.EndpointEvent{Type: api.EventPut, Revision: 32, Last: true, Endpoint: &api.Endpoint{Network: "front", Host: "host2", Container: "c5", IP: "10.20.0.6", Names: []string{"new"}}})
+	d2.writeNames(d2.namesOf(nil))
+	if !fresh.IsPending("front") || len(fresh.Lookup([]string{"front"}, "new")) != 1 {
+		t.Fatalf("after a replayed event: pending %v, new = %v; want still pending, new resolving", fresh.IsPending("front"), fresh.Lookup([]string{"front"}, "new"))
+	}
+	d2.apply("front", api.EndpointEvent{Type: api.EventProgress, Revision: 32})
+	d2.writeNames(d2.namesOf(nil))
+	if fresh.IsPending("front") {
+		t.Fatalf("front still pending after the watch caught up")
 	}
 }
 
