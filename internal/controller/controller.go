@@ -103,6 +103,7 @@ type Controller struct {
 	live        liveness
 	batches     batchers // group commit of concurrent allocations (batch.go)
 	metrics     *metrics // nil: no metrics (metrics.go)
+	hub         *hub     // the endpoint watch shared by every stream (watchhub.go)
 }
 
 // watchCount counts the open watch streams of each token.
@@ -159,7 +160,7 @@ func New(cfg Config) (*Controller, error) {
 		return nil, err
 	}
 	log := cfg.Log.With("component", "controller")
-	c := &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{})}
+	c := &Controller{cfg: cfg, st: cfg.Store, log: log, cache: newCache(log), stopWatches: make(chan struct{}), hub: newHub()}
 	var err error
 	if c.metrics, err = newMetrics(cfg.Metrics, c); err != nil {
 		return nil, fmt.Errorf("controller metrics: %w", err)
@@ -181,18 +182,19 @@ func New(cfg Config) (*Controller, error) {
 func (c *Controller) Run(ctx context.Context) error {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	errs := make(chan error, len(cachedKinds))
+	errs := make(chan error, len(cachedKinds)+1)
 	for _, k := range cachedKinds {
 		go func() {
 			errs <- c.st.Watch(ctx, k, kindWatcher{c: c.cache, kind: k})
 		}()
 	}
+	go func() { errs <- c.hub.run(ctx, c.st) }()
 	var wg sync.WaitGroup
 	defer wg.Wait()
 	wg.Add(1)
 	go func() { defer wg.Done(); c.ensureSecrets(ctx) }()
 	var first error
-	for range cachedKinds {
+	for range len(cachedKinds) + 1 {
 		if err := <-errs; err != nil && first == nil && ctx.Err() == nil {
 			first = err
 			cancel()

@@ -293,25 +293,19 @@ func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p pri
 }
 
 // watch streams endpoint events as newline-delimited JSON until the client goes away, the network
-// is removed, or the controller shuts down.
+// is removed, or the controller shuts down. The events come from the controller's shared watch (hub),
+// or from a watch of the stream's own when the hub cannot serve the revision asked for.
 func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network string, fromRev int64, ws *watchStream) error {
 	if _, err := c.st.GetNetwork(r.Context(), network); err != nil {
 		return err
 	}
 	ctx, cancel := context.WithCancel(r.Context())
 	defer cancel()
-	events := make(chan api.EndpointEvent, 64)
-	done := make(chan error, 1)
-	go func() {
-		done <- c.st.WatchEndpoints(ctx, network, fromRev, func(ev api.EndpointEvent) error {
-			select {
-			case events <- ev:
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
-			}
-		})
-	}()
+	src, err := c.openSource(ctx, network, fromRev)
+	if err != nil {
+		return err
+	}
+	defer src.close()
 	// A stream outlives the server's read and write timeouts: lift them, and bound each write instead.
 	rc := http.NewResponseController(w)
 	_ = rc.SetReadDeadline(time.Time{})
@@ -320,52 +314,129 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(http.StatusOK)
 	flusher, _ := w.(http.Flusher)
+	last := fromRev // the last revision sent in full: heartbeats must not claim a revision half sent
+	k := catchUp{target: src.target, fromRev: fromRev}
+	write := func(f *frame) bool {
+		if _, err := w.Write(f.bytes()); err != nil {
+			return false // the client went away, or reads nothing
+		}
+		ws.wrote(f.ev)
+		if f.ev.Type == api.EventSnapshot || f.ev.Type == api.EventProgress || f.ev.Last {
+			last = f.ev.Revision // a snapshot after a restore goes back
+		}
+		if p, ok := k.after(f.ev, last); ok {
+			_, _ = w.Write(newFrame(p).bytes())
+			ws.wrote(p)
+		}
+		return true
+	}
+	if p, ok := k.atOpen(); ok {
+		_, _ = w.Write(newFrame(p).bytes())
+		ws.wrote(p)
+	}
+	for _, f := range src.first {
+		if !write(f) {
+			return nil
+		}
+	}
 	if flusher != nil {
 		flusher.Flush()
-	}
-	enc := json.NewEncoder(w)
-	last := fromRev // the last revision sent in full: heartbeats must not claim a revision half sent
-	k := catchUp{target: c.cache.endpointRevision(network), fromRev: fromRev}
-	if p, ok := k.atOpen(); ok && enc.Encode(p) == nil {
-		ws.wrote(p)
-		if flusher != nil {
-			flusher.Flush()
-		}
 	}
 	tick := time.NewTicker(c.cfg.WatchHeartbeat)
 	defer tick.Stop()
 	for {
-		var ev api.EndpointEvent
+		var f *frame
 		select {
-		case ev = <-events:
-			if ev.Type == api.EventSnapshot || ev.Type == api.EventProgress || ev.Last {
-				last = ev.Revision // a snapshot after a restore goes back
-			}
+		case f = <-src.events:
 		case <-tick.C:
-			if _, err := c.st.GetNetwork(ctx, network); errors.Is(err, errdefs.ErrNotFound) {
+			if !c.networkExists(ctx, network) {
 				return nil // the network is gone: the client's reconnect gets 404
 			}
-			ev = api.EndpointEvent{Type: api.EventProgress, Revision: last}
+			f = newFrame(api.EndpointEvent{Type: api.EventProgress, Revision: last})
 		case <-c.stopWatches:
 			return nil
-		case err := <-done:
+		case <-src.cut:
+			c.log.Info("endpoint watch stream fell behind; closing it (the client resumes from its revision)", "network", network)
+			return nil
+		case err := <-src.done:
 			if err != nil && !errors.Is(err, context.Canceled) {
 				c.log.Warn("endpoint watch ended", "network", network, "err", err)
 			}
 			return nil
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(c.cfg.WatchHeartbeat + 30*time.Second))
-		if err := enc.Encode(ev); err != nil {
-			return nil // the client went away, or reads nothing
+		if !write(f) {
+			return nil
 		}
-		ws.wrote(ev)
-		if p, ok := k.after(ev, last); ok && enc.Encode(p) == nil {
-			ws.wrote(p)
+	drain: // write what else is queued before one flush
+		for n := 0; n < 256; n++ {
+			select {
+			case f = <-src.events:
+				if !write(f) {
+					return nil
+				}
+			default:
+				break drain
+			}
 		}
 		if flusher != nil {
 			flusher.Flush()
 		}
 	}
+}
+
+// useHub is false only in tests that show what the shared watch does.
+var useHub = true
+
+// watchSource is where a stream's events come from: frames to write first, then events, until cut
+// (the hub dropped a stream that fell behind) or done (a watch of the stream's own ended).
+type watchSource struct {
+	first  []*frame
+	events <-chan *frame
+	cut    <-chan struct{}
+	done   <-chan error
+	target int64 // the network's latest endpoint revision when the stream opened
+	close  func()
+}
+
+// openSource subscribes to the hub, or opens a watch of the stream's own when the hub cannot serve
+// fromRev.
+func (c *Controller) openSource(ctx context.Context, network string, fromRev int64) (watchSource, error) {
+	if c.hub != nil && useHub {
+		sub, ok, err := c.hub.subscribe(ctx, network, fromRev)
+		if err != nil {
+			return watchSource{}, err
+		}
+		if ok {
+			return watchSource{first: sub.first, events: sub.s.ch, cut: sub.s.cut, target: sub.target, close: sub.cancel}, nil
+		}
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	events := make(chan *frame, 64)
+	done := make(chan error, 1)
+	go func() {
+		done <- c.st.WatchEndpoints(ctx, network, fromRev, func(ev api.EndpointEvent) error {
+			select {
+			case events <- newFrame(ev):
+				return nil
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+		})
+	}()
+	return watchSource{events: events, done: done, target: c.cache.endpointRevision(network), close: cancel}, nil
+}
+
+// networkExists tells whether network still exists, from the cache when it has its first view of the
+// networks (one etcd read per stream and heartbeat otherwise: at thousands of streams, thousands a
+// minute).
+func (c *Controller) networkExists(ctx context.Context, network string) bool {
+	if c.cache.hasSynced(store.KindNetwork) {
+		_, ok := c.cache.network(network)
+		return ok
+	}
+	_, err := c.st.GetNetwork(ctx, network)
+	return !errors.Is(err, errdefs.ErrNotFound)
 }
 
 // catchUp tells the client of a resumed watch when it holds every event up to the network's latest

@@ -186,6 +186,13 @@ func WaitReady(t testing.TB, clientURL string, timeout time.Duration) {
 // own metrics (etcd_mvcc_range_total on its /metrics, read through its client socket).
 func RangeCount(t testing.TB, e *store.Embedded) float64 {
 	t.Helper()
+	return Metric(t, e, "etcd_mvcc_range_total")
+}
+
+// Metric reads one unlabelled metric of the embedded member e from its /metrics (through its client
+// socket), such as etcd_mvcc_range_total or etcd_debugging_mvcc_watcher_total.
+func Metric(t testing.TB, e *store.Embedded, name string) float64 {
+	t.Helper()
 	sock := strings.TrimPrefix(e.ClientURL(), "unix://")
 	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
 		return (&net.Dialer{}).DialContext(ctx, "unix", sock)
@@ -197,14 +204,14 @@ func RangeCount(t testing.TB, e *store.Embedded) float64 {
 	defer resp.Body.Close()
 	sc := bufio.NewScanner(resp.Body)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "etcd_mvcc_range_total "); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), name+" "); ok {
 			n, err := strconv.ParseFloat(strings.TrimSpace(v), 64)
 			if err != nil {
-				t.Fatalf("etcd_mvcc_range_total %q: %v", v, err)
+				t.Fatalf("%s %q: %v", name, v, err)
 			}
 			return n
 		}
 	}
-	t.Fatal("etcd's metric etcd_mvcc_range_total is missing: cannot count etcd reads")
+	t.Fatalf("etcd's metric %s is missing", name)
 	return 0
 }
