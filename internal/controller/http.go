@@ -345,17 +345,18 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 	tick := time.NewTicker(c.cfg.WatchHeartbeat)
 	defer tick.Stop()
 	for {
-		var f *frame
+		var frames []*frame
 		select {
-		case f = <-src.events:
+		case <-src.s.wake:
+			frames = src.s.take()
 		case <-tick.C:
 			if !c.networkExists(ctx, network) {
 				return nil // the network is gone: the client's reconnect gets 404
 			}
-			f = newFrame(api.EndpointEvent{Type: api.EventProgress, Revision: last})
+			frames = []*frame{newFrame(api.EndpointEvent{Type: api.EventProgress, Revision: last})}
 		case <-c.stopWatches:
 			return nil
-		case <-src.cut:
+		case <-src.s.cut:
 			c.log.Info("endpoint watch stream fell behind; closing it (the client resumes from its revision)", "network", network)
 			return nil
 		case err := <-src.done:
@@ -365,18 +366,9 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 			return nil
 		}
 		_ = rc.SetWriteDeadline(time.Now().Add(c.cfg.WatchHeartbeat + 30*time.Second))
-		if !write(f) {
-			return nil
-		}
-	drain: // write what else is queued before one flush
-		for n := 0; n < 256; n++ {
-			select {
-			case f = <-src.events:
-				if !write(f) {
-					return nil
-				}
-			default:
-				break drain
+		for _, f := range frames { // everything queued, then one flush
+			if !write(f) {
+				return nil
 			}
 		}
 		if flusher != nil {
@@ -385,15 +377,17 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 	}
 }
 
+// errStreamBehind ends a stream's own watch when the stream fell hubQueue frames behind.
+var errStreamBehind = errors.New("the stream fell behind")
+
 // useHub is false only in tests that show what the shared watch does.
 var useHub = true
 
-// watchSource is where a stream's events come from: frames to write first, then events, until cut
-// (the hub dropped a stream that fell behind) or done (a watch of the stream's own ended).
+// watchSource is where a stream's events come from: frames to write first, then what s queues, until
+// s is cut (the stream fell behind) or done (a watch of the stream's own ended).
 type watchSource struct {
 	first  []*frame
-	events <-chan *frame
-	cut    <-chan struct{}
+	s      *sub
 	done   <-chan error
 	target int64 // the network's latest endpoint revision when the stream opened
 	close  func()
@@ -408,23 +402,21 @@ func (c *Controller) openSource(ctx context.Context, network string, fromRev int
 			return watchSource{}, err
 		}
 		if ok {
-			return watchSource{first: sub.first, events: sub.s.ch, cut: sub.s.cut, target: sub.target, close: sub.cancel}, nil
+			return watchSource{first: sub.first, s: sub.s, target: sub.target, close: sub.cancel}, nil
 		}
 	}
 	ctx, cancel := context.WithCancel(ctx)
-	events := make(chan *frame, 64)
+	s := newSub()
 	done := make(chan error, 1)
 	go func() {
 		done <- c.st.WatchEndpoints(ctx, network, fromRev, func(ev api.EndpointEvent) error {
-			select {
-			case events <- newFrame(ev):
-				return nil
-			case <-ctx.Done():
-				return ctx.Err()
+			if !s.push(newFrame(ev)) {
+				return errStreamBehind
 			}
+			return nil
 		})
 	}()
-	return watchSource{events: events, done: done, target: c.cache.endpointRevision(network), close: cancel}, nil
+	return watchSource{s: s, done: done, target: c.cache.endpointRevision(network), close: cancel}, nil
 }
 
 // networkExists tells whether network still exists, from the cache when it has its first view of the

@@ -79,11 +79,45 @@ type feed struct {
 	snapRev int64
 }
 
-// sub is one stream's subscription.
+// sub is one stream's queue of frames. It holds memory only for what is queued: thousands of idle
+// streams cost next to nothing.
 type sub struct {
-	ch   chan *frame
-	cut  chan struct{} // closed when the stream fell behind and must end
-	dead bool
+	mu    sync.Mutex
+	queue []*frame
+	wake  chan struct{} // holds a token while queue is not empty
+	cut   chan struct{} // closed when the stream fell behind and must end
+	dead  bool
+}
+
+func newSub() *sub { return &sub{wake: make(chan struct{}, 1), cut: make(chan struct{})} }
+
+// push queues f; it reports false, and cuts the stream, when hubQueue frames are queued already.
+func (s *sub) push(f *frame) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.dead {
+		return false
+	}
+	if len(s.queue) >= hubQueue {
+		s.dead, s.queue = true, nil
+		close(s.cut)
+		return false
+	}
+	s.queue = append(s.queue, f)
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+	return true
+}
+
+// take returns what is queued and empties the queue.
+func (s *sub) take() []*frame {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	q := s.queue
+	s.queue = nil
+	return q
 }
 
 func newHub() *hub { return &hub{ready: make(chan struct{}), feeds: map[string]*feed{}} }
@@ -221,11 +255,7 @@ func (w hubWatcher) Progress(rev int64) error {
 // sendLocked queues fr on every stream of f; a stream whose queue is full is cut.
 func (h *hub) sendLocked(f *feed, fr *frame) {
 	for s := range f.subs {
-		select {
-		case s.ch <- fr:
-		default:
-			s.dead = true
-			close(s.cut)
+		if !s.push(fr) {
 			delete(f.subs, s)
 		}
 	}
@@ -279,7 +309,7 @@ func (h *hub) subscribe(ctx context.Context, network string, fromRev int64) (sub
 	}
 	h.served++
 	f := h.feed(network)
-	s := &sub{ch: make(chan *frame, hubQueue), cut: make(chan struct{})}
+	s := newSub()
 	out := subscription{s: s, target: f.epRev}
 	switch {
 	case fromRev == 0 || fromRev < f.logFrom:
@@ -292,9 +322,7 @@ func (h *hub) subscribe(ctx context.Context, network string, fromRev int64) (sub
 	out.cancel = func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		if !s.dead {
-			delete(f.subs, s)
-		}
+		delete(f.subs, s)
 		if len(f.subs) == 0 && len(f.eps) == 0 {
 			delete(h.feeds, network) // a removed network's feed goes with its last stream
 		}
