@@ -12,6 +12,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"runtime/pprof"
 	"strconv"
 	"strings"
 	"syscall"
@@ -28,7 +29,8 @@ import (
 const (
 	childEnv     = "OVBENCH_SCALE_CHILD" // "controller": run the controller, not the benchmark
 	childDirEnv  = "OVBENCH_SCALE_DIR"
-	childEtcdEnv = "OVBENCH_SCALE_ETCD" // comma-separated external endpoints; empty: embedded
+	childEtcdEnv = "OVBENCH_SCALE_ETCD"               // comma-separated external endpoints; empty: embedded
+	childProfEnv = "OVBENCH_SCALE_CONTROLLER_PROFILE" // a file for the child's CPU profile; empty: none
 	adminToken   = "ovbench-scale-admin-token"
 	joinToken    = "ovbench-scale-join-token"
 )
@@ -43,6 +45,11 @@ type childStats struct {
 // stdin with a childStats line, and exits when stdin closes (the parent went away).
 func runChild() error {
 	dir := os.Getenv(childDirEnv)
+	if p := os.Getenv(childProfEnv); p != "" {
+		if f, err := os.Create(p); err == nil && pprof.StartCPUProfile(f) == nil {
+			defer pprof.StopCPUProfile()
+		}
+	}
 	log := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	var endpoints []string
 	if e := os.Getenv(childEtcdEnv); e != "" {

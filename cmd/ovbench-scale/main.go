@@ -39,6 +39,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
+	ctlProfile := flag.String("controller-cpuprofile", "", "write the controller child's CPU profile here (with the embedded etcd, etcd's work is in it)")
 	docOnly := flag.Bool("doc-only", false, "run nothing: write the -out section from the -rows file")
 	flag.Parse()
 	if *docOnly {
@@ -47,6 +48,9 @@ func main() {
 			os.Exit(1)
 		}
 		return
+	}
+	if *ctlProfile != "" {
+		_ = os.Setenv(childProfEnv, *ctlProfile) // the child inherits the environment
 	}
 	if *cpuprofile != "" {
 		f, err := os.Create(*cpuprofile)

@@ -29,7 +29,7 @@ import (
 // Hub sizes.
 const (
 	// hubLogEvents is how many recent events the hub keeps per network for streams that resume.
-	hubLogEvents = 1024
+	hubLogEvents = 256
 	// hubQueue is how many frames a stream may have queued before it is cut.
 	hubQueue = 4096
 )
