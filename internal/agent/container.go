@@ -82,6 +82,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	if err != nil {
 		return api.Container{}, err
 	}
+	procDefaults(&req, img.config)
 	mode, err := a.parseNetworkMode(req.Network)
 	if err != nil {
 		return api.Container{}, err
@@ -111,7 +112,8 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode)})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode),
+		InitPath: a.cfg.InitPath})
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -142,7 +144,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, res.err
 	}
 	if len(res.endpoints) > 0 {
-		if err := writeHosts(bundle, hostname, res.endpoints[0].IP); err != nil {
+		if err := writeHosts(bundle, hostname, res.endpoints[0].IP, extraHosts(req.ExtraHosts, res.endpoints[0].Gateway)); err != nil {
 			return api.Container{}, err
 		}
 	}
@@ -413,12 +415,14 @@ func (a *Agent) Kill(ctx context.Context, ref string, sig syscall.Signal) error 
 	return c.shim.Kill(ctx, int(sig))
 }
 
-// Stop sends SIGTERM (or the image's stop signal), waits up to timeout for the exit, then SIGKILL.
+// Stop sends the container's stop signal (--stop-signal, the image's, else SIGTERM), waits up to
+// timeout for the exit (negative: the container's --stop-timeout, default 10s), then SIGKILL.
 func (a *Agent) Stop(ctx context.Context, ref string, timeout time.Duration) (api.Container, error) {
 	c, err := a.lookup(ref)
 	if err != nil {
 		return api.Container{}, err
 	}
+	timeout = stopTimeout(c.snapshot().Config, timeout)
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	if err := a.stop(ctx, c, timeout); err != nil {
@@ -433,7 +437,7 @@ func (a *Agent) stop(ctx context.Context, c *container, timeout time.Duration) e
 		return nil
 	default:
 	}
-	if err := c.shim.Kill(ctx, int(syscall.SIGTERM)); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+	if err := c.shim.Kill(ctx, int(stopSignal(c.snapshot().Config))); err != nil && !errors.Is(err, errdefs.ErrConflict) {
 		return err
 	}
 	t := time.NewTimer(timeout)

@@ -24,10 +24,9 @@ func additionalGids(o Options, u specs.User) ([]uint32, error) {
 	name, _, explicitGroup := strings.Cut(o.User, ":")
 	var groups [][]string
 	if o.Rootfs != "" {
-		var err error
-		if groups, err = readColonFile(o.Rootfs, "etc/group"); err != nil {
-			return nil, fmt.Errorf("user %q: cannot read the image's /etc/group: %v; fix the image's /etc/group: %w", o.User, err, errdefs.ErrInvalidArgument)
-		}
+		// An image without a readable /etc/group (none, a FIFO, too large) has no groups to add,
+		// as with Docker; a --group-add name then finds no group.
+		groups, _ = readColonFile(o.Rootfs, "etc/group")
 	}
 	if !explicitGroup && o.Rootfs != "" {
 		if name == "" || isNumber(name) {
