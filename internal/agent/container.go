@@ -118,7 +118,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, err
 	}
 	rec := api.Container{
-		ID: id, Name: name, Image: req.Image, ImageID: img.id, Command: spec.Process.Args,
+		ID: id, Name: name, Image: req.Image, ImageID: img.id, Command: userCommand(spec.Process.Args, req.Init),
 		Created: time.Now().UTC(), Config: req, Rootfs: rootfsDir,
 		LogPath: filepath.Join(a.containerDir(id), id+"-json.log"),
 		State:   api.ContainerState{Status: api.StateCreated},

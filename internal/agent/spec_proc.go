@@ -61,6 +61,14 @@ func extraHosts(hosts []string, gateway string) []string {
 	return out
 }
 
+// userCommand is the container's command as ps and inspect show it: without --init's init, as Docker.
+func userCommand(args []string, init bool) []string {
+	if init && len(args) >= 2 && args[0] == initMountPoint && args[1] == "--" {
+		return args[2:]
+	}
+	return args
+}
+
 // stopSignal is the signal a stop sends first: the container's (or its image's) stop signal, else
 // SIGTERM.
 func stopSignal(cfg api.ContainerCreate) syscall.Signal {

@@ -44,6 +44,9 @@ func TestProcOptionsSpec(t *testing.T) {
 			if want := []string{"/sbin/docker-init", "--", "sleep", "1"}; !slices.Equal(s.Process.Args, want) {
 				t.Errorf("args %v, want %v", s.Process.Args, want)
 			}
+			if got := userCommand(s.Process.Args, true); !slices.Equal(got, []string{"sleep", "1"}) {
+				t.Errorf("command shown %v, want sleep 1", got)
+			}
 			i := slices.IndexFunc(s.Mounts, func(m specs.Mount) bool { return m.Destination == "/sbin/docker-init" })
 			if i < 0 || s.Mounts[i].Source != "/usr/lib/ov/ovinit" || !slices.Contains(s.Mounts[i].Options, "ro") {
 				t.Errorf("no read-only bind of the init at /sbin/docker-init: %+v", s.Mounts)

@@ -150,6 +150,9 @@ func testInit(t *testing.T, l *lab) {
 	if ps := l.must("exec", withInit, "cat", "/proc/1/cmdline"); !strings.HasPrefix(ps, "/sbin/docker-init\x00--\x00sh") {
 		t.Errorf("PID 1 is %q, want /sbin/docker-init -- sh ...", ps)
 	}
+	if c := l.inspect(withInit).Command; len(c) == 0 || c[0] != "sh" {
+		t.Errorf("inspect shows the command %q, want the container's (sh ...), not the init's", c)
+	}
 	l.must("rm", "-f", withInit, without)
 
 	// The exit code goes through the init; a signal's as 128+n.
