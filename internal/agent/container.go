@@ -725,7 +725,7 @@ func (a *Agent) Exec(ctx context.Context, ref string, cfg api.ExecConfig) (net.C
 		p.Cwd = cfg.WorkingDir
 	}
 	if cfg.User != "" {
-		u, err := resolveUser(spec.Root.Path, cfg.User)
+		u, err := resolveUser(spec.Root.Path, cfg.User, rec.Config.GroupAdd...)
 		if err != nil {
 			return nil, nil, err
 		}

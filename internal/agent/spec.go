@@ -65,9 +65,9 @@ func mergeEnv(base, over []string) []string {
 }
 
 // resolveUser resolves "name|uid[:group|gid]" against the rootfs (for exec) the way runtime/spec does
-// for the container's process.
-func resolveUser(rootfs, user string) (specs.User, error) {
-	s, err := spec.Default(spec.Options{ID: "exec", Args: []string{"exec"}, User: user, Rootfs: rootfs})
+// for the container's process, with the container's --group-add groups (as docker exec -u).
+func resolveUser(rootfs, user string, groupAdd ...string) (specs.User, error) {
+	s, err := spec.Default(spec.Options{ID: "exec", Args: []string{"exec"}, User: user, Rootfs: rootfs, GroupAdd: groupAdd})
 	if err != nil {
 		return specs.User{}, err
 	}

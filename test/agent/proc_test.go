@@ -126,6 +126,17 @@ func testGroups(t *testing.T, l *lab) {
 		})
 	}
 	l.runFails(t, `--group-add "ghost": no such group`, "--group-add", "ghost", "procimg", "id")
+	// exec gets the container's groups; exec -u the named user's, with the container's --group-add.
+	id := l.runD("--network", "none", "-u", "app", "--group-add", "video", "procimg", "sleep", "60")
+	for args, want := range map[string]string{
+		"":     "uid=1000(app) gid=1000(app) groups=29(audio),44(video),1000(app)\n",
+		"-u 0": "uid=0(root) gid=0(root) groups=0(root),10(wheel),44(video)\n",
+	} {
+		if out := l.must(append(append([]string{"exec"}, strings.Fields(args)...), id, "id")...); out != want {
+			t.Errorf("exec %s id: %q, want %q", args, out, want)
+		}
+	}
+	l.must("rm", "-f", id)
 }
 
 // zombies counts the zombie processes in container id.
