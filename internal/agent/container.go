@@ -78,11 +78,10 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	u.add(func() { a.releaseName(name, id) })
 
 	// The image: its run config now, its rootfs below (in parallel with the network).
-	img, err := a.resolveImage(ctx, req.Image)
+	img, err := a.resolveImageFor(ctx, &req)
 	if err != nil {
 		return api.Container{}, err
 	}
-	procDefaults(&req, img.config)
 	mode, err := a.parseNetworkMode(req.Network)
 	if err != nil {
 		return api.Container{}, err
@@ -112,8 +111,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode),
-		InitPath: a.cfg.InitPath})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode), InitPath: a.cfg.InitPath})
 	if err != nil {
 		return api.Container{}, err
 	}

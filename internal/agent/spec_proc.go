@@ -1,6 +1,7 @@
 package agent
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"strings"
@@ -24,6 +25,15 @@ func defaultInitPath() string {
 		return p
 	}
 	return ""
+}
+
+// resolveImageFor resolves req's image and fills in what req takes from it (procDefaults).
+func (a *Agent) resolveImageFor(ctx context.Context, req *api.ContainerCreate) (createImage, error) {
+	img, err := a.resolveImage(ctx, req.Image)
+	if err == nil {
+		procDefaults(req, img.config)
+	}
+	return img, err
 }
 
 // procDefaults fills in what a create takes from its image, as Docker merges it into the container's
