@@ -70,7 +70,13 @@ func start(args []string) (int, int) {
 	if isTerminal(0) {
 		attr.Foreground, attr.Ctty = true, 0
 	}
-	pid, err := syscall.ForkExec(path, args, &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: attr})
+	pa := &syscall.ProcAttr{Env: os.Environ(), Files: []uintptr{0, 1, 2}, Sys: attr}
+	pid, err := syscall.ForkExec(path, args, pa)
+	if err != nil && attr.Foreground {
+		// stdin is a terminal but not this session's: run the child without it in the foreground.
+		attr.Foreground = false
+		pid, err = syscall.ForkExec(path, args, pa)
+	}
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "ovinit: exec %s: %v\n", args[0], err)
 		if errors.Is(err, syscall.ENOENT) {
