@@ -534,7 +534,7 @@ func newStopCmd(g *globals) *cobra.Command {
 	var timeout int
 	cmd := &cobra.Command{
 		Use:   "stop [-t SECONDS] CONTAINER...",
-		Short: "Stop containers: SIGTERM, then SIGKILL after the timeout",
+		Short: "Stop containers: their stop signal (default SIGTERM), then SIGKILL after the timeout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			if !cmd.Flags().Changed("time") {

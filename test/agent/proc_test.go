@@ -166,6 +166,18 @@ func testInit(t *testing.T, l *lab) {
 	}
 	l.must("rm", "-f", withInit, without)
 
+	// With -t the command is the terminal's foreground process group (^C reaches it from the
+	// terminal): its pgrp (field 5 of stat) is the terminal's (field 8).
+	tty := l.runD("--network", "none", "-t", "--init", "procimg", "sh", "-c", "echo fg=$(cut -d' ' -f5,8 /proc/self/stat); sleep 60")
+	testutil.Eventually(t, 10*time.Second, func() error {
+		f := strings.Fields(strings.TrimPrefix(strings.TrimSpace(l.must("logs", tty)), "fg="))
+		if len(f) != 2 || f[0] != f[1] {
+			return fmt.Errorf("with -t --init: pgrp and terminal pgrp %q, want equal", f)
+		}
+		return nil
+	})
+	l.must("rm", "-f", tty)
+
 	// The exit code goes through the init; a signal's as 128+n.
 	for cmd, want := range map[string]int{"exit 7": 7, "kill -9 $$": 137} {
 		if _, errs, code := l.ctl("run", "--rm", "--network", "none", "--init", "procimg", "sh", "-c", cmd); code != want {
