@@ -17,6 +17,7 @@ deps:
 build:
 	@mkdir -p $(BIN)
 	@for c in $(CMDS); do if [ -d cmd/$$c ]; then $(GO) build -o $(BIN)/$$c ./cmd/$$c || exit 1; fi; done
+	@CGO_ENABLED=0 $(GO) build -o $(BIN)/ovinit ./cmd/ovinit
 
 vet:
 	$(GO) vet ./...

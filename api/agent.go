@@ -114,6 +114,24 @@ type ContainerCreate struct {
 	// "max-file", the number of files kept, the current one included (default 3). The agent fills in
 	// the defaults, so a container's record shows what applies.
 	LogOpts map[string]string `json:"logOpts,omitempty"`
+
+	// ctl-proc: process and security options of `ovctl run` (api/create_proc.go, docs/run-options.md).
+	// GroupAdd are --group-add groups (names from the image's /etc/group, or GIDs) added to the
+	// user's supplementary groups. Init runs /sbin/docker-init (the agent's ovinit) as PID 1.
+	GroupAdd []string          `json:"groupAdd,omitempty"`
+	Init     bool              `json:"init,omitempty"`
+	Devices  []DeviceMapping   `json:"devices,omitempty"`
+	Ulimits  []Ulimit          `json:"ulimits,omitempty"`
+	Labels   map[string]string `json:"labels,omitempty"`
+	// StopSignal is the signal `stop` sends first (default the image's StopSignal, else SIGTERM);
+	// StopTimeout the seconds it then waits before SIGKILL (nil: DefaultStopTimeout; -1: for ever).
+	StopSignal  string `json:"stopSignal,omitempty"`
+	StopTimeout *int   `json:"stopTimeout,omitempty"`
+	// SecurityOpt are --security-opt no-new-privileges[=true|false] and seccomp=unconfined|PROFILE
+	// (the profile's JSON itself).
+	SecurityOpt []string `json:"securityOpt,omitempty"`
+	ShmSize     int64    `json:"shmSize,omitempty"`    // bytes of /dev/shm; 0: DefaultShmSize
+	ExtraHosts  []string `json:"extraHosts,omitempty"` // NAME:IP lines added to /etc/hosts
 }
 
 // Log rotation defaults (LogOpts), as Docker's documentation recommends for json-file: at most
@@ -232,7 +250,10 @@ func (c *ContainerCreate) Validate() error {
 	if err := ValidateAliases(c.Network, c.NetworkAliases); err != nil {
 		return err
 	}
-	return c.validateDNSConfig()
+	if err := c.validateDNSConfig(); err != nil {
+		return err
+	}
+	return c.validateProc()
 }
 
 // ContainerState is what the shim reports about a container's init process.

@@ -61,6 +61,7 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("socket-mode", "0600", "permission bits of the API socket (0660 when --socket-group is set); access to it is root on this host")
 	f.String("socket-group", "", "group (name or GID) given access to the API socket: its members are root on this host")
 	f.String("runtime", def.Runtime, "OCI runtime binary the shims drive (ovrt or /usr/sbin/runc)")
+	f.String("init-path", def.InitPath, "path of the init that containers run with --init get as PID 1 (default: ovinit next to ovagent)")
 	f.String("host", def.Host, "this host's name")
 	f.String("cgroup-parent", def.CgroupParent, "cgroup under which every container gets its own (PARENT/<id>)")
 	f.String("default-bridge", "ov0", "device of the default bridge network (empty: no default network)")
@@ -91,6 +92,7 @@ func run(ctx context.Context, v *viper.Viper) error {
 	cfg.RunDir = v.GetString("run-dir")
 	cfg.Socket = v.GetString("socket")
 	cfg.Runtime = v.GetString("runtime")
+	cfg.InitPath = v.GetString("init-path")
 	cfg.Host = v.GetString("host")
 	cfg.CgroupParent = v.GetString("cgroup-parent")
 	if err := socketAccess(v, &cfg); err != nil {

@@ -32,6 +32,7 @@ type runFlags struct {
 	pidsLimit                                          int64
 	env, ports, volumes, capAdd, capDrop, logOpts      []string
 	aliases, dns, dnsSearch, dnsOptions                []string
+	proc                                               procFlags // run_proc.go
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
@@ -66,6 +67,7 @@ func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
 	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option KEY=VALUE (repeatable): max-size=SIZE (rotate at, default 10m), max-file=N (files kept, default 3)")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind-mount HOSTPATH:CONTAINERPATH[:ro] (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	f.proc.register(fl)
 }
 
 // request turns the flags and arguments (IMAGE [COMMAND [ARG...]]) into a create request.
@@ -114,6 +116,9 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 		return req, fmt.Errorf("--cpus %v must not be negative: %w", f.cpus, errdefs.ErrInvalidArgument)
 	}
 	req.NanoCPUs = int64(f.cpus * 1e9)
+	if err := f.proc.apply(&req); err != nil {
+		return req, err
+	}
 	return req, req.Validate()
 }
 
@@ -343,15 +348,21 @@ func eachContainer(ids []string, fn func(id string) error) error {
 func newPsCmd(g *globals) *cobra.Command {
 	var all, quiet bool
 	var output string
+	var filters []string
 	cmd := &cobra.Command{
-		Use:   "ps [-a] [-q] [-o json]",
+		Use:   "ps [-a] [-q] [-o json] [--filter KEY=VALUE]",
 		Short: "List containers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			cs, err := g.agent().List(cmd.Context(), all)
+			filter, err := parsePsFilter(filters)
 			if err != nil {
 				return err
 			}
+			cs, err := g.agent().List(cmd.Context(), all || filter.needsAll())
+			if err != nil {
+				return err
+			}
+			cs = filter.apply(cs)
 			if output == "json" {
 				return printJSON(cs)
 			}
@@ -384,6 +395,7 @@ func newPsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&all, "all", "a", false, "show every container (default: running ones)")
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "show only containers that match KEY=VALUE: id, name, label=KEY[=VALUE], status, exited (repeatable)")
 	return cmd
 }
 
@@ -522,15 +534,18 @@ func newStopCmd(g *globals) *cobra.Command {
 	var timeout int
 	cmd := &cobra.Command{
 		Use:   "stop [-t SECONDS] CONTAINER...",
-		Short: "Stop containers: SIGTERM, then SIGKILL after the timeout",
+		Short: "Stop containers: their stop signal (default SIGTERM), then SIGKILL after the timeout",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
+			if !cmd.Flags().Changed("time") {
+				timeout = -1 // the container's --stop-timeout (default 10)
+			}
 			return eachContainer(args, func(id string) error {
 				return g.agent().Stop(cmd.Context(), id, time.Duration(timeout)*time.Second)
 			})
 		},
 	}
-	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing")
+	cmd.Flags().IntVarP(&timeout, "time", "t", 10, "seconds to wait before killing (default: the container's --stop-timeout, 10)")
 	return cmd
 }
 

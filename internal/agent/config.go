@@ -66,6 +66,9 @@ type Config struct {
 	// Metrics, if set, receives the agent's container metrics (metrics.go, docs/metrics.md); give each
 	// agent its own registry. Nil: no metrics.
 	Metrics prometheus.Registerer
+	// InitPath is the init `run --init` bind-mounts at /sbin/docker-init (dockerd's --init-path).
+	// Default: ovinit next to the agent's binary when it exists; empty: --init is refused.
+	InitPath string
 }
 
 // DefaultConfig returns the defaults described on Config (without Images, Netns and Drivers, which
@@ -96,6 +99,7 @@ func DefaultConfig() Config {
 		CgroupParent:   "/ov",
 		HostResolvConf: "/etc/resolv.conf",
 		Log:            slog.New(slog.DiscardHandler),
+		InitPath:       defaultInitPath(),
 	}
 }
 

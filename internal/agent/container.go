@@ -78,7 +78,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	u.add(func() { a.releaseName(name, id) })
 
 	// The image: its run config now, its rootfs below (in parallel with the network).
-	img, err := a.resolveImage(ctx, req.Image)
+	img, err := a.resolveImageFor(ctx, &req)
 	if err != nil {
 		return api.Container{}, err
 	}
@@ -111,12 +111,12 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, netErr
 	}
 	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
-		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode)})
+		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode), InitPath: a.cfg.InitPath})
 	if err != nil {
 		return api.Container{}, err
 	}
 	rec := api.Container{
-		ID: id, Name: name, Image: req.Image, ImageID: img.id, Command: spec.Process.Args,
+		ID: id, Name: name, Image: req.Image, ImageID: img.id, Command: userCommand(spec.Process.Args, req.Init),
 		Created: time.Now().UTC(), Config: req, Rootfs: rootfsDir,
 		LogPath: filepath.Join(a.containerDir(id), id+"-json.log"),
 		State:   api.ContainerState{Status: api.StateCreated},
@@ -142,7 +142,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 		return api.Container{}, res.err
 	}
 	if len(res.endpoints) > 0 {
-		if err := writeHosts(bundle, hostname, res.endpoints[0].IP); err != nil {
+		if err := writeHosts(bundle, hostname, res.endpoints[0].IP, extraHosts(req.ExtraHosts, res.endpoints[0].Gateway)); err != nil {
 			return api.Container{}, err
 		}
 	}
@@ -413,12 +413,14 @@ func (a *Agent) Kill(ctx context.Context, ref string, sig syscall.Signal) error 
 	return c.shim.Kill(ctx, int(sig))
 }
 
-// Stop sends SIGTERM (or the image's stop signal), waits up to timeout for the exit, then SIGKILL.
+// Stop sends the container's stop signal (--stop-signal, the image's, else SIGTERM), waits up to
+// timeout for the exit (negative: the container's --stop-timeout, default 10s), then SIGKILL.
 func (a *Agent) Stop(ctx context.Context, ref string, timeout time.Duration) (api.Container, error) {
 	c, err := a.lookup(ref)
 	if err != nil {
 		return api.Container{}, err
 	}
+	timeout = stopTimeout(c.snapshot().Config, timeout)
 	c.ops.Lock()
 	defer c.ops.Unlock()
 	if err := a.stop(ctx, c, timeout); err != nil {
@@ -433,7 +435,7 @@ func (a *Agent) stop(ctx context.Context, c *container, timeout time.Duration) e
 		return nil
 	default:
 	}
-	if err := c.shim.Kill(ctx, int(syscall.SIGTERM)); err != nil && !errors.Is(err, errdefs.ErrConflict) {
+	if err := c.shim.Kill(ctx, int(stopSignal(c.snapshot().Config))); err != nil && !errors.Is(err, errdefs.ErrConflict) {
 		return err
 	}
 	t := time.NewTimer(timeout)
@@ -721,7 +723,7 @@ func (a *Agent) Exec(ctx context.Context, ref string, cfg api.ExecConfig) (net.C
 		p.Cwd = cfg.WorkingDir
 	}
 	if cfg.User != "" {
-		u, err := resolveUser(spec.Root.Path, cfg.User)
+		u, err := resolveUser(spec.Root.Path, cfg.User, rec.Config.GroupAdd...)
 		if err != nil {
 			return nil, nil, err
 		}

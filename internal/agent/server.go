@@ -44,7 +44,7 @@ func (a *Agent) containerRoutes(mux *http.ServeMux, v string) {
 		reply(w, c, err)
 	})
 	mux.HandleFunc("POST "+v+"/containers/{id}/stop", func(w http.ResponseWriter, r *http.Request) {
-		t := 10 * time.Second
+		t := time.Duration(-1) // none given: the container's --stop-timeout
 		if s := r.URL.Query().Get("timeout"); s != "" {
 			n, err := strconv.Atoi(s)
 			if err != nil || n < 0 {

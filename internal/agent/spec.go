@@ -29,6 +29,7 @@ type specInput struct {
 	Cgroup   string // the container's cgroup path (CgroupParent/ID)
 	// ResolvConf is the container's /etc/resolv.conf (see resolvConfFor); nil: the host's.
 	ResolvConf []byte
+	InitPath   string // the agent's init for --init (Config.InitPath)
 }
 
 // command returns entrypoint + cmd as docker combines them.
@@ -64,9 +65,9 @@ func mergeEnv(base, over []string) []string {
 }
 
 // resolveUser resolves "name|uid[:group|gid]" against the rootfs (for exec) the way runtime/spec does
-// for the container's process.
-func resolveUser(rootfs, user string) (specs.User, error) {
-	s, err := spec.Default(spec.Options{ID: "exec", Args: []string{"exec"}, User: user, Rootfs: rootfs})
+// for the container's process, with the container's --group-add groups (as docker exec -u).
+func resolveUser(rootfs, user string, groupAdd ...string) (specs.User, error) {
+	s, err := spec.Default(spec.Options{ID: "exec", Args: []string{"exec"}, User: user, Rootfs: rootfs, GroupAdd: groupAdd})
 	if err != nil {
 		return specs.User{}, err
 	}
@@ -90,6 +91,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		Hostname: in.Hostname, Terminal: c.Tty, NetNSPath: netns, ReadOnly: c.ReadOnly, Privileged: c.Privileged,
 		CapAdd: c.CapAdd, CapDrop: c.CapDrop, User: firstNonEmpty(c.User, in.Image.User), Rootfs: in.Rootfs,
 		Memory: c.Memory, CPUs: float64(c.NanoCPUs) / 1e9, PidsLimit: c.PidsLimit, CgroupsPath: in.Cgroup,
+		GroupAdd: c.GroupAdd,
 	}
 	for _, m := range c.Mounts {
 		opts := []string{"rbind", "rprivate"}
@@ -111,6 +113,9 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 			pc.Bounding, pc.Effective, pc.Permitted = keepCaps(pc.Bounding, bnd), keepCaps(pc.Effective, bnd), keepCaps(pc.Permitted, bnd)
 		}
 	}
+	if err := applyProcOptions(s, in); err != nil {
+		return nil, err
+	}
 	if err := writeEtcFiles(s, in); err != nil {
 		return nil, err
 	}
@@ -123,7 +128,7 @@ func writeEtcFiles(s *specs.Spec, in specInput) error {
 	if in.HostNet {
 		return nil
 	}
-	hosts := hostsFile(in.Hostname, "")
+	hosts := hostsFile(in.Hostname, "", extraHosts(in.Create.ExtraHosts, ""))
 	resolv := in.ResolvConf
 	if resolv == nil {
 		resolv, _ = os.ReadFile("/etc/resolv.conf")
@@ -177,8 +182,9 @@ func keepCaps(caps []string, allowed map[string]bool) []string {
 	return out
 }
 
-func hostsFile(hostname, ip string) string {
+func hostsFile(hostname, ip string, extra []string) string {
 	hosts := "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n"
+	hosts += strings.Join(extra, "")
 	if ip != "" {
 		hosts += ip + "\t" + hostname + "\n"
 	}
@@ -187,8 +193,8 @@ func hostsFile(hostname, ip string) string {
 
 // writeHosts rewrites the container's /etc/hosts in place (the bind mount keeps the inode) once its
 // address is known.
-func writeHosts(bundle, hostname, ip string) error {
-	return os.WriteFile(filepath.Join(bundle, "hosts"), []byte(hostsFile(hostname, ip)), 0o644)
+func writeHosts(bundle, hostname, ip string, extra []string) error {
+	return os.WriteFile(filepath.Join(bundle, "hosts"), []byte(hostsFile(hostname, ip, extra)), 0o644)
 }
 
 func firstNonEmpty(s ...string) string {

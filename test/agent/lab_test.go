@@ -32,9 +32,9 @@ func binaries(t *testing.T) (agent, ctl string) {
 		if buildErr != nil {
 			return
 		}
-		for _, c := range []string{"ovagent", "ovshim", "ovctl", "ovrt"} {
+		for _, c := range []string{"ovagent", "ovshim", "ovctl", "ovrt", "ovinit"} {
 			args := []string{"build", "-o", filepath.Join(binDir, c)}
-			if os.Getenv("OV_TEST_RACE") != "" && c != "ovrt" {
+			if os.Getenv("OV_TEST_RACE") != "" && c != "ovrt" && c != "ovinit" { // ovinit runs in images: static
 				args = append(args, "-race") // OV_TEST_RACE=1: agent, shim and ovctl with the race detector
 			}
 			out, err := exec.Command("go", append(args, "github.com/ovnet/ov/cmd/"+c)...).CombinedOutput()

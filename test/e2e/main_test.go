@@ -93,7 +93,7 @@ func keepLogs(ls []*lab.Lab) {
 // build compiles ov's binaries and a busybox image for the lab.
 func build() error {
 	binDir = filepath.Join(tmpDir, "bin")
-	for _, c := range []string{"ovagent", "ovcontroller", "ovctl", "ovrt"} {
+	for _, c := range []string{"ovagent", "ovcontroller", "ovctl", "ovrt", "ovinit"} {
 		out, err := exec.Command("go", "build", "-o", filepath.Join(binDir, c), "github.com/ovnet/ov/cmd/"+c).CombinedOutput()
 		if err != nil {
 			return fmt.Errorf("go build %s: %v\n%s", c, err, out)

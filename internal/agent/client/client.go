@@ -111,9 +111,12 @@ func (c *Client) List(ctx context.Context, all bool) ([]api.Container, error) {
 	return out, err
 }
 
-// Stop stops a container, killing it after timeout.
+// Stop stops a container, killing it after timeout (negative: the container's --stop-timeout).
 func (c *Client) Stop(ctx context.Context, id string, timeout time.Duration) error {
-	q := url.Values{"timeout": {strconv.Itoa(int(timeout / time.Second))}}
+	q := url.Values{}
+	if timeout >= 0 {
+		q.Set("timeout", strconv.Itoa(int(timeout/time.Second)))
+	}
 	return c.do(ctx, http.MethodPost, "/containers/"+url.PathEscape(id)+"/stop", q, nil, nil)
 }
 

@@ -53,6 +53,8 @@ type Options struct {
 	Mounts []specs.Mount
 	// CgroupsPath is linux.cgroupsPath; default "/ov/<ID>".
 	CgroupsPath string
+	// GroupAdd are more supplementary groups (--group-add): names from Rootfs's /etc/group or GIDs.
+	GroupAdd []string
 }
 
 // MaskedPaths are the paths Docker hides from a container (an empty read-only tmpfs or /dev/null
@@ -84,6 +86,9 @@ func Default(o Options) (*specs.Spec, error) {
 	}
 	user, err := resolveUser(o.User, o.Rootfs)
 	if err != nil {
+		return nil, err
+	}
+	if user.AdditionalGids, err = additionalGids(o, user); err != nil {
 		return nil, err
 	}
 	caps := DefaultCapabilities
