@@ -346,4 +346,10 @@ type Version struct {
 	APIVersion string `json:"apiVersion"`
 	Runtime    string `json:"runtime"`
 	Host       string `json:"host,omitempty"`
+
+	// ctl-mounts: how the binary was built (WithBuildInfo), for `ovctl version`.
+	GoVersion string `json:"goVersion,omitempty"`
+	Os        string `json:"os,omitempty"`
+	Arch      string `json:"arch,omitempty"`
+	GitCommit string `json:"gitCommit,omitempty"`
 }
