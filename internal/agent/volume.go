@@ -92,6 +92,12 @@ func (a *Agent) ensureVolumeLocked(name string, labels map[string]string) (v api
 	if err := os.MkdirAll(a.volumesDir(), 0o700); err != nil {
 		return api.Volume{}, false, fmt.Errorf("volume %s: %w", name, err)
 	}
+	// Creates are serialised (vols.mu): a .new- directory here is what a crash left.
+	if stale, _ := filepath.Glob(filepath.Join(a.volumesDir(), ".new-*")); len(stale) > 0 {
+		for _, d := range stale {
+			_ = os.RemoveAll(d)
+		}
+	}
 	// Made aside and renamed into place, so that a crash never leaves a volume without its record.
 	tmp, err := os.MkdirTemp(a.volumesDir(), ".new-")
 	if err != nil {
@@ -195,8 +201,10 @@ func (a *Agent) RemoveVolume(name string, force bool) error {
 		}
 		return fmt.Errorf("remove %s: volume is in use - [%s]; remove those containers first (ovctl rm): %w", name, strings.Join(short, ", "), errdefs.ErrConflict)
 	}
-	// Renamed out of sight first: a crash while deleting leaves no half volume under its name.
+	// Renamed out of sight first: a crash while deleting leaves no half volume under its name (and
+	// what such a crash left is deleted now).
 	gone := filepath.Join(a.volumesDir(), ".rm-"+name)
+	_ = os.RemoveAll(gone)
 	if err := os.Rename(a.volumeDir(name), gone); err != nil {
 		return fmt.Errorf("remove volume %s: %w", name, err)
 	}
