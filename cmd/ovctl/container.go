@@ -587,6 +587,7 @@ func newRmCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	cmd.Flags().BoolP("volumes", "v", false, "remove the container's anonymous volumes: ov has none, and named volumes are kept (as docker keeps them)")
 	return cmd
 }
 

@@ -96,7 +96,7 @@ func TestVolumes(t *testing.T) {
 		if _, err := os.Stat(filepath.Join(v.Mountpoint, "f")); err != nil {
 			t.Errorf("a refused rm touched the volume: %v", err)
 		}
-		l.must("rm", "user")
+		l.must("rm", "-v", "user") // docker keeps named volumes on rm -v
 	})
 
 	t.Run("kept across an agent restart", func(t *testing.T) {
