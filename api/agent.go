@@ -52,24 +52,21 @@ type Mount struct {
 	Source      string `json:"source"`
 	Destination string `json:"destination"`
 	ReadOnly    bool   `json:"readOnly,omitempty"`
-}
 
-// ParseMount parses -v HOST:CONTAINER[:ro|:rw].
-func ParseMount(s string) (Mount, error) {
-	parts := strings.Split(s, ":")
-	m := Mount{}
-	switch {
-	case len(parts) == 3 && (parts[2] == "ro" || parts[2] == "rw"):
-		m.ReadOnly = parts[2] == "ro"
-	case len(parts) == 2:
-	default:
-		return m, fmt.Errorf("volume %q: use HOSTPATH:CONTAINERPATH[:ro]: %w", s, errdefs.ErrInvalidArgument)
-	}
-	m.Source, m.Destination = parts[0], parts[1]
-	if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
-		return m, fmt.Errorf("volume %q: both paths must be absolute: %w", s, errdefs.ErrInvalidArgument)
-	}
-	return m, nil
+	// ctl-mounts: named volumes, tmpfs and --mount (see api/mount.go and docs/volumes.md).
+	// Type is bind (the default when empty), volume (Source names a volume of the agent) or tmpfs.
+	Type string `json:"type,omitempty"`
+	// CreateSource (bind): make a missing Source directory, as -v does; --mount refuses a missing one.
+	CreateSource bool `json:"createSource,omitempty"`
+	// Propagation (bind): rprivate (the default), private, rshared, shared, rslave or slave.
+	Propagation string `json:"propagation,omitempty"`
+	// NoCopy (volume): do not copy the image's files at Destination into a new, empty volume.
+	NoCopy bool `json:"noCopy,omitempty"`
+	// TmpfsSize (bytes; 0: the kernel's default, half the RAM) and TmpfsMode (0: 1777) of a tmpfs.
+	TmpfsSize int64  `json:"tmpfsSize,omitempty"`
+	TmpfsMode uint32 `json:"tmpfsMode,omitempty"`
+	// TmpfsOptions are --tmpfs's mount options (exec, size=64m...), merged over rw,noexec,nosuid,nodev.
+	TmpfsOptions []string `json:"tmpfsOptions,omitempty"`
 }
 
 // ContainerCreate is the body of POST /v1/containers: what `ovctl run` asks for. Empty fields take the
@@ -233,10 +230,8 @@ func (c *ContainerCreate) Validate() error {
 		}
 		seen[k] = true
 	}
-	for _, m := range c.Mounts {
-		if !filepath.IsAbs(m.Source) || !filepath.IsAbs(m.Destination) {
-			return fmt.Errorf("volume %s:%s: both paths must be absolute: %w", m.Source, m.Destination, errdefs.ErrInvalidArgument)
-		}
+	if err := validateMounts(c.Mounts); err != nil {
+		return err
 	}
 	if c.Memory < 0 || c.NanoCPUs < 0 || c.PidsLimit < 0 {
 		return fmt.Errorf("container: --memory, --cpus and --pids-limit must not be negative: %w", errdefs.ErrInvalidArgument)
@@ -372,4 +367,10 @@ type Version struct {
 	APIVersion string `json:"apiVersion"`
 	Runtime    string `json:"runtime"`
 	Host       string `json:"host,omitempty"`
+
+	// ctl-mounts: how the binary was built (WithBuildInfo), for `ovctl version`.
+	GoVersion string `json:"goVersion,omitempty"`
+	Os        string `json:"os,omitempty"`
+	Arch      string `json:"arch,omitempty"`
+	GitCommit string `json:"gitCommit,omitempty"`
 }

@@ -2,6 +2,7 @@ package api
 
 import (
 	"errors"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -74,7 +75,7 @@ func TestLogLimits(t *testing.T) {
 
 func TestParseMount(t *testing.T) {
 	m, err := ParseMount("/a:/b:ro")
-	if err != nil || m != (Mount{Source: "/a", Destination: "/b", ReadOnly: true}) {
+	if err != nil || !reflect.DeepEqual(m, Mount{Source: "/a", Destination: "/b", ReadOnly: true, CreateSource: true}) {
 		t.Errorf("got %+v %v", m, err)
 	}
 	for _, bad := range []string{"a:/b", "/a", "/a:/b:xx", "/a:b"} {

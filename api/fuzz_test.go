@@ -43,12 +43,14 @@ func FuzzParsePortSpec(f *testing.F) {
 // FuzzParseFlags: ParseMount, ParseTail and ParsePortSpecs (one -p value a line) never panic and
 // refuse with ErrInvalidArgument.
 func FuzzParseFlags(f *testing.F) {
-	for _, s := range []string{"/a:/b", "/a:/b:ro", "/a:/b:rw", "a:b:c:d", "all", "10", "-1", "80:80\n80:80/udp", "80:80\n0.0.0.0:80:81"} {
+	for _, s := range []string{"/a:/b", "/a:/b:ro", "/a:/b:rw", "a:b:c:d", "all", "10", "-1", "80:80\n80:80/udp", "80:80\n0.0.0.0:80:81", "type=tmpfs,target=/x,tmpfs-size=1m", "vol:/d:ro,nocopy", "/run:size=64m,exec"} {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, s string) {
 		for name, parse := range map[string]func(string) error{
-			"ParseMount": func(s string) error { _, err := ParseMount(s); return err },
+			"ParseMount":     func(s string) error { _, err := ParseMount(s); return err },
+			"ParseMountFlag": func(s string) error { _, err := ParseMountFlag(s); return err },
+			"ParseTmpfs":     func(s string) error { _, err := ParseTmpfs(s); return err },
 			"ParseTail": func(s string) error {
 				n, err := ParseTail(s)
 				if err == nil && n < -1 {

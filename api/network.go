@@ -37,6 +37,19 @@ type Network struct {
 	// Dataplane is how the answering agent's host carries an overlay network; set only in an agent's
 	// answer to GET /networks/{name} (ovctl network inspect), never stored, ignored in requests.
 	Dataplane *NetworkDataplane `json:"dataplane,omitempty" yaml:"-"`
+
+	// ctl-mounts: Containers are the answering agent's containers on the network, by container ID
+	// (docker's network inspect "Containers"); set only in an agent's answer to GET /networks/{name}.
+	Containers map[string]NetworkContainer `json:"containers,omitempty" yaml:"-"`
+}
+
+// NetworkContainer is one container's endpoint on a network, as docker's network inspect shows it.
+type NetworkContainer struct {
+	Name        string `json:"name"`
+	EndpointID  string `json:"endpointID"`            // stable: derived from the container and network
+	MacAddress  string `json:"macAddress,omitempty"`  // e.g. 02:42:0a:14:00:02
+	IPv4Address string `json:"ipv4Address,omitempty"` // address/prefix, e.g. 10.20.0.2/24
+	IPv6Address string `json:"ipv6Address,omitempty"`
 }
 
 // NetworkDataplane is one host's data plane for an overlay network: what it programmed, and the

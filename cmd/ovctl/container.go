@@ -33,6 +33,7 @@ type runFlags struct {
 	env, ports, volumes, capAdd, capDrop, logOpts      []string
 	aliases, dns, dnsSearch, dnsOptions                []string
 	proc                                               procFlags // run_proc.go
+	mountFlags                                                   // ctl-mounts: --mount, --tmpfs (run_mounts.go)
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
@@ -65,7 +66,8 @@ func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
 	fl.BoolVar(&f.readOnly, "read-only", false, "mount the container's root filesystem read-only")
 	fl.BoolVar(&f.privileged, "privileged", false, "give every capability and device access, no masked paths")
 	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option KEY=VALUE (repeatable): max-size=SIZE (rotate at, default 10m), max-file=N (files kept, default 3)")
-	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind-mount HOSTPATH:CONTAINERPATH[:ro] (repeatable)")
+	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind-mount HOSTPATH:CONTAINERPATH[:ro], or mount the named volume NAME:CONTAINERPATH[:ro] (created when missing; repeatable)")
+	f.mountFlags.register(cmd)
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
 	f.proc.register(fl)
 }
@@ -94,6 +96,9 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 			return req, err
 		}
 		req.Mounts = append(req.Mounts, m)
+	}
+	if err := f.mountFlags.apply(&req); err != nil {
+		return req, err
 	}
 	for _, o := range f.logOpts {
 		k, v, ok := strings.Cut(o, "=")
@@ -347,10 +352,10 @@ func eachContainer(ids []string, fn func(id string) error) error {
 
 func newPsCmd(g *globals) *cobra.Command {
 	var all, quiet bool
-	var output string
+	var output, format string
 	var filters []string
 	cmd := &cobra.Command{
-		Use:   "ps [-a] [-q] [-o json] [--filter KEY=VALUE]",
+		Use:   "ps [-a] [-q] [-o json] [--filter KEY=VALUE] [--format TEMPLATE]",
 		Short: "List containers",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
@@ -365,6 +370,9 @@ func newPsCmd(g *globals) *cobra.Command {
 			cs = filter.apply(cs)
 			if output == "json" {
 				return printJSON(cs)
+			}
+			if format != "" && !quiet {
+				return writeFormatted(os.Stdout, format, psTable, psHeaders, psRows(cs))
 			}
 			if quiet {
 				for _, c := range cs {
@@ -396,6 +404,7 @@ func newPsCmd(g *globals) *cobra.Command {
 	cmd.Flags().BoolVarP(&quiet, "quiet", "q", false, "print only IDs")
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
 	cmd.Flags().StringArrayVarP(&filters, "filter", "f", nil, "show only containers that match KEY=VALUE: id, name, label=KEY[=VALUE], status, exited (repeatable)")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	return cmd
 }
 
@@ -425,16 +434,35 @@ func since(t time.Time) string {
 	if t.IsZero() {
 		return ""
 	}
-	d := time.Since(t).Round(time.Second)
+	return humanDuration(time.Since(t))
+}
+
+// humanDuration is docker's (go-units HumanDuration): 3 seconds, About a minute, 5 hours, 3 weeks.
+func humanDuration(d time.Duration) string {
+	seconds, minutes, hours := int(d.Seconds()), int(d.Minutes()), int(d.Hours()+0.5)
 	switch {
-	case d < time.Minute:
-		return fmt.Sprintf("%d seconds", int(d.Seconds()))
-	case d < time.Hour:
-		return fmt.Sprintf("%d minutes", int(d.Minutes()))
-	case d < 48*time.Hour:
-		return fmt.Sprintf("%d hours", int(d.Hours()))
+	case seconds < 1:
+		return "Less than a second"
+	case seconds == 1:
+		return "1 second"
+	case seconds < 60:
+		return fmt.Sprintf("%d seconds", seconds)
+	case minutes == 1:
+		return "About a minute"
+	case minutes < 60:
+		return fmt.Sprintf("%d minutes", minutes)
+	case hours == 1:
+		return "About an hour"
+	case hours < 48:
+		return fmt.Sprintf("%d hours", hours)
+	case hours < 24*7*2:
+		return fmt.Sprintf("%d days", hours/24)
+	case hours < 24*30*2:
+		return fmt.Sprintf("%d weeks", hours/24/7)
+	case hours < 24*365*2:
+		return fmt.Sprintf("%d months", hours/24/30)
 	}
-	return fmt.Sprintf("%d days", int(d.Hours()/24))
+	return fmt.Sprintf("%d years", int(d.Hours())/24/365)
 }
 
 func ago(t time.Time) string { return since(t) + " ago" }
@@ -574,11 +602,13 @@ func newRmCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&force, "force", "f", false, "kill a running container first")
+	cmd.Flags().BoolP("volumes", "v", false, "remove the container's anonymous volumes: ov has none, and named volumes are kept (as docker keeps them)")
 	return cmd
 }
 
 func newInspectCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var format string
+	cmd := &cobra.Command{
 		Use:   "inspect CONTAINER...",
 		Short: "Show containers as JSON",
 		Args:  cobra.MinimumNArgs(1),
@@ -591,9 +621,14 @@ func newInspectCmd(g *globals) *cobra.Command {
 				}
 				out = append(out, c)
 			}
+			if format != "" {
+				return writeInspect(os.Stdout, format, toRows(out))
+			}
 			return printJSON(out)
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "format each container with a Go template, e.g. '{{.State.Status}}' or '{{json .Config}}' (fields as api.Container names them)")
+	return cmd
 }
 
 func newWaitCmd(g *globals) *cobra.Command {
@@ -613,16 +648,15 @@ func newWaitCmd(g *globals) *cobra.Command {
 }
 
 func newVersionCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
-		Use:   "version",
-		Short: "Show the agent's version",
+	var format string
+	cmd := &cobra.Command{
+		Use:   "version [-f json|TEMPLATE]",
+		Short: "Show the versions of ovctl and of the agent",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			v, err := g.agent().Version(cmd.Context())
-			if err != nil {
-				return err
-			}
-			return printJSON(v)
+			return printVersion(cmd.Context(), g, format)
 		},
 	}
+	cmd.Flags().StringVarP(&format, "format", "f", "", "json, or a Go template such as '{{.Server.Version}}' or '{{json .}}'")
+	return cmd
 }

@@ -143,9 +143,9 @@ func newImageImportCmd(g *globals) *cobra.Command {
 }
 
 func newImageLsCmd(g *globals) *cobra.Command {
-	var output string
+	var output, format string
 	cmd := &cobra.Command{
-		Use:     "ls [-o json]",
+		Use:     "ls [-o json] [--format TEMPLATE]",
 		Aliases: []string{"list"},
 		Short:   "List images",
 		Args:    cobra.NoArgs,
@@ -157,6 +157,9 @@ func newImageLsCmd(g *globals) *cobra.Command {
 			if output == "json" {
 				return printJSON(imgs)
 			}
+			if format != "" {
+				return writeFormatted(os.Stdout, format, imageTable, imageHeaders, imageLsRows(imgs))
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "REPOSITORY\tTAG\tIMAGE ID\tCREATED\tSIZE")
 			for _, img := range imgs {
@@ -167,13 +170,14 @@ func newImageLsCmd(g *globals) *cobra.Command {
 				}
 				for _, r := range refs {
 					i := strings.LastIndex(r, ":")
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fMB\n", r[:i], r[i+1:], id, ago(img.Created), float64(img.Size)/1e6)
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%.1fMB\n", r[:i], r[i+1:], id, sinceTime(img.Created), float64(img.Size)/1e6)
 				}
 			}
 			return tw.Flush()
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	return cmd
 }
 

@@ -56,7 +56,7 @@ func newRootCmd() *cobra.Command {
 		newRunCmd(g), newCreateCmd(g), newStartCmd(g), newPsCmd(g), newLogsCmd(g), newExecCmd(g),
 		newStopCmd(g), newKillCmd(g), newRmCmd(g), newInspectCmd(g), newWaitCmd(g),
 		newImageCmd(g), newNetworkCmd(g), newVersionCmd(g), newApplyCmd(g.cluster),
-		newNodeCmd(g),
+		newNodeCmd(g), newVolumeCmd(g),
 	)
 	return root
 }

@@ -52,9 +52,9 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 }
 
 func newNetworkLsCmd(g *globals) *cobra.Command {
-	var output string
+	var output, format string
 	cmd := &cobra.Command{
-		Use:     "ls [-o json]",
+		Use:     "ls [-o json] [--format TEMPLATE]",
 		Aliases: []string{"list"},
 		Short:   "List networks",
 		Args:    cobra.NoArgs,
@@ -66,6 +66,9 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 			if output == "json" {
 				return printJSON(nets)
 			}
+			if format != "" {
+				return writeFormatted(os.Stdout, format, networkTable, networkHeaders, networkRows(nets))
+			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
 			fmt.Fprintln(tw, "NETWORK ID\tNAME\tDRIVER\tSUBNET\tGATEWAY\tINTERNAL")
 			for _, n := range nets {
@@ -75,6 +78,7 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVarP(&output, "output", "o", "", "output format: json")
+	cmd.Flags().StringVar(&format, "format", "", formatHelp)
 	return cmd
 }
 

@@ -33,6 +33,7 @@ type Agent struct {
 	ctx        context.Context
 	cancel     context.CancelFunc
 	metrics    *metrics // nil: no metrics (metrics.go)
+	vols       volumes  // named volumes (volume.go)
 }
 
 // container is the agent's view of one container. rec is guarded by mu; ops serialises lifecycle
@@ -244,7 +245,7 @@ func (a *Agent) List(ctx context.Context, all bool) []api.Container {
 
 // Version describes the agent.
 func (a *Agent) Version() api.Version {
-	return api.Version{Version: "0.1.0", APIVersion: api.AgentAPIVersion, Runtime: a.cfg.Runtime, Host: a.cfg.Host}
+	return api.WithBuildInfo(api.Version{Version: api.ReleaseVersion, APIVersion: api.AgentAPIVersion, Runtime: a.cfg.Runtime, Host: a.cfg.Host})
 }
 
 func newID() string {

@@ -110,7 +110,7 @@ func (a *Agent) Create(ctx context.Context, req api.ContainerCreate) (api.Contai
 	if netErr != nil {
 		return api.Container{}, netErr
 	}
-	spec, err := writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
+	spec, err := a.writeSpec(specInput{ID: id, Create: req, Image: img.config, Rootfs: rootfsDir, Netns: netns,
 		HostNet: mode.kind == modeHost, Hostname: hostname, Bundle: bundle, Cgroup: path.Join(a.cfg.CgroupParent, id), ResolvConf: a.resolvConfFor(req, mode), InitPath: a.cfg.InitPath})
 	if err != nil {
 		return api.Container{}, err
@@ -191,8 +191,13 @@ func (a *Agent) newContainer(rec api.Container) *container {
 	return &container{rec: rec, shim: shim.NewClient(a.shimSocket(rec.ID)), exited: make(chan struct{}), removed: make(chan struct{})}
 }
 
-// writeSpec builds the container's OCI spec and writes it to its bundle.
-func writeSpec(in specInput) (*specs.Spec, error) {
+// writeSpec readies the host side of the container's mounts (prepareMounts), builds its OCI spec and
+// writes it to its bundle.
+func (a *Agent) writeSpec(in specInput) (*specs.Spec, error) {
+	if err := a.prepareMounts(in.ID, in.Create.Mounts, in.Rootfs); err != nil {
+		return nil, err
+	}
+	in.VolumesDir = a.volumesDir()
 	spec, err := buildSpec(in)
 	if err != nil {
 		return nil, err
@@ -222,6 +227,9 @@ func (a *Agent) resolveImage(ctx context.Context, ref string) (createImage, erro
 		return createImage{}, fmt.Errorf("image %q: this agent has no image store; give an absolute rootfs directory: %w", ref, errdefs.ErrNotFound)
 	}
 	img, err := a.cfg.Images.Get(ctx, ref)
+	if errors.Is(err, errdefs.ErrNotFound) {
+		return createImage{}, unknownImage(ref)
+	}
 	if err != nil {
 		return createImage{}, fmt.Errorf("image %q: %w", ref, err)
 	}

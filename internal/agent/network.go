@@ -196,6 +196,7 @@ func (a *Agent) Network(ctx context.Context, name string) (api.Network, error) {
 	if r, ok := a.cfg.Drivers[dname].(dataplaneReporter); ok {
 		n.Dataplane = r.NetworkDataplane(n.Name)
 	}
+	n.Containers = a.networkContainers(n.Name)
 	return n, nil
 }
 

@@ -26,6 +26,7 @@ func (a *Agent) Handler() http.Handler {
 	a.containerRoutes(mux, v)
 	a.imageRoutes(mux, v)
 	a.networkRoutes(mux, v)
+	a.volumeRoutes(mux, v)
 	return mux
 }
 

@@ -30,6 +30,7 @@ type specInput struct {
 	// ResolvConf is the container's /etc/resolv.conf (see resolvConfFor); nil: the host's.
 	ResolvConf []byte
 	InitPath   string // the agent's init for --init (Config.InitPath)
+	VolumesDir string // where named volumes live (ctl-mounts; set by writeSpec)
 }
 
 // command returns entrypoint + cmd as docker combines them.
@@ -93,13 +94,7 @@ func buildSpec(in specInput) (*specs.Spec, error) {
 		Memory: c.Memory, CPUs: float64(c.NanoCPUs) / 1e9, PidsLimit: c.PidsLimit, CgroupsPath: in.Cgroup,
 		GroupAdd: c.GroupAdd,
 	}
-	for _, m := range c.Mounts {
-		opts := []string{"rbind", "rprivate"}
-		if m.ReadOnly {
-			opts = append(opts, "ro")
-		}
-		o.Mounts = append(o.Mounts, specs.Mount{Destination: m.Destination, Type: "bind", Source: m.Source, Options: opts})
-	}
+	o.Mounts = append(o.Mounts, specMounts(c.Mounts, in.VolumesDir)...)
 	s, err := spec.Default(o)
 	if err != nil {
 		return nil, err
