@@ -424,4 +424,3 @@ func TestPullTLS(t *testing.T) {
 		t.Fatalf("pull from an insecure registry: %v", err)
 	}
 }
-
