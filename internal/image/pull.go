@@ -95,7 +95,7 @@ func (s *Store) Pull(ctx context.Context, ref string, opts PullOptions) (Image, 
 	if len(layers) != len(cfg.RootFS.DiffIDs) {
 		return Image{}, errf(errdefs.ErrInvalidArgument, "%s: the manifest has %d layers but the config names %d; the image is corrupt", what, len(layers), len(cfg.RootFS.DiffIDs))
 	}
-	opts.event(PullEvent{Status: "Pulling from " + r.Context().RepositoryStr()})
+	opts.event(PullEvent{Status: r.Identifier() + ": Pulling from " + r.Context().RepositoryStr()})
 	src := source{refs: refs, config: rawCfg}
 	var fetched atomic.Int32
 	for i, l := range layers {
