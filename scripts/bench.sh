@@ -13,7 +13,7 @@ GO=${GO:-go}
 OUT=${OUT:-docs/performance.md}
 mkdir -p bin docs
 
-STEPS=(runtime image overlay ipam bridge cluster engine dns)
+STEPS=(runtime image overlay ipam bridge cluster engine dns pull)
 
 skip() { echo "bench: ${CURRENT}: skipped: $*" >&2; }
 
@@ -79,6 +79,14 @@ bench_engine() {
 # --iptables=false, and stops it). About a minute.
 bench_dns() {
 	OV_PERFDOC="$PWD/$OUT" OV_BENCH_SECONDS="${DNS_SECONDS:-15}" "$GO" test -count=1 -timeout 20m -run '^TestBenchDNS$' ./test/e2e
+}
+
+# pull: `ovctl image pull`'s engine (image.Store.Pull) of a 5-layer image (about 17 MiB) from Debian's
+# docker-registry on loopback, cold and warm, beside `docker pull` of the same image from the same
+# registry when dockerd is installed (docker.io is not in make deps; its own dockerd in a namespace,
+# stopped after). Under a minute.
+bench_pull() {
+	OV_PERFDOC="$PWD/$OUT" OV_BENCH_RUNS="${PULL_RUNS:-5}" "$GO" test -count=1 -timeout 20m -run '^TestBenchPull$' ./test/e2e
 }
 
 if [ "$(id -u)" != 0 ]; then

@@ -70,6 +70,8 @@ order of precedence. SIGTERM or SIGINT stops serving; containers keep running.`,
 	f.String("metrics-listen", "", "address to serve Prometheus metrics on at /metrics (e.g. 127.0.0.1:9481: loopback, scraped by a local collector; docs/metrics.md); empty: no metrics")
 	f.String("log-level", "info", "debug, info, warn or error")
 	f.String("log-format", "text", "text or json")
+	f.StringSlice("insecure-registry", nil, "registry (HOST[:PORT] or a CIDR) whose TLS certificate is not verified and that may be reached over plain HTTP, as dockerd's; repeatable")
+	f.String("registry-certs-dir", image.DefaultCertsDir, "directory of registry CA certificates: DIR/HOST[:PORT]/*.crt are trusted for that registry (docker's /etc/docker/certs.d)")
 	addOverlayFlags(f)
 	_ = v.BindPFlags(f)
 	v.SetEnvPrefix("OV")
@@ -120,7 +122,10 @@ func run(ctx context.Context, v *viper.Viper) error {
 		return fmt.Errorf("become a child subreaper: %w", err)
 	}
 
-	images, err := image.New(image.Config{Root: filepath.Join(cfg.Root, "images"), Log: log, Platform: image.DefaultConfig().Platform})
+	icfg := image.DefaultConfig()
+	icfg.Root, icfg.Log = filepath.Join(cfg.Root, "images"), log
+	icfg.Registry = image.RegistryConfig{CertsDir: v.GetString("registry-certs-dir"), Insecure: v.GetStringSlice("insecure-registry")}
+	images, err := image.New(icfg)
 	if err != nil {
 		return err
 	}

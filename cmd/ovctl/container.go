@@ -189,7 +189,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return &exitError{code: 125, err: err}
 			}
-			c, err := g.agent().Create(cmd.Context(), req)
+			c, err := createPulling(cmd.Context(), g.agent(), req)
 			if err != nil {
 				return engineError(err)
 			}
@@ -216,7 +216,7 @@ func newStartCmd(g *globals) *cobra.Command {
 }
 
 func runContainer(ctx context.Context, cl *client.Client, req api.ContainerCreate, detach bool) error {
-	c, err := cl.Create(ctx, req)
+	c, err := createPulling(ctx, cl, req)
 	if err != nil {
 		return engineError(err)
 	}

@@ -18,6 +18,7 @@ import (
 func newImageCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "image", Short: "Manage the local agent's images"}
 	cmd.AddCommand(newImageLoadCmd(g), newImageImportCmd(g), newImageLsCmd(g), newImageRmCmd(g))
+	cmd.AddCommand(registryCmds(g)...)
 	return cmd
 }
 

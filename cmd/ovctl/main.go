@@ -58,6 +58,7 @@ func newRootCmd() *cobra.Command {
 		newImageCmd(g), newNetworkCmd(g), newVersionCmd(g), newApplyCmd(g.cluster),
 		newNodeCmd(g), newVolumeCmd(g),
 	)
+	root.AddCommand(append(registryCmds(g), newLoginCmd(g), newLogoutCmd())...)
 	return root
 }
 

@@ -25,6 +25,7 @@ func (a *Agent) Handler() http.Handler {
 	mux.HandleFunc("GET "+v+"/version", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, a.Version()) })
 	a.containerRoutes(mux, v)
 	a.imageRoutes(mux, v)
+	a.registryRoutes(mux, v)
 	a.networkRoutes(mux, v)
 	a.volumeRoutes(mux, v)
 	return mux

@@ -1,6 +1,8 @@
 // Package image is ov's local image store: it loads `docker save` archives and OCI image archives,
 // imports plain rootfs tarballs, lists, finds and removes images, and gives each container a
-// copy-on-write rootfs (overlayfs) over the image's shared, read-only layers. No registry is involved.
+// copy-on-write rootfs (overlayfs) over the image's shared, read-only layers. It pulls images from and
+// pushes them to OCI distribution registries (go-containerregistry): pulled layers take the same
+// unpack path, digest checks and layer sharing as loaded ones.
 // It is Linux-only (openat2, overlayfs) and needs root.
 //
 // On disk, under Config.Root (default /var/lib/ov/images):

@@ -63,6 +63,8 @@ type Config struct {
 	// Platform is the OS/architecture chosen from multi-platform OCI archives. Default
 	// "linux/"+runtime.GOARCH.
 	Platform string
+	// Registry says how Pull, Push and Login reach registries (CA certificates, insecure registries).
+	Registry RegistryConfig
 }
 
 // DefaultConfig returns the defaults described on Config.
@@ -71,6 +73,7 @@ func DefaultConfig() Config {
 		Root:     "/var/lib/ov/images",
 		Log:      slog.New(slog.DiscardHandler),
 		Platform: defaultPlatform(),
+		Registry: RegistryConfig{CertsDir: DefaultCertsDir},
 	}
 }
 

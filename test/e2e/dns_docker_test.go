@@ -27,6 +27,7 @@ const dockerCgroup = "ovbench-docker"
 
 type dockerd struct {
 	bin, client, dir, sock string
+	netns                  string // the namespace it runs in (set by start)
 	cmd                    *exec.Cmd
 }
 
@@ -87,6 +88,7 @@ func benchDocker(t *testing.T, qfile string, secs int) perfRun {
 func (d *dockerd) start(t *testing.T) error {
 	t.Helper()
 	ns := testutil.Netns(t, "ovdock")
+	d.netns = ns
 	for _, sub := range []string{"root", "exec"} {
 		if err := os.MkdirAll(filepath.Join(d.dir, sub), 0o700); err != nil {
 			return err

@@ -245,3 +245,64 @@ func (c *Client) Disconnect(ctx context.Context, network string, req api.Network
 	err := c.do(ctx, http.MethodPost, "/networks/"+url.PathEscape(network)+"/disconnect", nil, req, &out)
 	return out, err
 }
+
+// Image returns one image of the agent's store by reference or ID.
+func (c *Client) Image(ctx context.Context, ref string) (api.Image, error) {
+	var out api.Image
+	err := c.do(ctx, http.MethodGet, "/images/"+ref, nil, nil, &out)
+	return out, err
+}
+
+// PullImage asks the agent to pull req.Ref, telling each progress line to progress (may be nil).
+func (c *Client) PullImage(ctx context.Context, req api.ImagePull, progress func(api.ImagePullEvent)) (api.Image, error) {
+	last, err := c.imageStream(ctx, "/images/pull", req, progress)
+	if err != nil || last.Image == nil {
+		return api.Image{}, err
+	}
+	return *last.Image, nil
+}
+
+// PushImage asks the agent to push req.Ref and returns the manifest digest.
+func (c *Client) PushImage(ctx context.Context, req api.ImagePull, progress func(api.ImagePullEvent)) (string, error) {
+	last, err := c.imageStream(ctx, "/images/push", req, progress)
+	return last.Digest, err
+}
+
+// imageStream reads a JSON-lines answer of pull or push up to its last line.
+func (c *Client) imageStream(ctx context.Context, path string, req api.ImagePull, progress func(api.ImagePullEvent)) (api.ImagePullEvent, error) {
+	resp, err := c.hj.Send(ctx, http.MethodPost, path, req)
+	if err != nil {
+		return api.ImagePullEvent{}, err
+	}
+	defer resp.Body.Close()
+	dec := json.NewDecoder(resp.Body)
+	for {
+		var ev api.ImagePullEvent
+		if err := dec.Decode(&ev); err != nil {
+			if ctx.Err() != nil {
+				return ev, ctx.Err()
+			}
+			return ev, fmt.Errorf("%s: the agent's answer ended early (%v): %w", path, err, errdefs.ErrUnavailable)
+		}
+		switch {
+		case ev.Error != nil:
+			return ev, errdefs.FromWire(ev.Error.Code, ev.Error.Message)
+		case ev.Done:
+			return ev, nil
+		case progress != nil:
+			progress(ev)
+		}
+	}
+}
+
+// TagImage gives image source the additional reference target.
+func (c *Client) TagImage(ctx context.Context, source, target string) (api.Image, error) {
+	var out api.Image
+	err := c.do(ctx, http.MethodPost, "/images/tag", nil, api.ImageTag{Source: source, Target: target}, &out)
+	return out, err
+}
+
+// Login has the agent check credentials against a registry.
+func (c *Client) Login(ctx context.Context, auth api.RegistryAuth) error {
+	return c.do(ctx, http.MethodPost, "/auth", nil, auth, nil)
+}
