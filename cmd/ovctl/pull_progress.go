@@ -75,18 +75,3 @@ func layerLine(ev api.ImagePullEvent, tty bool) string {
 	}
 	return fmt.Sprintf("%s [%s] %s/%s", s, bar, humanSize(ev.Current), humanSize(ev.Total))
 }
-
-// humanSize is docker's decimal size: "1.23MB".
-func humanSize(n int64) string {
-	f := float64(n)
-	for _, u := range []string{"B", "kB", "MB", "GB"} {
-		if f < 1000 {
-			if u == "B" {
-				return fmt.Sprintf("%dB", n)
-			}
-			return fmt.Sprintf("%.3g%s", f, u)
-		}
-		f /= 1000
-	}
-	return fmt.Sprintf("%.3gTB", f)
-}
