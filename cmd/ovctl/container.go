@@ -32,6 +32,7 @@ type runFlags struct {
 	pidsLimit                                          int64
 	env, ports, volumes, capAdd, capDrop, logOpts      []string
 	aliases, dns, dnsSearch, dnsOptions                []string
+	restartFlags
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
@@ -66,6 +67,7 @@ func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
 	fl.StringArrayVar(&f.logOpts, "log-opt", nil, "log option KEY=VALUE (repeatable): max-size=SIZE (rotate at, default 10m), max-file=N (files kept, default 3)")
 	fl.StringArrayVarP(&f.volumes, "volume", "v", nil, "bind-mount HOSTPATH:CONTAINERPATH[:ro] (repeatable)")
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
+	f.registerRestart(fl)
 }
 
 // request turns the flags and arguments (IMAGE [COMMAND [ARG...]]) into a create request.
@@ -114,6 +116,9 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 		return req, fmt.Errorf("--cpus %v must not be negative: %w", f.cpus, errdefs.ErrInvalidArgument)
 	}
 	req.NanoCPUs = int64(f.cpus * 1e9)
+	if err := f.applyRestart(&req); err != nil {
+		return req, err
+	}
 	return req, req.Validate()
 }
 
@@ -194,7 +199,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 func newStartCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "start CONTAINER...",
-		Short: "Start created containers",
+		Short: "Start created or exited containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return eachContainer(args, func(id string) error {
@@ -405,6 +410,8 @@ func status(st api.ContainerState) string {
 		return "Up " + since(st.StartedAt)
 	case api.StateExited:
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, since(st.FinishedAt))
+	case api.StateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, since(st.FinishedAt))
 	}
 	return "Created"
 }
