@@ -244,6 +244,7 @@ func (a *Agent) rerun(ctx context.Context, c *container) error {
 		_, _ = c.shim.Delete(context.WithoutCancel(ctx), true)
 		select {
 		case <-c.exitedCh():
+		case <-a.ctx.Done(): // the monitor stops without recording
 		case <-time.After(10 * time.Second):
 		}
 		return &CreateError{ExitCode: shim.StartErrorCode(err.Error()), Err: err}

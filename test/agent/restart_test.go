@@ -200,10 +200,16 @@ func TestStartExited(t *testing.T) {
 	web := l.runD("--name", "web", "--network", "rsnet", "busybox", "sh", "-c", "echo started; exec sleep 600")
 	cli := l.runD("--name", "cli", "--network", "rsnet", "busybox", "sleep", "600")
 	ip := l.ip(web)
+	cliIP := l.ip(cli)
+	// web's name from cli, and cli's from web (web's own resolver serves it again).
 	lookup := func() error {
 		out, _, code := l.ctl("exec", "cli", "nslookup", "web", "127.0.0.11")
 		if code != 0 || !strings.Contains(out, ip) {
 			return fmt.Errorf("nslookup web: exit %d %q, want %s", code, out, ip)
+		}
+		out, _, code = l.ctl("exec", "web", "nslookup", "cli", "127.0.0.11")
+		if code != 0 || !strings.Contains(out, cliIP) {
+			return fmt.Errorf("nslookup cli in web: exit %d %q, want %s", code, out, cliIP)
 		}
 		return nil
 	}
