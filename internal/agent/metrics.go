@@ -19,7 +19,7 @@ type metrics struct {
 }
 
 var containersDesc = prometheus.NewDesc("ov_agent_containers",
-	"Containers on this host by state (created, running, exited, unknown).", []string{"state"}, nil)
+	"Containers on this host by state (created, running, restarting, exited, unknown).", []string{"state"}, nil)
 
 func newMetrics(reg prometheus.Registerer, a *Agent) (*metrics, error) {
 	if reg == nil {
