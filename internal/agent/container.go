@@ -391,7 +391,7 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	}
 	a.metrics.started(time.Since(t0))
 	c.mu.Lock()
-	if c.rec.State.Status != api.StateExited {
+	if c.rec.State.Status == api.StateCreated { // not when the monitor recorded a (quick) exit already
 		c.rec.State = mergeState(c.rec.State, st)
 	}
 	c.mu.Unlock()

@@ -352,3 +352,8 @@ func (a *Agent) stoppedByUser(c *container) bool {
 	}
 	return was
 }
+
+// stopped tells whether a container of status has no process: exited, or waiting to restart.
+func stopped(status string) bool {
+	return status == api.StateExited || status == api.StateRestarting
+}
