@@ -129,6 +129,9 @@ type ContainerCreate struct {
 	SecurityOpt []string `json:"securityOpt,omitempty"`
 	ShmSize     int64    `json:"shmSize,omitempty"`    // bytes of /dev/shm; 0: DefaultShmSize
 	ExtraHosts  []string `json:"extraHosts,omitempty"` // NAME:IP lines added to /etc/hosts
+	// restart: RestartPolicy is --restart: whether the agent starts the container again when its
+	// process exits (docker's policies and backoff, see docs/restart.md).
+	RestartPolicy RestartPolicy `json:"restartPolicy,omitzero"`
 }
 
 // Log rotation defaults (LogOpts), as Docker's documentation recommends for json-file: at most
@@ -248,6 +251,9 @@ func (c *ContainerCreate) Validate() error {
 	if err := c.validateDNSConfig(); err != nil {
 		return err
 	}
+	if err := c.validateRestart(); err != nil {
+		return err
+	}
 	return c.validateProc()
 }
 
@@ -292,6 +298,13 @@ type Container struct {
 	// was unreadable and moved aside, or is missing): the agent found the container from what it left
 	// (shim, bundle, rootfs) and keeps it, but knows only what those tell. Remove it with force.
 	Quarantine string `json:"quarantine,omitempty"`
+
+	// restart: RestartCount is the number of times the restart policy restarted the container since
+	// it was last started by the user (docker's RestartCount). ManuallyStopped is set by stop and kill
+	// (a restart policy no longer restarts the container; after an agent restart, unless-stopped leaves
+	// it stopped, always starts it) and cleared by start.
+	RestartCount    int  `json:"restartCount"`
+	ManuallyStopped bool `json:"manuallyStopped,omitempty"`
 }
 
 // ShortID is the 12-digit prefix of a container or image ID.

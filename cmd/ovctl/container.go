@@ -34,6 +34,7 @@ type runFlags struct {
 	aliases, dns, dnsSearch, dnsOptions                []string
 	proc                                               procFlags // run_proc.go
 	mountFlags                                                   // ctl-mounts: --mount, --tmpfs (run_mounts.go)
+	restartFlags
 }
 
 func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
@@ -70,6 +71,7 @@ func (f *runFlags) register(cmd *cobra.Command, withRun bool) {
 	f.mountFlags.register(cmd)
 	fl.StringVar(&f.entrypoint, "entrypoint", "", "override the image's entrypoint")
 	f.proc.register(fl)
+	f.registerRestart(fl)
 }
 
 // request turns the flags and arguments (IMAGE [COMMAND [ARG...]]) into a create request.
@@ -122,6 +124,9 @@ func (f *runFlags) request(args []string) (api.ContainerCreate, error) {
 	}
 	req.NanoCPUs = int64(f.cpus * 1e9)
 	if err := f.proc.apply(&req); err != nil {
+		return req, err
+	}
+	if err := f.applyRestart(&req); err != nil {
 		return req, err
 	}
 	return req, req.Validate()
@@ -204,7 +209,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 func newStartCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "start CONTAINER...",
-		Short: "Start created containers",
+		Short: "Start created or exited containers",
 		Args:  cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return eachContainer(args, func(id string) error {
@@ -426,6 +431,8 @@ func status(st api.ContainerState) string {
 		return "Up " + since(st.StartedAt)
 	case api.StateExited:
 		return fmt.Sprintf("Exited (%d) %s ago", st.ExitCode, since(st.FinishedAt))
+	case api.StateRestarting:
+		return fmt.Sprintf("Restarting (%d) %s ago", st.ExitCode, since(st.FinishedAt))
 	}
 	return "Created"
 }

@@ -43,9 +43,10 @@ type container struct {
 	mu       sync.Mutex
 	rec      api.Container
 	shim     *shim.Client
-	exited   chan struct{} // closed when the agent has recorded the exit
+	exited   chan struct{} // closed when the agent has recorded the exit of the current run (exitedCh); guarded by mu
 	removed  chan struct{} // closed when the container is gone
 	removing bool
+	restart  restartState // restart policy state (restart.go); guarded by mu
 }
 
 func (c *container) snapshot() api.Container {
@@ -117,6 +118,7 @@ func (a *Agent) monitor(c *container) {
 	a.wg.Add(1)
 	go func() {
 		defer a.wg.Done()
+		exited := c.exitedCh()
 		var st api.ContainerState
 		for {
 			var err error
@@ -133,6 +135,7 @@ func (a *Agent) monitor(c *container) {
 		}
 		c.mu.Lock()
 		c.rec.State = mergeState(c.rec.State, st)
+		delay, restart := c.planRestart()
 		auto := c.rec.Config.AutoRemove
 		id := c.rec.ID
 		rec := c.rec
@@ -141,13 +144,12 @@ func (a *Agent) monitor(c *container) {
 		if err := a.saveRecord(c); err != nil && !errors.Is(err, os.ErrNotExist) {
 			a.log.Error("save container record", "container", api.ShortID(id), "err", err)
 		}
-		select {
-		case <-c.exited:
-		default:
-			close(c.exited)
-		}
+		c.closeExited(exited)
 		a.publishNames(a.ctx, rec, false)
 		a.log.Info("container exited", "container", api.ShortID(id), "exitCode", st.ExitCode)
+		if restart {
+			a.scheduleRestart(c, delay)
+		}
 		if auto {
 			a.autoRemoveNow(id)
 		}
@@ -235,7 +237,7 @@ func (a *Agent) List(ctx context.Context, all bool) []api.Container {
 	out := []api.Container{}
 	for _, c := range cs {
 		rec := c.snapshot()
-		if all || rec.State.Status == api.StateRunning {
+		if all || rec.State.Status == api.StateRunning || rec.State.Status == api.StateRestarting {
 			out = append(out, rec)
 		}
 	}

@@ -389,6 +389,9 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	}
 	c.ops.Lock()
 	defer c.ops.Unlock()
+	if again, rec := a.startAgain(ctx, c); again {
+		return rec()
+	}
 	t0 := time.Now()
 	st, err := c.shim.Start(ctx)
 	if err != nil {
@@ -396,7 +399,7 @@ func (a *Agent) Start(ctx context.Context, ref string) (api.Container, error) {
 	}
 	a.metrics.started(time.Since(t0))
 	c.mu.Lock()
-	if c.rec.State.Status != api.StateExited {
+	if c.rec.State.Status == api.StateCreated { // not when the monitor recorded a (quick) exit already
 		c.rec.State = mergeState(c.rec.State, st)
 	}
 	c.mu.Unlock()
@@ -417,6 +420,9 @@ func (a *Agent) Kill(ctx context.Context, ref string, sig syscall.Signal) error 
 	}
 	if c.snapshot().State.Status == api.StateExited {
 		return fmt.Errorf("kill container %s: it is not running: %w", api.ShortID(c.snapshot().ID), errdefs.ErrConflict)
+	}
+	if a.stoppedByUser(c) {
+		return nil // it was waiting to restart: it stays exited
 	}
 	return c.shim.Kill(ctx, int(sig))
 }
@@ -439,17 +445,19 @@ func (a *Agent) Stop(ctx context.Context, ref string, timeout time.Duration) (ap
 
 func (a *Agent) stop(ctx context.Context, c *container, timeout time.Duration) error {
 	select {
-	case <-c.exited:
+	case <-c.exitedCh():
+		a.stoppedByUser(c)
 		return nil
 	default:
 	}
+	a.stoppedByUser(c)
 	if err := c.shim.Kill(ctx, int(stopSignal(c.snapshot().Config))); err != nil && !errors.Is(err, errdefs.ErrConflict) {
 		return err
 	}
 	t := time.NewTimer(timeout)
 	defer t.Stop()
 	select {
-	case <-c.exited:
+	case <-c.exitedCh():
 		return nil
 	case <-t.C:
 	case <-ctx.Done():
@@ -459,7 +467,7 @@ func (a *Agent) stop(ctx context.Context, c *container, timeout time.Duration) e
 		return err
 	}
 	select {
-	case <-c.exited:
+	case <-c.exitedCh():
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()
@@ -472,7 +480,7 @@ func (a *Agent) Wait(ctx context.Context, ref string, removed bool) (api.Exit, e
 	if err != nil {
 		return api.Exit{}, err
 	}
-	ch := c.exited
+	ch := c.exitedCh()
 	if removed {
 		ch = c.removed
 	}
@@ -526,13 +534,13 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	c.mu.Unlock()
 	running := false
 	select {
-	case <-c.exited:
+	case <-c.exitedCh():
 	default:
 		running = true
 		// The shim may already know of an exit the monitor is about to record.
 		if st, err := c.shim.State(ctx); err == nil && st.Status == api.StateExited {
 			select {
-			case <-c.exited:
+			case <-c.exitedCh():
 				running = false
 			case <-ctx.Done():
 				return nil, ctx.Err()
@@ -542,7 +550,7 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	if rec.Quarantine != "" && !force {
 		return nil, fmt.Errorf("container %s is quarantined (%s): the agent cannot tell what it holds; remove it with force, which kills it and deletes its files, the set-aside record included: %w", api.ShortID(rec.ID), rec.Quarantine, errdefs.ErrConflict)
 	}
-	if running && !force {
+	if (running || rec.State.Status == api.StateRestarting) && !force {
 		return nil, fmt.Errorf("container %s is %s; stop it first, or remove it with force (which kills it): %w", api.ShortID(rec.ID), rec.State.Status, errdefs.ErrConflict)
 	}
 	// The marker tells a restart after a crash from here on to finish the remove (see recover).
@@ -551,6 +559,7 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	}
 	c.mu.Lock()
 	c.removing = true
+	c.cancelRestart(false)
 	c.mu.Unlock()
 	a.removeNames(rec) // at once: its address may go to another container
 	a.unserve(rec.ID)
@@ -587,11 +596,7 @@ func (a *Agent) remove(ctx context.Context, ref string, force bool) (done <-chan
 	} else {
 		go a.teardown(rec, t0, deleteRuntime, td)
 	}
-	select {
-	case <-c.exited:
-	default:
-		close(c.exited)
-	}
+	c.closeExited(c.exitedCh())
 	if err := os.Remove(filepath.Join(a.containerDir(rec.ID), recordFile)); err != nil && !errors.Is(err, os.ErrNotExist) {
 		a.log.Warn("remove container record", "container", api.ShortID(rec.ID), "err", err)
 	}
@@ -696,7 +701,7 @@ func (a *Agent) Attach(ctx context.Context, ref string) (net.Conn, *bufio.Reader
 		return nil, nil, err
 	}
 	select {
-	case <-c.exited:
+	case <-c.exitedCh():
 		return nil, nil, fmt.Errorf("attach to container %s: it has exited: %w", api.ShortID(c.snapshot().ID), errdefs.ErrConflict)
 	default:
 	}
@@ -761,7 +766,7 @@ func (a *Agent) Logs(ctx context.Context, ref string, follow bool, tail int, w i
 	rec := c.snapshot()
 	running := true
 	select {
-	case <-c.exited:
+	case <-c.exitedCh():
 		running = false
 	default:
 	}
@@ -773,7 +778,7 @@ func (a *Agent) Logs(ctx context.Context, ref string, follow bool, tail int, w i
 			if follow && err == nil {
 				// Answer once the exit is recorded, so the next command sees it.
 				select {
-				case <-c.exited:
+				case <-c.exitedCh():
 				case <-ctx.Done():
 				}
 			}

@@ -290,12 +290,14 @@ func (a *Agent) restoreNames(ctx context.Context, rec api.Container) {
 	if rec.Quarantine != "" {
 		return
 	}
-	if rec.State.Status == api.StateExited {
-		a.publishNames(ctx, rec, false) // it may have exited while the agent was away
-		return
-	}
+	// An exited container is served too (from the sockets its shim kept), so that it finds names
+	// again when it is started (docs/restart.md).
 	if err := a.reserve(ctx, rec); err != nil {
 		a.log.Warn("serve names in a container found at start-up", "container", api.ShortID(rec.ID), "err", err)
+	}
+	if stopped(rec.State.Status) {
+		a.publishNames(ctx, rec, false) // it may have exited while the agent was away
+		return
 	}
 	a.namesStarted(ctx, rec)
 }
@@ -322,7 +324,7 @@ func (a *Agent) restoreAllNames() {
 	cs := a.containerList()
 	// The names first: queries that waited in kept sockets are answered as soon as they are served.
 	for _, c := range cs {
-		if rec := c.snapshot(); rec.Quarantine == "" && rec.State.Status != api.StateExited {
+		if rec := c.snapshot(); rec.Quarantine == "" && !stopped(rec.State.Status) {
 			a.setNames(rec)
 		}
 	}

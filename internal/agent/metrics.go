@@ -19,7 +19,7 @@ type metrics struct {
 }
 
 var containersDesc = prometheus.NewDesc("ov_agent_containers",
-	"Containers on this host by state (created, running, exited, unknown).", []string{"state"}, nil)
+	"Containers on this host by state (created, running, restarting, exited, unknown).", []string{"state"}, nil)
 
 func newMetrics(reg prometheus.Registerer, a *Agent) (*metrics, error) {
 	if reg == nil {
@@ -59,7 +59,7 @@ type containersCollector struct{ a *Agent }
 func (c containersCollector) Describe(ch chan<- *prometheus.Desc) { ch <- containersDesc }
 
 func (c containersCollector) Collect(ch chan<- prometheus.Metric) {
-	n := map[string]int{api.StateCreated: 0, api.StateRunning: 0, api.StateExited: 0}
+	n := map[string]int{api.StateCreated: 0, api.StateRunning: 0, api.StateRestarting: 0, api.StateExited: 0}
 	for _, ct := range c.a.List(context.Background(), true) {
 		n[ct.State.Status]++
 	}

@@ -72,6 +72,7 @@ func (a *Agent) recover() error {
 	for _, c := range exited {
 		a.autoRemove(c) // --rm containers that exited while the agent was away
 	}
+	a.resumeRestarts()
 	a.log.Info("state loaded", "containers", len(a.containers))
 	return nil
 }
@@ -125,17 +126,22 @@ func (a *Agent) load(rec api.Container) *container {
 	c := a.newContainer(rec)
 	a.register(c)
 	if rec.State.Status == api.StateExited {
-		close(c.exited)
+		c.closeExited(c.exitedCh())
 		return c
 	}
 	st, err := c.shim.State(a.ctx)
+	if rec.State.Status == api.StateRestarting && (err != nil || st.Status != api.StateRunning) {
+		// Waiting for its delay when the agent stopped (or its new run never started): resumeRestarts.
+		c.closeExited(c.exitedCh())
+		return c
+	}
 	if err != nil {
 		st = a.exitFromFile(rec.ID)
 	}
 	c.rec.State = mergeState(c.rec.State, st)
 	_ = a.saveRecord(c)
 	if c.rec.State.Status == api.StateExited {
-		close(c.exited)
+		c.closeExited(c.exitedCh())
 		return c
 	}
 	a.monitor(c)
@@ -254,7 +260,7 @@ func (a *Agent) adopt(id, reason string) *container {
 		"container", api.ShortID(id), "reason", reason, "status", c.rec.State.Status, "pid", c.rec.State.Pid)
 	switch c.rec.State.Status {
 	case api.StateExited:
-		close(c.exited)
+		c.closeExited(c.exitedCh())
 	case api.StateUnknown:
 	default:
 		a.monitor(c)
