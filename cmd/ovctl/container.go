@@ -180,7 +180,13 @@ exit 125, a command that cannot be invoked 126, one not found 127.`,
 		},
 	}
 	f.register(cmd, true)
+	cmd.SetFlagErrorFunc(flagError125)
 	return cmd
+}
+
+// flagError125 makes a flag error of run and create exit 125, as docker's do.
+func flagError125(cmd *cobra.Command, err error) error {
+	return &exitError{code: 125, err: fmt.Errorf("%w\nSee 'ovctl %s --help'", err, cmd.Name())}
 }
 
 func newCreateCmd(g *globals) *cobra.Command {
@@ -203,6 +209,7 @@ func newCreateCmd(g *globals) *cobra.Command {
 		},
 	}
 	f.register(cmd, false)
+	cmd.SetFlagErrorFunc(flagError125)
 	return cmd
 }
 

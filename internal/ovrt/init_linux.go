@@ -173,6 +173,12 @@ func finalize(p *specs.Process, c caps, filter *seccomp.Program, exe string, env
 			return err
 		}
 	}
+	if p.Cwd != "" {
+		// A missing working directory is made (mode 0755, owned by root), as Docker makes the one
+		// -w or WORKDIR names. This runs inside the container's root, so a symlink in the path
+		// resolves within it; where it cannot be made (a read-only rootfs), Chdir below says so.
+		_ = os.MkdirAll(p.Cwd, 0o755)
+	}
 	if err := unix.Prctl(unix.PR_SET_KEEPCAPS, 1, 0, 0, 0); err != nil {
 		return fmt.Errorf("set keepcaps: %w", err)
 	}
