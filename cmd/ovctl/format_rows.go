@@ -17,7 +17,12 @@ const dockerTime = "2006-01-02 15:04:05 -0700 MST"
 // psRow is a container as `ovctl ps --format` sees it.
 type psRow struct {
 	ID, Image, Command, CreatedAt, RunningFor, Ports, State, Status, Names, Networks, Mounts string
+	Labels                                                                                   string // k=v,k=v (--label)
+	labels                                                                                   map[string]string
 }
+
+// Label is the value of one label, as docker's {{.Label "com.example.tier"}}.
+func (r psRow) Label(name string) string { return r.labels[name] }
 
 var psHeaders = map[string]string{
 	"ID": "CONTAINER ID", "Image": "IMAGE", "Command": "COMMAND", "CreatedAt": "CREATED AT",
@@ -50,7 +55,7 @@ func newPsRow(c api.Container) psRow {
 		ID: api.ShortID(c.ID), Image: c.Image, Command: fmt.Sprintf("%q", cmdline),
 		CreatedAt: c.Created.Local().Format(dockerTime), RunningFor: ago(c.Created), Ports: strings.Join(ports, ", "),
 		State: c.State.Status, Status: containerStatus(c), Names: c.Name, Networks: strings.Join(nets, ","),
-		Mounts: strings.Join(mounts, ","),
+		Mounts: strings.Join(mounts, ","), Labels: labelString(c.Config.Labels), labels: c.Config.Labels,
 	}
 }
 

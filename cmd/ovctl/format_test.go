@@ -14,7 +14,7 @@ func TestFormat(t *testing.T) {
 	c := api.Container{
 		ID: strings.Repeat("ab", 32), Name: "web", Image: "busybox", Command: []string{"httpd", "-f"},
 		Created: created, State: api.ContainerState{Status: api.StateRunning, StartedAt: created},
-		Config:   api.ContainerCreate{Ports: []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}, Mounts: []api.Mount{{Type: api.MountVolume, Source: "data", Destination: "/d"}}},
+		Config:   api.ContainerCreate{Labels: map[string]string{"tier": "web", "a": "1"}, Ports: []api.PortMapping{{HostPort: 8080, ContainerPort: 80, Protocol: "tcp"}}, Mounts: []api.Mount{{Type: api.MountVolume, Source: "data", Destination: "/d"}}},
 		Networks: []api.ContainerEndpoint{{Network: "front", IP: "10.0.0.2"}, {Network: "back"}},
 	}
 	img := api.Image{ID: "sha256:" + strings.Repeat("cd", 32), Refs: []string{"busybox:latest", "localhost:5000/bb:1"}, Size: 4_860_000, Created: created}
@@ -29,6 +29,7 @@ func TestFormat(t *testing.T) {
 			"CONTAINER ID   NAMES\nabababababab   web\n"},
 		{"ps fields", "{{.Image}} {{.Command}} {{.State}} {{.Ports}} {{.Networks}} {{.Mounts}} {{.RunningFor}}", psRows([]api.Container{c}), psTable, psHeaders,
 			`busybox "httpd -f" running 0.0.0.0:8080->80/tcp front,back data 3 hours ago` + "\n"},
+		{"ps labels", `{{.Labels}} {{.Label "tier"}}`, psRows([]api.Container{c}), psTable, psHeaders, "a=1,tier=web web\n"},
 		{"ps status", "{{.Status}}", psRows([]api.Container{c}), psTable, psHeaders, "Up 3 hours\n"},
 		{"upper lower join split", `{{upper .Names}} {{lower "AB"}} {{join (split .Networks ",") "+"}}`, psRows([]api.Container{c}), psTable, psHeaders,
 			"WEB ab front+back\n"},
