@@ -26,6 +26,9 @@ type Config struct {
 	LocalIP netip.Addr
 	// KeyPath is the file of the host's private key (created 0600 when missing). Required.
 	KeyPath string
+	// Netns is the network namespace the interface and wireguard-go's sockets are made in ("" = the
+	// process's own, as the agent runs). Default "".
+	Netns string
 	// Userspace forces wireguard-go on a TUN device even where the kernel has WireGuard. Default
 	// false: the kernel's when it can create a link of type wireguard.
 	Userspace bool

@@ -123,7 +123,7 @@ func (t *Tunnel) Close() {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	if t.dev != nil {
-		t.dev.close()
+		_ = netlink.Do(t.cfg.Netns, func() error { t.dev.close(); return nil })
 		t.dev = nil
 	}
 }
@@ -133,6 +133,12 @@ func (t *Tunnel) Close() {
 func (t *Tunnel) Converge(ctx context.Context, peers []vxlan.TunnelPeer, mtu int) error {
 	t.mu.Lock()
 	defer t.mu.Unlock()
+	// In Config.Netns: the TUN device, the netlink handle and wireguard-go's UDP sockets are made in
+	// the namespace of the thread that makes them.
+	return netlink.Do(t.cfg.Netns, func() error { return t.converge(peers, mtu) })
+}
+
+func (t *Tunnel) converge(peers []vxlan.TunnelPeer, mtu int) error {
 	h, err := netlink.System{}.Handle("")
 	if err != nil {
 		return err
