@@ -36,6 +36,7 @@ func main() {
 	out := flag.String("out", "docs/performance.md", "markdown file whose \"overlay\" section gets the table")
 	seconds := flag.Int("seconds", 5, "duration of each iperf3 run")
 	rounds := flag.Int("rounds", 3, "runs per path, interleaved; the median is reported")
+	flag.BoolVar(&wgOffloads, "wg-offloads", true, "wireguard-go's TUN with IFF_VNET_HDR (TSO, GRO); false: one packet per read and write")
 	flag.Parse()
 	if err := run(*out, *seconds, *rounds); err != nil {
 		fmt.Fprintln(os.Stderr, "ovbench-overlay:", err)
@@ -61,6 +62,9 @@ func sh(ns string, name string, args ...string) (string, error) {
 	}
 	return string(b), nil
 }
+
+// wgOffloads is the -wg-offloads flag.
+var wgOffloads bool
 
 func run(out string, seconds, rounds int) error {
 	if os.Geteuid() != 0 {
@@ -116,6 +120,7 @@ func run(out string, seconds, rounds int) error {
 	for i := range 2 {
 		wc := wireguard.DefaultConfig()
 		wc.LocalIP, wc.Netns, wc.KeyPath = hosts[i].Addr, hosts[i].Path, filepath.Join(keyDir, fmt.Sprint(i))
+		wc.NoOffloads = !wgOffloads
 		t, err := wireguard.New(wc)
 		if err != nil {
 			return err

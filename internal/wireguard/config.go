@@ -32,6 +32,9 @@ type Config struct {
 	// Userspace forces wireguard-go on a TUN device even where the kernel has WireGuard. Default
 	// false: the kernel's when it can create a link of type wireguard.
 	Userspace bool
+	// NoOffloads makes wireguard-go's TUN device without IFF_VNET_HDR: no TSO from the kernel, no
+	// GRO towards it, one packet per read and write (for measurements). Default false.
+	NoOffloads bool
 	// Keepalive is the persistent keepalive of every peer, in seconds: a new peer is sent a handshake
 	// at once (the tunnel is ready before the first packet) and idle sessions stay fresh. Default 25.
 	Keepalive int

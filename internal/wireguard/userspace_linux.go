@@ -4,8 +4,10 @@ import (
 	"encoding/hex"
 	"fmt"
 	"log/slog"
+	"os"
 	"strings"
 
+	"golang.org/x/sys/unix"
 	"golang.zx2c4.com/wireguard/conn"
 	"golang.zx2c4.com/wireguard/device"
 	"golang.zx2c4.com/wireguard/tun"
@@ -22,7 +24,13 @@ type userspace struct {
 }
 
 func openUserspace(cfg Config, mtu int, log *slog.Logger) (backend, error) {
-	td, err := tun.CreateTUN(cfg.Name, mtu)
+	var td tun.Device
+	var err error
+	if cfg.NoOffloads {
+		td, err = plainTUN(cfg.Name, mtu)
+	} else {
+		td, err = tun.CreateTUN(cfg.Name, mtu)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -72,3 +80,26 @@ func (u *userspace) alive() bool {
 
 func (u *userspace) close()       { u.dev.Close() }
 func (u *userspace) kind() string { return "wireguard-go (userspace, TUN)" }
+
+// plainTUN makes a TUN device without IFF_VNET_HDR (Config.NoOffloads).
+func plainTUN(name string, mtu int) (tun.Device, error) {
+	fd, err := unix.Open("/dev/net/tun", unix.O_RDWR|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, err
+	}
+	ifr, err := unix.NewIfreq(name)
+	if err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	ifr.SetUint16(unix.IFF_TUN | unix.IFF_NO_PI)
+	if err := unix.IoctlIfreq(fd, unix.TUNSETIFF, ifr); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	if err := unix.SetNonblock(fd, true); err != nil {
+		unix.Close(fd)
+		return nil, err
+	}
+	return tun.CreateTUNFromFile(os.NewFile(uintptr(fd), "/dev/net/tun"), mtu)
+}
