@@ -1,6 +1,8 @@
 package api
 
 import (
+	"bytes"
+	"encoding/base64"
 	"fmt"
 	"net/netip"
 	"time"
@@ -20,15 +22,18 @@ const (
 // networks are local to one agent. Empty fields in a create request are chosen by the owner (subnet from
 // the default pool, gateway = first address, VNI from the VNI pool, MTU derived from the underlay).
 type Network struct {
-	Name     string            `json:"name" yaml:"name"`
-	Driver   string            `json:"driver" yaml:"driver"`
-	Subnet   string            `json:"subnet,omitempty" yaml:"subnet,omitempty"`     // CIDR, e.g. 10.20.0.0/24
-	Gateway  string            `json:"gateway,omitempty" yaml:"gateway,omitempty"`   // address inside Subnet
-	IPRange  string            `json:"ipRange,omitempty" yaml:"ipRange,omitempty"`   // CIDR inside Subnet that containers get addresses from
-	VNI      uint32            `json:"vni,omitempty" yaml:"vni,omitempty"`           // overlay only; 1..16777215
-	MTU      int               `json:"mtu,omitempty" yaml:"mtu,omitempty"`           // 0: derived (underlay MTU - 50)
-	Internal bool              `json:"internal,omitempty" yaml:"internal,omitempty"` // no outbound NAT
-	Labels   map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
+	Name     string `json:"name" yaml:"name"`
+	Driver   string `json:"driver" yaml:"driver"`
+	Subnet   string `json:"subnet,omitempty" yaml:"subnet,omitempty"`     // CIDR, e.g. 10.20.0.0/24
+	Gateway  string `json:"gateway,omitempty" yaml:"gateway,omitempty"`   // address inside Subnet
+	IPRange  string `json:"ipRange,omitempty" yaml:"ipRange,omitempty"`   // CIDR inside Subnet that containers get addresses from
+	VNI      uint32 `json:"vni,omitempty" yaml:"vni,omitempty"`           // overlay only; 1..16777215
+	MTU      int    `json:"mtu,omitempty" yaml:"mtu,omitempty"`           // 0: derived (underlay MTU - 50)
+	Internal bool   `json:"internal,omitempty" yaml:"internal,omitempty"` // no outbound NAT
+	// Encrypted (overlay only, fixed once the network exists): every packet of the network between
+	// two hosts goes through WireGuard between them, never in clear (docs/encryption.md).
+	Encrypted bool              `json:"encrypted,omitempty" yaml:"encrypted,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty" yaml:"labels,omitempty"`
 
 	ID       string    `json:"id,omitempty" yaml:"-"`       // set by the owner
 	Created  time.Time `json:"created,omitempty" yaml:"-"`  // set by the owner
@@ -116,6 +121,9 @@ func (n *Network) Validate() error {
 		return fmt.Errorf("network %q: no driver; use --driver overlay or --driver bridge: %w", n.Name, errdefs.ErrInvalidArgument)
 	default:
 		return fmt.Errorf("network %q: unknown driver %q; use overlay or bridge: %w", n.Name, n.Driver, errdefs.ErrInvalidArgument)
+	}
+	if n.Encrypted && n.Driver != DriverOverlay {
+		return fmt.Errorf("network %q: --encrypted is for overlay networks (traffic of a %s network stays on its host); drop --encrypted or use --driver overlay: %w", n.Name, n.Driver, errdefs.ErrInvalidArgument)
 	}
 	var subnet netip.Prefix
 	if n.Subnet != "" {
@@ -215,11 +223,50 @@ type Host struct {
 	// GossipKeyringVersion is the version of the cluster's gossip keyring (GossipKeyring.Version), set
 	// in the answer to a heartbeat: an agent refetches the keyring when it changes.
 	GossipKeyringVersion int64 `json:"gossipKeyringVersion,omitempty" yaml:"-"`
+	// HostsRevision is the revision of the last change to any host record (a new host, an address,
+	// a WireGuard key), set in the answer to a heartbeat: an agent reads the host list again when it
+	// moves, so that a peer's new key reaches it within a heartbeat.
+	HostsRevision int64 `json:"hostsRevision,omitempty" yaml:"-"`
 	// Dataplane is DataplaneReachable or DataplaneUnreachable, as the other hosts' probes of its kernel
 	// find it (see DataplaneReport), with the hosts that report it unreachable: it tells a host whose
 	// agent is only stopped (State dead, containers still forwarding) from a host that is gone.
 	Dataplane       string   `json:"dataplane,omitempty" yaml:"-"`
 	UnreachableFrom []string `json:"unreachableFrom,omitempty" yaml:"-"`
+	// WireGuardKey is the host's WireGuard public key (base64 of 32 bytes, as wg(8) prints it),
+	// published by its agent; the other hosts serving one of its encrypted networks configure it as
+	// their peer (docs/encryption.md). Empty: the host has no tunnel, and encrypted traffic to it is
+	// dropped. The private key never leaves the host.
+	WireGuardKey string `json:"wireguardKey,omitempty" yaml:"-"`
+	// RotateKey is set by ovctl node rotate-key: the agent makes a new key pair and publishes it,
+	// which clears the request.
+	RotateKey bool `json:"rotateKey,omitempty" yaml:"-"`
+}
+
+// ValidWireGuardKey says why s is not a WireGuard public key ("" when it is): base64 (standard, padded)
+// of 32 bytes, as wg(8) prints it.
+func ValidWireGuardKey(s string) string {
+	b, err := base64.StdEncoding.DecodeString(s)
+	switch {
+	case err != nil:
+		return fmt.Sprintf("%q is not base64", s)
+	case len(b) != 32:
+		return fmt.Sprintf("%q is %d bytes, not 32", s, len(b))
+	case bytes.Equal(b, make([]byte, 32)):
+		return "the all-zero key is no key"
+	}
+	return ""
+}
+
+// KeyFingerprint is a short, stable name of a WireGuard public key for listings (the first 8
+// characters of its base64 form, as wg(8) users know them); "-" for none.
+func KeyFingerprint(key string) string {
+	if key == "" {
+		return "-"
+	}
+	if len(key) > 8 {
+		return key[:8] + "…"
+	}
+	return key
 }
 
 // Validate checks a host registration.
@@ -233,6 +280,11 @@ func (h *Host) Validate() error {
 	}
 	if why := notUnicast(a); why != "" {
 		return fmt.Errorf("host %q: address %s is %s, not a unicast address other hosts can send VXLAN to; give the host's own underlay address: %w", h.Name, a, why, errdefs.ErrInvalidArgument)
+	}
+	if h.WireGuardKey != "" {
+		if why := ValidWireGuardKey(h.WireGuardKey); why != "" {
+			return fmt.Errorf("host %q: WireGuard public key %s; the agent publishes the base64 of its 32-byte public key: %w", h.Name, why, errdefs.ErrInvalidArgument)
+		}
 	}
 	return nil
 }

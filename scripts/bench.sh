@@ -32,7 +32,8 @@ bench_image() {
 }
 
 # overlay: iperf3 TCP throughput and ping RTT over ov's VXLAN overlay (vxlan.Driver on two lab hosts)
-# beside a VXLAN tunnel made by hand with iproute2 and the bare underlay, interleaved rounds (15 short
+# beside a VXLAN tunnel made by hand with iproute2 and the bare underlay, and an encrypted network
+# (WireGuard, wireguard-go on TUN) beside them (its own "encryption" section), interleaved rounds (15 short
 # rounds rather than a few long ones: the median of the per-round ratios then shrugs off bursts of
 # other load on a shared machine; with 9 a run at 09:09 on 2026-12-03 gave 0.85 and one at 09:13 with 15
 # gave 1.02 on the same code, per-round ratios 0.59-1.00 and 0.83-1.25).

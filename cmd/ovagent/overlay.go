@@ -22,6 +22,7 @@ import (
 	"github.com/ovnet/ov/internal/driver/overlay"
 	"github.com/ovnet/ov/internal/membership"
 	"github.com/ovnet/ov/internal/vxlan"
+	"github.com/ovnet/ov/internal/wireguard"
 )
 
 // addOverlayFlags declares the flags that join this host to a cluster.
@@ -37,6 +38,10 @@ func addOverlayFlags(f *pflag.FlagSet) {
 	f.Duration("gossip-probe-interval", 500*time.Millisecond, "how often gossip probes a random host; with --gossip-suspicion-mult it bounds how soon a dead host is withdrawn (docs/scale.md, Gossip tuning)")
 	f.Int("gossip-suspicion-mult", 3, "how many probe intervals (times log10 of the hosts) a suspect host has to refute before it is declared dead; 2 withdraws a dead host of a 1,000-host cluster in about 5 s")
 	f.Bool("dataplane-probe", true, "keep the entries of a host whose agent is silent while its kernel answers ICMP echo on its underlay address (an agent restart or upgrade is no outage); turn off only where the underlay drops ICMP between hosts")
+	f.Int("wireguard-port", 51820, "UDP port of the WireGuard tunnel of encrypted overlay networks, the same on every host")
+	f.String("wireguard-prefix", "100.127.0.0/16", "prefix of the hosts' tunnel addresses (a host's: this prefix with the low bits of its underlay address), the same on every host; it must overlap no network")
+	f.Duration("wireguard-key-max-age", 30*24*time.Hour, "rotate the host's WireGuard key pair once it is this old (0: only on ovctl node rotate-key)")
+	f.Bool("wireguard-userspace", false, "use wireguard-go on a TUN device even where the kernel has WireGuard")
 	f.Duration("overlay-resync", 10*time.Second, "period of the full overlay reconcile that repairs kernel state changed behind the agent's back")
 }
 
@@ -84,6 +89,11 @@ func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.L
 		return nil, err
 	}
 	vcfg.OnReconcile = metrics.ObserveReconcile
+	tun, err := newTunnel(v, addr, root, log)
+	if err != nil {
+		return nil, err
+	}
+	vcfg.Tunnel = tun
 	dp, err := vxlan.New(vcfg)
 	if err != nil {
 		return nil, err
@@ -117,7 +127,28 @@ func newOverlay(v *viper.Viper, host, root string, names *dns.Table, log *slog.L
 		Names:      names,
 		Log:        log,
 		Metrics:    metrics,
+		Keys:       tun,
+		KeyMaxAge:  v.GetDuration("wireguard-key-max-age"),
 	})
+}
+
+// newTunnel makes the WireGuard tunnel of encrypted networks (its interface appears with the first
+// encrypted network the host serves); the key pair is loaded or made now.
+func newTunnel(v *viper.Viper, addr netip.Addr, root string, log *slog.Logger) (*wireguard.Tunnel, error) {
+	wcfg := wireguard.DefaultConfig()
+	wcfg.Logger, wcfg.LocalIP = log, addr
+	wcfg.KeyPath = filepath.Join(root, "overlay", "wireguard.key")
+	wcfg.Port = v.GetInt("wireguard-port")
+	wcfg.Userspace = v.GetBool("wireguard-userspace")
+	p, err := netip.ParsePrefix(v.GetString("wireguard-prefix"))
+	if err != nil {
+		return nil, fmt.Errorf("--wireguard-prefix %q is not a CIDR prefix such as 100.127.0.0/16", v.GetString("wireguard-prefix"))
+	}
+	wcfg.Prefix = p
+	if err := os.MkdirAll(filepath.Dir(wcfg.KeyPath), 0o700); err != nil {
+		return nil, err
+	}
+	return wireguard.New(wcfg)
 }
 
 // underlayAddress parses s, or finds the IPv4 address of the interface of the default route.

@@ -45,6 +45,7 @@ func newNetworkCreateCmd(g *globals) *cobra.Command {
 	fl.StringVar(&n.Gateway, "gateway", "", "gateway address (default: the subnet's first address)")
 	fl.StringVar(&n.IPRange, "ip-range", "", "part of the subnet containers get addresses from")
 	fl.BoolVar(&n.Internal, "internal", false, "no outbound NAT: containers reach only their network")
+	fl.BoolVar(&n.Encrypted, "encrypted", false, "overlay only: encrypt traffic between hosts with WireGuard (fixed once created)")
 	fl.IntVar(&n.MTU, "mtu", 0, "MTU (default: the agent's)")
 	fl.Uint32Var(&n.VNI, "vni", 0, "overlay only: VXLAN network identifier (default: picked by the controller)")
 	fl.StringToStringVar(&n.Labels, "label", nil, "labels KEY=VALUE")
@@ -70,9 +71,9 @@ func newNetworkLsCmd(g *globals) *cobra.Command {
 				return writeFormatted(os.Stdout, format, networkTable, networkHeaders, networkRows(nets))
 			}
 			tw := tabwriter.NewWriter(os.Stdout, 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NETWORK ID\tNAME\tDRIVER\tSUBNET\tGATEWAY\tINTERNAL")
+			fmt.Fprintln(tw, "NETWORK ID\tNAME\tDRIVER\tSUBNET\tGATEWAY\tINTERNAL\tENCRYPTED")
 			for _, n := range nets {
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\n", api.ShortID(n.ID), n.Name, n.Driver, n.Subnet, n.Gateway, n.Internal)
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%v\t%v\n", api.ShortID(n.ID), n.Name, n.Driver, n.Subnet, n.Gateway, n.Internal, n.Encrypted)
 			}
 			return tw.Flush()
 		},

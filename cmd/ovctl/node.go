@@ -16,7 +16,7 @@ import (
 
 func newNodeCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{Use: "node", Short: "Manage the cluster's hosts (through the controller)"}
-	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g), newNodeResetTokenCmd(g), newNodeJoinTokenCmd(g), newNodeGossipKeyCmd(g))
+	cmd.AddCommand(newNodeLsCmd(g), newNodeRmCmd(g), newNodeResetTokenCmd(g), newNodeJoinTokenCmd(g), newNodeGossipKeyCmd(g), newNodeRotateKeyCmd(g), newNodeInspectCmd(g))
 	return cmd
 }
 
@@ -46,14 +46,14 @@ an unreachable host (down, cut off) has its entries withdrawn, and the column na
 				return enc.Encode(hosts)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 3, ' ', 0)
-			fmt.Fprintln(tw, "NAME\tADDRESS\tAGENT\tDATAPLANE\tLAST SEEN\tLABELS")
+			fmt.Fprintln(tw, "NAME\tADDRESS\tAGENT\tDATAPLANE\tWG KEY\tLAST SEEN\tLABELS")
 			for _, h := range hosts {
 				var labels []string
 				for k, v := range h.Labels {
 					labels = append(labels, k+"="+v)
 				}
 				sort.Strings(labels)
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, h.State, dataplaneColumn(h), ago(h.LastSeen), strings.Join(labels, ","))
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", h.Name, h.Address, h.State, dataplaneColumn(h), keyColumn(h), ago(h.LastSeen), strings.Join(labels, ","))
 			}
 			return tw.Flush()
 		},
@@ -72,6 +72,68 @@ func dataplaneColumn(h api.Host) string {
 		return h.Dataplane + " (from " + strings.Join(h.UnreachableFrom, ",") + ")"
 	}
 	return h.Dataplane
+}
+
+// keyColumn renders a host's WireGuard public key as a short fingerprint, "(rotating)" while a
+// rotation is asked for and not yet answered.
+func keyColumn(h api.Host) string {
+	if h.RotateKey {
+		return api.KeyFingerprint(h.WireGuardKey) + " (rotating)"
+	}
+	return api.KeyFingerprint(h.WireGuardKey)
+}
+
+func newNodeInspectCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect HOST...",
+		Short: "Show hosts as JSON (address, state, WireGuard public key)",
+		Args:  cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			var out []api.Host
+			for _, name := range args {
+				h, err := c.GetHost(cmd.Context(), name)
+				if err != nil {
+					return err
+				}
+				out = append(out, h)
+			}
+			enc := json.NewEncoder(cmd.OutOrStdout())
+			enc.SetIndent("", "  ")
+			return enc.Encode(out)
+		},
+	}
+}
+
+func newNodeRotateKeyCmd(g *globals) *cobra.Command {
+	var revoke bool
+	cmd := &cobra.Command{
+		Use:   "rotate-key [--revoke] HOST",
+		Short: "Make the host's agent replace its WireGuard key pair (encrypted networks)",
+		Long: `rotate-key asks the host's agent for a new WireGuard key pair: at its next heartbeat it makes one,
+switches to it and publishes the public key; the other hosts update their peer entry when they see it
+(a few packets of its encrypted traffic are lost, see docs/encryption.md). --revoke also removes the
+published key at once: the other hosts drop their tunnel to the host until the new key arrives (use it
+when the private key may have leaked).`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			c, err := g.controller()
+			if err != nil {
+				return err
+			}
+			h, err := c.RotateHostKey(cmd.Context(), args[0], revoke)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: key rotation requested (current key %s)\n", h.Name, api.KeyFingerprint(h.WireGuardKey))
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&revoke, "revoke", false, "remove the published key at once (the host's encrypted traffic stops until its new key is published)")
+	return cmd
 }
 
 func newNodeRmCmd(g *globals) *cobra.Command {

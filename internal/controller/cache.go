@@ -17,7 +17,10 @@ type cache struct {
 	mu    sync.Mutex
 	nets  map[string]*netState
 	hosts map[string]store.Host
-	epRev int64 // last revision the endpoints watch applied
+	// hostsRev is the revision of the last change to a host record this cache saw (0: none yet):
+	// agents read the host list again when it moves (heartbeat answers carry it).
+	hostsRev int64
+	epRev    int64 // last revision the endpoints watch applied
 
 	secrets map[string]store.Secret // the controller's secrets (gossip keyring, join token, host-token key)
 	synced  map[store.KeyKind]bool  // kinds whose first snapshot has been applied
@@ -115,6 +118,7 @@ func (w kindWatcher) Event(ev store.Event) error {
 		}
 	case store.KindHost:
 		delete(c.hosts, r.Name)
+		c.hostsRev = max(c.hostsRev, r.Revision)
 	case store.KindEndpoint:
 		if st != nil {
 			delete(st.taken, r.IP)
@@ -154,6 +158,7 @@ func (c *cache) put(r store.Record) {
 			return
 		}
 		c.hosts[r.Name] = h
+		c.hostsRev = max(c.hostsRev, r.Revision, h.Revision)
 	case store.KindEndpoint:
 		st := c.state(r.Name)
 		st.taken[r.IP], st.epRev = struct{}{}, max(st.epRev, r.Revision)
@@ -215,6 +220,13 @@ func (c *cache) network(name string) (store.Network, bool) {
 }
 
 // host returns the cached host, if any.
+// hostsRevision is the revision of the last host record change the cache saw.
+func (c *cache) hostsRevision() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hostsRev
+}
+
 func (c *cache) host(name string) (store.Host, bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()

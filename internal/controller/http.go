@@ -51,6 +51,7 @@ func (c *Controller) Handler() http.Handler {
 	route("GET /v1/hosts/{name}/endpoints", c.hostEndpoints)
 	route("POST /v1/hosts/{name}/reconcile", c.reconcile)
 	route("POST /v1/hosts/{name}/reset-token", c.resetHostToken)
+	route("POST /v1/hosts/{name}/rotate-key", c.rotateHostKey)
 	route("GET /v1/join-token", c.getJoinToken)
 	route("POST /v1/join-token/rotate", c.rotateJoinToken)
 	route("GET /v1/gossip/keyring", c.getGossipKeyring)
@@ -626,7 +627,7 @@ func (c *Controller) createHost(ctx context.Context, req api.Host, p principal) 
 		return store.Host{}, "", err
 	}
 	token, hash := newHostToken(req.Name, key)
-	h := store.Host{Host: api.Host{Name: req.Name, Address: req.Address, LastSeen: time.Now().UTC()}, TokenHash: hash}
+	h := store.Host{Host: api.Host{Name: req.Name, Address: req.Address, LastSeen: time.Now().UTC(), WireGuardKey: req.WireGuardKey}, TokenHash: hash}
 	if p.role == roleAdmin {
 		h.Labels = req.Labels
 	} else {
@@ -673,6 +674,9 @@ func (c *Controller) updatedHost(ctx context.Context, cur store.Host, req api.Ho
 		next.Labels = appliedLabels(cur.Labels, req.Labels)
 	}
 	next.ConfigLabels = req.Labels
+	if req.WireGuardKey != cur.WireGuardKey && req.WireGuardKey != "" {
+		next.WireGuardKey, next.RotateKey = req.WireGuardKey, false // a new key answers a rotation request
+	}
 	return next, token
 }
 
@@ -725,6 +729,7 @@ func (c *Controller) heartbeat(w http.ResponseWriter, r *http.Request, p princip
 	}
 	view := c.hostView(h, aliveNow())
 	view.GossipKeyringVersion = c.gossipVersion()
+	view.HostsRevision = c.cache.hostsRevision()
 	writeJSON(w, http.StatusOK, view)
 	return nil
 }
@@ -755,6 +760,40 @@ func (c *Controller) resetHostToken(w http.ResponseWriter, r *http.Request, p pr
 		return nil
 	}
 	return fmt.Errorf("reset the token of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)
+}
+
+// rotateHostKey (admin) asks the host's agent for a new WireGuard key pair (ovctl node rotate-key):
+// the agent sees the request in its next heartbeat's answer, publishes its new public key and the
+// request is cleared. With ?revoke=true the published key is removed at once as well: the other hosts
+// drop their tunnel to the host (its encrypted traffic stops, never sent in clear) until it publishes
+// the new one.
+func (c *Controller) rotateHostKey(w http.ResponseWriter, r *http.Request, p principal) error {
+	if err := p.need(true, ""); err != nil {
+		return err
+	}
+	name, revoke := r.PathValue("name"), r.URL.Query().Get("revoke") == "true"
+	for attempt := 0; attempt < 16; attempt++ {
+		cur, err := c.st.GetHost(r.Context(), name)
+		if err != nil {
+			return err
+		}
+		cur.RotateKey = true
+		if revoke {
+			cur.WireGuardKey = ""
+		}
+		out, err := c.st.UpdateHost(r.Context(), cur)
+		if errors.Is(err, errdefs.ErrConflict) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		c.log.Info("WireGuard key rotation requested", "host", name, "revoked", revoke)
+		seen, ok, _ := c.st.GetAlive(r.Context(), name)
+		writeJSON(w, http.StatusOK, c.hostView(out, aliveView{alive: ok, seen: seen}))
+		return nil
+	}
+	return fmt.Errorf("rotate the key of host %q: it keeps changing; retry: %w", name, errdefs.ErrConflict)
 }
 
 func (c *Controller) removeHost(w http.ResponseWriter, r *http.Request, p principal) error {

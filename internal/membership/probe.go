@@ -16,6 +16,7 @@ import (
 const (
 	probeAsk    = 'q' // probeAsk, nonce (8 bytes), the asker's name
 	probeAnswer = 'a' // probeAnswer, nonce (8 bytes)
+	probeNudge  = 'n' // probeNudge, 8 zero bytes: read the host list now (Nudge)
 	probeTag    = 0xb7
 )
 
@@ -47,6 +48,28 @@ func (m *Membership) probe(list *memberlist.Memberlist, mb Member) bool {
 	}
 }
 
+// Nudge asks every other member to signal Changes now, so that its agent reads the host list from
+// the controller at once (a host published a new WireGuard key). The message carries no data: what
+// the members learn comes from the controller, gossip only says when to ask.
+func (m *Membership) Nudge() {
+	m.mu.Lock()
+	list := m.list
+	m.mu.Unlock()
+	if list == nil {
+		return
+	}
+	msg := make([]byte, 10)
+	msg[0], msg[1] = probeTag, probeNudge
+	for _, n := range list.Members() {
+		if n.Name == m.cfg.Name {
+			continue
+		}
+		for range 2 { // one lost datagram costs a heartbeat's wait
+			_ = list.SendToAddress(memberlist.Address{Addr: n.Address(), Name: n.Name}, msg)
+		}
+	}
+}
+
 // handleProbe answers a probe, or records an answer; other user messages are ignored. It never blocks
 // (memberlist calls it from its packet handler).
 func (m *Membership) handleProbe(b []byte) {
@@ -64,6 +87,8 @@ func (m *Membership) handleProbe(b []byte) {
 			answer := binary.BigEndian.AppendUint64([]byte{probeTag, probeAnswer}, nonce)
 			_ = list.SendToAddress(memberlist.Address{Addr: to.String(), Name: string(b[10:])}, answer)
 		}
+	case probeNudge:
+		m.kick()
 	case probeAnswer:
 		m.mu.Lock()
 		ch := m.probes[nonce]

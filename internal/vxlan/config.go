@@ -53,6 +53,9 @@ type Config struct {
 	// IPTables reads and writes the tables of HostNetns. Default nil: iptables-save and
 	// iptables-restore started from an OS thread switched into HostNetns (NewIPTables).
 	IPTables iptables.Client
+	// Tunnel carries the encrypted networks (internal/wireguard). Nil: encrypted networks are left out
+	// on this host, never set up in clear. Default nil.
+	Tunnel Tunnel
 	// OnReconcile, if set, is called after every reconcile with what it did (metrics: see
 	// internal/driver/overlay/metrics.go). It runs on the reconcile's goroutine and must not block.
 	OnReconcile func(Reconciled)

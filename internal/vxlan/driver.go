@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/netip"
 	"reflect"
 	"slices"
 	"strings"
@@ -144,7 +143,7 @@ func (d *Driver) watch(ctx context.Context, w netlink.Watcher) {
 // and the links of the previous design, to delete.
 func ownedEvent(e netlink.Event) bool {
 	if !e.Neigh {
-		for _, prefix := range []string{"ovgw-", "ovvx-", legacyBridgePrefix, legacyVethPrefix} {
+		for _, prefix := range []string{"ovgw-", "ovvx-", "ovwg", legacyBridgePrefix, legacyVethPrefix} {
 			if strings.HasPrefix(e.Link, prefix) {
 				return true
 			}
@@ -165,7 +164,7 @@ func (d *Driver) Reconcile(ctx context.Context, s State) error { return d.reconc
 // reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
 // pass, younger than Resync, left them.
 func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err error) {
-	s, probs := withoutLocalPeers(desired, d.cfg.LocalIP).Sanitize()
+	s, probs := d.withoutLocalPeers(desired).Sanitize()
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	d.noteProblems(probs)
@@ -208,6 +207,15 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 	if fwErr != nil {
 		errs = append(errs, fwErr)
 	}
+	// The tunnel after the filter (which drops an encrypted network's VXLAN on any other interface)
+	// and before the VXLAN devices: an encrypted network whose tunnel fails is not set up.
+	var tunErr error
+	if fwErr == nil && slices.ContainsFunc(active, func(ns NetworkState) bool { return ns.Network.Encrypted }) {
+		if tunErr = d.cfg.Tunnel.Converge(ctx, s.TunnelPeers, ul.mtu-TunnelOverhead); tunErr != nil {
+			tunErr = fmt.Errorf("encrypted overlay networks stay down on this host: tunnel %s: %w", d.cfg.Tunnel.Name(), tunErr)
+			errs = append(errs, tunErr)
+		}
+	}
 	now := map[endpointKey]endpointLoc{}
 	for _, ns := range active {
 		for _, e := range ns.Endpoints {
@@ -221,6 +229,10 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 	for _, ns := range active {
 		if fwErr != nil {
 			netErrs[ns.Network.Name] = fwErr
+			continue
+		}
+		if tunErr != nil && ns.Network.Encrypted {
+			netErrs[ns.Network.Name] = tunErr
 			continue
 		}
 		if err := ctx.Err(); err != nil {
@@ -243,6 +255,7 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 // removes them all when there are none. Its error says that the networks stay down and why.
 func (p *pass) firewall(active []NetworkState, ul underlay, full bool) error {
 	specs := wantedTables(active, p.d.cfg.LocalIP, ul.name, ul.vnis, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
+	specs = withTunnel(specs, active, tunnelEnds{name: p.d.tunnelName(), addr: p.d.tunnelAddr()}, p.d.cfg.Port, p.d.cfg.NoTrack)
 	if !full && time.Since(p.d.fwAt) < p.d.cfg.Resync && reflect.DeepEqual(specs, p.d.fwSpecs) {
 		return nil
 	}
@@ -277,9 +290,14 @@ func (p *pass) firewallPass(active []NetworkState, specs []iptables.Table) error
 
 // withoutLocalPeers drops the peers that live on this host (VTEP == local): callers may list every
 // endpoint of a network as a peer, local ones included.
-func withoutLocalPeers(s State, local netip.Addr) State {
-	out := State{Networks: make([]NetworkState, len(s.Networks))}
+func (d *Driver) withoutLocalPeers(s State) State {
+	out := State{Networks: make([]NetworkState, len(s.Networks)), TunnelPeers: s.TunnelPeers}
 	for i, ns := range s.Networks {
+		local := d.localVTEP(ns.Network)
+		if ns.Network.Encrypted && !local.IsValid() {
+			ns.LeftOut = append(ns.LeftOut, Problem{Network: ns.Network.Name, Kind: KindNetwork, Entry: fmt.Sprintf("VNI %d", ns.Network.VNI),
+				Reason: "the network is encrypted and this host's agent has no WireGuard tunnel (see the agent's log); it is not set up here, never in clear"})
+		}
 		ns.Peers = slices.DeleteFunc(slices.Clone(ns.Peers), func(p Peer) bool { return p.VTEP == local })
 		out.Networks[i] = ns
 	}

@@ -17,6 +17,7 @@ const (
 	ChainNAT      = "OV-OVERLAY-NAT"   // nat: MASQUERADE of traffic leaving a non-internal network
 	ChainRaw      = "OV-OVERLAY-RAW"   // raw OUTPUT: no connection tracking for the VXLAN packets sent
 	ChainRawGuard = "OV-OVERLAY-GUARD" // raw PREROUTING: no VXLAN from any interface but the underlay; no tracking for the rest
+	ChainOutput   = "OV-OVERLAY-OUT"   // filter OUTPUT: no VXLAN of an encrypted network leaves but through the tunnel
 )
 
 // vniMatch is the u32 match that selects VXLAN packets carrying vni: from the start of the IP header,
@@ -118,6 +119,9 @@ func ingressRules(nets []NetworkState, local netip.Addr, underlay string, devVNI
 	var vteps []netip.Addr
 	for _, ns := range nets {
 		all[ns.Network.VNI] = true
+		if ns.Network.Encrypted { // through the tunnel only: tunnelInput
+			continue
+		}
 		for _, v := range remoteVTEPs(ns, local) {
 			if served[v] == nil {
 				vteps = append(vteps, v)
@@ -181,4 +185,66 @@ func remoteVTEPs(ns NetworkState, local netip.Addr) []netip.Addr {
 	out = slices.DeleteFunc(out, func(a netip.Addr) bool { return a == local })
 	slices.SortFunc(out, netip.Addr.Compare)
 	return slices.Compact(out)
+}
+
+// tunnelEnds names this host's end of the tunnel of the encrypted networks.
+type tunnelEnds struct {
+	name string     // interface, e.g. ovwg0
+	addr netip.Addr // this host's tunnel address
+}
+
+// withTunnel adds the rules of the encrypted networks to the tables wantedTables computed:
+//   - filter OV-OVERLAY-IN starts with one DROP per encrypted VNI for VXLAN that did not arrive
+//     through the tunnel interface (cleartext VXLAN for an encrypted network, from anyone), and
+//     accepts, just before its final DROP, that VNI from the tunnel addresses of the hosts serving it;
+//   - filter OV-OVERLAY-OUT (jumped from OUTPUT, first) drops VXLAN of an encrypted VNI about to
+//     leave by any interface but the tunnel: were the tunnel's routes gone, nothing leaves in clear;
+//   - raw OV-OVERLAY-GUARD lets VXLAN in from the tunnel interface (its packets were authenticated
+//     by WireGuard), which it would drop as not coming from the underlay.
+//
+// Without encrypted networks it only marks OV-OVERLAY-OUT absent.
+func withTunnel(specs []iptables.Table, nets []NetworkState, tun tunnelEnds, port int, noTrack bool) []iptables.Table {
+	var enc []NetworkState
+	for _, ns := range nets {
+		if ns.Network.Encrypted {
+			enc = append(enc, ns)
+		}
+	}
+	vx := []string{"-p", "udp", "-m", "udp", "--dport", strconv.Itoa(port)}
+	out := iptables.Chain{Name: ChainOutput, Jumps: []iptables.Jump{{From: "OUTPUT", Match: vx}}, Absent: len(enc) == 0}
+	var drops, accepts, outDrops [][]string
+	for _, ns := range enc {
+		vni := vniMatch(ns.Network.VNI)
+		drops = append(drops, slices.Concat([]string{"!", "-i", tun.name}, vni, []string{"-j", "DROP"}))
+		outDrops = append(outDrops, slices.Concat([]string{"!", "-o", tun.name}, vni, []string{"-j", "DROP"}))
+		for _, v := range remoteVTEPs(ns, tun.addr) {
+			accepts = append(accepts, slices.Concat([]string{"-s", v.String() + "/32", "-d", tun.addr.String() + "/32", "-i", tun.name}, vni, []string{"-j", "ACCEPT"}))
+		}
+	}
+	out.Rules = toRules(outDrops)
+	specs = slices.Clone(specs)
+	for ti := range specs {
+		t := &specs[ti]
+		t.Chains = slices.Clone(t.Chains)
+		for ci := range t.Chains {
+			c := &t.Chains[ci]
+			switch {
+			case len(enc) == 0:
+			case t.Name == "filter" && c.Name == ChainInput:
+				last := len(c.Rules) - 1 // the final DROP
+				c.Rules = slices.Concat(toRules(drops), c.Rules[:last], toRules(accepts), c.Rules[last:])
+			case t.Name == "raw" && c.Name == ChainRawGuard:
+				var pass [][]string
+				if noTrack {
+					pass = append(pass, []string{"-i", tun.name, "-j", "NOTRACK"})
+				}
+				pass = append(pass, []string{"-i", tun.name, "-j", "ACCEPT"})
+				c.Rules = slices.Concat(toRules(pass), c.Rules)
+			}
+		}
+		if t.Name == "filter" {
+			t.Chains = append(t.Chains, out)
+		}
+	}
+	return specs
 }

@@ -73,6 +73,9 @@ func (p *pass) network(ns NetworkState, underlayMTU int) error {
 	mtu := n.MTU
 	if mtu == 0 {
 		mtu = underlayMTU - 50
+		if n.Encrypted {
+			mtu -= TunnelOverhead
+		}
 	}
 	vx, err := p.vxlan(n, mtu)
 	if err != nil {
@@ -202,7 +205,7 @@ func (p *pass) gateway(n Network, mtu, vx int) error {
 }
 
 func (p *pass) vxlan(n Network, mtu int) (vnl.Link, error) {
-	local := net.IP(p.d.cfg.LocalIP.AsSlice())
+	local := net.IP(p.d.localVTEP(n).AsSlice())
 	want := &vnl.Vxlan{
 		LinkAttrs: vnl.LinkAttrs{Name: VXLANName(n.VNI), MTU: mtu},
 		VxlanId:   int(n.VNI),
@@ -234,7 +237,7 @@ func (p *pass) neighbours(vx vnl.Link, ns NetworkState) error {
 	ix := vx.Attrs().Index
 	want := map[netip.Addr]net.HardwareAddr{}
 	for _, peer := range ns.Peers {
-		if peer.VTEP != p.d.cfg.LocalIP {
+		if peer.VTEP != p.d.localVTEP(ns.Network) {
 			want[peer.IP] = peer.mac()
 		}
 	}
@@ -282,12 +285,13 @@ var zeroMAC = net.HardwareAddr{0, 0, 0, 0, 0, 0}
 func (p *pass) fdb(vx vnl.Link, ns NetworkState) error {
 	ix := vx.Attrs().Index
 	want := map[fdbKey]bool{}
+	local := p.d.localVTEP(ns.Network)
 	for _, peer := range ns.Peers {
-		if peer.VTEP != p.d.cfg.LocalIP {
+		if peer.VTEP != local {
 			want[fdbKey{peer.mac().String(), peer.VTEP}] = true
 		}
 	}
-	for _, v := range remoteVTEPs(ns, p.d.cfg.LocalIP) {
+	for _, v := range remoteVTEPs(ns, local) {
 		want[fdbKey{zeroMAC.String(), v}] = true
 	}
 	have, err := p.h.NeighList(ix, unix.AF_BRIDGE)

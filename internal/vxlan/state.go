@@ -22,6 +22,9 @@ type Network struct {
 	Gateway  netip.Addr   // address inside Subnet, put on the gateway interface of every host serving the network
 	MTU      int          // 0: derived, underlay MTU - 50
 	Internal bool         // no MASQUERADE, no forwarding out of the network, no default route
+	// Encrypted networks run through Config.Tunnel: their peers' and VTEPs' addresses are tunnel
+	// addresses, their VXLAN never leaves or enters the host by another interface.
+	Encrypted bool
 }
 
 // Peer is a remote endpoint: a container on another host.
@@ -56,6 +59,8 @@ type NetworkState struct {
 // State is the desired overlay state of the whole host. Reconcile makes the kernel match it exactly.
 type State struct {
 	Networks []NetworkState
+	// TunnelPeers are the hosts Config.Tunnel carries the encrypted networks to.
+	TunnelPeers []TunnelPeer
 }
 
 // GatewayName is the name of the host's gateway interface (a macvlan on the VXLAN device) of the
@@ -158,7 +163,7 @@ func (s State) Validate() error {
 //     another host), and between equals none is kept: sending to either could reach the wrong
 //     container. Identical peer entries count once.
 func (s State) Sanitize() (State, []Problem) {
-	var out State
+	out := State{TunnelPeers: s.TunnelPeers}
 	var probs []Problem
 	vnis := map[uint32][]string{}
 	for _, ns := range s.Networks {

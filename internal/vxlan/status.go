@@ -102,7 +102,7 @@ func (d *Driver) recordStatus(desired State, active []NetworkState, netErrs map[
 	for _, ns := range active {
 		if i, ok := byName[ns.Network.Name]; ok {
 			n := &st.Networks[i]
-			n.Active, n.Endpoints, n.Peers, n.VTEPs = true, len(ns.Endpoints), len(ns.Peers), len(remoteVTEPs(ns, d.cfg.LocalIP))
+			n.Active, n.Endpoints, n.Peers, n.VTEPs = true, len(ns.Endpoints), len(ns.Peers), len(remoteVTEPs(ns, d.localVTEP(ns.Network)))
 			if e := netErrs[ns.Network.Name]; e != nil {
 				n.Error = e.Error()
 			}

@@ -120,7 +120,7 @@ func (p *problems) err(class error) error {
 var (
 	topFields     = []string{"apiVersion", "kind", "hosts", "networks"}
 	hostFields    = []string{"name", "address", "labels"}
-	networkFields = []string{"name", "driver", "subnet", "gateway", "ipRange", "vni", "mtu", "internal", "labels"}
+	networkFields = []string{"name", "driver", "subnet", "gateway", "ipRange", "vni", "mtu", "internal", "encrypted", "labels"}
 )
 
 // Parse parses and validates a cluster file. filename is used only in messages. The returned error is a
@@ -467,6 +467,11 @@ func (p *parser) network(item *yaml.Node) Network {
 			v = resolve(v)
 			if v.Kind != yaml.ScalarNode || v.Decode(&x.Internal) != nil {
 				p.add(v.Line, "%s: internal must be true or false, not %s", what, describe(v))
+			}
+		case "encrypted":
+			v = resolve(v)
+			if v.Kind != yaml.ScalarNode || v.Decode(&x.Encrypted) != nil {
+				p.add(v.Line, "%s: encrypted must be true or false, not %s", what, describe(v))
 			}
 		case "labels":
 			x.Labels = p.labels(v, what)

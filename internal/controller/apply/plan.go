@@ -343,6 +343,7 @@ func (pl *planner) update(fn *Network, c, want api.Network) {
 		{"ipRange", fn.IPRange, c.IPRange, fn.IPRange == "" || samePrefix(fn.IPRange, c.IPRange)},
 		{"vni", fmt.Sprint(fn.VNI), fmt.Sprint(c.VNI), fn.VNI == 0 || fn.VNI == c.VNI},
 		{"mtu", fmt.Sprint(fn.MTU), mtuText(c.MTU), fn.MTU == 0 || fn.MTU == c.MTU},
+		{"encrypted", fmt.Sprint(fn.Encrypted), fmt.Sprint(c.Encrypted), fn.Encrypted == c.Encrypted},
 	}
 	bad := false
 	for _, x := range fixed {
@@ -496,6 +497,9 @@ func networkText(n api.Network) string {
 	}
 	if n.Internal {
 		parts = append(parts, "internal")
+	}
+	if n.Encrypted {
+		parts = append(parts, "encrypted")
 	}
 	return join(append(parts, labelText(n.Labels))...)
 }

@@ -176,6 +176,14 @@ func (c *Client) RegisterHost(ctx context.Context, h api.Host) (api.Host, error)
 	return out, err
 }
 
+// RotateHostKey asks the host's agent for a new WireGuard key pair; with revoke, the published key is
+// removed at once (admin).
+func (c *Client) RotateHostKey(ctx context.Context, host string, revoke bool) (api.Host, error) {
+	var out api.Host
+	err := c.do(ctx, http.MethodPost, "/v1/hosts/"+esc(host)+"/rotate-key?revoke="+strconv.FormatBool(revoke), nil, &out)
+	return out, err
+}
+
 // Heartbeat tells the controller the host is alive.
 func (c *Client) Heartbeat(ctx context.Context, host string) (api.Host, error) {
 	var out api.Host

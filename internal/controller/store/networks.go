@@ -230,6 +230,9 @@ func (s *Store) UpdateNetwork(ctx context.Context, req api.Network) (Network, er
 				return Network{}, fmt.Errorf("network %q: %s cannot change (%s -> %s); remove and recreate the network: %w", req.Name, f.name, f.have, f.got, errdefs.ErrInvalidArgument)
 			}
 		}
+		if req.Encrypted != cur.Encrypted {
+			return Network{}, fmt.Errorf("network %q: encrypted cannot change (%t -> %t): an encrypted network's containers would talk in clear, or a plain one's lose their peers, for as long as hosts disagree; remove and recreate the network: %w", req.Name, cur.Encrypted, req.Encrypted, errdefs.ErrInvalidArgument)
+		}
 		next := cur.Network
 		next.Labels, next.MTU, next.Internal = req.Labels, req.MTU, req.Internal
 		ctx2, cancel := s.timeout(ctx)

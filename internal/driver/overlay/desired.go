@@ -21,6 +21,7 @@ func (d *Driver) desired() vxlan.State {
 	d.mu.Lock()
 	defer d.mu.Unlock()
 	var s vxlan.State
+	tunnel := map[string]vxlan.TunnelPeer{}
 	names := make([]string, 0, len(d.st.Networks))
 	for name := range d.st.Networks {
 		names = append(names, name)
@@ -37,6 +38,7 @@ func (d *Driver) desired() vxlan.State {
 		gw, _ := netip.ParseAddr(ns.Network.Gateway)
 		st := vxlan.NetworkState{Network: vxlan.Network{
 			Name: name, VNI: ns.Network.VNI, Subnet: subnet, Gateway: gw, MTU: ns.Network.MTU, Internal: ns.Network.Internal,
+			Encrypted: ns.Network.Encrypted,
 		}}
 		if err != nil {
 			st.LeftOut = append(st.LeftOut, vxlan.Problem{Network: name, Kind: vxlan.KindNetwork, Entry: fmt.Sprintf("VNI %d", ns.Network.VNI),
@@ -54,7 +56,7 @@ func (d *Driver) desired() vxlan.State {
 			st.Endpoints = append(st.Endpoints, vxlan.Endpoint{ContainerID: l.Container, NetNSPath: l.Netns, IfName: l.IfName, IP: ip})
 		}
 		slices.SortFunc(st.Endpoints, func(a, b vxlan.Endpoint) int { return a.IP.Compare(b.IP) })
-		vteps := map[netip.Addr]bool{}
+		var peerHost []string // the host of each peer, in order
 		for _, ep := range ns.Remote {
 			if ep.Host == d.cfg.Host {
 				continue
@@ -74,7 +76,14 @@ func (d *Driver) desired() vxlan.State {
 				continue
 			}
 			st.Peers = append(st.Peers, vxlan.Peer{IP: ip, VTEP: vtep})
-			vteps[vtep] = true
+			peerHost = append(peerHost, ep.Host)
+		}
+		if ns.Network.Encrypted {
+			d.encrypted(&st, tunnel, peerHost)
+		}
+		vteps := map[netip.Addr]bool{}
+		for _, p := range st.Peers {
+			vteps[p.VTEP] = true
 		}
 		slices.SortFunc(st.Peers, func(a, b vxlan.Peer) int { return a.IP.Compare(b.IP) })
 		for v := range vteps {
@@ -83,5 +92,6 @@ func (d *Driver) desired() vxlan.State {
 		slices.SortFunc(st.VTEPs, func(a, b netip.Addr) int { return a.Compare(b) })
 		s.Networks = append(s.Networks, st)
 	}
+	s.TunnelPeers = tunnelPeers(tunnel)
 	return s
 }

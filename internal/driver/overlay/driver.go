@@ -99,6 +99,11 @@ type Config struct {
 	// HostListEvery is how often a heartbeat also reads the whole host list (hostlist.go); gossip
 	// changes read it at once. Default 30s.
 	HostListEvery time.Duration
+	// Keys is this host's WireGuard identity, for encrypted networks (docs/encryption.md). Nil: the
+	// host serves no encrypted network (the data plane leaves them out, never in clear).
+	Keys Keys
+	// KeyMaxAge rotates the WireGuard key pair once it is older. 0: never by age.
+	KeyMaxAge time.Duration
 	// Log receives the driver's logs.
 	Log *slog.Logger
 	// Metrics, if set, receives the driver's metrics (metrics.go): make it with NewMetrics, one per
@@ -170,6 +175,7 @@ type Driver struct {
 	refreshNow   chan struct{}  // gossip changed: refresh the host list before the next heartbeat
 	saveKick     chan struct{}  // a watch event changed the state: the saver writes it (saver.go)
 	hostsRead    time.Time      // when the host list was last read (hostlist.go); under mu
+	hostsRev     int64          // the hosts revision the last heartbeat reported (hostlist.go); under mu
 	wg           sync.WaitGroup
 
 	saveMu sync.Mutex // orders state file writes; gen and saved are the snapshot counters

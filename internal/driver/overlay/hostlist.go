@@ -13,6 +13,16 @@ import (
 // the list names it, and a refusal or any change of the members reads the list at once (Run's
 // refreshNow). Registration reads it too.
 
+// swapHostsRevision records rev as the last hosts revision a heartbeat reported and returns the one
+// before.
+func (d *Driver) swapHostsRevision(rev int64) int64 {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	prev := d.hostsRev
+	d.hostsRev = rev
+	return prev
+}
+
 // noteHostsRead records that the host list was just read.
 func (d *Driver) noteHostsRead() {
 	d.mu.Lock()

@@ -209,7 +209,7 @@ func (d *Driver) register(ctx context.Context) (Controller, error) {
 	d.mu.Lock()
 	token := d.token
 	d.mu.Unlock()
-	me := api.Host{Name: d.cfg.Host, Address: d.cfg.Address.String(), Labels: d.cfg.Labels}
+	me := api.Host{Name: d.cfg.Host, Address: d.cfg.Address.String(), Labels: d.cfg.Labels, WireGuardKey: d.publicKey()}
 	if token != "" {
 		c := d.cfg.Connect(token)
 		_, err := c.RegisterHost(ctx, me)
@@ -267,7 +267,12 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 		d.log.Debug("heartbeat", "err", err)
 		return err
 	}
-	d.refreshHostsIfDue(hctx)
+	if rev := h.HostsRevision; rev != 0 && rev != d.swapHostsRevision(rev) {
+		d.refreshHosts(hctx) // a host record changed (a new host, address or key)
+	} else {
+		d.refreshHostsIfDue(hctx)
+	}
+	d.checkKey(hctx, ctl, h)
 	if v, have := h.GossipKeyringVersion, d.keyringVersion(); have == 0 || (v != 0 && v != have) {
 		if err := d.fetchKeyring(hctx, ctl); err != nil {
 			d.log.Warn("the gossip keyring changed but cannot be fetched; retrying with the next heartbeat", "version", v, "err", err)
@@ -324,7 +329,7 @@ func equalHosts(a, b map[string]api.Host) bool {
 		return false
 	}
 	for k, h := range a {
-		if o, ok := b[k]; !ok || o.Address != h.Address {
+		if o, ok := b[k]; !ok || o.Address != h.Address || o.WireGuardKey != h.WireGuardKey {
 			return false
 		}
 	}
