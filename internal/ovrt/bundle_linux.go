@@ -155,6 +155,11 @@ func (b *bundle) check() error {
 	if !seen[specs.UserNamespace] && (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) {
 		return invalid("linux.uidMappings given without a user namespace; add {\"type\": \"user\"}")
 	}
+	for _, d := range s.Linux.Devices {
+		if _, err := deviceMode(d); err != nil {
+			return err
+		}
+	}
 	if p := s.Linux.CgroupsPath; p != "" && !strings.HasPrefix(p, "/") {
 		return invalid("linux.cgroupsPath %q: use an absolute cgroupfs path such as /ov/<id> (systemd slices are not supported)", p)
 	}

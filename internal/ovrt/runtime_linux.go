@@ -152,7 +152,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if err := writeRecord(dir, rec); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	cg, err := cgroup.New(cgroup.Config{Path: cgPath, Resources: s.Linux.Resources})
+	cg, err := cgroup.New(cgroup.Config{Path: cgPath, Resources: cgroupResources(s)})
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
