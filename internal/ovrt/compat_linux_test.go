@@ -2,8 +2,10 @@ package ovrt
 
 import (
 	"bufio"
+	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"syscall"
@@ -149,4 +151,107 @@ stat -c 'fifo=%a %F' /dev/sub/fifo1`
 			t.Errorf("%s = %q, want %q; output:\n%s", k, f[k], v, out)
 		}
 	}
+}
+
+// holder starts a process that holds namespaces for a container to join, and kills it at the end.
+func holder(t *testing.T, cmd *exec.Cmd) int {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	return cmd.Process.Pid
+}
+
+// TestJoinUserNamespace joins a user namespace made by another process (with linux.namespaces[].path,
+// as runc): the container sees that namespace's maps (none are written), is its root, and the
+// namespaces it creates belong to it, so it can mount its /proc, /sys and tmpfs as usual.
+func TestJoinUserNamespace(t *testing.T) {
+	rt := newRuntime(t)
+	id := testutil.UniqueName("joinuser")
+	const hostID = 300000
+	h := exec.Command("sleep", "1000")
+	h.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWUSER,
+		UidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}},
+		GidMappings: []syscall.SysProcIDMap{{ContainerID: 0, HostID: hostID, Size: 65536}}}
+	pid := holder(t, h)
+	wantMap, err := os.ReadFile(fmt.Sprintf("/proc/%d/uid_map", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	wantNS, _ := os.Readlink(fmt.Sprintf("/proc/%d/ns/user", pid))
+	script := `echo uidmap=$(cat /proc/self/uid_map); echo userns=$(readlink /proc/self/ns/user); echo uid=$(id -u)
+echo pid=$$; touch /tmp/x && echo write=ok; ls /proc/1 >/dev/null && echo proc=ok`
+	dir := newBundle(t, spec.Options{ID: id, Args: []string{"sh", "-c", script}}, func(s *specs.Spec) {
+		s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace, Path: fmt.Sprintf("/proc/%d/ns/user", pid)})
+		delete(s.Linux.Sysctl, "net.ipv4.ping_group_range") // names groups this namespace does not map
+	})
+	// The namespace's root (host uid 300000) must reach the rootfs, and own its /tmp to write there.
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.Chown(filepath.Join(dir, "rootfs", "tmp"), hostID, hostID); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, st := run(t, rt, id, dir)
+	if st.Code != 0 {
+		t.Fatalf("exit %d; stdout: %s; stderr: %s", st.Code, out, errOut)
+	}
+	f := facts(out)
+	for k, v := range map[string]string{"uidmap": strings.Join(strings.Fields(string(wantMap)), " "), "userns": wantNS,
+		"uid": "0", "pid": "1", "write": "ok", "proc": "ok"} {
+		if f[k] != v {
+			t.Errorf("%s = %q, want %q; output:\n%s", k, f[k], v, out)
+		}
+	}
+}
+
+// TestJoinMountNamespace joins a mount namespace by path: the container sees a mount that exists
+// only in that namespace (below its rootfs), not on the host.
+func TestJoinMountNamespace(t *testing.T) {
+	rt := newRuntime(t)
+	unshare := testutil.RequireBinary(t, "unshare", "util-linux")
+	id := testutil.UniqueName("joinmnt")
+	dir := newBundle(t, spec.Options{ID: id, Args: []string{"sh", "-c", "cat /mnt/only/marker"}}, nil)
+	only := filepath.Join(dir, "rootfs", "mnt", "only")
+	if err := os.MkdirAll(only, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	pid := holder(t, exec.Command(unshare, "--mount", "--propagation", "private", "sh", "-c",
+		"mount -t tmpfs tmpfs "+only+" && echo only-there >"+only+"/marker && exec sleep 1000"))
+	testutil.Eventually(t, 5*time.Second, func() error {
+		if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/root%s/marker", pid, only)); err != nil || string(b) != "only-there\n" {
+			return fmt.Errorf("the holder's mount is not there yet: %q, %v", b, err)
+		}
+		return nil
+	})
+	if _, err := os.Stat(filepath.Join(only, "marker")); err == nil {
+		t.Fatal("the holder's mount is visible on the host")
+	}
+	s := readSpec(t, dir)
+	for i, n := range s.Linux.Namespaces {
+		if n.Type == specs.MountNamespace {
+			s.Linux.Namespaces[i].Path = fmt.Sprintf("/proc/%d/ns/mnt", pid)
+		}
+	}
+	writeSpec(t, dir, s)
+	out, errOut, st := run(t, rt, id, dir)
+	if st.Code != 0 || out != "only-there\n" {
+		t.Errorf("exit %d, stdout %q, stderr %q; want the marker of the joined namespace's mount", st.Code, out, errOut)
+	}
+}
+
+func readSpec(t *testing.T, dir string) *specs.Spec {
+	t.Helper()
+	var s specs.Spec
+	b, err := os.ReadFile(filepath.Join(dir, "config.json"))
+	if err == nil {
+		err = json.Unmarshal(b, &s)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &s
 }
