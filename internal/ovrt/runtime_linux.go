@@ -183,14 +183,8 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	undo = append(undo, h.kill)
 	defer h.sync.Close()
 	pid := h.pid()
-	// The init waits for its config: put it in the cgroup before it does anything.
-	if err := cg.Add(pid); err != nil {
+	if err := prepareInit(cg, pid, b, dir); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
-	}
-	if b.joinUser {
-		if err := chownToNSRoot(filepath.Join(dir, fifoFile), pid); err != nil {
-			return nil, fmt.Errorf("create %s: exec fifo: %w", id, err)
-		}
 	}
 	res := <-filter
 	if res.err != nil {
@@ -314,6 +308,20 @@ func openSpawnFiles(req *spawnReq, cfg *initConfig, b *bundle, consoleSocket str
 	}
 	req.setns = strings.Join(setns, ",")
 	return closeFiles, nil
+}
+
+// prepareInit readies what the init (pid) needs before it gets its config: it is put in the cgroup
+// before it does anything, and the exec fifo is given to the root of the user namespace it joined.
+func prepareInit(cg *cgroup.Cgroup, pid int, b *bundle, dir string) error {
+	if err := cg.Add(pid); err != nil {
+		return err
+	}
+	if b.joinUser {
+		if err := chownToNSRoot(filepath.Join(dir, fifoFile), pid); err != nil {
+			return fmt.Errorf("exec fifo: %w", err)
+		}
+	}
+	return nil
 }
 
 // procNSName maps the OCI namespace types to their names under /proc/<pid>/ns.
