@@ -255,3 +255,42 @@ func readSpec(t *testing.T, dir string) *specs.Spec {
 	}
 	return &s
 }
+
+// TestLinuxDevicesInUserNamespace: inside a user namespace, where mknod is never allowed, a device
+// of linux.devices is the host's node bind-mounted at the same path (as runc); when the host has
+// none, create fails and says so.
+func TestLinuxDevicesInUserNamespace(t *testing.T) {
+	rt := newRuntime(t)
+	if _, err := os.Stat("/dev/kmsg"); err != nil {
+		testutil.Skipf(t, "the host has no /dev/kmsg: %v", err)
+	}
+	if _, err := os.Stat("/dev/test1"); err == nil {
+		testutil.NotApplicable(t, "the host has a /dev/test1; TestLinuxDevicesMknod covers mknod")
+	}
+	id := testutil.UniqueName("usdev")
+	dir := newBundle(t, spec.Options{ID: id, Args: []string{"sh", "-c",
+		"stat -c 'kmsg=%t:%T %F' /dev/kmsg; grep -q ' /dev/kmsg ' /proc/self/mountinfo && echo bind=yes"}},
+		func(s *specs.Spec) {
+			s.Linux.Namespaces = append(s.Linux.Namespaces, specs.LinuxNamespace{Type: specs.UserNamespace})
+			s.Linux.UIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+			s.Linux.GIDMappings = []specs.LinuxIDMapping{{ContainerID: 0, HostID: 200000, Size: 65536}}
+			delete(s.Linux.Sysctl, "net.ipv4.ping_group_range")
+			s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/kmsg", Type: "c", Major: 1, Minor: 11}}
+		})
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	out, errOut, st := run(t, rt, id, dir)
+	if f := facts(out); st.Code != 0 || f["kmsg"] != "1:b character special file" || f["bind"] != "yes" {
+		t.Errorf("exit %d, output:\n%s%s\nwant /dev/kmsg (1:11) bind-mounted from the host", st.Code, out, errOut)
+	}
+	s := readSpec(t, dir)
+	s.Linux.Devices = []specs.LinuxDevice{{Path: "/dev/test1", Type: "c", Major: 1, Minor: 3}}
+	writeSpec(t, dir, s)
+	_, err := rt.Create(id+"b", CreateOptions{Bundle: dir})
+	if err == nil || !strings.Contains(err.Error(), "inside a user namespace devices are bind-mounted from the host") {
+		t.Errorf("create with /dev/test1 in a user namespace: %v; want the reason it cannot be made", err)
+	}
+}
