@@ -60,6 +60,8 @@ type bundle struct {
 	clone uintptr
 	join  []nsPath
 	newNS []string
+	// joinUser: the container joins an existing user namespace (join has it).
+	joinUser bool
 }
 
 type nsPath struct {
@@ -138,22 +140,29 @@ func (b *bundle) check() error {
 			b.newNS = append(b.newNS, string(ns.Type))
 			continue
 		}
-		if ns.Type == specs.UserNamespace || ns.Type == specs.MountNamespace {
-			return invalid("linux.namespaces[%d]: joining a %s namespace by path is not supported; leave path empty to create one", i, ns.Type)
-		}
 		if _, err := os.Stat(ns.Path); err != nil {
 			return fmt.Errorf("linux.namespaces[%d]: %s namespace %s: %v: %w", i, ns.Type, ns.Path, err, errdefs.ErrNotFound)
 		}
 		b.join = append(b.join, nsPath{ns.Type, ns.Path})
+		if ns.Type == specs.UserNamespace {
+			b.joinUser = true
+		}
 	}
 	if !seen[specs.MountNamespace] {
 		return invalid("linux.namespaces: a mount namespace is required (add {\"type\": \"mount\"})")
 	}
-	if seen[specs.UserNamespace] && (len(s.Linux.UIDMappings) == 0 || len(s.Linux.GIDMappings) == 0) {
+	// A joined user namespace has its maps already (runc 1.1 ignores the spec's then, and so does
+	// ovrt); a new one needs them.
+	if b.clone&unix.CLONE_NEWUSER != 0 && (len(s.Linux.UIDMappings) == 0 || len(s.Linux.GIDMappings) == 0) {
 		return invalid("linux.uidMappings and linux.gidMappings are required with a user namespace")
 	}
 	if !seen[specs.UserNamespace] && (len(s.Linux.UIDMappings) > 0 || len(s.Linux.GIDMappings) > 0) {
 		return invalid("linux.uidMappings given without a user namespace; add {\"type\": \"user\"}")
+	}
+	for _, d := range s.Linux.Devices {
+		if _, err := deviceMode(d); err != nil {
+			return err
+		}
 	}
 	if p := s.Linux.CgroupsPath; p != "" && !strings.HasPrefix(p, "/") {
 		return invalid("linux.cgroupsPath %q: use an absolute cgroupfs path such as /ov/<id> (systemd slices are not supported)", p)

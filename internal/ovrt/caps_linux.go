@@ -93,7 +93,13 @@ func dropBounding(keep capSet, last uint) error {
 }
 
 // applyCaps sets the effective, permitted and inheritable sets of the calling thread, then raises
-// the ambient ones. It must run on the thread that will execve.
+// the ambient ones the kernel allows. It must run on the thread that will execve.
+//
+// The kernel raises an ambient capability only if it is permitted and inheritable too. runc 1.1
+// ignores every ambient capability it cannot raise (its capability library drops the errors of
+// PR_CAP_AMBIENT_RAISE), and `runc spec` lists ambient capabilities with no inheritable ones (since
+// CVE-2022-29162): so ovrt raises those it can and leaves the others out instead of failing the
+// container.
 func applyCaps(c caps, last uint) error {
 	hdr := unix.CapUserHeader{Version: unix.LINUX_CAPABILITY_VERSION_3}
 	var data [2]unix.CapUserData
@@ -106,13 +112,17 @@ func applyCaps(c caps, last uint) error {
 	if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0); err != nil && err != unix.EINVAL {
 		return fmt.Errorf("clear ambient capabilities: %w", err)
 	}
+	raise := raisableAmbient(c)
 	for n := uint(0); n <= last; n++ {
-		if c.ambient&(1<<n) == 0 {
-			continue
-		}
-		if err := unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n), 0, 0); err != nil {
-			return fmt.Errorf("raise ambient capability %d (it must be permitted and inheritable too): %w", n, err)
+		if raise&(1<<n) != 0 {
+			// EPERM (securebits forbid it) or EINVAL (a kernel without ambient capabilities):
+			// left out, as runc does.
+			_ = unix.Prctl(unix.PR_CAP_AMBIENT, unix.PR_CAP_AMBIENT_RAISE, uintptr(n), 0, 0)
 		}
 	}
 	return nil
 }
+
+// raisableAmbient is the part of the ambient set the kernel can raise: capabilities that are
+// permitted and inheritable too.
+func raisableAmbient(c caps) capSet { return c.ambient & c.permitted & c.inheritable }

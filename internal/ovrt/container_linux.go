@@ -28,7 +28,10 @@ type Container struct {
 	cg  *cgroup.Cgroup // nil when the cgroup is gone
 
 	// init is set when this process created the container: the init is our child and Wait works.
-	init     *exec.Cmd
+	init *exec.Cmd
+	// initProc is the init when it is not init's process (see helper.init): then init's process
+	// has exited and is reaped after the init.
+	initProc *os.Process
 	waitOnce sync.Once
 	exit     ExitStatus
 	waitErr  error
@@ -268,7 +271,12 @@ func (c *Container) Wait() (ExitStatus, error) {
 		return ExitStatus{}, fmt.Errorf("wait %s: only the process that created the container can wait for it: %w", c.rec.ID, errdefs.ErrConflict)
 	}
 	c.waitOnce.Do(func() {
-		c.exit, c.waitErr = waitCmd(c.init)
+		if c.initProc != nil {
+			c.exit, c.waitErr = waitProcess(c.initProc)
+			_ = c.init.Wait() // the helper that cloned the init, and the copies of its stdio
+		} else {
+			c.exit, c.waitErr = waitCmd(c.init)
+		}
 		if c.cg != nil {
 			if oom, err := c.cg.OOMKilled(); err == nil {
 				c.exit.OOMKilled = oom
@@ -284,14 +292,27 @@ func waitCmd(cmd *exec.Cmd) (ExitStatus, error) {
 	if err != nil && !errors.As(err, &ee) {
 		return ExitStatus{}, err
 	}
-	ws, ok := cmd.ProcessState.Sys().(syscall.WaitStatus)
+	return exitStatus(cmd.ProcessState), nil
+}
+
+// waitProcess waits for a child that exec.Cmd did not start.
+func waitProcess(p *os.Process) (ExitStatus, error) {
+	ps, err := p.Wait()
+	if err != nil {
+		return ExitStatus{}, err
+	}
+	return exitStatus(ps), nil
+}
+
+func exitStatus(ps *os.ProcessState) ExitStatus {
+	ws, ok := ps.Sys().(syscall.WaitStatus)
 	if !ok {
-		return ExitStatus{Code: cmd.ProcessState.ExitCode()}, nil
+		return ExitStatus{Code: ps.ExitCode()}
 	}
 	if ws.Signaled() {
-		return ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}, nil
+		return ExitStatus{Code: 128 + int(ws.Signal()), Signal: ws.Signal()}
 	}
-	return ExitStatus{Code: ws.ExitStatus()}, nil
+	return ExitStatus{Code: ws.ExitStatus()}
 }
 
 // ParseSignal parses a signal as the OCI command line takes it: "KILL", "SIGKILL", "kill" or "9".

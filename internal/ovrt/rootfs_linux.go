@@ -459,24 +459,16 @@ func openIn(dir *os.File, name string, flags int) (*os.File, error) {
 	return os.NewFile(uintptr(fd), name), nil
 }
 
-// defaultDevices are the device nodes every container gets.
-var defaultDevices = []specs.LinuxDevice{
-	{Path: "/dev/null", Type: "c", Major: 1, Minor: 3},
-	{Path: "/dev/zero", Type: "c", Major: 1, Minor: 5},
-	{Path: "/dev/full", Type: "c", Major: 1, Minor: 7},
-	{Path: "/dev/random", Type: "c", Major: 1, Minor: 8},
-	{Path: "/dev/urandom", Type: "c", Major: 1, Minor: 9},
-	{Path: "/dev/tty", Type: "c", Major: 5, Minor: 0},
-}
-
-// makeDevices creates the default devices and the spec's in the container's /dev, resolved inside
-// the rootfs (an image whose /dev is a symlink gets them where the symlink leads inside it): mknod,
-// or, where that is not allowed (a user namespace), a bind mount of the host's node.
+// makeDevices creates the standard devices (runc's: null, zero, full, random, urandom, tty) and the
+// spec's linux.devices in the container's /dev, resolved inside the rootfs (an image whose /dev is
+// a symlink gets them where the symlink leads inside it). A spec device at the path of a standard
+// one replaces it, as in runc.
 func makeDevices(root *rootdir.Dir, extra []specs.LinuxDevice) error {
 	oldMask := unix.Umask(0)
 	defer unix.Umask(oldMask)
-	for _, d := range append(append([]specs.LinuxDevice(nil), defaultDevices...), extra...) {
-		if err := makeDevice(root, d); err != nil {
+	bind := runningInUserNS()
+	for _, d := range append(standardNodes(extra), extra...) {
+		if err := makeDevice(root, d, bind); err != nil {
 			return err
 		}
 	}
@@ -501,47 +493,41 @@ func makeDevices(root *rootdir.Dir, extra []specs.LinuxDevice) error {
 	return nil
 }
 
-func makeDevice(root *rootdir.Dir, d specs.LinuxDevice) error {
+// makeDevice creates one device node as the runtime spec says: mknod with its type, numbers and
+// mode, then chown. Inside a user namespace, where mknod is never allowed, and as runc when mknod
+// is refused (EPERM), the host's node at the same path is bind-mounted instead.
+func makeDevice(root *rootdir.Dir, d specs.LinuxDevice, bind bool) error {
 	dir, err := root.MkdirAll(filepath.Dir(filepath.Clean("/"+d.Path)), 0o755)
 	if err != nil {
 		return fmt.Errorf("create device %s: %w", d.Path, err)
 	}
 	dir.Close()
-	mode := uint32(0o666)
-	if d.FileMode != nil {
-		mode = uint32(*d.FileMode) & 0o7777
+	mode, err := deviceMode(d)
+	if err != nil {
+		return err
 	}
-	switch d.Type {
-	case "c", "u":
-		mode |= unix.S_IFCHR
-	case "b":
-		mode |= unix.S_IFBLK
-	case "p":
-		mode |= unix.S_IFIFO
-	default:
-		return fmt.Errorf("linux.devices %s: unknown type %q", d.Path, d.Type)
+	if bind {
+		return bindDevice(root, d, nil)
 	}
 	err = root.Mknod(d.Path, mode, unix.Mkdev(uint32(d.Major), uint32(d.Minor)))
 	if errors.Is(err, unix.EEXIST) {
 		return nil
 	}
 	if errors.Is(err, unix.EPERM) {
-		err = bindMount(root, d.Path, d.Path, mountOptions{flags: unix.MS_BIND})
+		return bindDevice(root, d, err)
 	}
 	if err != nil {
-		return fmt.Errorf("create device %s: %w", d.Path, err)
+		return fmt.Errorf("create device %s: mknod: %w", d.Path, err)
 	}
-	if d.UID != nil || d.GID != nil {
-		uid, gid := -1, -1
-		if d.UID != nil {
-			uid = int(*d.UID)
-		}
-		if d.GID != nil {
-			gid = int(*d.GID)
-		}
-		if err := root.Lchown(d.Path, uid, gid); err != nil {
-			return fmt.Errorf("chown device %s: %w", d.Path, err)
-		}
+	uid, gid := 0, 0
+	if d.UID != nil {
+		uid = int(*d.UID)
+	}
+	if d.GID != nil {
+		gid = int(*d.GID)
+	}
+	if err := root.Lchown(d.Path, uid, gid); err != nil {
+		return fmt.Errorf("chown device %s: %w", d.Path, err)
 	}
 	return nil
 }

@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sort"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -152,7 +153,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	if err := writeRecord(dir, rec); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
-	cg, err := cgroup.New(cgroup.Config{Path: cgPath, Resources: s.Linux.Resources})
+	cg, err := cgroup.New(cgroup.Config{Path: cgPath, Resources: cgroupResources(s)})
 	if err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
@@ -181,9 +182,8 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 	}
 	undo = append(undo, h.kill)
 	defer h.sync.Close()
-	pid := h.cmd.Process.Pid
-	// The init waits for its config: put it in the cgroup before it does anything.
-	if err := cg.Add(pid); err != nil {
+	pid := h.pid()
+	if err := prepareInit(cg, pid, b, dir); err != nil {
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	res := <-filter
@@ -206,7 +206,7 @@ func (r *Runtime) Create(id string, opts CreateOptions) (c *Container, err error
 		return nil, fmt.Errorf("create %s: %w", id, err)
 	}
 	r.log.Debug("created", "id", id, "pid", pid, "bundle", b.dir)
-	return &Container{rt: r, dir: dir, rec: rec, cg: cg, init: h.cmd}, nil
+	return &Container{rt: r, dir: dir, rec: rec, cg: cg, init: h.cmd, initProc: h.init}, nil
 }
 
 // makeStateDir makes the state directory of container id, which must not exist yet.
@@ -250,6 +250,12 @@ func createSpawnReq(b *bundle, exe, fifo *os.File, opts CreateOptions) spawnReq 
 		// made at clone time its root would be the runtime's cgroup.
 		sys: &syscall.SysProcAttr{Cloneflags: b.clone &^ unix.CLONE_NEWCGROUP},
 	}
+	if b.joinUser {
+		// The namespaces to create must belong to the joined user namespace: the C constructor
+		// makes them after it joined it (runc's order), nothing is made at clone time.
+		flags := b.clone &^ unix.CLONE_NEWCGROUP
+		req.sys.Cloneflags, req.unshare = 0, &flags
+	}
 	if b.clone&unix.CLONE_NEWUSER != 0 {
 		req.sys.UidMappings = idMaps(b.spec.Linux.UIDMappings)
 		req.sys.GidMappings = idMaps(b.spec.Linux.GIDMappings)
@@ -282,16 +288,82 @@ func openSpawnFiles(req *spawnReq, cfg *initConfig, b *bundle, consoleSocket str
 		req.sys.Setsid = true
 		req.stdin, req.stdout, req.stderr = nil, nil, nil
 	}
-	for _, j := range b.join {
+	var setns []string
+	for _, j := range joinOrder(b.join) {
 		f, err := os.Open(j.path)
 		if err != nil {
 			closeFiles()
 			return nil, fmt.Errorf("%s namespace %s: %w", j.typ, j.path, err)
 		}
 		files = append(files, f)
+		// The user and mount namespaces can only be joined by a single-threaded process: the C
+		// constructor of the init. When it joins a user namespace it joins every other one too,
+		// after it, as runc.
+		if b.joinUser || j.typ == specs.MountNamespace {
+			setns = append(setns, fmt.Sprintf("%s:%d", procNSName[j.typ], fdFirst+len(req.extra)))
+			req.extra = append(req.extra, f)
+			continue
+		}
 		req.joins = append(req.joins, nsJoin{j.typ, f})
 	}
+	req.setns = strings.Join(setns, ",")
 	return closeFiles, nil
+}
+
+// prepareInit readies what the init (pid) needs before it gets its config: it is put in the cgroup
+// before it does anything, and the exec fifo is given to the root of the user namespace it joined.
+func prepareInit(cg *cgroup.Cgroup, pid int, b *bundle, dir string) error {
+	if err := cg.Add(pid); err != nil {
+		return err
+	}
+	if b.joinUser {
+		if err := chownToNSRoot(filepath.Join(dir, fifoFile), pid); err != nil {
+			return fmt.Errorf("exec fifo: %w", err)
+		}
+	}
+	return nil
+}
+
+// procNSName maps the OCI namespace types to their names under /proc/<pid>/ns.
+var procNSName = map[specs.LinuxNamespaceType]string{
+	specs.UserNamespace: "user", specs.IPCNamespace: "ipc", specs.UTSNamespace: "uts",
+	specs.NetworkNamespace: "net", specs.PIDNamespace: "pid", specs.MountNamespace: "mnt",
+	specs.CgroupNamespace: "cgroup",
+}
+
+// joinOrder returns the namespaces to join in runc's order: user first (the others may belong to
+// it), then ipc, uts, net, pid, mount, cgroup.
+func joinOrder(join []nsPath) []nsPath {
+	var out []nsPath
+	for _, t := range []specs.LinuxNamespaceType{specs.UserNamespace, specs.IPCNamespace, specs.UTSNamespace,
+		specs.NetworkNamespace, specs.PIDNamespace, specs.MountNamespace, specs.CgroupNamespace} {
+		for _, j := range join {
+			if j.typ == t {
+				out = append(out, j)
+			}
+		}
+	}
+	return out
+}
+
+// chownToNSRoot gives path to the host ids of root in the user namespace of process pid (read
+// from its maps), so that the init can open it once it is that root.
+func chownToNSRoot(path string, pid int) error {
+	ids := [2]int{}
+	for i, name := range []string{"uid_map", "gid_map"} {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, name))
+		if err != nil {
+			return err
+		}
+		ids[i] = -1
+		for _, line := range strings.Split(string(b), "\n") {
+			var in, out, n uint32
+			if _, err := fmt.Sscan(line, &in, &out, &n); err == nil && in == 0 && n > 0 {
+				ids[i] = int(out)
+			}
+		}
+	}
+	return os.Chown(path, ids[0], ids[1])
 }
 
 // waitReady waits for the init's report that it is set up and waiting for start.

@@ -27,6 +27,10 @@ const (
 	fdFirst  = 5             // further files (exec fifo, console socket, namespace fds)
 )
 
+// envUnshare, read by the C constructor when the init joins a user namespace: the clone flags of
+// the namespaces to create after the joins (see nsenter_linux.c).
+const envUnshare = "_OVRT_UNSHARE"
+
 // initConfig is what the runtime sends the helper over the sync socket.
 type initConfig struct {
 	Mode    string         `json:"mode"`
@@ -69,6 +73,7 @@ func compileSeccomp(cache seccomp.Cache, p *specs.LinuxSeccomp) <-chan compiled 
 // syncMsg is the helper's answer: ready (create: set up and waiting for Start) or an error.
 type syncMsg struct {
 	Ready bool   `json:"ready,omitempty"`
+	Pid   int    `json:"pid,omitempty"` // from the C constructor: the init's pid
 	Error string `json:"error,omitempty"`
 }
 
@@ -90,12 +95,18 @@ type spawnReq struct {
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
+
+	// unshare is the value of envUnshare; when set, the constructor reports the init's pid first.
+	unshare *uintptr
 }
 
 // helper is a started helper process and the runtime's end of its sync socket.
 type helper struct {
 	cmd  *exec.Cmd
 	sync *os.File
+	// init is the container's init when it is not cmd's process: the C constructor cloned it into
+	// its pid namespace as our child (CLONE_PARENT) and cmd's process exited.
+	init *os.Process
 }
 
 // spawn starts the helper. When namespaces must be joined it forks from a dedicated, locked OS
@@ -123,6 +134,9 @@ func spawn(r spawnReq) (*helper, error) {
 	if r.setns != "" {
 		cmd.Env = append(cmd.Env, envSetns+"="+r.setns)
 	}
+	if r.unshare != nil {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("%s=%d", envUnshare, *r.unshare))
+	}
 	if len(r.joins) == 0 {
 		err = cmd.Start()
 	} else {
@@ -143,7 +157,46 @@ func spawn(r spawnReq) (*helper, error) {
 		parent.Close()
 		return nil, fmt.Errorf("start container helper: %w", err)
 	}
-	return &helper{cmd: cmd, sync: parent}, nil
+	h := &helper{cmd: cmd, sync: parent}
+	if r.unshare != nil {
+		if err := h.receivePid(); err != nil {
+			h.kill()
+			return nil, fmt.Errorf("start container helper: %w", err)
+		}
+	}
+	return h, nil
+}
+
+// receivePid reads the init's pid that the C constructor reports after it joined a user namespace.
+func (h *helper) receivePid() error {
+	m, err := h.receive()
+	switch {
+	case err == nil && m.Error != "":
+		return errors.New(m.Error)
+	case errors.Is(err, io.EOF) || (err == nil && m.Pid == 0):
+		return errors.New("container init exited during setup")
+	case err != nil:
+		return err
+	}
+	if m.Pid != h.cmd.Process.Pid {
+		p, err := os.FindProcess(m.Pid)
+		if err != nil {
+			return fmt.Errorf("container init %d: %w", m.Pid, err)
+		}
+		h.init = p
+		// The constructor exits once it reported the pid: reap it now (Wait still collects its
+		// stdio copies later), so that no zombie is left to whoever inherits it.
+		_, _ = h.cmd.Process.Wait()
+	}
+	return nil
+}
+
+// pid is the host pid of the container's init (or of the exec'd process).
+func (h *helper) pid() int {
+	if h.init != nil {
+		return h.init.Pid
+	}
+	return h.cmd.Process.Pid
 }
 
 // send writes the config to the helper. When the helper died before reading it (a namespace it
@@ -174,6 +227,10 @@ func (h *helper) receive() (syncMsg, error) {
 
 // kill kills and reaps a helper that failed.
 func (h *helper) kill() {
+	if h.init != nil {
+		_ = h.init.Kill()
+		_, _ = h.init.Wait()
+	}
 	_ = h.cmd.Process.Kill()
 	_ = h.cmd.Wait()
 	h.sync.Close()
