@@ -211,7 +211,7 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 	now := map[endpointKey]endpointLoc{}
 	for _, ns := range active {
 		for _, e := range ns.Endpoints {
-			now[endpointKey{ns.Network.VNI, e.ContainerID}] = endpointLoc{e.NetNSPath, e.IfName}
+			now[endpointKey{ns.Network.VNI, e.ContainerID}] = endpointLoc{e.NetNSPath, e.IfName, e.IP, len(e.Ports) > 0}
 		}
 	}
 	if err := p.detachGone(d.attached, now); err != nil {

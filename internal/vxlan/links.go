@@ -438,6 +438,9 @@ func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
 		if _, ok := now[k]; ok {
 			continue
 		}
+		if loc.published {
+			p.flushConntrack(k.container, loc.ip)
+		}
 		vx, err := netlink.FindLink(p.h, VXLANName(k.vni))
 		if err != nil || vx == nil {
 			continue
