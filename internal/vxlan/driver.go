@@ -36,6 +36,8 @@ type Driver struct {
 	// The containers the last reconcile set up, to take the macvlan out of one that leaves a network
 	// while it keeps running (its interface lives in its namespace, out of sight of the host's).
 	attached map[endpointKey]endpointLoc
+	// The gateways (by VNI) whose route_localnet a reconcile turned on (publish.go).
+	localnetOn map[uint32]bool
 	// What the last reconcile left out, since when; the problems that appeared, per network and in
 	// all; and the Status it left. Under smu, not mu: Status does not wait for a reconcile.
 	smu           sync.Mutex

@@ -61,6 +61,7 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 	fwd = append(fwd, pubFwd...)
 	fwd = append(fwd, []string{"-i", "ovgw+", "-o", "ovgw+", "-j", "DROP"}) // isolation between overlay networks
 	nat = append(nat, pubNAT...)
+	nat = append(nat, localnetRules(nets)...)
 	for _, ns := range nets {
 		gw := GatewayName(ns.Network.VNI)
 		for _, other := range isolateFrom {

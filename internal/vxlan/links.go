@@ -81,6 +81,9 @@ func (p *pass) network(ns NetworkState, underlayMTU int) error {
 	if err := p.gateway(n, mtu, vx.Attrs().Index); err != nil {
 		return err
 	}
+	if err := p.localnet(n, localnetWanted(ns)); err != nil {
+		return err
+	}
 	if err := p.neighbours(vx, ns); err != nil {
 		return err
 	}

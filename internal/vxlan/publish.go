@@ -4,8 +4,10 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"os"
 	"slices"
 	"strconv"
+	"strings"
 
 	vnl "github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
@@ -130,4 +132,75 @@ func (p *pass) flushConntrack(container string, ip netip.Addr) {
 	if n > 0 {
 		p.d.log.Debug("flushed conntrack entries", "container", container, "ip", ip.String(), "entries", n)
 	}
+}
+
+// localnetWanted reports whether 127.0.0.1 reaches a port published on the network: one on every
+// host address or on a loopback address. The host's own connections to it are DNATed in OUTPUT and
+// leave through the gateway with their loopback source, which needs route_localnet there.
+func localnetWanted(ns NetworkState) bool {
+	if ns.Network.Internal {
+		return false
+	}
+	for _, e := range ns.Endpoints {
+		for _, p := range e.Ports {
+			if p.valid() && (!p.HostIP.IsValid() || p.HostIP.IsLoopback()) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// localnetRules are the rules of OV-OVERLAY-NAT for the networks that localnetWanted: a connection
+// from 127.0.0.0/8 to a published port leaves through the gateway with the gateway's address, so
+// the container can answer it.
+func localnetRules(nets []NetworkState) [][]string {
+	var out [][]string
+	for _, ns := range nets {
+		if localnetWanted(ns) {
+			out = append(out, []string{"-s", "127.0.0.0/8", "-o", GatewayName(ns.Network.VNI), "-j", "MASQUERADE"})
+		}
+	}
+	return out
+}
+
+// localnet sets route_localnet on the network's gateway to on (see Config.RouteLocalnet). It touches
+// the sysctl only to turn it on, or off on a gateway where it turned it on: a gateway is created with
+// route_localnet off, and a network without ports published to 127.0.0.1 costs no sysctl access.
+func (p *pass) localnet(n Network, on bool) error {
+	if !p.d.cfg.RouteLocalnet || (!on && !p.d.localnetOn[n.VNI]) {
+		return nil
+	}
+	f := "/proc/sys/net/ipv4/conf/" + GatewayName(n.VNI) + "/route_localnet"
+	want := "0"
+	if on {
+		want = "1"
+	}
+	changed := false
+	err := inNetns(p.d.cfg.HostNetns, func() error {
+		b, err := os.ReadFile(f)
+		if err != nil {
+			return err
+		}
+		if strings.TrimSpace(string(b)) == want {
+			return nil
+		}
+		changed = true
+		return os.WriteFile(f, []byte(want+"\n"), 0o644)
+	})
+	if err != nil {
+		return fmt.Errorf("set route_localnet=%s on %s (for ports published to 127.0.0.1): %w", want, GatewayName(n.VNI), err)
+	}
+	if changed {
+		p.change("set route_localnet", "link", GatewayName(n.VNI), "value", want)
+	}
+	if p.d.localnetOn == nil {
+		p.d.localnetOn = map[uint32]bool{}
+	}
+	if on {
+		p.d.localnetOn[n.VNI] = true
+	} else {
+		delete(p.d.localnetOn, n.VNI)
+	}
+	return nil
 }

@@ -53,6 +53,20 @@ func TestPublishOverlay(t *testing.T) {
 	if out, err := execIn(l, peer, "timeout", "5", "wget", "-q", "-O", "-", page); err != nil || !strings.Contains(out, "hello from ov") {
 		t.Fatalf("a container of the same network cannot reach the published port through host1's address (hairpin): %v\n%s", err, out)
 	}
+	// The host's own clients: at its underlay address and at localhost (DNAT in OUTPUT).
+	for _, u := range []string{page, "http://127.0.0.1:8080/"} {
+		if out, err := l.Exec("host1", "timeout", "5", "busybox", "wget", "-q", "-O", "-", u); err != nil || !strings.Contains(out, "hello from ov") {
+			t.Fatalf("host1 itself cannot fetch %s: %v\n%s", u, err, out)
+		}
+	}
+	// Host port 8080 is taken on host1, whatever the network or driver of the next container.
+	for _, network := range []string{"pubother", "bridge"} {
+		out, err := ctlOut(l, "host1", "run", "-d", "--name", "pub-clash", "--network", network, "-p", "8080:80", "busybox", "sleep", "100000")
+		if err == nil || !strings.Contains(err.Error(), "already published by container") {
+			_, _ = ctlOut(l, "host1", "rm", "-f", "pub-clash")
+			t.Fatalf("a second container on %s published host port 8080 on host1: %v\n%s", network, err, out)
+		}
+	}
 	if ps := ctl(t, l, "host1", "ps"); !strings.Contains(ps, "8080:80/tcp") {
 		t.Fatalf("ovctl ps does not show the published port:\n%s", ps)
 	}
