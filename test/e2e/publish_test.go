@@ -79,6 +79,9 @@ func TestPublishOverlay(t *testing.T) {
 		t.Fatalf("%d DNAT rules for host port 8080 on host1, want 1:\n%s", n, strings.Join(published, "\n"))
 	}
 	restartAgent(t, l, "host1")
+	// Two resync periods of the lab's agents (--overlay-resync 2s): the restarted agent's data plane has
+	// made its full reconcile, so the rules below are its own, not the ones the killed agent left.
+	time.Sleep(5 * time.Second)
 	testutil.Eventually(t, 10*time.Second, func() error { return fetch(client, page) })
 	if after := ovRules(t, l, "host1"); !sameRules(after, published) {
 		t.Fatalf("the agent restart changed ov's rules on host1:\nbefore:\n%s\nafter:\n%s", strings.Join(published, "\n"), strings.Join(after, "\n"))
