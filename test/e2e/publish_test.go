@@ -27,23 +27,23 @@ func TestPublishOverlay(t *testing.T) {
 	networkOn(t, l, "pubnet", "--subnet", "10.75.0.0/24")
 	networkOn(t, l, "pubother", "--subnet", "10.76.0.0/24")
 	other := runOn(t, l, "host1", "pub-other", "pubother", "sleep", "100000")
-	before := ovRules(t, l, "host1")
+	before := pubRules(t, l, "host1")
 
 	web := runWith(t, l, "host1", "pub-web", "pubnet", []string{"-p", "8080:80"}, "busybox",
 		"sh", "-c", "httpd -p 81 -h /var/www && exec httpd -f -p 80 -h /var/www")
 	peer := runOn(t, l, "host1", "pub-peer", "pubnet", "sleep", "100000")
-	h1 := hostAddr(t, l, "host1")
-	client := underlayClient(t, l, 61)
+	h1 := pubHostAddr(t, l, "host1")
+	client := pubClient(t, l, 61)
 	page := "http://" + h1 + ":8080/"
 
-	testutil.Eventually(t, 10*time.Second, func() error { return fetch(client, page) })
-	if err := fetch(client, "http://"+h1+":81/"); err == nil {
+	testutil.Eventually(t, 10*time.Second, func() error { return pubFetch(client, page) })
+	if err := pubFetch(client, "http://"+h1+":81/"); err == nil {
 		t.Fatal("the client outside the cluster reached port 81 at host1's address, which no container publishes")
 	}
 	// A client that routes the overlay subnet through host1 reaches neither port of the container.
 	testutil.Run(t, "ip", "-n", client, "route", "add", "10.75.0.0/24", "via", h1)
 	for _, port := range []string{"80", "81"} {
-		if err := fetch(client, "http://"+web.IP+":"+port+"/"); err == nil {
+		if err := pubFetch(client, "http://"+web.IP+":"+port+"/"); err == nil {
 			t.Fatalf("the client outside the cluster reached %s:%s directly, routed through host1: only the published host port may let it in", web.IP, port)
 		}
 	}
@@ -74,33 +74,33 @@ func TestPublishOverlay(t *testing.T) {
 		t.Fatalf("ovctl inspect does not show the published port: %+v", c.Config.Ports)
 	}
 
-	published := ovRules(t, l, "host1")
-	if n := countMatches(published, "--dport 8080 ", "-j DNAT"); n != 1 {
+	published := pubRules(t, l, "host1")
+	if n := pubCount(published, "--dport 8080 ", "-j DNAT"); n != 1 {
 		t.Fatalf("%d DNAT rules for host port 8080 on host1, want 1:\n%s", n, strings.Join(published, "\n"))
 	}
-	restartAgent(t, l, "host1")
+	pubRestartAgent(t, l, "host1")
 	// Two resync periods of the lab's agents (--overlay-resync 2s): the restarted agent's data plane has
 	// made its full reconcile, so the rules below are its own, not the ones the killed agent left.
 	time.Sleep(5 * time.Second)
-	testutil.Eventually(t, 10*time.Second, func() error { return fetch(client, page) })
-	if after := ovRules(t, l, "host1"); !sameRules(after, published) {
+	testutil.Eventually(t, 10*time.Second, func() error { return pubFetch(client, page) })
+	if after := pubRules(t, l, "host1"); !pubSameRules(after, published) {
 		t.Fatalf("the agent restart changed ov's rules on host1:\nbefore:\n%s\nafter:\n%s", strings.Join(published, "\n"), strings.Join(after, "\n"))
 	}
 
 	ctl(t, l, "host1", "rm", "-f", "pub-peer", "pub-web")
 	testutil.Eventually(t, 10*time.Second, func() error {
-		if after := ovRules(t, l, "host1"); !sameRules(after, before) {
+		if after := pubRules(t, l, "host1"); !pubSameRules(after, before) {
 			return fmt.Errorf("ov's rules on host1 after rm -f differ from before the run (%d rules, were %d):\n%s", len(after), len(before), strings.Join(after, "\n"))
 		}
 		return nil
 	})
-	if err := fetch(client, page); err == nil {
+	if err := pubFetch(client, page); err == nil {
 		t.Fatal("the published port still answers after ovctl rm -f")
 	}
 }
 
-// ovRules returns ov's iptables rules on a lab host (iptables-save lines carrying ov's comment), sorted.
-func ovRules(t *testing.T, l *lab.Lab, host string) []string {
+// pubRules returns ov's iptables rules on a lab host (the iptables-save lines carrying ov's comment).
+func pubRules(t *testing.T, l *lab.Lab, host string) []string {
 	t.Helper()
 	out, err := l.Exec(host, "iptables-save")
 	if err != nil {
@@ -115,8 +115,8 @@ func ovRules(t *testing.T, l *lab.Lab, host string) []string {
 	return rules
 }
 
-// countMatches counts the rules that contain every one of subs.
-func countMatches(rules []string, subs ...string) int {
+// pubCount counts the rules that contain every one of subs.
+func pubCount(rules []string, subs ...string) int {
 	n := 0
 	for _, r := range rules {
 		all := true
@@ -130,8 +130,8 @@ func countMatches(rules []string, subs ...string) int {
 	return n
 }
 
-// sameRules compares two rule lists as multisets (a duplicate counts).
-func sameRules(a, b []string) bool {
+// pubSameRules compares two rule lists as multisets (a duplicate counts).
+func pubSameRules(a, b []string) bool {
 	if len(a) != len(b) {
 		return false
 	}
@@ -150,8 +150,8 @@ func sameRules(a, b []string) bool {
 	return true
 }
 
-// hostAddr is a lab host's underlay address.
-func hostAddr(t *testing.T, l *lab.Lab, name string) string {
+// pubHostAddr is a lab host's underlay address.
+func pubHostAddr(t *testing.T, l *lab.Lab, name string) string {
 	t.Helper()
 	h, err := l.Host(name)
 	if err != nil {
@@ -160,9 +160,9 @@ func hostAddr(t *testing.T, l *lab.Lab, name string) string {
 	return h.Addr
 }
 
-// underlayClient makes a namespace on the lab's underlay bridge with the n-th address of the underlay
+// pubClient makes a namespace on the lab's underlay bridge with the n-th address of the underlay
 // subnet: a machine of the underlay that is no member of the cluster. It goes when the test ends.
-func underlayClient(t *testing.T, l *lab.Lab, n int) string {
+func pubClient(t *testing.T, l *lab.Lab, n int) string {
 	t.Helper()
 	ns := testutil.Netns(t, "ovpc")
 	peer := testutil.UniqueName("ovpc")
@@ -174,8 +174,8 @@ func underlayClient(t *testing.T, l *lab.Lab, n int) string {
 	return ns
 }
 
-// fetch gets url from the namespace ns and expects the lab image's page.
-func fetch(ns, url string) error {
+// pubFetch gets url from the namespace ns and expects the lab image's page.
+func pubFetch(ns, url string) error {
 	out, err := testutil.InNetns(ns, "timeout", "5", "busybox", "wget", "-q", "-O", "-", url)
 	if err != nil || !strings.Contains(out, "hello from ov") {
 		return fmt.Errorf("wget %s from %s: %v %q", url, ns, err, out)
@@ -183,8 +183,8 @@ func fetch(ns, url string) error {
 	return nil
 }
 
-// restartAgent kills a host's agent with SIGKILL and starts it again.
-func restartAgent(t *testing.T, l *lab.Lab, host string) {
+// pubRestartAgent kills a host's agent with SIGKILL and starts it again.
+func pubRestartAgent(t *testing.T, l *lab.Lab, host string) {
 	t.Helper()
 	if err := l.KillAgent(host, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
