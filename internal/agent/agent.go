@@ -28,6 +28,7 @@ type Agent struct {
 	containers map[string]*container    // by ID
 	names      map[string]string        // name -> ID, including names reserved by creates in progress
 	netMu      sync.Mutex               // serialises network create/delete/connect against each other
+	portsMu    sync.Mutex               // serialises the attaches that publish host ports (ports.go)
 	teardowns  map[string]chan struct{} // removed containers whose resources are still coming down
 	wg         sync.WaitGroup
 	ctx        context.Context

@@ -141,7 +141,7 @@ func (a *Agent) attachAsync(ctx context.Context, id, name string, req api.Contai
 		if userDefined(m.network) {
 			names = endpointNames(name, containerHostname(id, req, m), req.NetworkAliases)
 		}
-		ep, err := d.Attach(ctx, driver.AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports, Names: names})
+		ep, err := a.attachPublishing(ctx, m.driver, driver.AttachRequest{Network: m.network, Container: id, Name: name, Netns: netns, IP: req.IP, Ports: req.Ports, Names: names})
 		if err != nil {
 			out <- attachResult{err: err}
 			return

@@ -1,6 +1,8 @@
 // Package driver is the contract between the agent and its network drivers (bridge, overlay): the
 // NetworkDriver interface every driver implements, the optional Pruner, the NetnsManager that owns
-// containers' network namespaces, and the one AttachRequest the agent sends.
+// containers' network namespaces, the one AttachRequest the agent sends, and the optional
+// PortPublisher through which the agent keeps a host port published by one container whatever its
+// driver.
 //
 // The contract speaks the API's types (api.Network, api.ContainerEndpoint, api.PortMapping) at its
 // edge: a driver converts to its own representation inside, and nothing converts back and forth on the

@@ -14,7 +14,7 @@ type AttachRequest struct {
 	Name      string            // container name
 	Netns     string            // path of the container's network namespace
 	IP        string            // static IPv4 address; empty: allocate one
-	Ports     []api.PortMapping // published ports (bridge networks only)
+	Ports     []api.PortMapping // published ports (bridge and overlay networks)
 	// Names are the container's DNS names on the network (name, hostname, aliases there): drivers
 	// whose endpoints are known on other hosts (overlay) carry them there.
 	Names []string

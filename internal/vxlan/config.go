@@ -48,6 +48,12 @@ type Config struct {
 	// IPForward turns on net.ipv4.ip_forward in HostNetns when a non-internal network is set up, so
 	// that containers reach the outside through the gateway. Default true.
 	IPForward bool
+	// RouteLocalnet sets net.ipv4.conf.ovgw-<vni>.route_localnet to 1 while a container of the network
+	// publishes a port that 127.0.0.1 reaches (on every host address, or on a loopback address), and to
+	// 0 otherwise, so that the host's own clients reach published ports at localhost as on bridge
+	// networks (the bridge driver's loopback guard keeps 127.0.0.0/8 from arriving on any other
+	// interface). Default true.
+	RouteLocalnet bool
 	// Netlink opens netlink handles in namespaces. Default netlink.System{} (the kernel).
 	Netlink netlink.Namespaces
 	// IPTables reads and writes the tables of HostNetns. Default nil: iptables-save and
@@ -64,16 +70,17 @@ type Config struct {
 // DefaultConfig returns a Config with every default filled in; LocalIP remains to be set.
 func DefaultConfig() Config {
 	return Config{
-		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
-		Port:        4789,
-		Resync:      30 * time.Second,
-		MinBackoff:  200 * time.Millisecond,
-		MaxBackoff:  30 * time.Second,
-		IsolateFrom: []string{"ov0", "ov-+", "docker0"},
-		IPForward:   true,
-		Watch:       true,
-		NoTrack:     true,
-		Netlink:     netlink.System{},
+		Logger:        slog.New(slog.NewTextHandler(io.Discard, nil)),
+		Port:          4789,
+		Resync:        30 * time.Second,
+		MinBackoff:    200 * time.Millisecond,
+		MaxBackoff:    30 * time.Second,
+		IsolateFrom:   []string{"ov0", "ov-+", "docker0"},
+		IPForward:     true,
+		RouteLocalnet: true,
+		Watch:         true,
+		NoTrack:       true,
+		Netlink:       netlink.System{},
 	}
 }
 

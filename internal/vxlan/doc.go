@@ -15,7 +15,10 @@
 //     per remote endpoint plus one all-zero FDB entry per other VTEP serving the network;
 //   - the iptables chains OV-OVERLAY-IN and OV-OVERLAY-FWD (filter), OV-OVERLAY-NAT (nat),
 //     OV-OVERLAY-GUARD and OV-OVERLAY-RAW (raw) and the single jump rule to each from INPUT, FORWARD,
-//     POSTROUTING and raw PREROUTING and OUTPUT.
+//     POSTROUTING and raw PREROUTING and OUTPUT; while a local endpoint publishes ports
+//     (Endpoint.Ports), OV-OVERLAY-DNAT (nat) with a jump from PREROUTING and OUTPUT for local
+//     destinations, and route_localnet on the gateways of the networks with a port 127.0.0.1 reaches
+//     (publish.go: only DNATed connections enter a network, never from another overlay network).
 //
 // Invariants: Reconcile is idempotent (running it twice changes nothing), removes everything of the
 // above that the State does not list, and leaves every other link, entry, rule and chain alone.

@@ -35,6 +35,8 @@ type Driver struct {
 	// The containers the last reconcile set up, to take the macvlan out of one that leaves a network
 	// while it keeps running (its interface lives in its namespace, out of sight of the host's).
 	attached map[endpointKey]endpointLoc
+	// The gateways (by VNI) whose route_localnet a reconcile turned on (publish.go).
+	localnetOn map[uint32]bool
 	// What the last reconcile left out, since when; the problems that appeared, per network and in
 	// all; and the Status it left. Under smu, not mu: Status does not wait for a reconcile.
 	smu           sync.Mutex
@@ -219,7 +221,7 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 	now := map[endpointKey]endpointLoc{}
 	for _, ns := range active {
 		for _, e := range ns.Endpoints {
-			now[endpointKey{ns.Network.VNI, e.ContainerID}] = endpointLoc{e.NetNSPath, e.IfName}
+			now[endpointKey{ns.Network.VNI, e.ContainerID}] = endpointLoc{e.NetNSPath, e.IfName, e.IP, len(e.Ports) > 0}
 		}
 	}
 	if err := p.detachGone(d.attached, now); err != nil {

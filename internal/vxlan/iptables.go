@@ -56,9 +56,13 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 	// Traffic between the containers of a network never reaches netfilter (the macvlans of a VXLAN
 	// device switch it among themselves, the device tunnels it): these rules see only what is routed
 	// through a gateway interface ovgw-<vni>, into or out of a network.
-	fwd = append(fwd,
-		[]string{"-o", "ovgw+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"},
-		[]string{"-i", "ovgw+", "-o", "ovgw+", "-j", "DROP"}) // isolation between overlay networks
+	// Published ports (-p) go before the isolation rules, each rule matching only DNATed connections.
+	dnat, pubFwd, pubNAT := publishRules(publishedPorts(nets), isolateFrom)
+	fwd = append(fwd, []string{"-o", "ovgw+", "-m", "conntrack", "--ctstate", "RELATED,ESTABLISHED", "-j", "ACCEPT"})
+	fwd = append(fwd, pubFwd...)
+	fwd = append(fwd, []string{"-i", "ovgw+", "-o", "ovgw+", "-j", "DROP"}) // isolation between overlay networks
+	nat = append(nat, pubNAT...)
+	nat = append(nat, localnetRules(nets)...)
 	for _, ns := range nets {
 		gw := GatewayName(ns.Network.VNI)
 		for _, other := range isolateFrom {
@@ -82,6 +86,13 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 		}
 		return js
 	}
+	toLocal := func(chains ...string) []iptables.Jump {
+		var js []iptables.Jump
+		for _, c := range chains {
+			js = append(js, iptables.Jump{From: c, Match: []string{"-m", "addrtype", "--dst-type", "LOCAL"}})
+		}
+		return js
+	}
 	fromVXLAN := func(chain string) []iptables.Jump { return []iptables.Jump{{From: chain, Match: vx}} }
 	// Connection tracking buys nothing for the tunnel packets (stateless rules): skipping it shortens
 	// every packet's path. Traffic routed through a gateway stays tracked (RELATED,ESTABLISHED,
@@ -97,7 +108,10 @@ func wantedTables(nets []NetworkState, local netip.Addr, underlay string, devVNI
 			{Name: ChainInput, Jumps: fromVXLAN("INPUT"), Rules: toRules(in)},
 			{Name: ChainForward, Jumps: from("FORWARD"), Rules: toRules(fwd)},
 		}},
-		{Name: "nat", Chains: []iptables.Chain{{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)}}},
+		{Name: "nat", Chains: []iptables.Chain{
+			{Name: ChainNAT, Jumps: from("POSTROUTING"), Rules: toRules(nat)},
+			{Name: ChainDNAT, Jumps: toLocal(dnatJumps...), Rules: toRules(dnat), Absent: len(dnat) == 0},
+		}},
 		{Name: "raw", Chains: []iptables.Chain{
 			{Name: ChainRawGuard, Jumps: fromVXLAN("PREROUTING"), Rules: toRules(guard)},
 			{Name: ChainRaw, Jumps: fromVXLAN("OUTPUT"), Rules: toRules(raw), Absent: !noTrack},

@@ -84,6 +84,9 @@ func (p *pass) network(ns NetworkState, underlayMTU int) error {
 	if err := p.gateway(n, mtu, vx.Attrs().Index); err != nil {
 		return err
 	}
+	if err := p.localnet(n, localnetWanted(ns)); err != nil {
+		return err
+	}
 	if err := p.neighbours(vx, ns); err != nil {
 		return err
 	}
@@ -441,6 +444,9 @@ func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
 	for k, loc := range prev {
 		if _, ok := now[k]; ok {
 			continue
+		}
+		if loc.published {
+			p.flushConntrack(k.container, loc.ip)
 		}
 		vx, err := netlink.FindLink(p.h, VXLANName(k.vni))
 		if err != nil || vx == nil {

@@ -41,6 +41,7 @@ type Endpoint struct {
 	IfName      string           // name inside the container, e.g. eth0
 	IP          netip.Addr       // inside Network.Subnet
 	MAC         net.HardwareAddr // nil: derived from IP (see MACFromIP)
+	Ports       []Port           // published on this host (-p); ignored on an internal network
 }
 
 // NetworkState is the desired state of one network on this host.
@@ -83,7 +84,11 @@ type endpointKey struct {
 	container string
 }
 
-type endpointLoc struct{ netns, ifName string }
+type endpointLoc struct {
+	netns, ifName string
+	ip            netip.Addr // flushed from conntrack when the endpoint goes, if it published ports
+	published     bool
+}
 
 // MACFromIP derives an endpoint's MAC from its IPv4 address: 02:42:a.b.c.d (locally administered).
 func MACFromIP(ip netip.Addr) net.HardwareAddr {

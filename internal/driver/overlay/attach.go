@@ -21,8 +21,9 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 	}
 	rctx, cancel := context.WithTimeout(ctx, d.cfg.RequestTimeout)
 	defer cancel()
-	if len(req.Ports) > 0 {
-		return api.ContainerEndpoint{}, fmt.Errorf("overlay network %q: -p publishes ports on bridge networks only; containers on an overlay network are reached directly at their address: %w", req.Network, errdefs.ErrInvalidArgument)
+	ports, err := driver.ParsePorts(req.Ports)
+	if err != nil {
+		return api.ContainerEndpoint{}, fmt.Errorf("overlay network %q: %w", req.Network, err)
 	}
 	if _, err := d.refreshNetworks(rctx); err != nil {
 		return api.ContainerEndpoint{}, unreachable(fmt.Sprintf("overlay network %q", req.Network), err)
@@ -34,6 +35,12 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 		return api.ContainerEndpoint{}, fmt.Errorf("overlay network %q: no such network; see ovctl network ls: %w", req.Network, errdefs.ErrNotFound)
 	}
 	n := ns.Network
+	d.mu.Lock()
+	err = d.checkPublishLocked(n, req.Container, ports)
+	d.mu.Unlock()
+	if err != nil {
+		return api.ContainerEndpoint{}, err
+	}
 	if subnet, err := netip.ParsePrefix(n.Subnet); err == nil && !d.serves(req.Network) {
 		if err := d.checkRoutes(req.Network, subnet); err != nil {
 			return api.ContainerEndpoint{}, err
@@ -57,6 +64,11 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 	}
 	d.mu.Lock()
 	ns = d.st.Networks[req.Network]
+	if err := d.checkPublishLocked(ns.Network, req.Container, ports); err != nil {
+		d.mu.Unlock() // another container took the port while the address was allocated
+		d.release(ctl, ep)
+		return api.ContainerEndpoint{}, err
+	}
 	if ns.Local == nil {
 		ns.Local = map[string]localEndpoint{}
 	}
@@ -64,7 +76,8 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 		ifName = old.IfName // attaching again: keep the interface it has
 	}
 	ns.Local[req.Container] = localEndpoint{Container: req.Container, Netns: req.Netns, IfName: ifName, IP: ep.IP,
-		Names: req.Names, NamesPending: !slices.Equal(ep.Names, req.Names)} // attached before: the names it had
+		Names: req.Names, NamesPending: !slices.Equal(ep.Names, req.Names), // attached before: the names it had
+		Ports: ports}
 	if ns.Remote == nil {
 		ns.Remote = map[string]api.Endpoint{}
 	}

@@ -53,7 +53,7 @@ func (d *Driver) desired() vxlan.State {
 					Reason: "its address does not parse; disconnect and reconnect the container"})
 				continue
 			}
-			st.Endpoints = append(st.Endpoints, vxlan.Endpoint{ContainerID: l.Container, NetNSPath: l.Netns, IfName: l.IfName, IP: ip})
+			st.Endpoints = append(st.Endpoints, vxlan.Endpoint{ContainerID: l.Container, NetNSPath: l.Netns, IfName: l.IfName, IP: ip, Ports: vxlanPorts(l.Ports)})
 		}
 		slices.SortFunc(st.Endpoints, func(a, b vxlan.Endpoint) int { return a.IP.Compare(b.IP) })
 		var peerHost []string // the host of each peer, in order

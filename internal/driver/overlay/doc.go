@@ -32,5 +32,6 @@
 // know, at start-up), desired.go (the desired data plane state), dataplane.go (this host's data plane
 // for network inspect: what is programmed, what is left out and why), reachability.go (the hosts this
 // host finds unreachable, reported to the controller for `ovctl node ls`), state.go (the state file),
-// ifname.go (interface names and route checks).
+// ifname.go (interface names and route checks), publish.go (published ports: -p, checked against
+// the host's other overlay endpoints, kept in the state file, handed to the data plane).
 package overlay

@@ -20,6 +20,8 @@ type localEndpoint struct {
 	// while it is stopped); NamesPending: the controller does not have them yet.
 	Names        []string `json:"names,omitempty"`
 	NamesPending bool     `json:"namesPending,omitempty"`
+	// Ports are the host ports the container publishes on this host (-p), forwarded to IP.
+	Ports []api.PortSpec `json:"ports,omitempty"`
 }
 
 // netState is what the driver knows of one overlay network.
