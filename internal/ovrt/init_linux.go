@@ -224,10 +224,13 @@ func setUser(u specs.User) error {
 	for i, g := range u.AdditionalGids {
 		groups[i] = int(g)
 	}
-	// setgroups is refused in a user namespace whose setgroups file says deny; only then is an empty
-	// list acceptable to skip.
-	if err := syscall.Setgroups(groups); err != nil && !(len(groups) == 0 && err == syscall.EPERM) {
-		return fmt.Errorf("set groups %v: %w", u.AdditionalGids, err)
+	// setgroups is refused in a user namespace whose setgroups file says deny (one made by an
+	// unprivileged user, which a container may join): there, as runc does, the groups are left as
+	// they are. Elsewhere a refusal is an error, but for an empty list.
+	if setgroupsAllowed() {
+		if err := syscall.Setgroups(groups); err != nil && !(len(groups) == 0 && err == syscall.EPERM) {
+			return fmt.Errorf("set groups %v: %w", u.AdditionalGids, err)
+		}
 	}
 	if err := syscall.Setgid(int(u.GID)); err != nil {
 		return fmt.Errorf("set gid %d: %w", u.GID, err)
@@ -236,6 +239,13 @@ func setUser(u specs.User) error {
 		return fmt.Errorf("set uid %d: %w", u.UID, err)
 	}
 	return nil
+}
+
+// setgroupsAllowed tells whether this process's user namespace allows setgroups
+// (/proc/self/setgroups is not "deny"; the file is missing before Linux 3.19: allowed).
+func setgroupsAllowed() bool {
+	b, err := os.ReadFile("/proc/self/setgroups")
+	return err != nil || strings.TrimSpace(string(b)) != "deny"
 }
 
 // withHome adds HOME from /etc/passwd (or "/") when the environment lacks it, as runc does. The
