@@ -9,7 +9,6 @@ import (
 	"net"
 	"net/netip"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,41 +40,10 @@ func (s underlayStats) String() string {
 // them.
 func captureUnderlay(t *testing.T, l *lab.Lab, a, b netip.Addr, subnet netip.Prefix, marker string) func() underlayStats {
 	t.Helper()
-	var fd int
-	if err := vxlantest.InNetns("/run/netns/"+l.UnderlayNetns, func() (err error) {
-		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
-		return err
-	}); err != nil {
-		t.Fatal(err)
-	}
-	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
-	var mu sync.Mutex
 	st := underlayStats{vni: map[uint32]int{}}
-	stop, done := make(chan struct{}), make(chan struct{})
-	t.Cleanup(func() { close(stop); <-done; unix.Close(fd) })
-	go func() {
-		defer close(done)
-		buf := make([]byte, 65536)
-		for {
-			select {
-			case <-stop:
-				return
-			default:
-			}
-			n, _, err := unix.Recvfrom(fd, buf, 0)
-			if err != nil {
-				continue
-			}
-			mu.Lock()
-			classify(buf[:n], a, b, subnet, marker, &st)
-			mu.Unlock()
-		}
-	}()
-	return func() underlayStats {
-		mu.Lock()
-		defer mu.Unlock()
-		out := st
-		st = underlayStats{vni: map[uint32]int{}}
+	locked := sniff(t, "/run/netns/"+l.UnderlayNetns, func(frame []byte) { classify(frame, a, b, subnet, marker, &st) })
+	return func() (out underlayStats) {
+		locked(func() { out, st = st, underlayStats{vni: map[uint32]int{}} })
 		return out
 	}
 }

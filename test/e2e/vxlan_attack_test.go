@@ -156,6 +156,25 @@ func listenIn(t *testing.T, path string, ip netip.Addr, port int) func(string) i
 // (an AF_PACKET socket: what a capture there shows, whether or not a socket would take them).
 func captureIn(t *testing.T, path string, payloads ...string) func(string) int {
 	t.Helper()
+	got := map[string]int{}
+	locked := sniff(t, path, func(frame []byte) {
+		for _, p := range payloads {
+			if bytes.Contains(frame, []byte(p)) {
+				got[p]++
+			}
+		}
+	})
+	return func(p string) (n int) {
+		locked(func() { n = got[p] })
+		return n
+	}
+}
+
+// sniff calls each for every frame seen on any interface of the network namespace at path (an
+// AF_PACKET socket) until the test ends. each runs under a lock; read what it gathers through
+// locked.
+func sniff(t *testing.T, path string, each func(frame []byte)) (locked func(func())) {
+	t.Helper()
 	var fd int
 	if err := vxlantest.InNetns(path, func() (err error) {
 		fd, err = unix.Socket(unix.AF_PACKET, unix.SOCK_RAW, int(htons(unix.ETH_P_ALL)))
@@ -165,9 +184,7 @@ func captureIn(t *testing.T, path string, payloads ...string) func(string) int {
 	}
 	_ = unix.SetsockoptTimeval(fd, unix.SOL_SOCKET, unix.SO_RCVTIMEO, &unix.Timeval{Usec: 200000})
 	var mu sync.Mutex
-	got := map[string]int{}
-	stop := make(chan struct{})
-	done := make(chan struct{})
+	stop, done := make(chan struct{}), make(chan struct{})
 	t.Cleanup(func() { close(stop); <-done; unix.Close(fd) })
 	go func() {
 		defer close(done)
@@ -183,13 +200,9 @@ func captureIn(t *testing.T, path string, payloads ...string) func(string) int {
 				continue
 			}
 			mu.Lock()
-			for _, p := range payloads {
-				if bytes.Contains(buf[:n], []byte(p)) {
-					got[p]++
-				}
-			}
+			each(buf[:n])
 			mu.Unlock()
 		}
 	}()
-	return func(p string) int { mu.Lock(); defer mu.Unlock(); return got[p] }
+	return func(f func()) { mu.Lock(); defer mu.Unlock(); f() }
 }
