@@ -96,9 +96,14 @@ type Config struct {
 	// Names is the agent's name table (docs/dns.md): the driver keeps the names of other hosts'
 	// endpoints in it. Nil: none.
 	Names *dns.Table
-	// HostListEvery is how often a heartbeat also reads the whole host list (hostlist.go); gossip
-	// changes read it at once. Default 30s.
+	// HostListEvery is how often a heartbeat also reads the whole host list (hostlist.go) when the
+	// controller does not report a hosts revision (a controller older than that field); gossip changes
+	// read it at once. Default 30s.
 	HostListEvery time.Duration
+	// HostListSafetyEvery is how often a heartbeat reads the host list when the controller reports a
+	// hosts revision: the list is read when the revision changes, and this is only a safety net.
+	// Default 10m.
+	HostListSafetyEvery time.Duration
 	// Keys is this host's WireGuard identity, for encrypted networks (docs/encryption.md). Nil: the
 	// host serves no encrypted network (the data plane leaves them out, never in clear).
 	Keys Keys
@@ -124,6 +129,9 @@ func (c *Config) Validate() error {
 	}
 	if c.HostListEvery == 0 {
 		c.HostListEvery = 30 * time.Second
+	}
+	if c.HostListSafetyEvery == 0 {
+		c.HostListSafetyEvery = 10 * time.Minute
 	}
 	if c.Log == nil {
 		c.Log = slog.New(slog.DiscardHandler)

@@ -267,10 +267,13 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 		d.log.Debug("heartbeat", "err", err)
 		return err
 	}
-	if rev := h.HostsRevision; rev != 0 && rev != d.swapHostsRevision(rev) {
+	switch rev := h.HostsRevision; {
+	case rev != 0 && rev != d.swapHostsRevision(rev):
 		d.refreshHosts(hctx) // a host record changed (a new host, address or key)
-	} else {
-		d.refreshHostsIfDue(hctx)
+	case rev != 0:
+		d.refreshHostsIfDue(hctx, d.cfg.HostListSafetyEvery)
+	default: // a controller that does not report the revision
+		d.refreshHostsIfDue(hctx, d.cfg.HostListEvery)
 	}
 	d.checkKey(hctx, ctl, h)
 	if v, have := h.GossipKeyringVersion, d.keyringVersion(); have == 0 || (v != 0 && v != have) {
