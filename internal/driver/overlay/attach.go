@@ -46,6 +46,9 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 			return api.ContainerEndpoint{}, err
 		}
 	}
+	if err := d.awaitRelease(rctx, req.Network, req.Container); err != nil {
+		return api.ContainerEndpoint{}, unreachable(fmt.Sprintf("allocate an address on overlay network %q", req.Network), err)
+	}
 	ep, err := ctl.Allocate(rctx, api.Endpoint{Network: req.Network, Host: d.cfg.Host, Container: req.Container, IP: req.IP, Names: req.Names})
 	if err != nil {
 		if ambiguous(err) {

@@ -199,6 +199,10 @@ type Driver struct {
 
 	links  func(netnsPath string) ([]string, error) // interface names in a namespace (a seam for tests)
 	routes func() ([]netlink.Route, error)          // the host's routes (a seam for tests)
+
+	// releasing are the queued releases a heartbeat is sending, by network and container, each
+	// closed when its heartbeat is done with them (releaseorder.go); under mu, nil when empty.
+	releasing map[string]chan struct{}
 }
 
 var _ driver.NetworkDriver = (*Driver)(nil)

@@ -39,6 +39,7 @@ type fakeController struct {
 	lose      int      // allocations to make but answer as if the controller's answer was lost
 	listHosts int      // ListHosts calls (hostlist_test.go)
 	failRel   int      // releases to refuse as unreachable (release_test.go)
+	onRelease func()   // called at the start of every release, outside mu (release_test.go)
 }
 
 func newFakeController() *fakeController {
@@ -173,6 +174,12 @@ func (f *fakeController) Allocate(ctx context.Context, ep api.Endpoint) (api.End
 	return ep, nil
 }
 func (f *fakeController) Release(ctx context.Context, network, host, container string) error {
+	f.mu.Lock()
+	hook := f.onRelease
+	f.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if err := f.check(); err != nil {

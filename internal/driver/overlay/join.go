@@ -281,17 +281,7 @@ func (d *Driver) heartbeat(ctx context.Context) error {
 			d.log.Warn("the gossip keyring changed but cannot be fetched; retrying with the next heartbeat", "version", v, "err", err)
 		}
 	}
-	d.mu.Lock()
-	pending := d.released
-	d.released = nil
-	d.mu.Unlock()
-	for _, ep := range pending {
-		if err := ctl.Release(hctx, ep.Network, ep.Host, ep.Container); err != nil {
-			d.mu.Lock()
-			d.released = append(d.released, ep)
-			d.mu.Unlock()
-		}
-	}
+	d.sendQueuedReleases(hctx, ctl)
 	d.pushNames(ctx)
 	return nil
 }
