@@ -306,6 +306,9 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 		if ul, err = p.underlay(); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
+		if err := p.keptVTEPs(active, lite); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
 	}
 	fwErr := p.firewall(lite, ul, full)
 	if fwErr != nil {

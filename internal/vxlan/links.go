@@ -515,3 +515,33 @@ func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
 	}
 	return errors.Join(errs...)
 }
+
+// keptVTEPs adds to the firewall view (lite, see liteOf) of each network of active with KeepPeers
+// the hosts its kept FDB entries send to: the entries of a peer the caller has not heard of yet are
+// of no use if the ingress filter drops what its host sends.
+func (p *pass) keptVTEPs(active, lite []NetworkState) error {
+	for i, ns := range active {
+		if !ns.KeepPeers {
+			continue
+		}
+		vx, err := netlink.FindLink(p.h, VXLANName(ns.Network.VNI))
+		if err != nil || vx == nil {
+			return err
+		}
+		have, err := p.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		if err != nil {
+			return fmt.Errorf("list FDB of %s: %w", vx.Attrs().Name, err)
+		}
+		vteps := slices.Clone(lite[i].VTEPs)
+		for _, n := range have {
+			v, _ := netip.AddrFromSlice(n.IP.To4())
+			if n.Flags&unix.NTF_SELF != 0 && n.State&unix.NUD_PERMANENT != 0 && v.IsValid() && vtepProblem(v) == "" &&
+				v != p.d.localVTEP(ns.Network) && !slices.Contains(ns.WithdrawVTEPs, v) {
+				vteps = append(vteps, v)
+			}
+		}
+		slices.SortFunc(vteps, netip.Addr.Compare)
+		lite[i].VTEPs = slices.Compact(vteps)
+	}
+	return nil
+}

@@ -102,7 +102,7 @@ func (d *Driver) reconcileNetworks(ctx context.Context, names []string, got Stat
 	fresh := d.liteOf(pl.now)
 	for i, ns := range pl.now {
 		desired.Networks[pl.desired[i]] = got.Networks[slices.IndexFunc(got.Networks, func(g NetworkState) bool { return g.Network.Name == ns.Network.Name })]
-		before[i], active[pl.active[i]], lite[pl.active[i]] = active[pl.active[i]], ns, fresh[i]
+		before[i], active[pl.active[i]] = active[pl.active[i]], ns
 		if j := slices.IndexFunc(merged.Networks, func(m NetworkState) bool { return m.Network.Name == ns.Network.Name }); j >= 0 {
 			merged.Networks[j] = ns
 		}
@@ -123,6 +123,12 @@ func (d *Driver) reconcileNetworks(ctx context.Context, names []string, got Stat
 	ul, err := p.underlay()
 	if err != nil {
 		return err
+	}
+	if err := p.keptVTEPs(pl.now, fresh); err != nil {
+		return err
+	}
+	for i := range pl.now {
+		lite[pl.active[i]] = fresh[i]
 	}
 	if err := p.firewall(lite, ul, false); err != nil {
 		for _, ns := range pl.now {
