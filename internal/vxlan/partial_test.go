@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/google/go-cmp/cmp"
+	"github.com/ovnet/ov/internal/netlink"
 	"github.com/ovnet/ov/internal/testutil"
 	"github.com/ovnet/ov/internal/vxlan"
 	vnl "github.com/vishvananda/netlink"
@@ -30,13 +31,13 @@ type runner struct {
 	t     *testing.T
 }
 
-func startRunner(t *testing.T, st vxlan.State) *runner {
+func startRunner(t *testing.T, st vxlan.State, opts ...func(*vxlan.Config)) *runner {
 	t.Helper()
 	r := &runner{cur: st}
-	r.w = newWorld(t, 1500, func(c *vxlan.Config) {
+	r.w = newWorld(t, 1500, append([]func(*vxlan.Config){func(c *vxlan.Config) {
 		c.Resync = time.Hour
 		c.OnReconcile = func(rec vxlan.Reconciled) { r.mu.Lock(); r.seen = append(r.seen, rec); r.mu.Unlock() }
-	})
+	}}, opts...)...)
 	desired := func() vxlan.State { r.mu.Lock(); defer r.mu.Unlock(); return r.cur }
 	networks := func(names []string) vxlan.State {
 		r.mu.Lock()
@@ -316,5 +317,50 @@ func TestKeepPeers(t *testing.T) {
 	must(t, w.d.Reconcile(context.Background(), st))
 	if diff := cmp.Diff(full, w.render()); diff != "" {
 		t.Fatalf("after KeepPeers ends (-want +got):\n%s", diff)
+	}
+}
+
+// watchingFake is the fake kernel with change notifications the test sends.
+type watchingFake struct {
+	*netlink.Fake
+	events chan netlink.Event
+}
+
+func (f watchingFake) Watch(ctx context.Context, path string, fn func(netlink.Event)) error {
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case e := <-f.events:
+			fn(e)
+		}
+	}
+}
+
+// A kernel notification about a VXLAN device's entries (the echo of every entry a reconcile sets,
+// or an entry deleted by hand) reconciles that device's network alone; one about a link, everything.
+func TestKernelNotificationKicksItsNetwork(t *testing.T) {
+	events := make(chan netlink.Event)
+	r := startRunner(t, twoNetworks(), func(c *vxlan.Config) {
+		c.Netlink = watchingFake{c.Netlink.(*netlink.Fake), events}
+		c.Watch = true
+	})
+	events <- netlink.Event{Link: "ovvx-200", Neigh: true, FDB: true, FDBSelf: true, Deleted: true}
+	if rec := r.waitReconciles(t, 2); !rec.Partial || rec.Networks != 1 {
+		t.Fatalf("after a notification of an FDB entry of ovvx-200: %+v, want a reconcile of back alone", rec)
+	}
+	r.mu.Lock()
+	calls := slices.Clone(r.calls)
+	r.mu.Unlock()
+	if diff := cmp.Diff([][]string{{"back"}}, calls); diff != "" {
+		t.Fatalf("networks was called with (-want +got):\n%s", diff)
+	}
+	events <- netlink.Event{Link: "ovgw-100", Deleted: true}
+	if rec := r.waitReconciles(t, 3); rec.Partial {
+		t.Fatalf("after a notification of a link: %+v, want a complete reconcile", rec)
+	}
+	events <- netlink.Event{Link: "ovvx-999", Neigh: true} // a VNI set up by nobody: everything
+	if rec := r.waitReconciles(t, 4); rec.Partial {
+		t.Fatalf("after a notification of an unknown device: %+v, want a complete reconcile", rec)
 	}
 }
