@@ -260,12 +260,27 @@ func ownedEvent(e netlink.Event) bool {
 // calling it again retries.
 func (d *Driver) Reconcile(ctx context.Context, s State) error { return d.reconcile(ctx, s, true) }
 
-// reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
-// pass, younger than Resync, left them.
-func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err error) {
-	s, probs := d.withoutLocalPeers(desired).Sanitize()
+// ReconcileNow is Reconcile(ctx, desired()), with desired called once no other reconcile runs: a
+// caller whose state may change meanwhile (an attach, while watch events arrive) must not program a
+// state older than what a reconcile of single networks (RunNetworks) has programmed in between, which
+// no pending kick would correct.
+func (d *Driver) ReconcileNow(ctx context.Context, desired func() State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
+	return d.reconcileLocked(ctx, desired(), true)
+}
+
+// reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
+// pass, younger than Resync, left them.
+func (d *Driver) reconcile(ctx context.Context, desired State, full bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reconcileLocked(ctx, desired, full)
+}
+
+// reconcileLocked is reconcile; d.mu is held.
+func (d *Driver) reconcileLocked(ctx context.Context, desired State, full bool) (err error) {
+	s, probs := d.withoutLocalPeers(desired).Sanitize()
 	d.partialOK = false
 	d.noteProblems(probs, nil)
 	var active []NetworkState

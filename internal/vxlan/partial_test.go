@@ -364,3 +364,42 @@ func TestKernelNotificationKicksItsNetwork(t *testing.T) {
 		t.Fatalf("after a notification of an unknown device: %+v, want a complete reconcile", rec)
 	}
 }
+
+// ReconcileNow computes the state once no other reconcile runs: a state computed before a
+// reconcile of single networks that ran in between would undo it, and no pending kick would correct
+// that (the attach that computed it took none).
+func TestReconcileNowWaitsForTheRunningReconcile(t *testing.T) {
+	hold := make(chan struct{})
+	var held sync.Once
+	entered := make(chan struct{})
+	r := startRunner(t, twoNetworks(), func(c *vxlan.Config) {
+		prev := c.OnReconcile
+		c.OnReconcile = func(rec vxlan.Reconciled) {
+			prev(rec)
+			if rec.Partial {
+				held.Do(func() { close(entered); <-hold }) // the partial reconcile holds the driver
+			}
+		}
+	})
+	r.set("front", func(ns *vxlan.NetworkState) { ns.Peers = append(slices.Clone(ns.Peers), pD) })
+	r.w.d.KickNetwork("front")
+	<-entered
+	called := make(chan struct{})
+	done := make(chan error)
+	go func() {
+		done <- r.w.d.ReconcileNow(context.Background(), func() vxlan.State {
+			close(called)
+			r.mu.Lock()
+			defer r.mu.Unlock()
+			return r.cur
+		})
+	}()
+	select {
+	case <-called:
+		t.Fatal("ReconcileNow computed its state while a reconcile was running")
+	case <-time.After(100 * time.Millisecond):
+	}
+	close(hold)
+	<-called
+	must(t, <-done)
+}

@@ -62,6 +62,19 @@ func (d *Driver) runDataplane(ctx context.Context) {
 	_ = d.dp.Run(ctx, d.desired)
 }
 
+// reconcileDataplane reconciles the data plane now with the desired state (attach, detach). A data
+// plane that runs networks alone computes that state once no other reconcile runs
+// (vxlan.Driver.ReconcileNow): computed before, it could be older than a watch event's reconcile that
+// ran in between, and would undo it until that network's next event.
+func (d *Driver) reconcileDataplane(ctx context.Context) error {
+	if nd, ok := d.dp.(interface {
+		ReconcileNow(ctx context.Context, desired func() vxlan.State) error
+	}); ok {
+		return nd.ReconcileNow(ctx, d.desired)
+	}
+	return d.dp.Reconcile(ctx, d.desired())
+}
+
 // kickNetwork asks the data plane to reconcile a network whose peers changed.
 func (d *Driver) kickNetwork(name string) {
 	if nd, ok := d.dp.(networkDataplane); ok {
