@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"reflect"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -48,6 +49,22 @@ type Driver struct {
 	// reconcile of the same state that still changes something repairs drift (repair.go).
 	converged   State
 	convergedOK bool
+	// What the last reconcile worked from, for a reconcile of single networks (partial.go), which
+	// takes every other network from here: the state as given, the active networks (sorted by VNI)
+	// and each one's firewall view (liteOf). Valid while partialOK: the last reconcile ended without
+	// error and the last complete one set them.
+	lastDesired State
+	lastActive  []NetworkState
+	lastLite    []NetworkState
+	partialOK   bool
+
+	// Kicks not yet taken by Run: a complete reconcile, and networks to reconcile alone; and the
+	// network of each VNI set up by the last reconcile (kernel notifications of a VXLAN device's
+	// entries kick that network). Under kmu, never held for long.
+	kmu      sync.Mutex
+	kickAll  bool
+	kickNets map[string]bool
+	vniNames map[uint32]string
 }
 
 // New returns a Driver for cfg. It touches nothing in the kernel until Reconcile or Run.
@@ -71,19 +88,67 @@ func New(cfg Config) (*Driver, error) {
 	}, nil
 }
 
-// Kick asks Run to reconcile now. It never blocks; kicks while a reconcile is pending coalesce.
+// Kick asks Run to reconcile the whole state now. It never blocks; kicks while a reconcile is
+// pending coalesce.
 func (d *Driver) Kick() {
+	d.kmu.Lock()
+	d.kickAll = true
+	d.kmu.Unlock()
+	d.wake()
+}
+
+// KickNetwork asks Run to reconcile the network of this name now, alone when that is safe (see
+// RunNetworks): a change of that network's peers. It never blocks; the networks kicked while a
+// reconcile is pending coalesce into one reconcile of them all.
+func (d *Driver) KickNetwork(name string) {
+	d.kmu.Lock()
+	if d.kickNets == nil {
+		d.kickNets = map[string]bool{}
+	}
+	d.kickNets[name] = true
+	d.kmu.Unlock()
+	d.wake()
+}
+
+func (d *Driver) wake() {
 	select {
 	case d.kick <- struct{}{}:
 	default:
 	}
 }
 
-// Run reconciles the kernel with desired() at start, after every Kick, every Config.Resync, and after
-// a failed reconcile with a doubling backoff (Config.MinBackoff..MaxBackoff). desired must be cheap
-// and must not block. Run returns nil when ctx ends, leaving the kernel as it is (so that restarting
-// the agent does not cut traffic); tear down with Reconcile(ctx, State{}).
+// takeKicks returns and clears the pending kicks: whether the whole state was kicked, and the
+// networks kicked (sorted).
+func (d *Driver) takeKicks() (all bool, names []string) {
+	d.kmu.Lock()
+	defer d.kmu.Unlock()
+	all, d.kickAll = d.kickAll, false
+	for n := range d.kickNets {
+		names = append(names, n)
+	}
+	clear(d.kickNets)
+	slices.Sort(names)
+	return all, names
+}
+
+// Run reconciles the kernel with desired() at start, after every Kick or KickNetwork, every
+// Config.Resync, and after a failed reconcile with a doubling backoff (Config.MinBackoff..MaxBackoff).
+// desired must be cheap and must not block. Run returns nil when ctx ends, leaving the kernel as it is
+// (so that restarting the agent does not cut traffic); tear down with Reconcile(ctx, State{}).
 func (d *Driver) Run(ctx context.Context, desired func() State) error {
+	return d.RunNetworks(ctx, desired, nil)
+}
+
+// RunNetworks is Run, with networks(names) giving the desired state of the named networks alone
+// (the NetworkStates desired() would hold for them, in any order; a named network it leaves out has
+// no local endpoint): when only KickNetwork kicks are pending, and the last reconcile succeeded, Run
+// reconciles those networks alone, which costs their peers rather than every network's. It takes
+// every other network, and the tunnel peers, from the last reconcile, and does a complete reconcile
+// instead whenever that is not obviously right (partial.go): a kicked network that becomes active or
+// inactive on this host, changes its local endpoints or definition, or is encrypted. Kick, the
+// periodic resync and the retries after an error are complete reconciles. A nil networks makes
+// KickNetwork a Kick.
+func (d *Driver) RunNetworks(ctx context.Context, desired func() State, networks func(names []string) State) error {
 	ctx, cancel := context.WithCancel(ctx)
 	var wg sync.WaitGroup
 	defer wg.Wait()
@@ -94,19 +159,33 @@ func (d *Driver) Run(ctx context.Context, desired func() State) error {
 	}
 	var backoff time.Duration
 	wait := time.Duration(0)
+	resync := time.Now() // when the next periodic (complete) reconcile is due
 	for {
 		t := time.NewTimer(wait)
-		full := true
+		timer := false
 		select {
 		case <-ctx.Done():
 			t.Stop()
 			return nil
 		case <-t.C:
+			timer = true
 		case <-d.kick:
 			t.Stop()
-			full = false
 		}
-		if err := d.reconcile(ctx, desired(), full); err != nil {
+		all, names := d.takeKicks()
+		var err error
+		switch {
+		case timer || all || backoff > 0 || networks == nil || !time.Now().Before(resync):
+			err = d.reconcile(ctx, desired(), timer)
+			if err == nil {
+				resync = time.Now().Add(d.cfg.Resync)
+			}
+		case len(names) > 0:
+			if err = d.reconcileNetworks(ctx, names, networks(names)); errors.Is(err, errNotPartial) {
+				err = d.reconcile(ctx, desired(), false)
+			}
+		}
+		if err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}
@@ -116,7 +195,7 @@ func (d *Driver) Run(ctx context.Context, desired func() State) error {
 			continue
 		}
 		backoff = 0
-		wait = d.cfg.Resync
+		wait = max(time.Until(resync), 0)
 	}
 }
 
@@ -126,7 +205,7 @@ func (d *Driver) watch(ctx context.Context, w netlink.Watcher) {
 	for ctx.Err() == nil {
 		err := w.Watch(ctx, d.cfg.HostNetns, func(e netlink.Event) {
 			if ownedEvent(e) {
-				d.Kick()
+				d.kickFor(e)
 			}
 		})
 		if ctx.Err() != nil {
@@ -138,6 +217,24 @@ func (d *Driver) watch(ctx context.Context, w netlink.Watcher) {
 		case <-time.After(d.cfg.MaxBackoff):
 		}
 	}
+}
+
+// kickFor kicks the reconcile a kernel change of ov's calls for: a change of a VXLAN device's
+// neighbour or FDB entries concerns its network alone (among them the echo of every entry a
+// reconcile sets, which must not cost a complete reconcile each time), a link change everything.
+func (d *Driver) kickFor(e netlink.Event) {
+	if e.Neigh {
+		if vni, err := strconv.ParseUint(strings.TrimPrefix(e.Link, "ovvx-"), 10, 32); err == nil {
+			d.kmu.Lock()
+			name, ok := d.vniNames[uint32(vni)]
+			d.kmu.Unlock()
+			if ok {
+				d.KickNetwork(name)
+				return
+			}
+		}
+	}
+	d.Kick()
 }
 
 // ownedEvent tells whether a kernel change touches what the driver owns: its links, and the ARP and
@@ -163,13 +260,29 @@ func ownedEvent(e netlink.Event) bool {
 // calling it again retries.
 func (d *Driver) Reconcile(ctx context.Context, s State) error { return d.reconcile(ctx, s, true) }
 
-// reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
-// pass, younger than Resync, left them.
-func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err error) {
-	s, probs := d.withoutLocalPeers(desired).Sanitize()
+// ReconcileNow is Reconcile(ctx, desired()), with desired called once no other reconcile runs: a
+// caller whose state may change meanwhile (an attach, while watch events arrive) must not program a
+// state older than what a reconcile of single networks (RunNetworks) has programmed in between, which
+// no pending kick would correct.
+func (d *Driver) ReconcileNow(ctx context.Context, desired func() State) error {
 	d.mu.Lock()
 	defer d.mu.Unlock()
-	d.noteProblems(probs)
+	return d.reconcileLocked(ctx, desired(), true)
+}
+
+// reconcile is Reconcile; unless full, it skips the iptables pass when the chains are as the last
+// pass, younger than Resync, left them.
+func (d *Driver) reconcile(ctx context.Context, desired State, full bool) error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.reconcileLocked(ctx, desired, full)
+}
+
+// reconcileLocked is reconcile; d.mu is held.
+func (d *Driver) reconcileLocked(ctx context.Context, desired State, full bool) (err error) {
+	s, probs := d.withoutLocalPeers(desired).Sanitize()
+	d.partialOK = false
+	d.noteProblems(probs, nil)
 	var active []NetworkState
 	for _, ns := range s.Networks {
 		if len(ns.Endpoints) > 0 {
@@ -177,11 +290,15 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 		}
 	}
 	slices.SortFunc(active, func(a, b NetworkState) int { return int(a.Network.VNI) - int(b.Network.VNI) })
+	lite := d.liteOf(active)
 	netErrs := map[string]error{}
-	defer func() { d.recordStatus(desired, active, netErrs, err) }()
+	defer func() { d.recordStatus(desired, active, lite, netErrs, err) }()
 	start := time.Now()
 	p := &pass{d: d}
-	defer func() { d.countChanges(s, p.changes, time.Since(start), err) }() // before recordStatus
+	defer func() { // before recordStatus
+		same := func() bool { return sameState(s, d.converged) }
+		d.countChanges(s, same, Reconciled{Took: time.Since(start), Changes: p.changes, Err: err, Networks: len(active)})
+	}()
 	h, err := d.nl.Handle(d.cfg.HostNetns)
 	if err != nil {
 		return fmt.Errorf("vxlan reconcile: %w", err)
@@ -204,8 +321,11 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 		if ul, err = p.underlay(); err != nil {
 			return errors.Join(append(errs, err)...)
 		}
+		if err := p.keptVTEPs(active, lite); err != nil {
+			return errors.Join(append(errs, err)...)
+		}
 	}
-	fwErr := p.firewall(active, ul, full)
+	fwErr := p.firewall(lite, ul, full)
 	if fwErr != nil {
 		errs = append(errs, fwErr)
 	}
@@ -250,11 +370,15 @@ func (d *Driver) reconcile(ctx context.Context, desired State, full bool) (err e
 	if p.changes > 0 || err != nil {
 		d.log.Info("reconciled", "networks", len(active), "changes", p.changes, "took", time.Since(start), "err", err)
 	}
+	if err == nil {
+		d.keepPass(desired, active, lite)
+	}
 	return err
 }
 
 // firewall installs ov's rules for the active networks (the VXLAN ingress filter among them), or
 // removes them all when there are none. Its error says that the networks stay down and why.
+// active are the networks' firewall views (liteOf).
 func (p *pass) firewall(active []NetworkState, ul underlay, full bool) error {
 	specs := wantedTables(active, p.d.cfg.LocalIP, ul.name, ul.vnis, p.d.cfg.Port, p.d.cfg.IsolateFrom, p.d.cfg.NoTrack)
 	specs = withTunnel(specs, active, tunnelEnds{name: p.d.tunnelName(), addr: p.d.tunnelAddr()}, p.d.cfg.Port, p.d.cfg.NoTrack)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/netip"
+	"slices"
 	"strings"
 
 	"github.com/ovnet/ov/internal/errdefs"
@@ -244,6 +245,14 @@ func (p *pass) neighbours(vx vnl.Link, ns NetworkState) error {
 			want[peer.IP] = peer.mac()
 		}
 	}
+	localIP := map[netip.Addr]bool{} // KeepPeers keeps no entry of a local container's address
+	for _, e := range ns.Endpoints {
+		localIP[e.IP] = true
+	}
+	withdrawn, err := p.withdrawnMACs(vx, ns) // nor of a MAC on a withdrawn VTEP
+	if err != nil {
+		return err
+	}
 	have, err := p.h.NeighList(ix, unix.AF_INET)
 	if err != nil {
 		return fmt.Errorf("list neighbours of %s: %w", vx.Attrs().Name, err)
@@ -261,6 +270,9 @@ func (p *pass) neighbours(vx vnl.Link, ns NetworkState) error {
 		if ok {
 			continue // NeighSet below replaces it
 		}
+		if ns.KeepPeers && !localIP[ip] && !withdrawn[n.HardwareAddr.String()] {
+			continue // maybe a peer the caller has not heard of yet
+		}
 		if err := p.h.NeighDel(&vnl.Neigh{LinkIndex: ix, Family: unix.AF_INET, IP: n.IP}); err != nil {
 			return fmt.Errorf("delete stale neighbour %s on %s: %w", n.IP, vx.Attrs().Name, err)
 		}
@@ -274,6 +286,26 @@ func (p *pass) neighbours(vx vnl.Link, ns NetworkState) error {
 		p.change("set neighbour", "link", vx.Attrs().Name, "ip", ip, "mac", mac)
 	}
 	return nil
+}
+
+// withdrawnMACs are, with KeepPeers and WithdrawVTEPs, the MACs the device's FDB sends to a
+// withdrawn VTEP: their neighbour entries go.
+func (p *pass) withdrawnMACs(vx vnl.Link, ns NetworkState) (map[string]bool, error) {
+	out := map[string]bool{}
+	if !ns.KeepPeers || len(ns.WithdrawVTEPs) == 0 {
+		return out, nil
+	}
+	have, err := p.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+	if err != nil {
+		return nil, fmt.Errorf("list FDB of %s: %w", vx.Attrs().Name, err)
+	}
+	for _, n := range have {
+		vtep, _ := netip.AddrFromSlice(n.IP.To4())
+		if n.Flags&unix.NTF_SELF != 0 && slices.Contains(ns.WithdrawVTEPs, vtep) {
+			out[n.HardwareAddr.String()] = true
+		}
+	}
+	return out, nil
 }
 
 type fdbKey struct {
@@ -297,6 +329,19 @@ func (p *pass) fdb(vx vnl.Link, ns NetworkState) error {
 	for _, v := range remoteVTEPs(ns, local) {
 		want[fdbKey{zeroMAC.String(), v}] = true
 	}
+	// With KeepPeers, an entry stays unless a listed peer's entry of the same MAC replaces it (the
+	// peer moved to another VTEP) or a local container has the MAC.
+	replaced := map[string]bool{}
+	if ns.KeepPeers {
+		for k := range want {
+			if k.mac != zeroMAC.String() {
+				replaced[k.mac] = true
+			}
+		}
+		for _, e := range ns.Endpoints {
+			replaced[e.mac().String()] = true
+		}
+	}
 	have, err := p.h.NeighList(ix, unix.AF_BRIDGE)
 	if err != nil {
 		return fmt.Errorf("list FDB of %s: %w", vx.Attrs().Name, err)
@@ -310,6 +355,9 @@ func (p *pass) fdb(vx vnl.Link, ns NetworkState) error {
 		if want[k] && n.State&unix.NUD_PERMANENT != 0 {
 			delete(want, k)
 			continue
+		}
+		if ns.KeepPeers && !want[k] && !replaced[k.mac] && !slices.Contains(ns.WithdrawVTEPs, vtep) {
+			continue // maybe a peer (or, all zero, a host) the caller has not heard of yet
 		}
 		del := &vnl.Neigh{LinkIndex: ix, Family: unix.AF_BRIDGE, Flags: unix.NTF_SELF, HardwareAddr: n.HardwareAddr, IP: n.IP}
 		if err := p.h.NeighDel(del); err != nil {
@@ -466,4 +514,34 @@ func (p *pass) detachGone(prev, now map[endpointKey]endpointLoc) error {
 		ch.Close()
 	}
 	return errors.Join(errs...)
+}
+
+// keptVTEPs adds to the firewall view (lite, see liteOf) of each network of active with KeepPeers
+// the hosts its kept FDB entries send to: the entries of a peer the caller has not heard of yet are
+// of no use if the ingress filter drops what its host sends.
+func (p *pass) keptVTEPs(active, lite []NetworkState) error {
+	for i, ns := range active {
+		if !ns.KeepPeers {
+			continue
+		}
+		vx, err := netlink.FindLink(p.h, VXLANName(ns.Network.VNI))
+		if err != nil || vx == nil {
+			return err
+		}
+		have, err := p.h.NeighList(vx.Attrs().Index, unix.AF_BRIDGE)
+		if err != nil {
+			return fmt.Errorf("list FDB of %s: %w", vx.Attrs().Name, err)
+		}
+		vteps := slices.Clone(lite[i].VTEPs)
+		for _, n := range have {
+			v, _ := netip.AddrFromSlice(n.IP.To4())
+			if n.Flags&unix.NTF_SELF != 0 && n.State&unix.NUD_PERMANENT != 0 && v.IsValid() && vtepProblem(v) == "" &&
+				v != p.d.localVTEP(ns.Network) && !slices.Contains(ns.WithdrawVTEPs, v) {
+				vteps = append(vteps, v)
+			}
+		}
+		slices.SortFunc(vteps, netip.Addr.Compare)
+		lite[i].VTEPs = slices.Compact(vteps)
+	}
+	return nil
 }

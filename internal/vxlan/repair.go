@@ -16,20 +16,29 @@ type Reconciled struct {
 	// meets drift counts none of its changes as repairs: the count is a lower bound.)
 	Repairs int
 	Err     error // the reconcile's error; nil when it converged
+	// Networks is how many networks it programmed; Partial: it was a reconcile of the networks a
+	// KickNetwork named, alone (RunNetworks), whose Repairs count the drift of those networks only.
+	Networks int
+	Partial  bool
 }
 
-// countChanges counts a reconcile of the sanitized state s that made changes, took took and ended
-// with err: Status's Changes and Repairs, and Config.OnReconcile. Callers hold d.mu.
-func (d *Driver) countChanges(s State, changes int, took time.Duration, err error) {
-	r := Reconciled{Took: took, Changes: changes, Err: err}
-	if changes > 0 && d.convergedOK && sameState(s, d.converged) {
-		r.Repairs = changes
-		d.log.Info("repaired drift of the kernel: entries changed behind ov's back were programmed again", "changes", changes)
+// countChanges counts a reconcile r (Took, Changes, Err, Networks and Partial set) of the sanitized
+// state s, the whole host's: Status's counters, and Config.OnReconcile. same tells whether the
+// desired state of what it reconciled is the one the previous reconcile converged to. Callers hold
+// d.mu.
+func (d *Driver) countChanges(s State, same func() bool, r Reconciled) {
+	if r.Changes > 0 && d.convergedOK && same() {
+		r.Repairs = r.Changes
+		d.log.Info("repaired drift of the kernel: entries changed behind ov's back were programmed again", "changes", r.Changes)
 	}
-	d.converged, d.convergedOK = s, err == nil
+	d.converged, d.convergedOK = s, r.Err == nil
 	d.smu.Lock()
-	d.status.Changes += uint64(changes)
+	d.status.Changes += uint64(r.Changes)
 	d.status.Repairs += uint64(r.Repairs)
+	d.status.NetworksReconciled += uint64(r.Networks)
+	if r.Partial {
+		d.status.Partial++
+	}
 	d.smu.Unlock()
 	if d.cfg.OnReconcile != nil {
 		d.cfg.OnReconcile(r)

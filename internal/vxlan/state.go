@@ -55,6 +55,16 @@ type NetworkState struct {
 	// parse): the Driver reports them with its own Problems. One of Kind KindNetwork leaves the whole
 	// network out.
 	LeftOut []Problem
+	// KeepPeers: Peers may be incomplete (the caller's copy of the network is older than the
+	// controller's, e.g. read from a state file after a restart, until its watch has caught up), so
+	// the reconcile adds and updates the peers' neighbour and FDB entries but deletes none that the
+	// kernel has and Peers does not list: deleting on stale data would cut a live peer off. An entry
+	// that a listed peer or a local container replaces (its MAC moved to another VTEP, its address
+	// taken) is still replaced.
+	KeepPeers bool
+	// WithdrawVTEPs are, with KeepPeers, hosts whose entries go all the same (dead hosts): an FDB
+	// entry to one of them, and the neighbour entry of its MAC, are deleted unless Peers lists them.
+	WithdrawVTEPs []netip.Addr
 }
 
 // State is the desired overlay state of the whole host. Reconcile makes the kernel match it exactly.

@@ -44,6 +44,46 @@ type Dataplane interface {
 	Kick()
 }
 
+// networkDataplane is a Dataplane that reconciles the networks a watch event changed alone (their
+// peers, not every network's: see vxlan.Driver.RunNetworks); *vxlan.Driver satisfies it. The driver
+// runs it with desiredNetworks and kicks it per network from apply; any other Dataplane is run and
+// kicked whole.
+type networkDataplane interface {
+	RunNetworks(ctx context.Context, desired func() vxlan.State, networks func(names []string) vxlan.State) error
+	KickNetwork(name string)
+}
+
+// runDataplane runs the data plane until ctx ends.
+func (d *Driver) runDataplane(ctx context.Context) {
+	if nd, ok := d.dp.(networkDataplane); ok {
+		_ = nd.RunNetworks(ctx, d.desired, d.desiredNetworks)
+		return
+	}
+	_ = d.dp.Run(ctx, d.desired)
+}
+
+// reconcileDataplane reconciles the data plane now with the desired state (attach, detach). A data
+// plane that runs networks alone computes that state once no other reconcile runs
+// (vxlan.Driver.ReconcileNow): computed before, it could be older than a watch event's reconcile that
+// ran in between, and would undo it until that network's next event.
+func (d *Driver) reconcileDataplane(ctx context.Context) error {
+	if nd, ok := d.dp.(interface {
+		ReconcileNow(ctx context.Context, desired func() vxlan.State) error
+	}); ok {
+		return nd.ReconcileNow(ctx, d.desired)
+	}
+	return d.dp.Reconcile(ctx, d.desired())
+}
+
+// kickNetwork asks the data plane to reconcile a network whose peers changed.
+func (d *Driver) kickNetwork(name string) {
+	if nd, ok := d.dp.(networkDataplane); ok {
+		nd.KickNetwork(name)
+		return
+	}
+	d.dp.Kick()
+}
+
 // Members tells which hosts are alive (*membership.Membership satisfies it). Run must not gossip
 // before SetKeyring gave it the cluster's keys (it waits); SetHosts gives the registered hosts, the
 // only members it may accept, and SetKeyring may be called again with a rotated keyring.
@@ -254,7 +294,7 @@ func (d *Driver) Run(ctx context.Context) error {
 	go func() { defer d.wg.Done(); d.runSaver(ctx) }()
 	go func() { defer d.wg.Done(); d.runMembers(ctx) }()
 	go func() { defer d.wg.Done(); d.reportDataplane(ctx) }()
-	go func() { defer d.wg.Done(); _ = d.dp.Run(ctx, d.desired) }()
+	go func() { defer d.wg.Done(); d.runDataplane(ctx) }()
 	go func() { defer d.wg.Done(); d.joinLoop(ctx) }()
 	for {
 		select {

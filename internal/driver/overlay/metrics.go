@@ -16,6 +16,7 @@ import (
 type Metrics struct {
 	reg        prometheus.Registerer
 	reconciles prometheus.Counter
+	partial    prometheus.Counter
 	failed     prometheus.Counter
 	duration   prometheus.Histogram
 	changes    prometheus.Counter
@@ -45,6 +46,8 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		reg: reg,
 		reconciles: prometheus.NewCounter(prometheus.CounterOpts{Name: "ov_agent_overlay_reconciles_total",
 			Help: "Reconciles of the overlay data plane (at start, on every change, periodically and after errors)."}),
+		partial: prometheus.NewCounter(prometheus.CounterOpts{Name: "ov_agent_overlay_reconciles_partial_total",
+			Help: "Reconciles (among ov_agent_overlay_reconciles_total) of the networks a watch event or a kernel notification changed, alone: each costs those networks' peers, not every network's."}),
 		failed: prometheus.NewCounter(prometheus.CounterOpts{Name: "ov_agent_overlay_reconcile_errors_total",
 			Help: "Reconciles of the overlay data plane that failed (kernel or iptables errors; retried with backoff)."}),
 		duration: prometheus.NewHistogram(prometheus.HistogramOpts{Name: "ov_agent_overlay_reconcile_duration_seconds",
@@ -58,7 +61,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		lastOK: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ov_agent_controller_last_success_timestamp_seconds",
 			Help: "Unix time of the controller's last successful answer to a registration or heartbeat (0: never)."}),
 	}
-	for _, c := range []prometheus.Collector{m.reconciles, m.failed, m.duration, m.changes, m.repairs, m.reachable, m.lastOK} {
+	for _, c := range []prometheus.Collector{m.reconciles, m.partial, m.failed, m.duration, m.changes, m.repairs, m.reachable, m.lastOK} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
@@ -72,6 +75,9 @@ func (m *Metrics) ObserveReconcile(r vxlan.Reconciled) {
 		return
 	}
 	m.reconciles.Inc()
+	if r.Partial {
+		m.partial.Inc()
+	}
 	if r.Err != nil {
 		m.failed.Inc()
 	}

@@ -85,6 +85,7 @@ func TestOverlayMetrics(t *testing.T) {
 		{"ov_agent_overlay_peers", map[string]string{"network": "front"}, 2},
 		{"ov_agent_overlay_watch_revision", map[string]string{"network": "front"}, 42},
 		{"ov_agent_overlay_reconciles_total", nil, 1},
+		{"ov_agent_overlay_reconciles_partial_total", nil, 0}, // a complete reconcile
 		{"ov_agent_overlay_reconcile_duration_seconds_count", nil, 1},
 		{"ov_agent_overlay_reconcile_errors_total", nil, 0},
 		{"ov_agent_overlay_kernel_repairs_total", nil, 0}, // a new state is no drift

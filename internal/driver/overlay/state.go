@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"time"
 
 	"github.com/ovnet/ov/api"
 	"github.com/ovnet/ov/internal/atomicfile"
@@ -30,6 +31,13 @@ type netState struct {
 	Local    map[string]localEndpoint `json:"local,omitempty"`  // by container ID
 	Remote   map[string]api.Endpoint  `json:"remote,omitempty"` // by host/container, every host's endpoints (this host's included)
 	Revision int64                    `json:"revision"`         // watch resumes from here
+
+	// Transient (not saved): whether the network's watch has caught up since the process started (a
+	// snapshot or a progress event), and since when desired() has kept its remote kernel entries
+	// waiting for it (keepPeersLocked); keepWarned: that wait has been logged.
+	caughtUp   bool
+	keepSince  time.Time
+	keepWarned bool
 }
 
 // fileState is the driver's state file.

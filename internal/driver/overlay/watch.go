@@ -131,6 +131,10 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 	}
 	if ev.Type == api.EventSnapshot || ev.Type == api.EventProgress {
 		d.namesConfirmedLocked(network) // the watch has caught up: names are the controller's now
+		if !ns.caughtUp {
+			ns.caughtUp = true // and its peers: the data plane may delete the entries of the others (keepPeersLocked)
+			changed = true
+		}
 	}
 	if len(missing) > 0 && d.runCtx != nil {
 		d.wg.Add(1)
@@ -138,7 +142,7 @@ func (d *Driver) apply(network string, ev api.EndpointEvent) {
 	}
 	d.mu.Unlock()
 	if changed {
-		d.dp.Kick() // program the kernel first; the watch replays from the saved revision after a crash
+		d.kickNetwork(network) // program the kernel first; the watch replays from the saved revision after a crash
 		d.persistSoon()
 	}
 }
