@@ -132,8 +132,8 @@ func convergeOnNetworks(t *testing.T, admin *client.Client, connect func(string)
 
 // TestHostWatchOneStreamPerHost: two agents serving 8 networks each hold exactly one endpoint watch
 // stream each on the controller (its ov_controller_watches_open gauge), and converge: each knows the
-// other's container on every network, also after a network leaves one host's stream. Without the
-// host watch (usePerNetworkWatches) they hold 16.
+// other's container on every network, also after a network leaves one host's stream (its last
+// container left) or the cluster (removed). Without the host watch (usePerNetworkWatches) they hold 16.
 func TestHostWatchOneStreamPerHost(t *testing.T) {
 	admin, connect, reg := watchController(t, false)
 	var logs logBuffer
@@ -169,6 +169,30 @@ func TestHostWatchOneStreamPerHost(t *testing.T) {
 		}
 		if got := remotes(h1, "host1"); !contains(got, "m7/late") {
 			return fmt.Errorf("host1 knows %v, not yet m7/late", got)
+		}
+		if got := watchesOpen(t, reg); got != 2 {
+			return fmt.Errorf("%d watch streams open, want 2", got)
+		}
+		return nil
+	})
+
+	// m1 is removed from the cluster (forced, with its containers' addresses): it leaves host1's
+	// stream (a removed event), which goes on for the others.
+	if err := admin.DeleteNetwork(ctx, "m1", true); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h2.d.Attach(ctx, driver.AttachRequest{Network: "m6", Container: "later", Netns: "/run/ov/netns/later"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 20*time.Second, func() error {
+		h1.d.mu.Lock()
+		inStream := h1.d.hw.want["m1"]
+		h1.d.mu.Unlock()
+		if inStream || logs.count("network=m1", "removed from the cluster") == 0 {
+			return fmt.Errorf("m1 still in host1's stream (%v), or no log saying it was removed", inStream)
+		}
+		if got := remotes(h1, "host1"); !contains(got, "m6/later") {
+			return fmt.Errorf("host1 knows %v, not yet m6/later", got)
 		}
 		if got := watchesOpen(t, reg); got != 2 {
 			return fmt.Errorf("%d watch streams open, want 2", got)
