@@ -134,6 +134,7 @@ func testHostWatch(t *testing.T, hub bool) {
 	ev := newHostEvents()
 	watch := func(revs map[string]int64) (stop func()) {
 		wctx, cancel := context.WithCancel(ctx)
+		t.Cleanup(cancel) // also when the test fails before stop
 		done := make(chan error, 1)
 		go func() { done <- h.WatchHost(wctx, revs, ev.apply) }()
 		return func() {
