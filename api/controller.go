@@ -29,9 +29,14 @@ const (
 	EventDelete = "delete"
 	// EventProgress: nothing changed up to Revision (a heartbeat; resume from it).
 	EventProgress = "progress"
+	// EventRemoved (host watch stream GET /v1/endpoints?watch=true only): the network was removed
+	// from the cluster; the stream carries no more events of it, and a new stream naming it is
+	// answered 404.
+	EventRemoved = "removed"
 )
 
-// EndpointEvent is one line (newline-delimited JSON) of GET /v1/networks/{name}/endpoints?watch=1.
+// EndpointEvent is one line (newline-delimited JSON) of GET /v1/networks/{name}/endpoints?watch=1, and
+// of the host watch stream GET /v1/endpoints?watch=1&networks=... (Network says which network).
 //
 // One change of the cluster store can make many events with one Revision (a reconcile or a host
 // removal releases up to 40 addresses in one transaction). A watch may resume only from a revision
@@ -47,6 +52,11 @@ type EndpointEvent struct {
 	// this field never sets it; its revisions are complete when an event of a later revision, a
 	// progress or a snapshot arrives.)
 	Last bool `json:"last,omitempty"`
+
+	// Network names the network the event is about. Every event of the host watch stream
+	// (GET /v1/endpoints?watch=true&networks=...) carries it; a controller older than that stream
+	// leaves it out of per-network streams.
+	Network string `json:"network,omitempty"`
 }
 
 // EndpointNames is the body of PUT /v1/networks/{name}/endpoints/{host}/{container}/names: the

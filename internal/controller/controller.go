@@ -44,8 +44,8 @@ type Config struct {
 	// reconnect then gets 404). Default 15s.
 	WatchHeartbeat time.Duration
 	// MaxWatchesPerToken caps the endpoint watch streams one token (one host, the admin, the join
-	// token) may hold open at once; one more is answered 429. An agent holds one per overlay network it
-	// serves. Default 64.
+	// token) may hold open at once; one more is answered 429. An agent holds one for all the overlay
+	// networks it serves (an agent older than the host stream: one per network). Default 64.
 	MaxWatchesPerToken int
 	// Log receives the controller's messages. Default slog.Default().
 	Log *slog.Logger
@@ -120,7 +120,7 @@ func (wc *watchCount) acquire(p principal, max int) (release func(), err error) 
 		wc.n = map[principal]int{}
 	}
 	if wc.n[p] >= max {
-		return nil, tooManyWatches{fmt.Errorf("this token already holds %d watch streams on this controller, the most it may; close some (an agent needs one per overlay network it serves): %w", max, errdefs.ErrExhausted)}
+		return nil, tooManyWatches{fmt.Errorf("this token already holds %d watch streams on this controller, the most it may; close some (an agent needs one, or one per overlay network it serves when it is older than the host watch stream): %w", max, errdefs.ErrExhausted)}
 	}
 	wc.n[p]++
 	return func() {

@@ -54,6 +54,7 @@ func (c *Controller) Handler() http.Handler {
 	route("POST /v1/hosts/{name}/rotate-key", c.rotateHostKey)
 	route("GET /v1/join-token", c.getJoinToken)
 	route("POST /v1/join-token/rotate", c.rotateJoinToken)
+	route("GET /v1/endpoints", c.watchHost)
 	route("GET /v1/gossip/keyring", c.getGossipKeyring)
 	route("POST /v1/gossip/keyring/rotate", c.rotateGossipKeyring)
 	mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {

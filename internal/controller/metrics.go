@@ -5,6 +5,7 @@ import (
 	"errors"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -37,13 +38,15 @@ type metrics struct {
 	streams map[*watchStream]struct{} // open endpoint watch streams, for the lag
 }
 
-// watchStream is one open endpoint watch stream, as the lag collector sees it.
+// watchStream is one open endpoint watch stream, as the lag collector sees it: a network's stream, or
+// a host stream of many networks (watchmux.go).
 type watchStream struct {
-	m       *metrics
-	who     string // the host (or "admin", "join") holding the stream
-	network string
-	mu      sync.Mutex
-	sent    int64 // the last revision sent in full (the client resumes from it: what it has applied)
+	m   *metrics
+	who string // the host (or "admin", "join") holding the stream
+	mu  sync.Mutex
+	// sent is, per network of the stream, the last revision sent in full (the client resumes from it:
+	// what it has applied).
+	sent map[string]int64
 }
 
 var (
@@ -74,7 +77,7 @@ func newMetrics(reg prometheus.Registerer, c *Controller) (*metrics, error) {
 		etcdTxns: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ov_controller_etcd_txns_total",
 			Help: "etcd transactions committed, by result: succeeded, or failed_compare (a conflict: another writer changed a compared key first)."}, []string{"result"}),
 		watchesOpen: prometheus.NewGauge(prometheus.GaugeOpts{Name: "ov_controller_watches_open",
-			Help: "Endpoint watch streams open on this controller (an agent holds one per overlay network it serves)."}),
+			Help: "Endpoint watch streams open on this controller (an agent holds one for all the overlay networks it serves; an agent older than the host stream, one per network)."}),
 		eventsSent: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ov_controller_watch_events_sent_total",
 			Help: "Endpoint events written to watch streams, by type (put, delete, snapshot, progress)."}, []string{"type"}),
 		requests: prometheus.NewCounterVec(prometheus.CounterOpts{Name: "ov_controller_http_requests_total",
@@ -145,6 +148,12 @@ func (m *metrics) EtcdTxn(succeeded bool) {
 // watchOpened counts a new endpoint watch stream of p on network, resuming from fromRev (what the
 // client has applied); call closed on the result when it ends.
 func (m *metrics) watchOpened(p principal, network string, fromRev int64) *watchStream {
+	return m.hostWatchOpened(p, map[string]int64{network: fromRev})
+}
+
+// hostWatchOpened counts a new endpoint watch stream of p on the networks of revs, each resuming from
+// its revision: one stream, whatever the number of networks.
+func (m *metrics) hostWatchOpened(p principal, revs map[string]int64) *watchStream {
 	if m == nil {
 		return nil
 	}
@@ -155,7 +164,10 @@ func (m *metrics) watchOpened(p principal, network string, fromRev int64) *watch
 	case roleJoin:
 		who = "join"
 	}
-	ws := &watchStream{m: m, who: who, network: network, sent: fromRev}
+	ws := &watchStream{m: m, who: who, sent: make(map[string]int64, len(revs))}
+	for n, rev := range revs {
+		ws.sent[n] = rev
+	}
 	m.mu.Lock()
 	m.streams[ws] = struct{}{}
 	m.mu.Unlock()
@@ -173,8 +185,8 @@ func (ws *watchStream) closed() {
 	ws.m.watchesOpen.Dec()
 }
 
-// wrote counts an event written to the stream; a snapshot, a progress event or the last event of a
-// revision completes that revision.
+// wrote counts an event written to the stream (of ev.Network; of the stream's network when the event
+// names none); a snapshot, a progress event or the last event of a revision completes that revision.
 func (ws *watchStream) wrote(ev api.EndpointEvent) {
 	if ws == nil {
 		return
@@ -182,9 +194,27 @@ func (ws *watchStream) wrote(ev api.EndpointEvent) {
 	ws.m.eventsSent.WithLabelValues(string(ev.Type)).Inc()
 	if ev.Type == api.EventSnapshot || ev.Type == api.EventProgress || ev.Last {
 		ws.mu.Lock()
-		ws.sent = ev.Revision
+		network := ev.Network
+		if network == "" && len(ws.sent) == 1 {
+			for n := range ws.sent {
+				network = n
+			}
+		}
+		if _, ok := ws.sent[network]; ok {
+			ws.sent[network] = ev.Revision
+		}
 		ws.mu.Unlock()
 	}
+}
+
+// left drops network from a host stream (removed from the cluster): no lag is counted for it.
+func (ws *watchStream) left(network string) {
+	if ws == nil {
+		return
+	}
+	ws.mu.Lock()
+	delete(ws.sent, network)
+	ws.mu.Unlock()
 }
 
 // lagCollector computes the watch lag of every open stream when scraped: one gauge per host (the
@@ -204,12 +234,13 @@ func (l lagCollector) Collect(ch chan<- prometheus.Metric) {
 	var most int64
 	for _, ws := range streams {
 		ws.mu.Lock()
-		sent := ws.sent
-		ws.mu.Unlock()
 		lag := int64(0)
-		if rev := l.m.c.cache.endpointRevision(ws.network); sent > 0 && rev > sent {
-			lag = rev - sent
+		for network, sent := range ws.sent {
+			if rev := l.m.c.cache.endpointRevision(network); sent > 0 && rev > sent {
+				lag = max(lag, rev-sent)
+			}
 		}
+		ws.mu.Unlock()
 		byHost[ws.who] = max(byHost[ws.who], lag)
 		most = max(most, lag)
 	}
@@ -233,14 +264,14 @@ func (m *metrics) instrument(h http.Handler) http.Handler {
 		switch {
 		case route == "" || route == "/":
 			route = "other"
-		case route == "GET /v1/networks/{name}/endpoints" && r.URL.Query().Has("watch"):
+		case (route == "GET /v1/networks/{name}/endpoints" || route == "GET /v1/endpoints") && r.URL.Query().Has("watch"):
 			route += " (watch)"
 		}
 		if sw.status == 0 {
 			sw.status = http.StatusOK
 		}
 		m.requests.WithLabelValues(route, strconv.Itoa(sw.status)).Inc()
-		if sw.status != http.StatusOK || route != "GET /v1/networks/{name}/endpoints (watch)" {
+		if sw.status != http.StatusOK || !strings.HasSuffix(route, " (watch)") {
 			m.reqDuration.WithLabelValues(route).Observe(time.Since(start).Seconds())
 		}
 	})

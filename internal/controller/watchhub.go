@@ -70,6 +70,7 @@ type hub struct {
 
 // feed is what the hub keeps of one network.
 type feed struct {
+	name    string
 	eps     map[string]api.Endpoint // by address
 	epRev   int64                   // the latest revision of an event of this network
 	log     []*frame                // recent put and delete frames, oldest first
@@ -125,7 +126,7 @@ func newHub() *hub { return &hub{ready: make(chan struct{}), feeds: map[string]*
 func (h *hub) feed(network string) *feed {
 	f := h.feeds[network]
 	if f == nil {
-		f = &feed{eps: map[string]api.Endpoint{}, subs: map[*sub]struct{}{}, logFrom: h.rev}
+		f = &feed{name: network, eps: map[string]api.Endpoint{}, subs: map[*sub]struct{}{}, logFrom: h.rev}
 		h.feeds[network] = f
 	}
 	return f
@@ -222,7 +223,7 @@ func (h *hub) change(network, ip string, ep *api.Endpoint, rev int64, last bool)
 		h.rev = rev
 	}
 	f.epRev, f.snap = rev, nil
-	fr := newFrame(api.EndpointEvent{Type: typ, Endpoint: ep, Revision: rev, Last: last})
+	fr := newFrame(api.EndpointEvent{Type: typ, Endpoint: ep, Revision: rev, Last: last, Network: network})
 	h.frames++
 	f.log = append(f.log, fr)
 	if len(f.log) > hubLogEvents { // drop the oldest revision whole: a resume needs all of a revision
@@ -236,7 +237,8 @@ func (h *hub) change(network, ip string, ep *api.Endpoint, rev int64, last bool)
 	h.sendLocked(f, fr)
 }
 
-// Progress tells every stream that nothing of its network changed up to rev.
+// Progress tells every stream that nothing of its network changed up to rev: one frame per network
+// with streams (it names the network, for host streams), shared by all of them.
 func (w hubWatcher) Progress(rev int64) error {
 	h := w.h
 	h.mu.Lock()
@@ -245,9 +247,12 @@ func (w hubWatcher) Progress(rev int64) error {
 		return nil
 	}
 	h.rev = rev
-	fr := newFrame(api.EndpointEvent{Type: api.EventProgress, Revision: rev})
 	for _, f := range h.feeds {
-		h.sendLocked(f, fr)
+		if len(f.subs) == 0 {
+			continue
+		}
+		h.frames++
+		h.sendLocked(f, newFrame(api.EndpointEvent{Type: api.EventProgress, Revision: rev, Network: f.name}))
 	}
 	return nil
 }
@@ -275,7 +280,7 @@ func (h *hub) snapshotLocked(f *feed) *frame {
 		b, _ := netip.ParseAddr(eps[j].IP)
 		return a.Less(b)
 	})
-	f.snap, f.snapRev = newFrame(api.EndpointEvent{Type: api.EventSnapshot, Endpoints: eps, Revision: h.rev}), h.rev
+	f.snap, f.snapRev = newFrame(api.EndpointEvent{Type: api.EventSnapshot, Endpoints: eps, Revision: h.rev, Network: f.name}), h.rev
 	h.frames++
 	return f.snap
 }
@@ -308,26 +313,65 @@ func (h *hub) subscribe(ctx context.Context, network string, fromRev int64) (sub
 		return subscription{}, false, nil
 	}
 	h.served++
-	f := h.feed(network)
 	s := newSub()
-	out := subscription{s: s, target: f.epRev}
+	out := subscription{s: s}
+	out.first, out.target, out.cancel = h.attachLocked(s, network, fromRev)
+	return out, true, nil
+}
+
+// wait waits for the hub's first snapshot; false when the hub does not run (every stream then needs
+// a watch of its own).
+func (h *hub) wait(ctx context.Context) (bool, error) {
+	if !h.running.Load() {
+		return false, nil
+	}
+	select {
+	case <-h.ready:
+		return true, nil
+	case <-ctx.Done():
+		return false, ctx.Err()
+	}
+}
+
+// join adds network to a host stream's queue s (watchmux.go), which may be on many feeds, from
+// fromRev: the frames to write first, the catch-up target and the function that takes s off the
+// network. A revision ahead of the hub (another controller served the client more recently, or the
+// store was restored from a backup) gets a snapshot, never a watch of its own: the client replaces
+// what it knows of the network with it, and the hub's next events bring it forward. Call after wait.
+// from is fromRev, or 0 when the stream gets a snapshot for that reason.
+func (h *hub) join(s *sub, network string, fromRev int64) (first []*frame, target, from int64, leave func()) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if fromRev > h.rev {
+		h.fallbacks++
+		fromRev = 0
+	}
+	h.served++
+	first, target, leave = h.attachLocked(s, network, fromRev)
+	return first, target, fromRev, leave
+}
+
+// attachLocked puts s on network's feed from fromRev (the hub serves it: fromRev <= h.rev): a
+// snapshot when fromRev is 0 or older than the feed's history, else the events after fromRev.
+func (h *hub) attachLocked(s *sub, network string, fromRev int64) (first []*frame, target int64, leave func()) {
+	f := h.feed(network)
 	switch {
 	case fromRev == 0 || fromRev < f.logFrom:
-		out.first = []*frame{h.snapshotLocked(f)}
+		first = []*frame{h.snapshotLocked(f)}
 	default:
 		i := sort.Search(len(f.log), func(i int) bool { return f.log[i].ev.Revision > fromRev })
-		out.first = append([]*frame(nil), f.log[i:]...)
+		first = append([]*frame(nil), f.log[i:]...)
 	}
 	f.subs[s] = struct{}{}
-	out.cancel = func() {
+	leave = func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
 		delete(f.subs, s)
-		if len(f.subs) == 0 && len(f.eps) == 0 {
+		if len(f.subs) == 0 && len(f.eps) == 0 && h.feeds[network] == f {
 			delete(h.feeds, network) // a removed network's feed goes with its last stream
 		}
 	}
-	return out, true, nil
+	return first, f.epRev, leave
 }
 
 // stats returns the frames made, streams served and fallbacks so far.

@@ -65,3 +65,65 @@ func BenchmarkWatchStreamMemory(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkHostWatchMemory reports the heap one host serving 19 overlay networks costs (controller and
+// client together, both in this process; 20 such hosts, idle streams), with one host watch stream
+// carrying the 19 networks and, as the reference, with a stream per network as before it:
+// go test -run - -bench HostWatchMemory ./internal/controller/
+func BenchmarkHostWatchMemory(b *testing.B) {
+	const hosts, networks = 20, 19
+	for _, mux := range []bool{true, false} {
+		b.Run(fmt.Sprintf("host-stream=%v", mux), func(b *testing.B) {
+			s, _ := embeddedController(b)
+			ctx, cancel := context.WithCancel(context.Background())
+			defer cancel()
+			revs := map[string]int64{}
+			for i := range networks {
+				name := fmt.Sprintf("n%d", i)
+				if _, err := s.Admin.CreateNetwork(ctx, api.Network{Name: name, Subnet: fmt.Sprintf("10.50.%d.0/24", i)}); err != nil {
+					b.Fatal(err)
+				}
+				revs[name] = 0
+			}
+			var hs []*client.Client
+			for i := range hosts {
+				hs = append(hs, registerHost(b, s, fmt.Sprintf("h%d", i), fmt.Sprintf("192.168.79.%d", i+1)))
+			}
+			heap := func() uint64 {
+				runtime.GC()
+				var m runtime.MemStats
+				runtime.ReadMemStats(&m)
+				return m.HeapAlloc
+			}
+			before := heap()
+			var snapshots atomic.Int64
+			count := func(ev api.EndpointEvent) {
+				if ev.Type == api.EventSnapshot {
+					snapshots.Add(1)
+				}
+			}
+			for _, h := range hs {
+				if mux {
+					go func() {
+						_ = h.WatchHost(ctx, revs, func(_ string, ev api.EndpointEvent) error { count(ev); return nil })
+					}()
+					continue
+				}
+				for name := range revs {
+					go func() {
+						_ = h.WatchEndpoints(ctx, name, 0, func(ev api.EndpointEvent) error { count(ev); return nil })
+					}()
+				}
+			}
+			testutil.Eventually(b, 60*time.Second, func() error {
+				if n := snapshots.Load(); n < hosts*networks {
+					return fmt.Errorf("%d of %d network snapshots", n, hosts*networks)
+				}
+				return nil
+			})
+			b.ReportMetric(float64(heap()-before)/hosts, "heap-bytes/host")
+			for range b.N {
+			}
+		})
+	}
+}

@@ -124,7 +124,11 @@ func decodeError(resp *http.Response) error {
 		}
 		return fmt.Errorf("%s %s: controller answered %s: %s: %w", resp.Request.Method, resp.Request.URL.Path, resp.Status, bytes.TrimSpace(b), class)
 	}
-	return errdefs.FromWire(e.Code, e.Message)
+	err := errdefs.FromWire(e.Code, e.Message)
+	if n := resp.Header.Get(unknownNetworkHeader); n != "" && errors.Is(err, errdefs.ErrNotFound) {
+		return &UnknownNetworkError{Network: n, Err: err} // a host watch naming a removed network
+	}
+	return err
 }
 
 func esc(s string) string { return url.PathEscape(s) }

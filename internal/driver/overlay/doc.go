@@ -27,7 +27,8 @@
 //
 // Files: driver.go (Config, the Driver, Run), join.go (registration, heartbeat, host list), gossip.go
 // (the gossip keyring and members from the controller and the state file), watch.go
-// (the controller's network list and endpoint watches, applied to the state), network.go (network
+// (the controller's network list and endpoint watches, applied to the state), watchmux.go (the host
+// watch: one endpoint watch stream for every network the host serves), network.go (network
 // operations), attach.go (attach and detach), prune.go (endpoints of containers the agent does not
 // know, at start-up), desired.go (the desired data plane state), dataplane.go (this host's data plane
 // for network inspect: what is programmed, what is left out and why), reachability.go (the hosts this

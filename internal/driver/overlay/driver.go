@@ -217,7 +217,8 @@ type Driver struct {
 	listErr error      // why the last Networks answered from the state file (ListError)
 
 	firstRefusal time.Time
-	watches      map[string]context.CancelFunc
+	watches      map[string]context.CancelFunc // per network, stops its endpoint watch (watch.go); under mu
+	hw           hostWatch                     // the host's one endpoint watch stream (watchmux.go); under mu
 	runCtx       context.Context
 	released     []api.Endpoint // releases that failed, retried with the heartbeat
 	refreshNow   chan struct{}  // gossip changed: refresh the host list before the next heartbeat

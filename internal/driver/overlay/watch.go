@@ -50,13 +50,25 @@ func (d *Driver) refreshNetworks(ctx context.Context) ([]api.Network, error) {
 	return out, nil
 }
 
-// ensureWatchLocked starts the endpoint watch of a network if it is not running; d.mu is held.
+// ensureWatchLocked starts the endpoint watch of a network if it is not running; d.mu is held. The
+// network joins the host watch (watchmux.go): one stream for every network of the host. Against a
+// controller without it (or a Controller that cannot), the network gets a stream of its own.
+// d.watches holds, per network, the function that stops its watch.
 func (d *Driver) ensureWatchLocked(network string) {
 	if _, ok := d.watches[network]; ok || d.ctl == nil || d.runCtx == nil {
 		return
 	}
+	if _, ok := d.ctl.(hostWatcher); ok && !d.hw.perNetwork && !usePerNetworkWatches {
+		d.watches[network] = d.hostWatchAddLocked(network)
+		return
+	}
+	d.watches[network] = d.watchNetworkLocked(network)
+}
+
+// watchNetworkLocked starts a stream of network's own and returns the function that stops it; d.mu is
+// held.
+func (d *Driver) watchNetworkLocked(network string) context.CancelFunc {
 	ctx, cancel := context.WithCancel(d.runCtx)
-	d.watches[network] = cancel
 	ctl := d.ctl
 	rev := int64(0)
 	if ns, ok := d.st.Networks[network]; ok {
@@ -86,6 +98,7 @@ func (d *Driver) ensureWatchLocked(network string) {
 			d.mu.Unlock()
 		}
 	}()
+	return cancel
 }
 
 // apply records one watch event and kicks the data plane. It never blocks on the kernel.
