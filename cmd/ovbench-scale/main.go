@@ -37,6 +37,8 @@ func main() {
 	flag.StringVar(&o.rows, "rows", "", "JSON lines file of earlier runs' results: this run's result is appended and the table written to -out holds them all")
 	flag.StringVar(&o.note, "note", "", "a note for this run's row in the table (e.g. before/after a fix)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
+	flag.IntVar(&o.sample, "sample", 0, "simulate only this many hosts in full (real driver, fake kernel: the latencies are theirs); the others are light hosts that register, heartbeat, allocate and hold their watch streams without a data plane. 0: every host in full")
+	flag.StringVar(&o.lightWatch, "light-watch", watchPerNetwork, "the light hosts' endpoint watch: network (one stream per network served, as today's agents) or host (one multiplexed stream per host: GET /v1/endpoints?watch=true&networks=...)")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
 	ctlProfile := flag.String("controller-cpuprofile", "", "write the controller child's CPU profile here (with the embedded etcd, etcd's work is in it)")
@@ -84,8 +86,10 @@ func main() {
 
 type options struct {
 	hosts, networks, perHost, probes int
+	sample                           int
 	json, verbose                    bool
 	etcd, out, rows, note, dir       string
+	lightWatch                       string
 }
 
 func (o options) validate() error {
@@ -98,6 +102,10 @@ func (o options) validate() error {
 		return fmt.Errorf("-endpoints-per-host %d: at least 1", o.perHost)
 	case o.etcd != "embedded" && o.etcd != "external":
 		return fmt.Errorf("-etcd %q: embedded or external", o.etcd)
+	case o.sample < 0 || o.sample == 1 || o.sample > o.hosts:
+		return fmt.Errorf("-sample %d: 0 (every host in full) or 2-%d (the probes need two simulated hosts on a network)", o.sample, o.hosts)
+	case o.sample > 0 && o.lightWatch != watchPerNetwork && o.lightWatch != watchPerHost:
+		return fmt.Errorf("-light-watch %q: network or host", o.lightWatch)
 	}
 	return nil
 }
