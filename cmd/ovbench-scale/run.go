@@ -551,7 +551,7 @@ func wait(p *pending, d time.Duration) error {
 // bound for this cluster size is added (gossipBound).
 func (c *cluster) deadHost(ctx context.Context, res *result) error {
 	x := c.hosts[len(c.hosts)/2] // simulated hosts only: light hosts have no driver to stop
-	for off := range c.hosts { // a host with an endpoint on a network another host serves
+	for off := range c.hosts {   // a host with an endpoint on a network another host serves
 		h := c.hosts[(len(c.hosts)/2+off)%len(c.hosts)]
 		if slices.ContainsFunc(c.ipNet[h.idx], func(n int) bool { return len(c.servingFull(n, h.idx)) > 0 }) {
 			x = h
