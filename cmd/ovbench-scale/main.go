@@ -13,9 +13,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"syscall"
+	"time"
 )
 
 func main() {
@@ -39,6 +42,7 @@ func main() {
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
 	flag.IntVar(&o.sample, "sample", 0, "simulate only this many hosts in full (real driver, fake kernel: the latencies are theirs); the others are light hosts that register, heartbeat, allocate and hold their watch streams without a data plane. 0: every host in full")
 	flag.StringVar(&o.lightWatch, "light-watch", watchPerNetwork, "the light hosts' endpoint watch: network (one stream per network served, as today's agents) or host (one multiplexed stream per host: GET /v1/endpoints?watch=true&networks=...)")
+	flag.DurationVar(&o.timeout, "timeout", 0, "stop the run after this long, printing where it stood (the controller's CPU and RSS at the stop); 0: none")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
 	ctlProfile := flag.String("controller-cpuprofile", "", "write the controller child's CPU profile here (with the embedded etcd, etcd's work is in it)")
@@ -60,9 +64,25 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	res, err := run(context.Background(), o, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, o.timeout, fmt.Errorf("-timeout %v", o.timeout))
+		defer cancel()
+	}
+	res, err := run(ctx, o, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ovbench-scale:", err)
+		fmt.Fprintln(os.Stderr, "ovbench-scale:", err, context.Cause(ctx))
+		if res.Stopped == "" {
+			return
+		}
+		// Stopped on the way: the figures up to there, for the record (not added to -rows).
+		fmt.Print(table([]result{res}))
+		if o.json {
+			b, _ := json.Marshal(res)
+			fmt.Println(string(b))
+		}
 		return
 	}
 	fmt.Print(table([]result{res}))
@@ -90,6 +110,7 @@ type options struct {
 	json, verbose                    bool
 	etcd, out, rows, note, dir       string
 	lightWatch                       string
+	timeout                          time.Duration
 }
 
 func (o options) validate() error {

@@ -135,6 +135,7 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 	if err := o.validate(); err != nil {
 		return res, err
 	}
+	start := time.Now()
 	dir, cleanup, log, err := workDir(o)
 	if err != nil {
 		return res, err
@@ -171,6 +172,17 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 		return res, err
 	}
 	defer c.ctl.stop()
+	defer func() { // stopped (an error, or a signal: -timeout, Ctrl-C): where it stood, for the record
+		if err != nil {
+			res.Stopped = fmt.Sprintf("%v; at the stop: %s", err, c.status(start))
+			ps := c.ctl.proc()
+			res.ControllerCPU, res.ControllerRSS = round(ps.cpu, 2), round(ps.hwmMB, 1)
+			res.LoadEnd = loadavg()
+			if cs, serr := c.ctl.stats(); serr == nil {
+				res.EtcdDBMB, res.EtcdKeys, res.WatchesOpen = round(float64(cs.DBBytes)/(1<<20), 2), cs.Keys, cs.WatchesOpen
+			}
+		}
+	}()
 	if c.admin, err = client.New(client.Config{URL: c.ctl.URL, Token: adminToken}); err != nil {
 		return res, err
 	}
@@ -197,10 +209,11 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 		c.fleet.hosts = c.light
 	}
 	defer c.stopAll()
-	defer c.progress(time.Now())()
+	defer c.progress(start)()
 	if err := c.converge(ctx, &res); err != nil {
 		return res, err
 	}
+	c.census(ctx, &res)
 	if err := c.probe(ctx, &res); err != nil {
 		return res, err
 	}
@@ -276,6 +289,11 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 	runtime.ReadMemStats(&ms0)
 	t0 := time.Now()
 	cpu0, _ := readProc(os.Getpid())
+	all := 0
+	for i := range c.o.hosts {
+		all += c.l.peers(i)
+	}
+	res.PeersPerHost = round(float64(all)/float64(c.o.hosts), 0)
 	for _, h := range c.hosts {
 		h.start(ctx)
 	}
@@ -297,16 +315,12 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 	}
 	res.CreateS = round(time.Since(t0).Seconds(), 2)
 	say(c.w, "%d hosts registered and created %d endpoints in %.1f s; waiting for every simulated host's kernel to hold every peer", c.o.hosts, res.Endpoints, res.CreateS)
-	total, all := 0, 0
+	total := 0
 	want := make([]int, len(c.hosts))
 	for k, h := range c.hosts {
 		want[k] = c.l.peers(h.idx)
 		total += want[k]
 	}
-	for i := range c.o.hosts {
-		all += c.l.peers(i)
-	}
-	res.PeersPerHost = round(float64(all)/float64(c.o.hosts), 0)
 	left := map[int]bool{}
 	for k := range c.hosts {
 		left[k] = true
@@ -314,6 +328,9 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 	deadline := time.Now().Add(10*time.Minute + time.Duration(total)*time.Millisecond)
 	said := time.Now()
 	for len(left) > 0 {
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
 		if time.Since(said) > 30*time.Second {
 			said = time.Now()
 			say(c.w, "%.0f s: %d simulated hosts not converged yet (load %s)", time.Since(t0).Seconds(), len(left), loadavg())
@@ -382,6 +399,25 @@ func (c *cluster) lightStreams(res *result) error {
 	}
 	say(c.w, "light hosts hold %d watch streams; the controller has %d open", res.LightStreams, res.WatchesOpen)
 	return nil
+}
+
+// census asks the controller, as an admin, how many hosts it has registered (and alive: heartbeating)
+// and how many endpoints it stores: with -sample, what shows that the light hosts did their part.
+func (c *cluster) census(ctx context.Context, res *result) {
+	if hosts, err := c.admin.ListHosts(ctx); err == nil {
+		res.HostsRegistered = len(hosts)
+		for _, h := range hosts {
+			if h.State == api.HostAlive {
+				res.HostsAlive++
+			}
+		}
+	}
+	for _, name := range c.l.names {
+		if eps, _, err := c.admin.ListEndpoints(ctx, name); err == nil {
+			res.EndpointsStored += len(eps)
+		}
+	}
+	say(c.w, "the controller has %d hosts registered (%d alive) and %d endpoints", res.HostsRegistered, res.HostsAlive, res.EndpointsStored)
 }
 
 // pool runs fn(0..n-1) on workers goroutines and returns the first error (the others still run).
