@@ -145,7 +145,10 @@ func TestSimulatorSampled(t *testing.T) {
 		{"every host registered and alive", res.HostsRegistered == 40 && res.HostsAlive == 40, []int{res.HostsRegistered, res.HostsAlive}},
 		{"every endpoint stored: hosts x per host", res.EndpointsStored == 40*3, res.EndpointsStored},
 		{"the light hosts hold one stream per network they serve", res.LightStreams == lightStreams, []int64{res.LightStreams, lightStreams}},
-		{"the controller has the light and the simulated hosts' streams open", res.WatchesOpen == lightStreams+fullStreams, []int64{res.WatchesOpen, lightStreams + fullStreams}},
+		// The simulated hosts run the real driver: one stream per network it serves, or one per host
+		// with the multiplexed watch (branch mux-watch).
+		{"the controller has the light and the simulated hosts' streams open", res.WatchesOpen == lightStreams+fullStreams || res.WatchesOpen == lightStreams+int64(o.sample),
+			[]int64{res.WatchesOpen, lightStreams + fullStreams, lightStreams + int64(o.sample)}},
 		{"the sampled hosts converged", res.ConvergeS > 0 && res.PeersPerHost > 0, []float64{res.ConvergeS, res.PeersPerHost}},
 		{"probes reached the sampled hosts", res.AddP50 > 0 && res.RemoveP50 > 0 && res.AddMax < 30000, []float64{res.AddP50, res.RemoveP50}},
 		// Counted by the controller: every serving host gets the event, light or not.
@@ -185,5 +188,30 @@ func TestChooseSample(t *testing.T) {
 	}
 	if _, err := chooseSample(makeLayout(40, 10, 3), 5); err == nil || !strings.Contains(err.Error(), "-sample") {
 		t.Errorf("a sample too small to cover every network: got %v, want an error naming the -sample that works", err)
+	}
+}
+
+// TestSimulatorSampledHostWatch runs the sampled mode with one multiplexed watch stream per light host
+// (GET /v1/endpoints?watch=true&networks=...). Against a controller without that route the run must
+// stop at once with an error that names the route and the way out (-light-watch network); against
+// one with it, each light host holds exactly one stream and the sampled hosts converge.
+func TestSimulatorSampledHostWatch(t *testing.T) {
+	if testing.Short() {
+		testutil.Skip(t, "runs 40 hosts against a real controller; not with -short")
+	}
+	var log bytes.Buffer
+	o := options{hosts: 40, networks: 4, perHost: 3, probes: 2, etcd: "embedded", sample: 5, lightWatch: watchPerHost}
+	res, err := run(context.Background(), o, &log)
+	if err != nil {
+		if !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "-light-watch network") || !strings.Contains(err.Error(), "/v1/endpoints?watch=true&networks=") {
+			t.Fatalf("simulation failed, and not with the refusal of the host watch route: %v\n%s", err, log.String())
+		}
+		t.Logf("this controller has no host watch route: %v", err)
+		return
+	}
+	t.Logf("%s\n%s", log.String(), table([]result{res}))
+	if res.LightStreams != 35 || res.WatchesOpen < 35+5 || res.EndpointsStored != 120 || res.ConvergeS <= 0 {
+		t.Errorf("light streams %d (want 35: one per light host), controller's open streams %d (want 40 at least), endpoints %d (want 120), converged in %.1f s",
+			res.LightStreams, res.WatchesOpen, res.EndpointsStored, res.ConvergeS)
 	}
 }
