@@ -172,9 +172,13 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 		return res, err
 	}
 	defer c.ctl.stop()
-	defer func() { // stopped (an error, or a signal: -timeout, Ctrl-C): where it stood, for the record
+	var atStop string // the status when run returned, before the hosts were stopped
+	defer func() {    // stopped (an error, or a signal: -timeout, Ctrl-C): where it stood, for the record
 		if err != nil {
-			res.Stopped = fmt.Sprintf("%v; at the stop: %s", err, c.status(start))
+			if atStop == "" { // before any host started
+				atStop = c.status(start)
+			}
+			res.Stopped = fmt.Sprintf("%v; at the stop: %s", err, atStop)
 			ps := c.ctl.proc()
 			res.ControllerCPU, res.ControllerRSS = round(ps.cpu, 2), round(ps.hwmMB, 1)
 			res.LoadEnd = loadavg()
@@ -209,6 +213,11 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 		c.fleet.hosts = c.light
 	}
 	defer c.stopAll()
+	defer func() {
+		if err != nil {
+			atStop = c.status(start)
+		}
+	}()
 	defer c.progress(start)()
 	if err := c.converge(ctx, &res); err != nil {
 		return res, err
