@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+
 	"github.com/ovnet/ov/internal/controller"
 	"github.com/ovnet/ov/internal/controller/store"
 )
@@ -39,6 +41,10 @@ const (
 type childStats struct {
 	DBBytes int64 `json:"db_bytes"`
 	Keys    int64 `json:"keys"`
+	// From the controller's own metrics (ov_controller_watches_open, ov_controller_watch_events_sent_total).
+	WatchesOpen  int64   `json:"watches_open"`
+	EventsPut    float64 `json:"events_put"`
+	EventsDelete float64 `json:"events_delete"`
 }
 
 // runChild is the controller child: it prints "URL <url>" once serving, answers each "stats" line on
@@ -72,8 +78,10 @@ func runChild() error {
 		return err
 	}
 	defer st.Close()
+	raiseNoFile()
 	cfg := controller.DefaultConfig()
-	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log = st, adminToken, joinToken, log
+	reg := prometheus.NewRegistry() // as ovcontroller with --metrics-listen
+	cfg.Store, cfg.AdminToken, cfg.JoinToken, cfg.Log, cfg.Metrics = st, adminToken, joinToken, log, reg
 	c, err := controller.New(cfg)
 	if err != nil {
 		return err
@@ -96,7 +104,9 @@ func runChild() error {
 		if sc.Text() != "stats" {
 			continue
 		}
-		_ = enc.Encode(etcdStats(endpoints[0]))
+		cs := etcdStats(endpoints[0])
+		controllerStats(reg, &cs)
+		_ = enc.Encode(cs)
 	}
 	cancel()
 	return <-done
@@ -138,6 +148,34 @@ func etcdStats(endpoint string) childStats {
 		}
 	}
 	return cs
+}
+
+// controllerStats reads the open watch streams and the events sent from the controller's registry.
+func controllerStats(reg *prometheus.Registry, cs *childStats) {
+	mfs, err := reg.Gather()
+	if err != nil {
+		return
+	}
+	for _, mf := range mfs {
+		switch mf.GetName() {
+		case "ov_controller_watches_open":
+			for _, m := range mf.GetMetric() {
+				cs.WatchesOpen += int64(m.GetGauge().GetValue())
+			}
+		case "ov_controller_watch_events_sent_total":
+			for _, m := range mf.GetMetric() {
+				for _, lp := range m.GetLabel() {
+					switch {
+					case lp.GetName() != "type":
+					case lp.GetValue() == "put":
+						cs.EventsPut += m.GetCounter().GetValue()
+					case lp.GetValue() == "delete":
+						cs.EventsDelete += m.GetCounter().GetValue()
+					}
+				}
+			}
+		}
+	}
 }
 
 // child is the parent's handle on the controller child.

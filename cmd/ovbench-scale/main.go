@@ -13,9 +13,12 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"runtime/pprof"
 	"strings"
+	"syscall"
+	"time"
 )
 
 func main() {
@@ -37,6 +40,9 @@ func main() {
 	flag.StringVar(&o.rows, "rows", "", "JSON lines file of earlier runs' results: this run's result is appended and the table written to -out holds them all")
 	flag.StringVar(&o.note, "note", "", "a note for this run's row in the table (e.g. before/after a fix)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
+	flag.IntVar(&o.sample, "sample", 0, "simulate only this many hosts in full (real driver, fake kernel: the latencies are theirs); the others are light hosts that register, heartbeat, allocate and hold their watch streams without a data plane. 0: every host in full")
+	flag.StringVar(&o.lightWatch, "light-watch", watchPerNetwork, "the light hosts' endpoint watch: network (one stream per network served, as today's agents) or host (one multiplexed stream per host: GET /v1/endpoints?watch=true&networks=...)")
+	flag.DurationVar(&o.timeout, "timeout", 0, "stop the run after this long, printing where it stood (the controller's CPU and RSS at the stop); 0: none")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
 	ctlProfile := flag.String("controller-cpuprofile", "", "write the controller child's CPU profile here (with the embedded etcd, etcd's work is in it)")
@@ -58,9 +64,25 @@ func main() {
 			defer pprof.StopCPUProfile()
 		}
 	}
-	res, err := run(context.Background(), o, os.Stderr)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if o.timeout > 0 {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeoutCause(ctx, o.timeout, fmt.Errorf("-timeout %v", o.timeout))
+		defer cancel()
+	}
+	res, err := run(ctx, o, os.Stderr)
 	if err != nil {
-		fmt.Fprintln(os.Stderr, "ovbench-scale:", err)
+		fmt.Fprintln(os.Stderr, "ovbench-scale:", err, context.Cause(ctx))
+		if res.Stopped == "" {
+			return
+		}
+		// Stopped on the way: the figures up to there, for the record (not added to -rows).
+		fmt.Print(table([]result{res}))
+		if o.json {
+			b, _ := json.Marshal(res)
+			fmt.Println(string(b))
+		}
 		return
 	}
 	fmt.Print(table([]result{res}))
@@ -84,8 +106,11 @@ func main() {
 
 type options struct {
 	hosts, networks, perHost, probes int
+	sample                           int
 	json, verbose                    bool
 	etcd, out, rows, note, dir       string
+	lightWatch                       string
+	timeout                          time.Duration
 }
 
 func (o options) validate() error {
@@ -98,6 +123,10 @@ func (o options) validate() error {
 		return fmt.Errorf("-endpoints-per-host %d: at least 1", o.perHost)
 	case o.etcd != "embedded" && o.etcd != "external":
 		return fmt.Errorf("-etcd %q: embedded or external", o.etcd)
+	case o.sample < 0 || o.sample == 1 || o.sample > o.hosts:
+		return fmt.Errorf("-sample %d: 0 (every host in full) or 2-%d (the probes need two simulated hosts on a network)", o.sample, o.hosts)
+	case o.sample > 0 && o.lightWatch != watchPerNetwork && o.lightWatch != watchPerHost:
+		return fmt.Errorf("-light-watch %q: network or host", o.lightWatch)
 	}
 	return nil
 }

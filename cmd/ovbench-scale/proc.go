@@ -17,6 +17,7 @@ import (
 type procStat struct {
 	cpu   float64 // seconds
 	hwmMB float64
+	rssMB float64 // now (VmRSS)
 }
 
 // readProc reads /proc/PID/stat (utime, stime in clock ticks of 100 Hz) and /proc/PID/status (VmHWM).
@@ -49,8 +50,27 @@ func readProc(pid int) (procStat, error) {
 			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
 			ps.hwmMB = kb / 1024
 		}
+		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+			kb, _ := strconv.ParseFloat(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 64)
+			ps.rssMB = kb / 1024
+		}
 	}
 	return ps, nil
+}
+
+// raiseNoFile raises the open files limit (20,000 on this machine) where root may: the per-network
+// watch streams of 1,000 hosts are 19,000 connections, at both ends. A controller serving that many
+// streams needs the same (LimitNOFILE).
+func raiseNoFile() {
+	var lim syscall.Rlimit
+	if syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim) != nil || lim.Cur >= 1<<18 {
+		return
+	}
+	want := syscall.Rlimit{Cur: 1 << 18, Max: max(lim.Max, 1<<18)}
+	if syscall.Setrlimit(syscall.RLIMIT_NOFILE, &want) != nil {
+		lim.Cur = lim.Max
+		_ = syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	}
 }
 
 // freePort returns a TCP port on loopback that nobody listens on right now.

@@ -47,6 +47,21 @@ type result struct {
 	LoadEnd           string  `json:"load_end"`
 	When              string  `json:"when"`
 	Note              string  `json:"note,omitempty"`
+	// Sampled mode (-sample K, 0: every host simulated in full): the figures named in SampledFigures
+	// come from the K simulated hosts; the other hosts are light (light.go), holding their watch streams
+	// as LightWatch says.
+	Sample         int      `json:"sample"`
+	LightWatch     string   `json:"light_watch,omitempty"`
+	SampledFigures []string `json:"sampled_figures,omitempty"`
+	LightStreams   int64    `json:"light_streams,omitempty"` // watch streams the light hosts hold
+	WatchesOpen    int64    `json:"watches_open,omitempty"`  // the controller's open watch streams once converged
+	// The controller's census once converged (admin API): hosts registered and alive, endpoints stored.
+	HostsRegistered int `json:"hosts_registered,omitempty"`
+	HostsAlive      int `json:"hosts_alive,omitempty"`
+	EndpointsStored int `json:"endpoints_stored,omitempty"`
+	// Stopped says why a run stopped before the end and where it stood then (a timeout, a signal, an
+	// error): the figures after that point are 0 ("not measured").
+	Stopped string `json:"stopped,omitempty"`
 }
 
 // table renders results as a markdown table.
@@ -63,12 +78,20 @@ func table(rs []result) string {
 		if r.ConvergeS == 0 {
 			converge = fmt.Sprintf("did not (created in %.0f)", r.CreateS)
 		}
-		fmt.Fprintf(&b, "| %d x %d (%.0f) | %s | %s | %s | %s | %.1f / %.0f | %s | %s | %s | %s | %s | %s / %s | %s |\n",
-			r.Hosts, r.PerHost, r.PeersPerHost, etcd, converge,
+		note := r.Note
+		if r.Stopped != "" {
+			note = strings.TrimSpace(note + " stopped before the end: " + r.Stopped)
+		}
+		hosts := fmt.Sprintf("%d x %d (%.0f)", r.Hosts, r.PerHost, r.PeersPerHost)
+		if r.Sample > 0 {
+			hosts += fmt.Sprintf(", %d sampled (light watch per %s)", r.Sample, r.LightWatch)
+		}
+		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f / %.0f | %s | %s | %s | %s | %s | %s / %s | %s |\n",
+			hosts, etcd, converge,
 			opt(r.AddMax, "%.0f / %.0f / %.0f", r.AddP50, r.AddP99, r.AddMax), opt(r.RemoveMax, "%.0f / %.0f / %.0f", r.RemoveP50, r.RemoveP99, r.RemoveMax),
 			r.ControllerCPU, r.ControllerRSS, opt(float64(r.EtcdKeys), "%.1f / %d", r.EtcdDBMB, r.EtcdKeys), opt(r.EventsPerEndpoint, "%.1f", r.EventsPerEndpoint),
 			opt(r.HostMemKB, "%.0f", r.HostMemKB), opt(r.DeadWithdrawS, "%.3f (+ %.2f = %.2f)", r.DeadWithdrawS, r.GossipBoundS, r.DeadTotalS),
-			program(r), r.Load1, r.LoadEnd, r.Note)
+			program(r), r.Load1, r.LoadEnd, note)
 	}
 	return b.String()
 }

@@ -103,3 +103,115 @@ func TestLayout(t *testing.T) {
 		t.Errorf("%d global networks and %d endpoints, want 10 and 2000", globals, total)
 	}
 }
+
+// TestSimulatorSampled runs the sampled mode at 40 hosts, 5 of them simulated in full and 35 light
+// (one watch stream per network): the light hosts registered, heartbeat (alive), allocated every
+// endpoint (the controller stores hosts x per-host) and hold their streams (the controller counts the
+// light hosts' streams plus the simulated hosts'), and the sampled hosts converge and see the probes.
+func TestSimulatorSampled(t *testing.T) {
+	if testing.Short() {
+		testutil.Skip(t, "runs 40 hosts against a real controller; not with -short")
+	}
+	var log bytes.Buffer
+	o := options{hosts: 40, networks: 4, perHost: 3, probes: 4, etcd: "embedded", sample: 5, lightWatch: watchPerNetwork}
+	res, err := run(context.Background(), o, &log)
+	if err != nil {
+		t.Fatalf("simulation failed: %v\n%s", err, log.String())
+	}
+	t.Logf("%s\n%s", log.String(), table([]result{res}))
+	l := makeLayout(o.hosts, o.networks, o.perHost)
+	sampled, err := chooseSample(l, o.sample)
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := map[int]bool{}
+	for _, h := range sampled {
+		full[h] = true
+	}
+	var lightStreams, fullStreams int64
+	for h := range o.hosts {
+		if full[h] {
+			fullStreams += int64(len(l.onHost[h]))
+		} else {
+			lightStreams += int64(len(l.onHost[h]))
+		}
+	}
+	checks := []struct {
+		name   string
+		ok     bool
+		detail any
+	}{
+		{"sample and light watch in the result", res.Sample == 5 && res.LightWatch == watchPerNetwork && len(res.SampledFigures) > 0, []any{res.Sample, res.LightWatch, res.SampledFigures}},
+		{"every host registered and alive", res.HostsRegistered == 40 && res.HostsAlive == 40, []int{res.HostsRegistered, res.HostsAlive}},
+		{"every endpoint stored: hosts x per host", res.EndpointsStored == 40*3, res.EndpointsStored},
+		{"the light hosts hold one stream per network they serve", res.LightStreams == lightStreams, []int64{res.LightStreams, lightStreams}},
+		// The simulated hosts run the real driver: one stream per network it serves, or one per host
+		// with the multiplexed watch (branch mux-watch).
+		{"the controller has the light and the simulated hosts' streams open", res.WatchesOpen == lightStreams+fullStreams || res.WatchesOpen == lightStreams+int64(o.sample),
+			[]int64{res.WatchesOpen, lightStreams + fullStreams, lightStreams + int64(o.sample)}},
+		{"the sampled hosts converged", res.ConvergeS > 0 && res.PeersPerHost > 0, []float64{res.ConvergeS, res.PeersPerHost}},
+		{"probes reached the sampled hosts", res.AddP50 > 0 && res.RemoveP50 > 0 && res.AddMax < 30000, []float64{res.AddP50, res.RemoveP50}},
+		// Counted by the controller: every serving host gets the event, light or not.
+		{"events per endpoint counted cluster-wide", res.EventsPerEndpoint > float64(o.sample), res.EventsPerEndpoint},
+		{"dead host withdrawn by the sampled hosts", res.DeadWithdrawS > 0 && res.DeadWithdrawS < 30, res.DeadWithdrawS},
+	}
+	for _, c := range checks {
+		if !c.ok {
+			t.Errorf("%s: got %v", c.name, c.detail)
+		}
+	}
+	if tb := table([]result{res}); !strings.Contains(tb, "| 40 x 3 (") || !strings.Contains(tb, "5 sampled") {
+		t.Errorf("the table's row does not say the sample:\n%s", tb)
+	}
+}
+
+// TestChooseSample: every network has a sampled host; at the large layout 20 hosts do it and
+// every network spanning a tenth of the hosts has two, so that probes can go to any of them; too
+// small a sample is refused with the size that works.
+func TestChooseSample(t *testing.T) {
+	l := makeLayout(1000, 100, 100)
+	s, err := chooseSample(l, 20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(s) != 20 {
+		t.Fatalf("%d sampled hosts, want 20", len(s))
+	}
+	in := make([]bool, 1000)
+	for _, h := range s {
+		in[h] = true
+	}
+	for n := range l.names {
+		if got := len(l.servingOf(n, -1, in)); got < 2 {
+			t.Errorf("network %s has %d sampled hosts, want 2 at least", l.names[n], got)
+		}
+	}
+	if _, err := chooseSample(makeLayout(40, 10, 3), 5); err == nil || !strings.Contains(err.Error(), "-sample") {
+		t.Errorf("a sample too small to cover every network: got %v, want an error naming the -sample that works", err)
+	}
+}
+
+// TestSimulatorSampledHostWatch runs the sampled mode with one multiplexed watch stream per light host
+// (GET /v1/endpoints?watch=true&networks=...). Against a controller without that route the run must
+// stop at once with an error that names the route and the way out (-light-watch network); against
+// one with it, each light host holds exactly one stream and the sampled hosts converge.
+func TestSimulatorSampledHostWatch(t *testing.T) {
+	if testing.Short() {
+		testutil.Skip(t, "runs 40 hosts against a real controller; not with -short")
+	}
+	var log bytes.Buffer
+	o := options{hosts: 40, networks: 4, perHost: 3, probes: 2, etcd: "embedded", sample: 5, lightWatch: watchPerHost}
+	res, err := run(context.Background(), o, &log)
+	if err != nil {
+		if !strings.Contains(err.Error(), "refused") || !strings.Contains(err.Error(), "-light-watch network") || !strings.Contains(err.Error(), "/v1/endpoints?watch=true&networks=") {
+			t.Fatalf("simulation failed, and not with the refusal of the host watch route: %v\n%s", err, log.String())
+		}
+		t.Logf("this controller has no host watch route: %v", err)
+		return
+	}
+	t.Logf("%s\n%s", log.String(), table([]result{res}))
+	if res.LightStreams != 35 || res.WatchesOpen < 35+5 || res.EndpointsStored != 120 || res.ConvergeS <= 0 {
+		t.Errorf("light streams %d (want 35: one per light host), controller's open streams %d (want 40 at least), endpoints %d (want 120), converged in %.1f s",
+			res.LightStreams, res.WatchesOpen, res.EndpointsStored, res.ConvergeS)
+	}
+}
