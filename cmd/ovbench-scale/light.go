@@ -41,6 +41,12 @@ const (
 	watchPerHost    = "host"
 )
 
+// Bring-up orders with -sample (-bringup).
+const (
+	bringupWatchFirst     = "watch-first"
+	bringupEndpointsFirst = "endpoints-first"
+)
+
 type lightHost struct {
 	idx   int
 	name  string

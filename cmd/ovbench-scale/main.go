@@ -41,7 +41,8 @@ func main() {
 	flag.StringVar(&o.note, "note", "", "a note for this run's row in the table (e.g. before/after a fix)")
 	flag.StringVar(&o.dir, "dir", "", "work directory (state files, etcd data); default a new temporary directory, removed at the end")
 	flag.IntVar(&o.sample, "sample", 0, "simulate only this many hosts in full (real driver, fake kernel: the latencies are theirs); the others are light hosts that register, heartbeat, allocate and hold their watch streams without a data plane. 0: every host in full")
-	flag.StringVar(&o.lightWatch, "light-watch", watchPerNetwork, "the light hosts' endpoint watch: network (one stream per network served, as today's agents) or host (one multiplexed stream per host: GET /v1/endpoints?watch=true&networks=...)")
+	flag.StringVar(&o.bringup, "bringup", bringupWatchFirst, "with -sample, the order of the bring-up: watch-first (the simulated hosts attach, then each light host allocates its endpoints and opens its watch, as agents do when containers start) or endpoints-first (the light hosts allocate every endpoint, then open their watches and get snapshots, then the simulated hosts attach: a cluster whose agents reconnect to a store that holds every endpoint; the events of the bring-up are not fanned out to the light hosts)")
+	flag.StringVar(&o.lightWatch, "light-watch", watchPerHost, "the light hosts' endpoint watch: network (one stream per network served, as today's agents) or host (one multiplexed stream per host: GET /v1/endpoints?watch=true&networks=...)")
 	flag.DurationVar(&o.timeout, "timeout", 0, "stop the run after this long, printing where it stood (the controller's CPU and RSS at the stop); 0: none")
 	flag.BoolVar(&o.verbose, "v", false, "log the simulated hosts' warnings to stderr")
 	cpuprofile := flag.String("cpuprofile", "", "write the simulator's CPU profile here")
@@ -109,7 +110,7 @@ type options struct {
 	sample                           int
 	json, verbose                    bool
 	etcd, out, rows, note, dir       string
-	lightWatch                       string
+	lightWatch, bringup              string
 	timeout                          time.Duration
 }
 
@@ -127,6 +128,8 @@ func (o options) validate() error {
 		return fmt.Errorf("-sample %d: 0 (every host in full) or 2-%d (the probes need two simulated hosts on a network)", o.sample, o.hosts)
 	case o.sample > 0 && o.lightWatch != watchPerNetwork && o.lightWatch != watchPerHost:
 		return fmt.Errorf("-light-watch %q: network or host", o.lightWatch)
+	case o.bringup != "" && o.bringup != bringupWatchFirst && o.bringup != bringupEndpointsFirst:
+		return fmt.Errorf("-bringup %q: %s or %s", o.bringup, bringupWatchFirst, bringupEndpointsFirst)
 	}
 	return nil
 }

@@ -52,6 +52,7 @@ type result struct {
 	// as LightWatch says.
 	Sample         int      `json:"sample"`
 	LightWatch     string   `json:"light_watch,omitempty"`
+	Bringup        string   `json:"bringup,omitempty"` // with Sample: watch-first or endpoints-first
 	SampledFigures []string `json:"sampled_figures,omitempty"`
 	LightStreams   int64    `json:"light_streams,omitempty"` // watch streams the light hosts hold
 	WatchesOpen    int64    `json:"watches_open,omitempty"`  // the controller's open watch streams once converged
@@ -84,7 +85,11 @@ func table(rs []result) string {
 		}
 		hosts := fmt.Sprintf("%d x %d (%.0f)", r.Hosts, r.PerHost, r.PeersPerHost)
 		if r.Sample > 0 {
-			hosts += fmt.Sprintf(", %d sampled (light watch per %s)", r.Sample, r.LightWatch)
+			hosts += fmt.Sprintf(", %d sampled (light watch per %s", r.Sample, r.LightWatch)
+			if r.Bringup != "" {
+				hosts += ", " + r.Bringup
+			}
+			hosts += ")"
 		}
 		fmt.Fprintf(&b, "| %s | %s | %s | %s | %s | %.1f / %.0f | %s | %s | %s | %s | %s | %s / %s | %s |\n",
 			hosts, etcd, converge,

@@ -153,7 +153,7 @@ func run(ctx context.Context, o options, w io.Writer) (res result, err error) {
 		if sampled, err = chooseSample(c.l, o.sample); err != nil {
 			return res, err
 		}
-		res.LightWatch, res.SampledFigures = o.lightWatch, sampledFigures
+		res.LightWatch, res.Bringup, res.SampledFigures = o.lightWatch, o.bringup, sampledFigures
 		say(w, "sampled mode: %d simulated hosts (%s), %d light hosts (light watch: one stream per %s)", len(sampled), sampleNames(sampled), o.hosts-len(sampled), o.lightWatch)
 	}
 	c.full = make([]bool, o.hosts)
@@ -313,14 +313,8 @@ func (c *cluster) converge(ctx context.Context, res *result) error {
 		}
 		say(c.w, "%.0f s: %d light hosts registered", time.Since(t0).Seconds(), len(c.light))
 	}
-	if err := pool(16, len(c.hosts), func(k int) error { return c.createHost(ctx, c.hosts[k].idx) }); err != nil {
+	if err := c.createAll(ctx, t0); err != nil {
 		return err
-	}
-	if c.fleet != nil {
-		say(c.w, "%.0f s: the %d simulated hosts attached their %d endpoints; the light hosts allocate theirs", time.Since(t0).Seconds(), len(c.hosts), c.attached.Load())
-		if err := pool(64, len(c.light), c.allocateLight); err != nil {
-			return err
-		}
 	}
 	res.CreateS = round(time.Since(t0).Seconds(), 2)
 	say(c.w, "%d hosts registered and created %d endpoints in %.1f s; waiting for every simulated host's kernel to hold every peer", c.o.hosts, res.Endpoints, res.CreateS)
@@ -457,30 +451,78 @@ func pool(workers, n int, fn func(k int) error) error {
 	return nil
 }
 
+// createAll creates every endpoint: the simulated hosts attach theirs (16 hosts at a time) and the light
+// hosts allocate theirs (64 at a time), in the order -bringup says.
+func (c *cluster) createAll(ctx context.Context, t0 time.Time) error {
+	simulated := func() error {
+		return pool(16, len(c.hosts), func(k int) error { return c.createHost(ctx, c.hosts[k].idx) })
+	}
+	if c.fleet == nil {
+		return simulated()
+	}
+	if c.o.bringup == bringupEndpointsFirst {
+		if err := pool(64, len(c.light), func(k int) error { return c.allocateLightOnly(k, false) }); err != nil {
+			return err
+		}
+		say(c.w, "%.0f s: the light hosts allocated their endpoints; they open their watches", time.Since(t0).Seconds())
+		for k := range c.light {
+			c.watchLight(k)
+		}
+		if err := simulated(); err != nil {
+			return err
+		}
+		say(c.w, "%.0f s: the %d simulated hosts attached their %d endpoints", time.Since(t0).Seconds(), len(c.hosts), c.attached.Load())
+		return nil
+	}
+	if err := simulated(); err != nil {
+		return err
+	}
+	say(c.w, "%.0f s: the %d simulated hosts attached their %d endpoints; the light hosts allocate theirs", time.Since(t0).Seconds(), len(c.hosts), c.attached.Load())
+	return pool(64, len(c.light), c.allocateLight)
+}
+
 // allocateLight allocates the endpoints of the k-th light host as its driver would, opening the
 // watch of each network after its first allocation there (the driver's Attach), or with -light-watch
 // host one stream of all its networks once they are allocated.
-func (c *cluster) allocateLight(k int) error {
+func (c *cluster) allocateLight(k int) error { return c.allocateLightOnly(k, true) }
+
+// allocateLightOnly allocates the endpoints of the k-th light host; with watch, it opens their watches
+// as allocateLight says.
+func (c *cluster) allocateLightOnly(k int, watch bool) error {
 	h := c.light[k]
 	i := 0
-	var names []string
 	for _, n := range c.l.onHost[h.idx] {
 		name := c.l.names[n]
-		names = append(names, name)
 		for j := range c.l.count[n][h.idx] {
 			if err := c.fleet.allocate(h, name, fmt.Sprintf("%s-c%03d", h.name, i)); err != nil {
 				return err
 			}
 			i++
-			if j == 0 && c.o.lightWatch == watchPerNetwork {
+			if watch && j == 0 && c.o.lightWatch == watchPerNetwork {
 				c.fleet.watchNetwork(h, name)
 			}
 		}
 	}
-	if c.o.lightWatch == watchPerHost {
-		c.fleet.watchHost(h, names)
+	if watch && c.o.lightWatch == watchPerHost {
+		c.watchLight(k)
 	}
 	return nil
+}
+
+// watchLight opens the watches of the k-th light host: one stream per host, or one per network.
+func (c *cluster) watchLight(k int) {
+	h := c.light[k]
+	var names []string
+	for _, n := range c.l.onHost[h.idx] {
+		names = append(names, c.l.names[n])
+	}
+	if c.o.lightWatch == watchPerHost {
+		c.fleet.watchHost(h, names)
+		return
+	}
+	for _, name := range names {
+		c.fleet.watchNetwork(h, name)
+	}
 }
 
 func (c *cluster) createHost(ctx context.Context, i int) error {

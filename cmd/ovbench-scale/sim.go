@@ -204,6 +204,16 @@ func (c countingCtl) WatchEndpoints(ctx context.Context, network string, fromRev
 	})
 }
 
+// WatchHost counts the events of the host's one stream of every network it serves (the agent's watch).
+func (c countingCtl) WatchHost(ctx context.Context, revs map[string]int64, fn func(string, api.EndpointEvent) error) error {
+	return c.Client.WatchHost(ctx, revs, func(network string, ev api.EndpointEvent) error {
+		if ev.Type != api.EventProgress {
+			c.events.Add(1)
+		}
+		return fn(network, ev)
+	})
+}
+
 // simHost is one simulated host: the real overlay driver (registration, heartbeat, endpoint watches,
 // desired state, the vxlan reconciler) on a fake kernel and fake iptables, with simulated gossip.
 type simHost struct {
