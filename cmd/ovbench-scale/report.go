@@ -76,12 +76,15 @@ func table(rs []result) string {
 			etcd += fmt.Sprintf(" (3 members: %.1f CPU s, %.0f MiB peak each)", r.EtcdCPU, r.EtcdRSS)
 		}
 		converge := fmt.Sprintf("%.1f (%.0f)", r.ConvergeS, r.SimCPU)
-		if r.ConvergeS == 0 {
+		switch {
+		case r.ConvergeS == 0 && r.CreateS == 0:
+			converge = "did not (stopped while creating)"
+		case r.ConvergeS == 0:
 			converge = fmt.Sprintf("did not (created in %.0f)", r.CreateS)
 		}
 		note := r.Note
 		if r.Stopped != "" {
-			note = strings.TrimSpace(note + " stopped before the end: " + r.Stopped)
+			note = strings.TrimSpace(note + "; stopped before the end: " + r.Stopped)
 		}
 		hosts := fmt.Sprintf("%d x %d (%.0f)", r.Hosts, r.PerHost, r.PeersPerHost)
 		if r.Sample > 0 {
