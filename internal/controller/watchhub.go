@@ -266,9 +266,15 @@ func (h *hub) sendLocked(f *feed, fr *frame) {
 	}
 }
 
-// snapshotLocked returns the snapshot frame of f at the hub's revision.
+// snapshotLocked returns the snapshot frame of f: the one made since f last changed, shared by every
+// stream that asks (change and reset drop it), else a new one at the hub's revision. A snapshot made
+// at an older revision of the hub is still exact: nothing of f changed since, so a client resuming
+// from that revision is replayed nothing of f. It matters when every agent reconnects at once (a
+// controller restarted): at 1,000 hosts x 100 endpoints each snapshot of a network spanning every host
+// is about 1 MB, and when each other network's change made a new one, the first 1,000-host run's
+// controller peaked at 1.4 GiB holding copies while the streams opened.
 func (h *hub) snapshotLocked(f *feed) *frame {
-	if f.snap != nil && f.snapRev == h.rev {
+	if f.snap != nil {
 		return f.snap
 	}
 	eps := make([]api.Endpoint, 0, len(f.eps))

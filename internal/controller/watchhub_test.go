@@ -151,3 +151,36 @@ func TestHubCutsSlowStream(t *testing.T) {
 	default:
 	}
 }
+
+// TestHubSharesSnapshotsAcrossOtherNetworksChanges: streams that open while other networks change
+// get the same snapshot frame of a network that did not change (every agent reconnecting at once to
+// a busy controller must not cost one copy of every snapshot per stream), and a change of the
+// network itself makes a new one.
+func TestHubSharesSnapshotsAcrossOtherNetworksChanges(t *testing.T) {
+	h := hubWith(t, 500)
+	var snaps []*frame
+	for i := range 20 {
+		s := newSub()
+		first, _, _, leave := h.join(s, "n", 0)
+		defer leave()
+		if len(first) != 1 || first[0].ev.Type != api.EventSnapshot || len(first[0].ev.Endpoints) != 500 {
+			t.Fatalf("stream %d: want one snapshot of 500 endpoints, got %d frames", i, len(first))
+		}
+		snaps = append(snaps, first[0])
+		ip := fmt.Sprintf("10.9.0.%d", i+2) // another network changes between two streams
+		h.change("other", ip, &api.Endpoint{Network: "other", IP: ip, Host: "h", Container: ip}, int64(11+i), true)
+	}
+	for i, f := range snaps {
+		if f != snaps[0] {
+			t.Fatalf("stream %d got a snapshot of its own (revision %d) although network n did not change: %d copies where one would do", i, f.ev.Revision, len(snaps))
+		}
+	}
+	put(h, "10.0.1.1", 40)
+	s := newSub()
+	first, _, _, leave := h.join(s, "n", 0)
+	defer leave()
+	if first[0] == snaps[0] || len(first[0].ev.Endpoints) != 501 || first[0].ev.Revision != 40 {
+		t.Fatalf("after a change of n: snapshot of %d endpoints at revision %d (shared with before: %v); want a new one of 501 at 40",
+			len(first[0].ev.Endpoints), first[0].ev.Revision, first[0] == snaps[0])
+	}
+}
