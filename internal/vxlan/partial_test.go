@@ -240,10 +240,6 @@ func TestKickNetworkFallsBack(t *testing.T) {
 		{"the network's last local container goes", func(r *runner) {
 			r.set("back", func(ns *vxlan.NetworkState) { ns.Endpoints = nil })
 		}},
-		{"a local container joins", func(r *runner) {
-			c4 := vxlan.Endpoint{ContainerID: "c4", NetNSPath: "/c2", IfName: "eth1", IP: a("10.2.0.4")}
-			r.set("back", func(ns *vxlan.NetworkState) { ns.Endpoints = append(slices.Clone(ns.Endpoints), c4) })
-		}},
 		{"the network's definition changes", func(r *runner) {
 			r.set("back", func(ns *vxlan.NetworkState) { ns.Network.MTU = 1300 })
 		}},
@@ -277,6 +273,50 @@ func TestKickNetworkFallsBack(t *testing.T) {
 				t.Fatalf("state differs from a complete reconcile's (-complete +incremental):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestNetworkReconcileOfLocalContainers: a container joining or leaving a network this host already
+// serves (an attach, a detach) reconciles that network alone (ReconcileNetworksNow), and leaves the
+// kernel as a complete reconcile would: the joining container's macvlan made, the leaving one's
+// deleted from its namespace.
+func TestNetworkReconcileOfLocalContainers(t *testing.T) {
+	r := startRunner(t, twoNetworks())
+	r.t = t
+	networks := func(names []string) vxlan.State {
+		r.mu.Lock()
+		defer r.mu.Unlock()
+		var out vxlan.State
+		for _, ns := range r.cur.Networks {
+			if slices.Contains(names, ns.Network.Name) {
+				out.Networks = append(out.Networks, ns)
+			}
+		}
+		return out
+	}
+	desired := func() vxlan.State { r.mu.Lock(); defer r.mu.Unlock(); return r.cur }
+	c4 := vxlan.Endpoint{ContainerID: "c4", NetNSPath: "/c2", IfName: "eth1", IP: a("10.2.0.4")}
+	steps := []struct {
+		name   string
+		change func(ns *vxlan.NetworkState)
+	}{
+		{"c4 joins back", func(ns *vxlan.NetworkState) { ns.Endpoints = append(slices.Clone(ns.Endpoints), c4) }},
+		{"c4 leaves back", func(ns *vxlan.NetworkState) {
+			ns.Endpoints = slices.DeleteFunc(slices.Clone(ns.Endpoints), func(e vxlan.Endpoint) bool { return e.ContainerID == "c4" })
+		}},
+	}
+	for _, st := range steps {
+		r.set("back", st.change)
+		n := len(r.reconciles())
+		must(t, r.w.d.ReconcileNetworksNow(context.Background(), []string{"back"}, networks, desired))
+		if rec := r.waitReconciles(t, n+1); !rec.Partial || rec.Networks != 1 || rec.Err != nil {
+			t.Fatalf("%s: reconcile %+v; want one of back alone", st.name, rec)
+		}
+		ref := newWorld(t, 1500)
+		must(t, ref.d.Reconcile(context.Background(), desired()))
+		if diff := cmp.Diff(ref.render(), r.w.render()); diff != "" {
+			t.Fatalf("%s: state differs from a complete reconcile's (-complete +network's):\n%s", st.name, diff)
+		}
 	}
 }
 

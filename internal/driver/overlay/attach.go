@@ -88,14 +88,14 @@ func (d *Driver) Attach(ctx context.Context, req driver.AttachRequest) (api.Cont
 	d.ensureWatchLocked(req.Network)
 	d.mu.Unlock()
 	if err = d.persist(); err == nil {
-		err = d.program(ctx, req.Netns, ifName)
+		err = d.program(ctx, req.Network, req.Netns, ifName)
 	}
 	if why := d.leftOut(req.Network, req.Container); err != nil && why != "" {
 		err = fmt.Errorf("%s: %w", why, errdefs.ErrConflict)
 	}
 	if err != nil {
 		d.forget(req.Network, req.Container)
-		_ = d.reconcileDataplane(context.Background())
+		_ = d.reconcileDataplane(context.Background(), req.Network)
 		d.release(ctl, ep)
 		return api.ContainerEndpoint{}, fmt.Errorf("connect container %s to overlay network %q: %w", api.ShortID(req.Container), req.Network, err)
 	}
@@ -121,8 +121,8 @@ func (d *Driver) serves(network string) bool {
 
 // program reconciles the data plane now and checks that the container's interface exists; a failure
 // elsewhere (another network) does not fail this attach.
-func (d *Driver) program(ctx context.Context, netnsPath, ifName string) error {
-	err := d.reconcileDataplane(ctx)
+func (d *Driver) program(ctx context.Context, network, netnsPath, ifName string) error {
+	err := d.reconcileDataplane(ctx, network)
 	if names, lerr := d.links(netnsPath); lerr == nil && slices.Contains(names, ifName) {
 		if err != nil {
 			d.log.Warn("data plane reconcile reported errors elsewhere", "err", err)
@@ -204,7 +204,7 @@ func (d *Driver) Detach(ctx context.Context, network, containerID string) error 
 	if !ok {
 		return nil
 	}
-	if err := d.reconcileDataplane(ctx); err != nil {
+	if err := d.reconcileDataplane(ctx, network); err != nil {
 		d.log.Warn("data plane reconcile after detach", "network", network, "container", api.ShortID(containerID), "err", err)
 	}
 	ep := api.Endpoint{Network: network, Host: d.cfg.Host, Container: containerID, IP: l.IP}

@@ -62,15 +62,16 @@ func (d *Driver) runDataplane(ctx context.Context) {
 	_ = d.dp.Run(ctx, d.desired)
 }
 
-// reconcileDataplane reconciles the data plane now with the desired state (attach, detach). A data
-// plane that runs networks alone computes that state once no other reconcile runs
-// (vxlan.Driver.ReconcileNow): computed before, it could be older than a watch event's reconcile that
-// ran in between, and would undo it until that network's next event.
-func (d *Driver) reconcileDataplane(ctx context.Context) error {
+// reconcileDataplane reconciles the data plane now for a change of network's local containers
+// (attach, detach). A data plane that reconciles networks alone does that network's (and a complete
+// reconcile when the network is set up or torn down here: vxlan.Driver.ReconcileNetworksNow), with the
+// state computed once no other reconcile runs: computed before, it could be older than a watch
+// event's reconcile that ran in between, and would undo it until that network's next event.
+func (d *Driver) reconcileDataplane(ctx context.Context, network string) error {
 	if nd, ok := d.dp.(interface {
-		ReconcileNow(ctx context.Context, desired func() vxlan.State) error
+		ReconcileNetworksNow(ctx context.Context, names []string, networks func([]string) vxlan.State, desired func() vxlan.State) error
 	}); ok {
-		return nd.ReconcileNow(ctx, d.desired)
+		return nd.ReconcileNetworksNow(ctx, []string{network}, d.desiredNetworks, d.desired)
 	}
 	return d.dp.Reconcile(ctx, d.desired())
 }
