@@ -172,6 +172,7 @@ func writeDoc(out, rows string) error {
 		"Layout: a tenth of the networks span every host, the others a tenth of the hosts each; each host's endpoints go round-robin over its networks. " +
 		"add/remove: single endpoints created through the driver's Attach (Detach) after convergence, until every other serving host has set (deleted) its neighbour entry. " +
 		"Controller CPU and peak RSS (VmHWM) are the child process's, etcd included when embedded. Host KiB for peers: heap per peer of one host's state (endpoint records, desired state, fake kernel entries) times the average peers per host. " +
+		"Rows marked \"N sampled\" (-sample N) simulate N hosts in full and measure every latency, convergence and host figure on them; the other hosts are light hosts that register, heartbeat, read the host list, allocate their endpoints and read their watch streams as agents do, so that the controller, etcd and the events are the whole cluster's; \"endpoints-first\" rows bring the cluster up with every light host's endpoints allocated before the watches open (docs/scale.md, \"The sampled mode\"). " +
 		"The machine is shared with other work: the load average at the start and end of each run stands beside it. What is real and what is simulated, and what the figures mean for a real cluster: docs/scale.md.\n\n")
 	b.WriteString(table(rs))
 	b.WriteString("\nGoals at 1,000 hosts x 100 endpoints: add p99 <= 1 s; controller peak RSS <= 1 GiB; 10,000 peers from scratch <= 1 s; dead host withdrawn everywhere <= 5 s; growth no faster than linear.\n")
