@@ -294,6 +294,19 @@ func (c *Controller) listEndpoints(w http.ResponseWriter, r *http.Request, p pri
 	return nil
 }
 
+// startStream answers 200 with a newline-delimited JSON stream. A stream outlives the server's read
+// and write timeouts: they are lifted, and the caller bounds each write through rc instead.
+func startStream(w http.ResponseWriter) (rc *http.ResponseController, flusher http.Flusher) {
+	rc = http.NewResponseController(w)
+	_ = rc.SetReadDeadline(time.Time{})
+	_ = rc.SetWriteDeadline(time.Time{})
+	w.Header().Set("Content-Type", "application/x-ndjson")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(http.StatusOK)
+	flusher, _ = w.(http.Flusher)
+	return rc, flusher
+}
+
 // watch streams endpoint events as newline-delimited JSON until the client goes away, the network
 // is removed, or the controller shuts down. The events come from the controller's shared watch (hub),
 // or from a watch of the stream's own when the hub cannot serve the revision asked for.
@@ -308,14 +321,7 @@ func (c *Controller) watch(w http.ResponseWriter, r *http.Request, network strin
 		return err
 	}
 	defer src.close()
-	// A stream outlives the server's read and write timeouts: lift them, and bound each write instead.
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
+	rc, flusher := startStream(w)
 	last := fromRev // the last revision sent in full: heartbeats must not claim a revision half sent
 	k := catchUp{target: src.target, fromRev: fromRev}
 	write := func(f *frame) bool {

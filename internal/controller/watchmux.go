@@ -249,13 +249,7 @@ func (c *Controller) streamHost(w http.ResponseWriter, r *http.Request, names []
 		return err
 	}
 	defer src.close()
-	rc := http.NewResponseController(w)
-	_ = rc.SetReadDeadline(time.Time{})
-	_ = rc.SetWriteDeadline(time.Time{})
-	w.Header().Set("Content-Type", "application/x-ndjson")
-	w.Header().Set("Cache-Control", "no-store")
-	w.WriteHeader(http.StatusOK)
-	flusher, _ := w.(http.Flusher)
+	rc, flusher := startStream(w)
 	hw := hostWriter{w: w, src: src, ws: ws}
 	for _, name := range names { // each network's catch-up first, in the order asked
 		n := src.nets[name]

@@ -305,15 +305,8 @@ func (c *Client) WatchEndpoints(ctx context.Context, network string, fromRev int
 		if err != nil && (errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrUnauthorized) || errors.Is(err, errdefs.ErrInvalidArgument)) {
 			return err // retrying cannot fix these
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
+		if err := retryAfter(ctx, &backoff); err != nil {
+			return err
 		}
 	}
 }
@@ -438,4 +431,20 @@ func (c *Client) RotateJoinToken(ctx context.Context, ttl string) (api.JoinToken
 	var out api.JoinToken
 	err := c.do(ctx, http.MethodPost, "/v1/join-token/rotate", api.JoinTokenRotate{TTL: ttl}, &out)
 	return out, err
+}
+
+// retryAfter waits *backoff before a watch is opened again, then doubles it up to 5 s; it returns
+// ctx's error if ctx ends first.
+func retryAfter(ctx context.Context, backoff *time.Duration) error {
+	t := time.NewTimer(*backoff)
+	select {
+	case <-ctx.Done():
+		t.Stop()
+		return ctx.Err()
+	case <-t.C:
+	}
+	if *backoff < 5*time.Second {
+		*backoff *= 2
+	}
+	return nil
 }

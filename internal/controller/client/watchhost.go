@@ -68,15 +68,8 @@ func (c *Client) WatchHost(ctx context.Context, revs map[string]int64, fn func(n
 		if err != nil && (errors.Is(err, ErrNoHostWatch) || errors.Is(err, errdefs.ErrNotFound) || errors.Is(err, errdefs.ErrUnauthorized) || errors.Is(err, errdefs.ErrInvalidArgument)) {
 			return err // retrying cannot fix these
 		}
-		t := time.NewTimer(backoff)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return ctx.Err()
-		case <-t.C:
-		}
-		if backoff < 5*time.Second {
-			backoff *= 2
+		if err := retryAfter(ctx, &backoff); err != nil {
+			return err
 		}
 	}
 }
